@@ -1,0 +1,302 @@
+//! The child's side of fork+exec: everything here is async-signal-safe and allocation-free, so
+//! it may run between `fork` and `exec` in a multi-threaded parent. Build a [`CStringArray`]
+//! for argv and envp *before* forking; the functions below only read it.
+//!
+//! Exec failure travels back to the parent through a close-on-exec pipe, as in std and in
+//! CPython's `_posixsubprocess`: the child writes its errno with [`report_errno_and_exit`]; the
+//! parent calls [`read_exec_error`], which sees end-of-file (no error) when exec succeeded and
+//! closed the pipe.
+
+use std::ffi::{CStr, CString, OsStr};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::ptr;
+
+use rustix::io::{Errno, FdFlags};
+
+use crate::{Pid, Signal};
+
+/// A NULL-terminated array of C strings, as `execve` wants for `argv` and `envp`, built before
+/// the fork so the child never allocates.
+#[derive(Debug)]
+pub struct CStringArray {
+    strings: Vec<CString>,
+    /// Pointers into `strings`, then a NULL. `CString`s keep their heap buffer when the `Vec`
+    /// holding them moves, so these stay valid for as long as `self` lives.
+    pointers: Vec<*const libc::c_char>,
+}
+
+// SAFETY: the raw pointers point into `strings`, which `CStringArray` owns and never mutates
+// after construction; sharing or sending the array is as safe as sharing `Vec<CString>`.
+unsafe impl Send for CStringArray {}
+// SAFETY: see `Send`: the pointers are only read.
+unsafe impl Sync for CStringArray {}
+
+impl CStringArray {
+    /// Builds the array; fails with `InvalidInput` naming the item when one contains a NUL byte.
+    pub fn new<I, S>(items: I) -> io::Result<CStringArray>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let strings = items
+            .into_iter()
+            .map(|item| {
+                let bytes = item.as_ref().as_bytes();
+                CString::new(bytes).map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "{:?} contains a NUL byte and cannot be passed to exec",
+                            item.as_ref()
+                        ),
+                    )
+                })
+            })
+            .collect::<io::Result<Vec<CString>>>()?;
+        let pointers = strings
+            .iter()
+            .map(|s| s.as_ptr())
+            .chain(std::iter::once(ptr::null()))
+            .collect();
+        Ok(CStringArray { strings, pointers })
+    }
+
+    /// The strings, without the terminating NULL.
+    pub fn as_slice(&self) -> &[CString] {
+        &self.strings
+    }
+
+    /// The NULL-terminated pointer array, valid while `self` lives.
+    pub fn as_ptr(&self) -> *const *const libc::c_char {
+        self.pointers.as_ptr()
+    }
+}
+
+/// Replaces this process's program with `program` (`execve(2)`), passing `argv` and either
+/// `envp` or, when `None`, this process's current environment. Returns only on failure.
+///
+/// `program` is a path: it is not looked up in `PATH` (resolve it before forking: the lookup
+/// allocates).
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/exec.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/execve.2.html)
+pub fn exec(program: &CStr, argv: &CStringArray, envp: Option<&CStringArray>) -> io::Error {
+    match envp {
+        // SAFETY: `program` is NUL-terminated; `argv` and `envp` are NULL-terminated arrays of
+        // NUL-terminated strings that outlive the call (CStringArray's invariant).
+        Some(envp) => unsafe { libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr()) },
+        // SAFETY: as above; `execv` reads `environ`, which no other thread can change in a
+        // freshly forked child.
+        None => unsafe { libc::execv(program.as_ptr(), argv.as_ptr()) },
+    };
+    io::Error::last_os_error()
+}
+
+/// One of the three standard streams, as a target for [`redirect_stdio`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StdioFd {
+    /// fd 0.
+    Stdin,
+    /// fd 1.
+    Stdout,
+    /// fd 2.
+    Stderr,
+}
+
+impl StdioFd {
+    /// The fd number, 0 to 2.
+    pub fn raw(self) -> RawFd {
+        match self {
+            StdioFd::Stdin => 0,
+            StdioFd::Stdout => 1,
+            StdioFd::Stderr => 2,
+        }
+    }
+}
+
+/// Makes `fd` the process's stdin, stdout or stderr (`dup2`), leaving it inheritable across
+/// exec. When `fd` already *is* that number, `dup2` would do nothing and leave `FD_CLOEXEC`
+/// set, so the flag is cleared instead (std does the same).
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/dup2.html)
+pub fn redirect_stdio(fd: BorrowedFd<'_>, target: StdioFd) -> io::Result<()> {
+    if fd.as_raw_fd() == target.raw() {
+        return Ok(rustix::io::fcntl_setfd(fd, FdFlags::empty())?);
+    }
+    retry_eintr(|| match target {
+        StdioFd::Stdin => rustix::stdio::dup2_stdin(fd),
+        StdioFd::Stdout => rustix::stdio::dup2_stdout(fd),
+        StdioFd::Stderr => rustix::stdio::dup2_stderr(fd),
+    })
+}
+
+/// Closes every fd from `lowest` up, except those in `keep` (which must be sorted ascending),
+/// so the program exec'd next inherits exactly the fds it was given. Uses `close_range` on
+/// Linux 5.9+, and a loop up to `RLIMIT_NOFILE` elsewhere.
+///
+/// # References
+///  - [Linux](https://man7.org/linux/man-pages/man2/close_range.2.html)
+pub fn close_fds_from(lowest: RawFd, keep: &[RawFd]) -> io::Result<()> {
+    let mut start = lowest.max(0);
+    for &kept in keep {
+        if kept >= start {
+            if kept > start {
+                close_range(start, kept - 1)?;
+            }
+            start = kept + 1;
+        }
+    }
+    close_range(start, RawFd::MAX)
+}
+
+/// Closes fds `first..=last`.
+fn close_range(first: RawFd, last: RawFd) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: close_range only closes descriptors; the caller (a child about to exec)
+        // owns its fd table and nothing in it is used after this.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                first as libc::c_uint,
+                last as libc::c_uint,
+                0 as libc::c_uint,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::ENOSYS) {
+            return Err(err);
+        }
+    }
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass; it is async-signal-safe (a syscall).
+    let max_fd = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        RawFd::try_from(limit.rlim_cur)
+            .unwrap_or(65_536)
+            .min(65_536)
+    } else {
+        65_536
+    };
+    for fd in first..=last.min(max_fd) {
+        // SAFETY: closing a number that is not open fails with EBADF, which we ignore; nothing
+        // in the child uses these descriptors afterwards.
+        unsafe { libc::close(fd) };
+    }
+    Ok(())
+}
+
+/// Starts a new session with this process as its leader (`setsid(2)`), detaching it from the
+/// controlling terminal; returns the new session id.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/setsid.html)
+pub fn setsid() -> io::Result<Pid> {
+    Ok(Pid::from_rustix(rustix::process::setsid()?))
+}
+
+/// Moves this process into the process group `pgid`, or into a new group of its own when
+/// `None` (`setpgid(0, pgid)`).
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/setpgid.html)
+pub fn setpgid(pgid: Option<Pid>) -> io::Result<()> {
+    Ok(rustix::process::setpgid(None, pgid.map(Pid::to_rustix))?)
+}
+
+/// Asks the kernel to send `signal` to this process when its parent thread dies
+/// (`PR_SET_PDEATHSIG`), or clears the request with `None`.
+///
+/// If the parent died before this call, the signal never comes: check afterwards that
+/// [`getppid`](crate::getppid) is still the expected parent. Linux only;
+/// `ErrorKind::Unsupported` elsewhere.
+///
+/// # References
+///  - [Linux](https://man7.org/linux/man-pages/man2/PR_SET_PDEATHSIG.2const.html)
+pub fn set_parent_death_signal(signal: Option<Signal>) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        Ok(rustix::process::set_parent_process_death_signal(
+            signal.map(Signal::to_rustix),
+        )?)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = signal;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "a parent-death signal is only available on Linux",
+        ))
+    }
+}
+
+/// Restores what a Rust program changes but an exec'd program expects untouched: the Rust
+/// runtime ignores `SIGPIPE`, and dispositions set to "ignore" survive exec, so `SIGPIPE` goes
+/// back to its default; and the signal mask is emptied, since the mask also survives exec.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sigprocmask.html)
+pub fn reset_signals_for_exec() -> io::Result<()> {
+    // SAFETY: `signal` and `sigprocmask` are async-signal-safe; the set is initialised by
+    // `sigemptyset` before use, and the previous mask is not requested (null).
+    unsafe {
+        if libc::signal(libc::SIGPIPE, libc::SIG_DFL) == libc::SIG_ERR {
+            return Err(io::Error::last_os_error());
+        }
+        let mut empty = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(empty.as_mut_ptr());
+        if libc::sigprocmask(libc::SIG_SETMASK, empty.as_ptr(), ptr::null_mut()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The child's half of exec-error reporting: writes `errno` as 4 bytes to `fd` (the write end of
+/// a close-on-exec pipe) and leaves with `_exit(127)`. Async-signal-safe.
+pub fn report_errno_and_exit(fd: BorrowedFd<'_>, errno: i32) -> ! {
+    let bytes = errno.to_ne_bytes();
+    let _ = retry_eintr(|| rustix::io::write(fd, &bytes));
+    crate::exit_immediately(127)
+}
+
+/// The parent's half of exec-error reporting: reads the pipe's read end until end-of-file.
+/// `Ok(None)` means exec succeeded (the child's copy of the write end was closed by exec);
+/// `Ok(Some(err))` is the errno the child sent. Close the parent's copy of the write end first,
+/// or this never sees end-of-file.
+pub fn read_exec_error(read_end: OwnedFd) -> io::Result<Option<io::Error>> {
+    let mut buf = [0u8; 4];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match retry_eintr(|| rustix::io::read(read_end.as_fd(), &mut buf[filled..]))? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    match filled {
+        0 => Ok(None),
+        4 => Ok(Some(io::Error::from_raw_os_error(i32::from_ne_bytes(buf)))),
+        n => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("exec error pipe: expected 4 bytes of errno, got {n}"),
+        )),
+    }
+}
+
+fn retry_eintr<T>(mut call: impl FnMut() -> rustix::io::Result<T>) -> io::Result<T> {
+    loop {
+        match call() {
+            Err(Errno::INTR) => continue,
+            other => return Ok(other?),
+        }
+    }
+}

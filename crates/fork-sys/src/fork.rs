@@ -1,0 +1,61 @@
+//! `fork` and `_exit`.
+
+use std::io;
+
+use crate::Pid;
+
+/// Which side of a [`fork`] this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "both the parent and the child return from fork; decide what each does"]
+pub enum Fork {
+    /// The original process; the new child has this pid and must be waited for.
+    Parent(Pid),
+    /// The new process: a copy of the parent with one thread (the one that called `fork`).
+    Child,
+}
+
+/// Creates a child process that is a copy of this one (`fork(2)`), through libc so that the
+/// `pthread_atfork` handlers run (glibc's reset the malloc locks, which keeps `malloc` usable
+/// in the child).
+///
+/// rustix deliberately has no public `fork`; this is the one place the workspace calls it.
+///
+/// # Safety
+///
+/// The child starts with only the calling thread. Locks held by other threads at the moment of
+/// the fork stay held forever in the child (std's stdout lock, an allocator's arena lock in a
+/// non-glibc libc, any `Mutex` of the program). Until it calls `exec` or
+/// [`exit_immediately`], the child must therefore only do work that cannot wait on such a lock:
+/// in a multi-threaded parent, strictly async-signal-safe calls; in a single-threaded parent,
+/// anything. The child must leave through [`exit_immediately`] (or `exec`), never by returning
+/// into code that would run the parent's destructors or flush its buffers a second time.
+/// Flush `std::io::stdout()` before forking, or text buffered in the parent is printed twice.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fork.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/fork.2.html)
+pub unsafe fn fork() -> io::Result<Fork> {
+    // SAFETY: `fork` itself has no memory-safety preconditions; what the child may do afterwards
+    // is the caller's contract, stated in `# Safety` above.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Fork::Child),
+        pid => Pid::from_raw(pid)
+            .map(Fork::Parent)
+            .ok_or_else(|| io::Error::other(format!("fork returned an invalid pid {pid}"))),
+    }
+}
+
+/// Ends the calling process at once with `code` (`_exit(2)`): no atexit handlers, no
+/// destructors, no stdio flush. This is how a forked child must leave.
+///
+/// Async-signal-safe.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/_exit.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/_exit.2.html)
+pub fn exit_immediately(code: i32) -> ! {
+    // SAFETY: `_exit` has no preconditions; it never returns and touches no Rust state.
+    unsafe { libc::_exit(code) }
+}

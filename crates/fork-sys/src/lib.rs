@@ -1,0 +1,48 @@
+//! Thin, documented wrappers over the process syscalls prockit is built on: `fork`, pipes,
+//! `waitpid` (with timeouts that sleep in the kernel), signals, pidfds, and the child's side of
+//! `exec`. This is the only prockit crate with real `unsafe`; every other crate goes through it.
+//!
+//! Python's `os.fork` example, in Rust:
+//!
+//! ```
+//! use fork_sys::{Fork, ExitStatus};
+//!
+//! # fn main() -> std::io::Result<()> {
+//! println!("Process ({}) start...", fork_sys::getpid());
+//! // SAFETY: the child only formats and writes a line, then leaves with `_exit`; this doc test
+//! // runs single-threaded, so no lock can be held by a thread that fork left behind.
+//! match unsafe { fork_sys::fork()? } {
+//!     Fork::Child => {
+//!         println!("I am child process ({}) and my parent is {}.",
+//!             fork_sys::getpid(), fork_sys::getppid().map_or(0, |p| p.as_raw()));
+//!         fork_sys::exit_immediately(0);
+//!     }
+//!     Fork::Parent(child) => {
+//!         println!("I ({}) just created a child process ({child}).", fork_sys::getpid());
+//!         assert_eq!(fork_sys::wait(child)?, ExitStatus::Exited(0));
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Each wrapper returns `std::io::Result`, takes owned or borrowed fds rather than integers, and
+//! links its man pages. Platform differences (pidfd on Linux, kqueue on Apple/BSD) live behind
+//! `cfg` inside the module that needs them, never in callers.
+
+mod child;
+pub mod exec;
+mod fork;
+mod pid;
+mod pipe;
+mod signal;
+mod status;
+mod wait;
+
+pub use child::ChildHandle;
+pub use fork::{Fork, exit_immediately, fork};
+pub use pid::{Pid, getpid, getppid};
+pub use pipe::{is_cloexec, pipe, pipe_nonblocking, set_nonblocking, set_pipe_size};
+pub use signal::{Signal, kill, kill_group};
+pub use status::ExitStatus;
+pub use wait::{try_wait, wait, wait_timeout};

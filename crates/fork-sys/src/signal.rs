@@ -1,0 +1,181 @@
+//! Signals: a `Signal` type with readable names, and sending signals by pid or process group.
+
+use std::fmt;
+use std::io;
+use std::num::NonZeroI32;
+
+use crate::Pid;
+
+/// A signal number that names a real signal on this platform.
+///
+/// `Display` prints the conventional name (`SIGKILL`), or `signal 40` for a real-time signal.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Signal(NonZeroI32);
+
+macro_rules! named_signals {
+    ($($(#[$meta:meta])* $konst:ident = $libc:ident;)*) => {
+        impl Signal {
+            $(
+                $(#[$meta])*
+                pub const $konst: Signal = Signal::from_libc(libc::$libc);
+            )*
+        }
+
+        /// Every named signal with its conventional name, for `Display` and `from_raw`.
+        const NAMED: &[(i32, &str)] = &[$((libc::$libc, stringify!($libc)),)*];
+    };
+}
+
+named_signals! {
+    /// `SIGHUP`: the controlling terminal hung up.
+    HUP = SIGHUP;
+    /// `SIGINT`: interrupt from the keyboard (Ctrl-C).
+    INT = SIGINT;
+    /// `SIGQUIT`: quit from the keyboard, with a core dump.
+    QUIT = SIGQUIT;
+    /// `SIGILL`: illegal instruction.
+    ILL = SIGILL;
+    /// `SIGTRAP`: trace or breakpoint trap.
+    TRAP = SIGTRAP;
+    /// `SIGABRT`: `abort()` was called.
+    ABRT = SIGABRT;
+    /// `SIGBUS`: bus error (bad memory access).
+    BUS = SIGBUS;
+    /// `SIGFPE`: arithmetic exception.
+    FPE = SIGFPE;
+    /// `SIGKILL`: kill; cannot be caught or ignored.
+    KILL = SIGKILL;
+    /// `SIGUSR1`: user-defined signal 1.
+    USR1 = SIGUSR1;
+    /// `SIGSEGV`: invalid memory reference.
+    SEGV = SIGSEGV;
+    /// `SIGUSR2`: user-defined signal 2.
+    USR2 = SIGUSR2;
+    /// `SIGPIPE`: write to a pipe with no reader.
+    PIPE = SIGPIPE;
+    /// `SIGALRM`: timer from `alarm`.
+    ALRM = SIGALRM;
+    /// `SIGTERM`: polite request to terminate.
+    TERM = SIGTERM;
+    /// `SIGCHLD`: a child stopped or terminated.
+    CHLD = SIGCHLD;
+    /// `SIGCONT`: continue if stopped.
+    CONT = SIGCONT;
+    /// `SIGSTOP`: stop; cannot be caught or ignored.
+    STOP = SIGSTOP;
+    /// `SIGTSTP`: stop typed at the terminal (Ctrl-Z).
+    TSTP = SIGTSTP;
+    /// `SIGTTIN`: terminal input for a background process.
+    TTIN = SIGTTIN;
+    /// `SIGTTOU`: terminal output for a background process.
+    TTOU = SIGTTOU;
+    /// `SIGURG`: urgent condition on a socket.
+    URG = SIGURG;
+    /// `SIGXCPU`: CPU time limit exceeded.
+    XCPU = SIGXCPU;
+    /// `SIGXFSZ`: file size limit exceeded.
+    XFSZ = SIGXFSZ;
+    /// `SIGVTALRM`: virtual alarm clock.
+    VTALRM = SIGVTALRM;
+    /// `SIGPROF`: profiling timer expired.
+    PROF = SIGPROF;
+    /// `SIGWINCH`: the terminal window was resized.
+    WINCH = SIGWINCH;
+    /// `SIGIO`: I/O is possible on a descriptor.
+    IO = SIGIO;
+    /// `SIGSYS`: bad system call.
+    SYS = SIGSYS;
+}
+
+impl Signal {
+    const fn from_libc(raw: i32) -> Signal {
+        match NonZeroI32::new(raw) {
+            Some(nz) => Signal(nz),
+            None => panic!("libc signal constants are non-zero"),
+        }
+    }
+
+    /// The signal with this number, or `None` when it names no signal this platform knows
+    /// (0, negatives, numbers past the real-time range, and the real-time signals libc reserves
+    /// for itself).
+    pub fn from_raw(raw: i32) -> Option<Signal> {
+        let named = NAMED.iter().any(|&(n, _)| n == raw);
+        if named || realtime_range().is_some_and(|r| r.contains(&raw)) {
+            NonZeroI32::new(raw).map(Signal)
+        } else {
+            None
+        }
+    }
+
+    /// The raw signal number.
+    pub const fn as_raw(self) -> i32 {
+        self.0.get()
+    }
+
+    /// The conventional name, like `"SIGTERM"`; `None` for a real-time signal.
+    pub fn name(self) -> Option<&'static str> {
+        NAMED
+            .iter()
+            .find(|&&(n, _)| n == self.as_raw())
+            .map(|&(_, name)| name)
+    }
+
+    pub(crate) fn to_rustix(self) -> rustix::process::Signal {
+        // SAFETY: `Signal` only holds named signals and the real-time signals between
+        // `SIGRTMIN()` and `SIGRTMAX()`, which libc has already adjusted past the ones it
+        // reserves; that is exactly what `from_raw_unchecked` asks for.
+        unsafe { rustix::process::Signal::from_raw_unchecked(self.as_raw()) }
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn realtime_range() -> Option<std::ops::RangeInclusive<i32>> {
+    Some(libc::SIGRTMIN()..=libc::SIGRTMAX())
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn realtime_range() -> Option<std::ops::RangeInclusive<i32>> {
+    None
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(name) => f.write_str(name),
+            None => write!(f, "signal {}", self.as_raw()),
+        }
+    }
+}
+
+impl fmt::Debug for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signal({self})")
+    }
+}
+
+/// Sends `signal` to the process `pid` (`kill(2)` with a positive pid).
+///
+/// Prefer [`ChildHandle::send_signal`](crate::ChildHandle::send_signal) for your own children: it
+/// cannot hit an unrelated process that reused the pid after the child was reaped.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/kill.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/kill.2.html)
+pub fn kill(pid: Pid, signal: Signal) -> io::Result<()> {
+    Ok(rustix::process::kill_process(
+        pid.to_rustix(),
+        signal.to_rustix(),
+    )?)
+}
+
+/// Sends `signal` to every process in the process group `pgid` (`killpg(3)`).
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/killpg.html)
+///  - [Linux](https://man7.org/linux/man-pages/man3/killpg.3.html)
+pub fn kill_group(pgid: Pid, signal: Signal) -> io::Result<()> {
+    Ok(rustix::process::kill_process_group(
+        pgid.to_rustix(),
+        signal.to_rustix(),
+    )?)
+}

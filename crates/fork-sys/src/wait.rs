@@ -1,0 +1,238 @@
+//! Reaping children: blocking, non-blocking, and with a timeout that sleeps in the kernel.
+//!
+//! The timeout path needs an event that fires when a child exits. That is the one platform
+//! difference here, kept in [`ExitWatcher`]: a pidfd in `poll` on Linux (5.3+), a kqueue
+//! `EVFILT_PROC` on Apple and the BSDs, and elsewhere (or when the kernel refuses both) a sleep
+//! that backs off from 1 ms to 50 ms between checks.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use rustix::io::Errno;
+use rustix::process::WaitOptions;
+
+use crate::{ExitStatus, Pid};
+
+/// Blocks until the child `pid` ends, reaps it and returns how it ended. Retries on `EINTR`.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/waitpid.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/waitpid.2.html)
+pub fn wait(pid: Pid) -> io::Result<ExitStatus> {
+    loop {
+        match waitpid(pid, WaitOptions::empty())? {
+            Some(status) => return Ok(status),
+            // Without WNOHANG, waitpid only returns early for a stop/continue report, which we
+            // did not ask for; keep waiting.
+            None => continue,
+        }
+    }
+}
+
+/// Reaps the child `pid` if it has ended, without blocking (`waitpid` with `WNOHANG`);
+/// `Ok(None)` while it is still running.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/waitpid.html)
+pub fn try_wait(pid: Pid) -> io::Result<Option<ExitStatus>> {
+    waitpid(pid, WaitOptions::NOHANG)
+}
+
+/// Waits at most `timeout` for the child `pid` to end; `Ok(None)` if it is still running then.
+///
+/// Sleeps in the kernel (pidfd + `poll` on Linux, kqueue on Apple/BSD): no busy-waiting. Keep a
+/// [`ChildHandle`](crate::ChildHandle) instead when you wait on the same child repeatedly; it
+/// opens the watcher once.
+pub fn wait_timeout(pid: Pid, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+    let watcher = ExitWatcher::new(pid);
+    wait_with_watcher(pid, &watcher, timeout)
+}
+
+pub(crate) fn wait_with_watcher(
+    pid: Pid,
+    watcher: &ExitWatcher,
+    timeout: Duration,
+) -> io::Result<Option<ExitStatus>> {
+    let Some(deadline) = Instant::now().checked_add(timeout) else {
+        return wait(pid).map(Some);
+    };
+    let mut naps = 0;
+    loop {
+        if let Some(status) = try_wait(pid)? {
+            return Ok(Some(status));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        watcher.sleep_until_exit(pid, deadline - now, &mut naps)?;
+    }
+}
+
+/// `waitpid` that retries on `EINTR` and decodes the status. Stop/continue reports are not
+/// requested, so `None` only means "still running" under `WNOHANG`.
+fn waitpid(pid: Pid, options: WaitOptions) -> io::Result<Option<ExitStatus>> {
+    loop {
+        match rustix::process::waitpid(Some(pid.to_rustix()), options) {
+            Ok(Some((_, raw))) => return Ok(ExitStatus::from_raw(raw.as_raw())),
+            Ok(None) => return Ok(None),
+            Err(Errno::INTR) => continue,
+            Err(Errno::CHILD) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!(
+                        "process {pid} is not an unreaped child of this process \
+                         (already waited for, or SIGCHLD is ignored)"
+                    ),
+                ));
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+}
+
+/// Something that becomes ready when one child exits, so a timed wait can sleep in the kernel.
+#[derive(Debug)]
+pub(crate) struct ExitWatcher {
+    /// A pidfd (Linux) or a kqueue with the child registered (Apple/BSD); `None` when the
+    /// platform or kernel offers neither, and we back off between checks instead.
+    fd: Option<OwnedFd>,
+}
+
+impl ExitWatcher {
+    /// Never fails: when no kernel watcher is available we fall back to sleeping.
+    pub(crate) fn new(pid: Pid) -> ExitWatcher {
+        ExitWatcher {
+            fd: platform::open(pid).ok(),
+        }
+    }
+
+    /// The pidfd, where this watcher is one.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn pidfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.fd.as_ref().map(|fd| fd.as_fd())
+    }
+
+    /// Sleeps until the child may have exited or `timeout` passes, whichever comes first. May
+    /// return early (a signal, a spurious wake-up); callers re-check with `try_wait`.
+    fn sleep_until_exit(&self, pid: Pid, timeout: Duration, naps: &mut u32) -> io::Result<()> {
+        match &self.fd {
+            Some(fd) => platform::sleep_until_ready(fd, timeout),
+            None => {
+                let _ = pid;
+                // 1, 2, 4 ... 32, 50, 50 ms: quick for short-lived children, cheap for long ones.
+                let nap =
+                    Duration::from_millis(1u64 << (*naps).min(5)).min(Duration::from_millis(50));
+                *naps += 1;
+                std::thread::sleep(nap.min(timeout));
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod platform {
+    use std::io;
+    use std::os::fd::OwnedFd;
+    use std::time::Duration;
+
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    use rustix::io::Errno;
+    use rustix::process::PidfdFlags;
+
+    use crate::Pid;
+
+    pub(super) fn open(pid: Pid) -> io::Result<OwnedFd> {
+        // pidfds are created close-on-exec by the kernel.
+        Ok(rustix::process::pidfd_open(
+            pid.to_rustix(),
+            PidfdFlags::empty(),
+        )?)
+    }
+
+    pub(super) fn sleep_until_ready(pidfd: &OwnedFd, timeout: Duration) -> io::Result<()> {
+        let timeout = Timespec::try_from(timeout).ok();
+        let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(_) | Err(Errno::INTR) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+}
+
+#[cfg(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+))]
+mod platform {
+    use std::io;
+    use std::os::fd::OwnedFd;
+    use std::time::Duration;
+
+    use rustix::event::kqueue::{self, Event, EventFilter, EventFlags, ProcessEvents};
+    use rustix::io::Errno;
+
+    use crate::Pid;
+
+    pub(super) fn open(pid: Pid) -> io::Result<OwnedFd> {
+        let kq = kqueue::kqueue()?;
+        let exit = Event::new(
+            EventFilter::Proc {
+                pid: pid.to_rustix(),
+                flags: ProcessEvents::EXIT,
+            },
+            EventFlags::ADD | EventFlags::ONESHOT,
+            std::ptr::null_mut(),
+        );
+        let mut none: Vec<Event> = Vec::new();
+        // SAFETY: a process filter refers to no file descriptor, so there is no fd that must
+        // outlive the kqueue.
+        unsafe { kqueue::kevent(&kq, &[exit], &mut none, Some(Duration::ZERO)) }?;
+        Ok(kq)
+    }
+
+    pub(super) fn sleep_until_ready(kq: &OwnedFd, timeout: Duration) -> io::Result<()> {
+        let mut events: Vec<Event> = Vec::with_capacity(1);
+        // SAFETY: the only registered event is a process filter, which refers to no fd.
+        match unsafe { kqueue::kevent(kq, &[], &mut events, Some(timeout)) } {
+            Ok(_) | Err(Errno::INTR) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+}
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+)))]
+mod platform {
+    use std::io;
+    use std::os::fd::OwnedFd;
+    use std::time::Duration;
+
+    use crate::Pid;
+
+    pub(super) fn open(_pid: Pid) -> io::Result<OwnedFd> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no process-exit event on this platform",
+        ))
+    }
+
+    pub(super) fn sleep_until_ready(_fd: &OwnedFd, timeout: Duration) -> io::Result<()> {
+        std::thread::sleep(timeout);
+        Ok(())
+    }
+}

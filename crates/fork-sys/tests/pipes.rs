@@ -1,0 +1,80 @@
+//! Pipes are close-on-exec, and the non-blocking variant does not block.
+
+#![allow(clippy::unwrap_used)] // In tests a failed unwrap is a failed test, with its location.
+
+mod common;
+
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+fn fd_flags(fd: &OwnedFd) -> (i32, i32) {
+    // SAFETY: F_GETFD and F_GETFL only read flags of a descriptor we own.
+    unsafe {
+        (
+            libc::fcntl(fd.as_raw_fd(), libc::F_GETFD),
+            libc::fcntl(fd.as_raw_fd(), libc::F_GETFL),
+        )
+    }
+}
+
+#[test]
+fn both_ends_are_close_on_exec() {
+    let (read, write) = fork_sys::pipe().unwrap();
+    for end in [&read, &write] {
+        let (fd_flags, status_flags) = fd_flags(end);
+        assert_ne!(
+            fd_flags & libc::FD_CLOEXEC,
+            0,
+            "FD_CLOEXEC missing on fd {}",
+            end.as_raw_fd()
+        );
+        assert_eq!(
+            status_flags & libc::O_NONBLOCK,
+            0,
+            "blocking pipe is non-blocking"
+        );
+        assert!(fork_sys::is_cloexec(end).unwrap());
+    }
+}
+
+#[test]
+fn nonblocking_pipe_is_close_on_exec_and_never_blocks() {
+    let (read, write) = fork_sys::pipe_nonblocking().unwrap();
+    for end in [&read, &write] {
+        let (fd_flags, status_flags) = fd_flags(end);
+        assert_ne!(fd_flags & libc::FD_CLOEXEC, 0);
+        assert_ne!(status_flags & libc::O_NONBLOCK, 0);
+    }
+    let mut reader = File::from(read);
+    let err = reader.read(&mut [0u8; 8]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WouldBlock);
+
+    let mut writer = File::from(write);
+    writer.write_all(b"ping").unwrap();
+    let mut buf = [0u8; 4];
+    reader.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ping");
+
+    fork_sys::set_nonblocking(&reader, false).unwrap();
+    let (_, status_flags) = fd_flags(&OwnedFd::from(reader));
+    assert_eq!(status_flags & libc::O_NONBLOCK, 0);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn pipe_size_can_grow_to_one_mebibyte() {
+    let (read, _write) = fork_sys::pipe().unwrap();
+    let size = fork_sys::set_pipe_size(&read, 1 << 20).unwrap();
+    assert!(size >= 1 << 20, "got {size}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn pidfds_are_close_on_exec_too() {
+    let child = fork_sys::ChildHandle::new(common::fork_child(|| 0));
+    let pidfd = child.pidfd().expect("pidfd_open works on this kernel");
+    assert!(fork_sys::is_cloexec(pidfd).unwrap());
+    let mut child = child;
+    child.wait().unwrap();
+}

@@ -1,0 +1,197 @@
+//! Waiting for children and decoding how they ended.
+
+#![allow(clippy::unwrap_used)] // In tests a failed unwrap is a failed test, with its location.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::fork_child;
+use fork_sys::{ChildHandle, ExitStatus, Signal};
+
+#[test]
+fn every_exit_code_round_trips() {
+    for code in 0..=255 {
+        let pid = fork_child(|| code);
+        assert_eq!(
+            fork_sys::wait(pid).unwrap(),
+            ExitStatus::Exited(code),
+            "code {code}"
+        );
+    }
+}
+
+#[test]
+fn deaths_by_signal_are_reported_as_signals() {
+    type Death = fn() -> i32;
+    let cases: [(&str, Death, Signal); 3] = [
+        (
+            "SIGKILL",
+            || {
+                let _ = fork_sys::kill(fork_sys::getpid(), Signal::KILL);
+                0
+            },
+            Signal::KILL,
+        ),
+        (
+            "SIGSEGV",
+            || {
+                // A real fault, not kill(SIGSEGV): the Rust runtime's stack-overflow handler
+                // swallows a SIGSEGV that does not come from a faulting instruction.
+                // SAFETY: none, deliberately: the dangling address (8) lies in the never-mapped first page,
+                // so this store faults and the child dies of SIGSEGV on the spot.
+                unsafe { std::ptr::dangling_mut::<u64>().write_volatile(1) };
+                0
+            },
+            Signal::SEGV,
+        ),
+        ("abort", || std::process::abort(), Signal::ABRT),
+    ];
+    for (what, death, signal) in cases {
+        let status = fork_sys::wait(fork_child(death)).unwrap();
+        assert_eq!(status.signal(), Some(signal), "{what}: {status}");
+        assert_eq!(status.code(), -signal.as_raw(), "{what}");
+        assert!(
+            status
+                .to_string()
+                .starts_with(&format!("killed by {}", signal)),
+            "{status}"
+        );
+    }
+}
+
+#[test]
+fn try_wait_reports_running_then_the_status() {
+    let pid = fork_child(|| {
+        std::thread::sleep(Duration::from_millis(200));
+        4
+    });
+    assert_eq!(fork_sys::try_wait(pid).unwrap(), None);
+    assert_eq!(fork_sys::wait(pid).unwrap(), ExitStatus::Exited(4));
+}
+
+#[test]
+fn wait_timeout_says_still_running_then_returns_the_status() {
+    let pid = fork_child(|| {
+        std::thread::sleep(Duration::from_millis(400));
+        5
+    });
+    let started = Instant::now();
+    assert_eq!(
+        fork_sys::wait_timeout(pid, Duration::from_millis(100)).unwrap(),
+        None
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(100),
+        "returned early after {waited:?}"
+    );
+
+    let status = fork_sys::wait_timeout(pid, Duration::from_secs(30)).unwrap();
+    assert_eq!(status, Some(ExitStatus::Exited(5)));
+    // It returned when the child ended, not when the 30 s ran out.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn wait_timeout_returns_as_soon_as_the_child_ends() {
+    let mut child = ChildHandle::new(fork_child(|| 0));
+    let started = Instant::now();
+    assert_eq!(
+        child.wait_timeout(Duration::from_secs(30)).unwrap(),
+        Some(ExitStatus::Exited(0))
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// The timed wait must sleep in the kernel. CPU time of this thread alone (CLOCK_THREAD_CPUTIME_ID), so
+/// other tests running in the same process cannot disturb it.
+#[cfg(target_os = "linux")]
+#[test]
+fn wait_timeout_does_not_spin() {
+    fn thread_cpu_time() -> Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec into the struct we own.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        assert_eq!(rc, 0);
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+    let mut child = ChildHandle::new(fork_child(|| {
+        std::thread::sleep(Duration::from_secs(1));
+        0
+    }));
+    let before = thread_cpu_time();
+    assert_eq!(
+        child.wait_timeout(Duration::from_millis(500)).unwrap(),
+        None
+    );
+    let spent = thread_cpu_time() - before;
+    assert!(
+        spent < Duration::from_millis(50),
+        "a 500 ms wait burnt {spent:?} of CPU"
+    );
+    child.send_signal(Signal::KILL).unwrap();
+    assert_eq!(child.wait().unwrap().signal(), Some(Signal::KILL));
+}
+
+#[test]
+fn child_handle_caches_the_status_and_stops_signalling_after_the_reap() {
+    let mut child = ChildHandle::new(fork_child(|| {
+        std::thread::sleep(Duration::from_secs(30));
+        0
+    }));
+    assert_eq!(child.try_wait().unwrap(), None);
+    assert_eq!(child.status(), None);
+    child.send_signal(Signal::TERM).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status,
+        ExitStatus::Signaled {
+            signal: Signal::TERM,
+            core_dumped: false
+        }
+    );
+    assert_eq!(status.to_string(), "killed by SIGTERM");
+    // Reaped: the same answer again, from the cache, and signalling is a no-op rather than a
+    // shot at whatever process reuses the pid.
+    assert_eq!(child.wait().unwrap(), status);
+    assert_eq!(child.try_wait().unwrap(), Some(status));
+    assert_eq!(child.wait_timeout(Duration::ZERO).unwrap(), Some(status));
+    assert_eq!(child.status(), Some(status));
+    child.send_signal(Signal::KILL).unwrap();
+}
+
+#[test]
+fn waiting_for_a_pid_that_is_not_our_child_is_a_clear_error() {
+    let pid = fork_child(|| 0);
+    fork_sys::wait(pid).unwrap();
+    let err = fork_sys::wait(pid).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("process {pid} is not an unreaped child")),
+        "{err}"
+    );
+}
+
+#[test]
+fn signal_names_and_numbers() {
+    assert_eq!(Signal::KILL.to_string(), "SIGKILL");
+    assert_eq!(Signal::KILL.as_raw(), 9);
+    assert_eq!(Signal::from_raw(15), Some(Signal::TERM));
+    assert_eq!(Signal::from_raw(0), None);
+    assert_eq!(Signal::from_raw(-1), None);
+    assert_eq!(Signal::from_raw(100_000), None);
+    #[cfg(target_os = "linux")]
+    {
+        let rt = Signal::from_raw(libc::SIGRTMIN() + 1).unwrap();
+        assert_eq!(rt.name(), None);
+        assert_eq!(rt.to_string(), format!("signal {}", libc::SIGRTMIN() + 1));
+    }
+}

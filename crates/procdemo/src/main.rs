@@ -1,0 +1,60 @@
+//! `procdemo`: the seed programs of Python's process APIs, rewritten on prockit's crates.
+//!
+//! `procdemo` or `procdemo all` runs every demo; `procdemo <name>` runs one. Each demo prints
+//! what its Python original prints, with real pids.
+
+use std::process::ExitCode;
+
+mod fork_demo;
+
+/// A demo: its name on the command line, a one-line summary, and the code.
+struct Demo {
+    name: &'static str,
+    summary: &'static str,
+    run: fn() -> Result<(), Box<dyn std::error::Error>>,
+}
+
+const DEMOS: &[Demo] = &[Demo {
+    name: "fork",
+    summary: "os.fork: a parent and its child each say who they are",
+    run: fork_demo::run,
+}];
+
+fn main() -> ExitCode {
+    let arg = std::env::args().nth(1);
+    let selected: Vec<&Demo> = match arg.as_deref() {
+        None | Some("all") => DEMOS.iter().collect(),
+        Some("-h" | "--help" | "help") => {
+            print_usage();
+            return ExitCode::SUCCESS;
+        }
+        Some(name) => match DEMOS.iter().find(|demo| demo.name == name) {
+            Some(demo) => vec![demo],
+            None => {
+                eprintln!("procdemo: no demo named {name:?}");
+                print_usage();
+                return ExitCode::from(2);
+            }
+        },
+    };
+    for (i, demo) in selected.iter().enumerate() {
+        if selected.len() > 1 {
+            if i > 0 {
+                println!();
+            }
+            println!("== {}: {}", demo.name, demo.summary);
+        }
+        if let Err(err) = (demo.run)() {
+            eprintln!("procdemo {}: {err}", demo.name);
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn print_usage() {
+    eprintln!("usage: procdemo [all | <demo>]\n\ndemos:");
+    for demo in DEMOS {
+        eprintln!("  {:<10} {}", demo.name, demo.summary);
+    }
+}
