@@ -22,6 +22,8 @@ const DEMOS: &[Demo] = &[Demo {
 
 fn main() -> ExitCode {
     let arg = std::env::args().nth(1);
+    // A demo run alone prints exactly what its Python seed prints; `all` adds a header per demo.
+    let with_headers = matches!(arg.as_deref(), None | Some("all"));
     let selected: Vec<&Demo> = match arg.as_deref() {
         None | Some("all") => DEMOS.iter().collect(),
         Some("-h" | "--help" | "help") => {
@@ -38,7 +40,7 @@ fn main() -> ExitCode {
         },
     };
     for (i, demo) in selected.iter().enumerate() {
-        if selected.len() > 1 {
+        if with_headers {
             if i > 0 {
                 println!();
             }
