@@ -1,0 +1,446 @@
+//! `cargo xtask test`: the check matrix, its legs in order, and the PASS/FAIL table.
+//!
+//! Every leg runs even after one fails, because the table is most useful when it is complete:
+//! a formatting slip should not hide a test failure three legs later.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::workspace::{CargoInvocation, Workspace};
+
+/// Name of the leg that `--quick` skips.
+const RELEASE_LEG: &str = "release tests";
+
+/// What the user asked of `cargo xtask test`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct MatrixOptions {
+    /// Skip the release-mode test leg, the slowest one to build.
+    quick: bool,
+    /// Run only legs whose name contains one of these; empty means every leg.
+    leg_filters: Vec<String>,
+}
+
+impl MatrixOptions {
+    /// Parses `[--quick] [--leg <substring>]...` (also `--leg=<substring>`).
+    pub(crate) fn parse(args: &[String]) -> Result<Self, Error> {
+        let mut options = Self::default();
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            if arg == "--quick" {
+                options.quick = true;
+            } else if arg == "--leg" {
+                let filter = args
+                    .next()
+                    .ok_or_else(|| Error::Usage("`--leg` needs a substring after it".to_owned()))?;
+                options.leg_filters.push(filter.clone());
+            } else if let Some(filter) = arg.strip_prefix("--leg=") {
+                options.leg_filters.push(filter.to_owned());
+            } else {
+                return Err(Error::Usage(format!("`test` does not take `{arg}`")));
+            }
+        }
+        Ok(options)
+    }
+
+    /// Whether the leg named `name` runs under these options.
+    fn selects(&self, name: &str) -> bool {
+        if self.quick && name == RELEASE_LEG {
+            return false;
+        }
+        self.leg_filters.is_empty() || self.leg_filters.iter().any(|f| name.contains(f.as_str()))
+    }
+}
+
+/// Which program runs the tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TestRunner {
+    /// `cargo nextest`: one process per test, so a test that forks does so from a
+    /// single-threaded process, and `.config/nextest.toml` kills tests that hang.
+    Nextest,
+    /// `cargo test`: always available; the crates must stay correct under it too.
+    CargoTest,
+}
+
+impl TestRunner {
+    /// Tests of one package. With nextest, a crate with no tests yet passes instead of
+    /// failing the leg (`--no-tests=pass`): an empty crate is work in progress, not a bug.
+    fn package_tests(self, package: &str) -> CargoInvocation {
+        match self {
+            Self::Nextest => {
+                CargoInvocation::new(["nextest", "run", "-p", package, "--no-tests=pass"])
+            }
+            Self::CargoTest => CargoInvocation::new(["test", "-p", package]),
+        }
+    }
+
+    /// Every workspace test built with optimizations, where timing-dependent code
+    /// (timeouts, races between parent and child) behaves differently than in debug.
+    fn release_tests(self) -> CargoInvocation {
+        match self {
+            Self::Nextest => CargoInvocation::new([
+                "nextest",
+                "run",
+                "--workspace",
+                "--release",
+                "--no-tests=pass",
+            ]),
+            Self::CargoTest => CargoInvocation::new(["test", "--workspace", "--release"]),
+        }
+    }
+}
+
+/// One row of the matrix: a name for the table and the command it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Leg {
+    name: String,
+    command: CargoInvocation,
+}
+
+impl Leg {
+    fn new(name: impl Into<String>, command: CargoInvocation) -> Self {
+        Self {
+            name: name.into(),
+            command,
+        }
+    }
+}
+
+/// Every leg in the order it runs: cheap static checks first so they fail fast, then the
+/// tests crate by crate (in dependency order, which is also name order), then the slower
+/// whole-workspace legs.
+fn all_legs(crates: &[String], runner: TestRunner) -> Vec<Leg> {
+    let mut legs = vec![
+        Leg::new("fmt", CargoInvocation::new(["fmt", "--all", "--check"])),
+        Leg::new(
+            "clippy",
+            CargoInvocation::new([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        ),
+    ];
+    for name in crates {
+        legs.push(Leg::new(format!("test {name}"), runner.package_tests(name)));
+    }
+    // nextest cannot run doctests, so they always go through `cargo test`.
+    legs.push(Leg::new(
+        "doc tests",
+        CargoInvocation::new(["test", "--workspace", "--doc"]),
+    ));
+    legs.push(Leg::new(RELEASE_LEG, runner.release_tests()));
+    // `-D warnings` makes broken intra-doc links and missing docs fail the leg
+    // instead of scrolling past as warnings.
+    legs.push(Leg::new(
+        "docs",
+        CargoInvocation::new(["doc", "--workspace", "--no-deps"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    ));
+    legs
+}
+
+/// How one leg ended.
+#[derive(Debug)]
+struct LegResult {
+    name: String,
+    /// `None` on success, otherwise why it failed (exit status, or why it could not start).
+    failure: Option<String>,
+    duration: Duration,
+}
+
+/// Runs the selected legs in order, prints the table, and fails if any leg failed.
+pub(crate) fn run(workspace: &Workspace, options: &MatrixOptions) -> Result<(), Error> {
+    let runner = if workspace.has_nextest() {
+        TestRunner::Nextest
+    } else {
+        eprintln!(
+            "note: cargo-nextest not found, running tests with `cargo test` \
+             (install it with `cargo install cargo-nextest --locked`)"
+        );
+        TestRunner::CargoTest
+    };
+    let crates = workspace.member_crates()?;
+    let legs: Vec<Leg> = all_legs(&crates, runner)
+        .into_iter()
+        .filter(|leg| options.selects(&leg.name))
+        .collect();
+    if legs.is_empty() {
+        let names: Vec<String> = all_legs(&crates, runner)
+            .into_iter()
+            .map(|leg| leg.name)
+            .collect();
+        return Err(Error::Usage(format!(
+            "no leg matches {:?}; the legs are: {}",
+            options.leg_filters,
+            names.join(", ")
+        )));
+    }
+
+    let started = Instant::now();
+    let mut results = Vec::with_capacity(legs.len());
+    for (index, leg) in legs.iter().enumerate() {
+        println!(
+            "==> [{}/{}] {}: {}",
+            index + 1,
+            legs.len(),
+            leg.name,
+            leg.command
+        );
+        let leg_started = Instant::now();
+        let failure = match workspace.status(&leg.command) {
+            Ok(status) if status.success() => None,
+            Ok(status) => Some(status.to_string()),
+            Err(error) => Some(error.to_string()),
+        };
+        results.push(LegResult {
+            name: leg.name.clone(),
+            failure,
+            duration: leg_started.elapsed(),
+        });
+    }
+
+    print!("{}", render_table(&results, started.elapsed()));
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|result| result.failure.is_some())
+        .map(|result| result.name.clone())
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::StepsFailed {
+            command: "xtask test",
+            failed,
+            total: results.len(),
+        })
+    }
+}
+
+/// The summary printed after the last leg, e.g.
+///
+/// ```text
+/// ==> summary
+///   leg     result        time
+///   fmt     PASS          0.4s
+///   clippy  PASS         12.0s
+///   total                12.4s
+/// xtask test: all legs passed (2 of 2)
+/// ```
+///
+/// The closing line deliberately does not read "N passed, N failed": it counts legs, and CI
+/// tooling that scans for test counts must not mistake it for one.
+fn render_table(results: &[LegResult], total: Duration) -> String {
+    let width = results
+        .iter()
+        .map(|result| result.name.len())
+        .chain(["total".len()])
+        .max()
+        .unwrap_or(0);
+    let mut table = String::from("\n==> summary\n");
+    // Writing to a String cannot fail, so the fmt::Results below are ignored.
+    let _ = writeln!(table, "  {:width$}  {:6}  {:>10}", "leg", "result", "time");
+    for result in results {
+        let verdict = if result.failure.is_some() {
+            "FAIL"
+        } else {
+            "PASS"
+        };
+        let time = format_duration(result.duration);
+        let _ = write!(table, "  {:width$}  {verdict:6}  {time:>10}", result.name);
+        if let Some(reason) = &result.failure {
+            let _ = write!(table, "  ({reason})");
+        }
+        table.push('\n');
+    }
+    let _ = writeln!(
+        table,
+        "  {:width$}  {:6}  {:>10}",
+        "total",
+        "",
+        format_duration(total)
+    );
+    // On failure the closing line is the error `main` prints, naming the failed legs.
+    if results.iter().all(|result| result.failure.is_none()) {
+        let count = results.len();
+        let _ = writeln!(table, "xtask test: all legs passed ({count} of {count})");
+    }
+    table
+}
+
+/// `0.4s`, `59.9s`, `1m 03.5s`: tenths of a second, minutes once it gets long.
+fn format_duration(duration: Duration) -> String {
+    let tenths = duration.as_millis() / 100;
+    let (minutes, tenths) = (tenths / 600, tenths % 600);
+    let (seconds, tenth) = (tenths / 10, tenths % 10);
+    if minutes == 0 {
+        format!("{seconds}.{tenth}s")
+    } else {
+        format!("{minutes}m {seconds:02}.{tenth}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|arg| (*arg).to_owned()).collect()
+    }
+
+    fn leg_names(crates: &[&str], options: &MatrixOptions) -> Vec<String> {
+        all_legs(&strings(crates), TestRunner::Nextest)
+            .into_iter()
+            .map(|leg| leg.name)
+            .filter(|name| options.selects(name))
+            .collect()
+    }
+
+    #[test]
+    fn options_parse() {
+        let cases: [(&[&str], MatrixOptions); 4] = [
+            (&[], MatrixOptions::default()),
+            (
+                &["--quick"],
+                MatrixOptions {
+                    quick: true,
+                    leg_filters: vec![],
+                },
+            ),
+            (
+                &["--leg", "clippy", "--leg=fork"],
+                MatrixOptions {
+                    quick: false,
+                    leg_filters: strings(&["clippy", "fork"]),
+                },
+            ),
+            (
+                &["--leg", "doc", "--quick"],
+                MatrixOptions {
+                    quick: true,
+                    leg_filters: strings(&["doc"]),
+                },
+            ),
+        ];
+        for (args, expected) in cases {
+            let parsed = MatrixOptions::parse(&strings(args));
+            assert_eq!(parsed.ok(), Some(expected), "args: {args:?}");
+        }
+    }
+
+    #[test]
+    fn options_reject_bad_arguments() {
+        for args in [&["--leg"][..], &["--fast"], &["fork-sys"]] {
+            let parsed = MatrixOptions::parse(&strings(args));
+            assert!(matches!(parsed, Err(Error::Usage(_))), "args: {args:?}");
+        }
+    }
+
+    #[test]
+    fn legs_run_in_the_documented_order() {
+        let names = leg_names(&["fork-sys", "procdemo"], &MatrixOptions::default());
+        let expected = [
+            "fmt",
+            "clippy",
+            "test fork-sys",
+            "test procdemo",
+            "doc tests",
+            "release tests",
+            "docs",
+        ];
+        assert_eq!(names, expected);
+    }
+
+    #[test]
+    fn quick_skips_only_the_release_leg() {
+        let quick = MatrixOptions::parse(&strings(&["--quick"])).unwrap();
+        let names = leg_names(&["fork-sys"], &quick);
+        assert_eq!(
+            names,
+            ["fmt", "clippy", "test fork-sys", "doc tests", "docs"]
+        );
+    }
+
+    #[test]
+    fn leg_filter_matches_substrings() {
+        let options = MatrixOptions::parse(&strings(&["--leg", "doc"])).unwrap();
+        assert_eq!(leg_names(&["fork-sys"], &options), ["doc tests", "docs"]);
+    }
+
+    #[test]
+    fn runners_build_the_expected_commands() {
+        let cases = [
+            (
+                TestRunner::Nextest.package_tests("fork-sys"),
+                "cargo nextest run -p fork-sys --no-tests=pass",
+            ),
+            (
+                TestRunner::CargoTest.package_tests("fork-sys"),
+                "cargo test -p fork-sys",
+            ),
+            (
+                TestRunner::Nextest.release_tests(),
+                "cargo nextest run --workspace --release --no-tests=pass",
+            ),
+            (
+                TestRunner::CargoTest.release_tests(),
+                "cargo test --workspace --release",
+            ),
+        ];
+        for (command, expected) in cases {
+            assert_eq!(command.to_string(), expected);
+        }
+    }
+
+    #[test]
+    fn durations_format() {
+        let cases = [
+            (Duration::from_millis(0), "0.0s"),
+            (Duration::from_millis(430), "0.4s"),
+            (Duration::from_millis(59_950), "59.9s"),
+            (Duration::from_millis(63_500), "1m 03.5s"),
+            (Duration::from_secs(3600), "60m 00.0s"),
+        ];
+        for (duration, expected) in cases {
+            assert_eq!(format_duration(duration), expected);
+        }
+    }
+
+    #[test]
+    fn table_marks_failures() {
+        let results = [
+            LegResult {
+                name: "fmt".to_owned(),
+                failure: None,
+                duration: Duration::from_millis(400),
+            },
+            LegResult {
+                name: "clippy".to_owned(),
+                failure: Some("exit status: 101".to_owned()),
+                duration: Duration::from_secs(12),
+            },
+        ];
+        let table = render_table(&results, Duration::from_millis(12_400));
+        assert!(table.contains("fmt     PASS"), "{table}");
+        assert!(table.contains("clippy  FAIL"), "{table}");
+        assert!(table.contains("(exit status: 101)"), "{table}");
+        assert!(!table.contains("passed"), "{table}");
+    }
+
+    #[test]
+    fn table_of_passing_legs_says_so_last() {
+        let results = [LegResult {
+            name: "fmt".to_owned(),
+            failure: None,
+            duration: Duration::from_millis(400),
+        }];
+        let table = render_table(&results, Duration::from_millis(400));
+        assert!(
+            table.ends_with("  total                0.4s\nxtask test: all legs passed (1 of 1)\n"),
+            "{table}"
+        );
+    }
+}

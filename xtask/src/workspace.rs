@@ -1,0 +1,204 @@
+//! Where the workspace is, which cargo to run, and how a cargo command line is run there.
+//!
+//! Every command runs from the workspace root, whatever directory `cargo xtask` was typed in,
+//! so `-p <crate>`, `--workspace` and relative paths (docs/BENCHMARKS.md) mean the same thing
+//! everywhere.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+
+use crate::error::Error;
+
+/// The workspace root and the cargo binary to drive it with.
+#[derive(Debug)]
+pub(crate) struct Workspace {
+    root: PathBuf,
+    cargo: OsString,
+}
+
+impl Workspace {
+    /// Finds the workspace from where xtask itself was built: the parent of `xtask/`.
+    ///
+    /// The path is fixed at compile time, so it holds even when the binary is run directly
+    /// rather than through `cargo xtask`. Cargo is taken from `CARGO`, which cargo sets for
+    /// the programs it runs, so nested commands use the same toolchain as the outer one
+    /// (a `cargo +nightly xtask` stays on nightly); plain `cargo` from `PATH` otherwise.
+    pub(crate) fn locate() -> Self {
+        let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+        Self { root, cargo }
+    }
+
+    /// The crates whose tests the matrix runs, one leg each: every directory under `crates/`
+    /// that holds a `Cargo.toml`, sorted by name.
+    ///
+    /// The package name is the directory name, a convention the workspace keeps so that this
+    /// needs no TOML parser. Directories without a manifest (a crate someone is still creating)
+    /// are skipped rather than failing the whole run.
+    pub(crate) fn member_crates(&self) -> Result<Vec<String>, Error> {
+        let dir = self.root.join("crates");
+        let read_dir_error = |source| Error::ReadDir {
+            path: dir.clone(),
+            source,
+        };
+        let mut crates = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(read_dir_error)? {
+            let path = entry.map_err(read_dir_error)?.path();
+            if !path.join("Cargo.toml").is_file() {
+                continue;
+            }
+            if let Some(name) = path.file_name().and_then(|name| name.to_str()) {
+                crates.push(name.to_owned());
+            }
+        }
+        crates.sort();
+        Ok(crates)
+    }
+
+    /// Whether `cargo nextest` is installed, asked quietly so that its absence is not an error.
+    pub(crate) fn has_nextest(&self) -> bool {
+        Command::new(&self.cargo)
+            .args(["nextest", "--version"])
+            .current_dir(&self.root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    }
+
+    /// Runs `invocation` in the root with inherited stdio and returns how it ended.
+    ///
+    /// Output streams live (nothing is captured), so a long test run shows progress and CI logs
+    /// hold everything each command printed.
+    pub(crate) fn status(&self, invocation: &CargoInvocation) -> Result<ExitStatus, Error> {
+        // Our own header lines must appear before the child's output, not after it.
+        let _ = std::io::stdout().flush();
+        let mut command = Command::new(&self.cargo);
+        command.args(&invocation.args).current_dir(&self.root);
+        for (key, value) in &invocation.envs {
+            command.env(key, value);
+        }
+        command.status().map_err(|source| Error::Spawn {
+            command: invocation.to_string(),
+            source,
+        })
+    }
+
+    /// Runs `invocation` like [`Workspace::status`] and turns an unsuccessful exit into an error.
+    pub(crate) fn run(&self, invocation: &CargoInvocation) -> Result<(), Error> {
+        let status = self.status(invocation)?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(Error::Failed {
+                command: invocation.to_string(),
+                status,
+            })
+        }
+    }
+}
+
+/// One cargo command line: its arguments and any environment variables it needs.
+///
+/// Kept as data rather than a [`Command`] so it can be shown to the user exactly as it will run,
+/// and compared in tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CargoInvocation {
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+}
+
+impl CargoInvocation {
+    /// `cargo <args...>`.
+    pub(crate) fn new<I, S>(args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            args: args.into_iter().map(Into::into).collect(),
+            envs: Vec::new(),
+        }
+    }
+
+    /// Appends more arguments.
+    pub(crate) fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets an environment variable for this command only.
+    pub(crate) fn env(mut self, key: &str, value: &str) -> Self {
+        self.envs.push((key.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// Shows the command as a person would type it in a shell, e.g.
+/// `RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps`.
+impl fmt::Display for CargoInvocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (key, value) in &self.envs {
+            write!(f, "{key}={} ", shell_quote(value))?;
+        }
+        f.write_str("cargo")?;
+        for arg in &self.args {
+            write!(f, " {}", shell_quote(arg))?;
+        }
+        Ok(())
+    }
+}
+
+/// Quotes `word` for display when a shell would otherwise split or expand it.
+fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_=./:,+@%".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invocation_displays_as_typed_in_a_shell() {
+        let cases = [
+            (
+                CargoInvocation::new(["fmt", "--all", "--check"]),
+                "cargo fmt --all --check",
+            ),
+            (
+                CargoInvocation::new(["doc", "--workspace"]).env("RUSTDOCFLAGS", "-D warnings"),
+                "RUSTDOCFLAGS='-D warnings' cargo doc --workspace",
+            ),
+            (
+                CargoInvocation::new(["run", "--"]).args(["it's", ""]),
+                r"cargo run -- 'it'\''s' ''",
+            ),
+        ];
+        for (invocation, expected) in cases {
+            assert_eq!(invocation.to_string(), expected);
+        }
+    }
+
+    #[test]
+    fn root_is_the_parent_of_xtask() {
+        let workspace = Workspace::locate();
+        assert!(workspace.root.join("xtask").join("Cargo.toml").is_file());
+    }
+}
