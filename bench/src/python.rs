@@ -1,0 +1,145 @@
+//! Python contenders: what a Python programmer pays for the same operation.
+//!
+//! Each script runs as `python3 -c SCRIPT N`, performs `N` ops, and prints the seconds they took
+//! as measured inside the script with `time.perf_counter`, so interpreter start-up and imports
+//! are left out. The harness starts one interpreter per round, interleaved with the Rust
+//! contenders, and subtracts nothing.
+
+use std::io;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::harness::{BenchResult, Contender};
+
+/// `os.fork()`, `os._exit(0)` in the child, `os.waitpid` in the parent.
+pub(crate) const FORK_WAIT: &str = r#"
+import os, sys, time
+n = int(sys.argv[1])
+start = time.perf_counter()
+for _ in range(n):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+print(time.perf_counter() - start)
+"#;
+
+/// `subprocess.run(["/bin/true"])`, checking the exit code.
+pub(crate) const SPAWN_TRUE: &str = r#"
+import subprocess, sys, time
+n = int(sys.argv[1])
+start = time.perf_counter()
+for _ in range(n):
+    if subprocess.run(["/bin/true"]).returncode != 0:
+        sys.exit("/bin/true failed")
+print(time.perf_counter() - start)
+"#;
+
+/// 8-byte round trips to a forked echo child over two `os.pipe()`s; the fork is not timed.
+/// Arguments after `N`: the parent's and the child's CPU (`-1`: unpinned), pinned the same way
+/// as the Rust contenders (see `cpu.rs`).
+pub(crate) const PING_PONG: &str = r#"
+import os, sys, time
+n, parent_cpu, child_cpu = (int(arg) for arg in sys.argv[1:4])
+if parent_cpu >= 0:
+    os.sched_setaffinity(0, {parent_cpu})
+req_r, req_w = os.pipe()
+resp_r, resp_w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(req_w)
+    os.close(resp_r)
+    while True:
+        data = os.read(req_r, 8)
+        if not data:
+            os._exit(0)
+        os.write(resp_w, data)
+if child_cpu >= 0:
+    os.sched_setaffinity(pid, {child_cpu})
+os.close(req_r)
+os.close(resp_w)
+message = b"pingpong"
+start = time.perf_counter()
+for _ in range(n):
+    os.write(req_w, message)
+    if os.read(resp_r, 8) != message:
+        sys.exit("echo child sent something else back")
+elapsed = time.perf_counter() - start
+os.close(req_w)
+os.waitpid(pid, 0)
+print(elapsed)
+"#;
+
+/// The Python interpreter found on `PATH`.
+#[derive(Debug, Clone)]
+pub(crate) struct Python {
+    version: String,
+}
+
+impl Python {
+    /// Runs `python3 --version`; `None` when there is no working `python3`.
+    pub(crate) fn detect() -> Option<Python> {
+        let output = Command::new("python3")
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        if !output.status.success() {
+            return None;
+        }
+        // Python 3.4+ prints the version on stdout, older ones on stderr.
+        let text = [output.stdout, output.stderr].concat();
+        let version = String::from_utf8_lossy(&text).trim().to_owned();
+        Some(Python { version })
+    }
+
+    /// The version line, e.g. `Python 3.11.7`.
+    pub(crate) fn version(&self) -> &str {
+        &self.version
+    }
+}
+
+/// A contender running `python3 -c script N args...` (`script` being one of this module's
+/// constants), or a skipped one when `python` is `None`.
+pub(crate) fn contender(
+    python: Option<&Python>,
+    name: impl Into<String>,
+    script: &'static str,
+    args: impl IntoIterator<Item = String>,
+) -> Contender {
+    if python.is_none() {
+        return Contender::skipped(name, "python3 not found on PATH");
+    }
+    let args: Vec<String> = args.into_iter().collect();
+    Contender::self_timed(name, move |ops| run_script(script, ops, &args))
+}
+
+/// Runs `script` for `ops` ops and returns the time it reported.
+fn run_script(script: &str, ops: u64, args: &[String]) -> BenchResult<Duration> {
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(ops.to_string())
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|err| io::Error::new(err.kind(), format!("cannot run python3: {err}")))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "python3 {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )
+        .into());
+    }
+    let seconds: f64 = stdout.trim().parse().map_err(|_| {
+        format!(
+            "python3 printed {:?}, expected the elapsed seconds",
+            stdout.trim()
+        )
+    })?;
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("python3 reported {seconds} s, not a duration").into())
+}

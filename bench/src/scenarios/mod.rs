@@ -1,0 +1,41 @@
+//! The scenarios, one module each, in the order they run and are reported.
+//!
+//! To add a scenario, write a module with
+//! `pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario>` and list it in [`ALL`]. To add
+//! a contender to a scenario, add one `.contender(...)` to that module's builder.
+
+use crate::harness::{BenchResult, Scenario};
+use crate::python::Python;
+
+mod fork_wait;
+mod pipe_ping_pong;
+mod pipe_throughput;
+mod spawn_true;
+
+/// Builds one scenario. Building is cheap and runs nothing: `--filter` drops scenarios after
+/// they are built.
+pub(crate) type Builder = fn(&Context) -> BenchResult<Scenario>;
+
+/// Every scenario, in run order.
+pub(crate) const ALL: &[Builder] = &[
+    fork_wait::scenario,
+    spawn_true::scenario,
+    pipe_ping_pong::scenario,
+    pipe_throughput::scenario,
+];
+
+/// What scenario builders may depend on.
+#[derive(Debug)]
+pub(crate) struct Context {
+    /// `--quick`: smaller batches for a smoke run.
+    pub(crate) quick: bool,
+    /// The `python3` found on `PATH`, if any.
+    pub(crate) python: Option<Python>,
+}
+
+impl Context {
+    /// The batch size: `full` normally, `quick` under `--quick`.
+    pub(crate) fn ops(&self, full: u64, quick: u64) -> u64 {
+        if self.quick { quick } else { full }
+    }
+}
