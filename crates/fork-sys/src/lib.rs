@@ -35,7 +35,9 @@ pub mod exec;
 mod fork;
 mod pid;
 mod pipe;
+mod poll;
 mod signal;
+mod socket;
 mod status;
 mod wait;
 
@@ -43,6 +45,8 @@ pub use child::ChildHandle;
 pub use fork::{Fork, exit_immediately, fork};
 pub use pid::{Pid, getpid, getppid};
 pub use pipe::{is_cloexec, pipe, pipe_nonblocking, set_nonblocking, set_pipe_size};
+pub use poll::{Interest, Readiness, poll, set_thread_name};
 pub use signal::{Signal, kill, kill_group};
+pub use socket::{recv_nonblocking, shutdown, socketpair};
 pub use status::ExitStatus;
 pub use wait::{try_wait, wait, wait_timeout};

@@ -214,7 +214,7 @@ fn setsid_makes_the_child_a_session_leader() {
 #[cfg(target_os = "linux")]
 #[test]
 fn parent_death_signal_kills_the_orphan() {
-    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap();
+    test_support::become_subreaper().unwrap();
     let (pid_read, pid_write) = fork_sys::pipe().unwrap();
     let (ready_read, ready_write) = fork_sys::pipe().unwrap();
     let middle = fork_child(|| {

@@ -9,8 +9,8 @@ use fork_sys::{ChildHandle, ExitStatus};
 
 #[test]
 fn a_thousand_fork_wait_cycles_leak_nothing() {
-    let fds_before = common::open_fd_count();
-    let zombies_before = common::zombie_children();
+    let fds_before = test_support::open_fd_count();
+    let zombies_before = test_support::zombie_children();
     for i in 0..1000 {
         let code = i % 7;
         let pid = common::fork_child(|| code);
@@ -22,9 +22,9 @@ fn a_thousand_fork_wait_cycles_leak_nothing() {
         };
         assert_eq!(status, ExitStatus::Exited(code));
     }
-    assert_eq!(common::open_fd_count(), fds_before, "fds leaked");
+    assert_eq!(test_support::open_fd_count(), fds_before, "fds leaked");
     assert_eq!(
-        common::zombie_children(),
+        test_support::zombie_children(),
         zombies_before,
         "zombies left behind"
     );

@@ -26,38 +26,3 @@ pub fn read_all(fd: OwnedFd) -> Vec<u8> {
     File::from(fd).read_to_end(&mut bytes).expect("read pipe");
     bytes
 }
-
-/// Open file descriptors of this process (Linux: `/proc/self/fd`; elsewhere `/dev/fd`).
-pub fn open_fd_count() -> usize {
-    let dir = if cfg!(target_os = "linux") {
-        "/proc/self/fd"
-    } else {
-        "/dev/fd"
-    };
-    // The directory handle itself shows up in the listing; subtract it.
-    std::fs::read_dir(dir).expect("list fds").count() - 1
-}
-
-/// Children of this process that have exited but were never reaped (Linux only: read from
-/// `/proc/*/stat`; elsewhere 0).
-pub fn zombie_children() -> usize {
-    if !cfg!(target_os = "linux") {
-        return 0;
-    }
-    let me = std::process::id().to_string();
-    std::fs::read_dir("/proc")
-        .expect("list /proc")
-        .filter_map(Result::ok)
-        .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
-        .filter(|stat| {
-            // "pid (comm) state ppid ...": comm may hold spaces and parens; split after the last ')'.
-            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-                return false;
-            };
-            let mut fields = rest.split_whitespace();
-            let state = fields.next();
-            let ppid = fields.next();
-            state == Some("Z") && ppid == Some(me.as_str())
-        })
-        .count()
-}

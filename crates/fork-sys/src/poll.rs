@@ -1,0 +1,105 @@
+//! Sleeping until file descriptors are ready: the one poll loop every higher crate uses (result
+//! pipes, typed connections, `communicate`, pool workers), so EINTR and timeouts are handled once.
+
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::time::Duration;
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+
+/// What to wait for on one descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interest {
+    /// Data to read, end-of-file, or (for a pidfd) the process exited.
+    Read,
+    /// Room to write, or the reader went away (a write would fail with `EPIPE`).
+    Write,
+}
+
+/// What [`poll`] found on one descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Readiness {
+    /// `POLLIN`: a read will not block (it may return end-of-file).
+    pub readable: bool,
+    /// `POLLOUT`: a write will not block.
+    pub writable: bool,
+    /// `POLLHUP` or `POLLERR`: the other end is gone; a read returns end-of-file, a write fails.
+    pub hung_up: bool,
+}
+
+impl Readiness {
+    /// True when the next operation of the requested kind will not block.
+    pub fn is_ready(self) -> bool {
+        self.readable || self.writable || self.hung_up
+    }
+}
+
+/// Waits until at least one of `fds` is ready for its [`Interest`], or `timeout` passes
+/// (`None` waits forever). Returns one [`Readiness`] per fd, in order; all not-ready after a
+/// timeout or when a signal interrupted the wait, so callers loop and re-check their deadline.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/poll.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/poll.2.html)
+pub fn poll(
+    fds: &[(BorrowedFd<'_>, Interest)],
+    timeout: Option<Duration>,
+) -> io::Result<Vec<Readiness>> {
+    let mut poll_fds: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|&(fd, interest)| {
+            let events = match interest {
+                Interest::Read => PollFlags::IN,
+                Interest::Write => PollFlags::OUT,
+            };
+            PollFd::from_borrowed_fd(fd, events)
+        })
+        .collect();
+    // A timeout too large for a timespec is as good as forever.
+    let timeout = timeout.and_then(|t| Timespec::try_from(t).ok());
+    match rustix::event::poll(&mut poll_fds, timeout.as_ref()) {
+        Ok(_) => Ok(poll_fds
+            .iter()
+            .map(|fd| {
+                let revents = fd.revents();
+                Readiness {
+                    readable: revents.contains(PollFlags::IN),
+                    writable: revents.contains(PollFlags::OUT),
+                    hung_up: revents.intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL),
+                }
+            })
+            .collect()),
+        Err(Errno::INTR) => Ok(vec![Readiness::default(); fds.len()]),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Names the calling thread (what `ps -L`, `top -H` and debuggers show); in a freshly forked
+/// child that is the name of the whole process as `ps` shows it. The kernel keeps 15 bytes:
+/// longer names are cut (at a character boundary). Linux only; a no-op elsewhere.
+///
+/// # References
+///  - [Linux](https://man7.org/linux/man-pages/man2/PR_SET_NAME.2const.html)
+pub fn set_thread_name(name: &str) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let mut end = name.len().min(15);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        let short: Vec<u8> = name.as_bytes()[..end]
+            .iter()
+            .copied()
+            .filter(|&b| b != 0)
+            .collect();
+        let name = std::ffi::CString::new(short)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Ok(rustix::thread::set_name(&name)?)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = name;
+        Ok(())
+    }
+}

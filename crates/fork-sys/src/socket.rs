@@ -1,0 +1,61 @@
+//! Connected Unix stream socket pairs: a duplex byte stream in one fd per end, whose
+//! `shutdown` reaches the peer even while forked children still hold copies of the fd.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::net::{AddressFamily, RecvFlags, Shutdown, SocketFlags, SocketType};
+
+/// Creates a connected pair of Unix stream sockets, close-on-exec.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/socketpair.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/socketpair.2.html)
+pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    #[cfg(not(any(target_os = "macos", target_os = "ios")))]
+    {
+        Ok(rustix::net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )?)
+    }
+    // Apple has no SOCK_CLOEXEC: set the flag right after, as std does there.
+    #[cfg(any(target_os = "macos", target_os = "ios"))]
+    {
+        let (a, b) = rustix::net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::empty(),
+            None,
+        )?;
+        for fd in [&a, &b] {
+            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
+        }
+        Ok((a, b))
+    }
+}
+
+/// Shuts the socket down in both directions (`shutdown(SHUT_RDWR)`): the peer reads
+/// end-of-file and its writes fail with `EPIPE`, however many processes still hold a copy of
+/// this fd. (Closing only drops this process's copy.)
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/shutdown.html)
+pub fn shutdown(socket: impl AsFd) -> io::Result<()> {
+    Ok(rustix::net::shutdown(socket, Shutdown::Both)?)
+}
+
+/// Reads what a socket holds without blocking (`recv` with `MSG_DONTWAIT`), whatever the fd's
+/// own blocking mode: `ErrorKind::WouldBlock` when nothing is there, `Ok(0)` at end-of-file.
+/// Writes on the same fd stay blocking.
+pub fn recv_nonblocking(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match rustix::net::recv(socket, &mut *buf, RecvFlags::DONTWAIT) {
+            Ok((got, _)) => return Ok(got),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(err) => return Err(err.into()),
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! What a forked child does: run the closure under `catch_unwind`, send back one report frame,
+//! flush its std streams and leave with `_exit`, never returning into the parent's stack.
+
+use std::any::Any;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::panic::{self, AssertUnwindSafe};
+
+use fork_sys::{Pid, Signal};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, CodecError};
+
+/// The one frame a child sends back on its result pipe.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Report<R> {
+    /// The closure returned this value.
+    Returned(R),
+    /// The closure panicked with this message.
+    Panicked(String),
+    /// The returned value could not be encoded.
+    EncodeFailed { type_name: String, message: String },
+    /// The encoded value was over the frame limit.
+    TooLarge { len: u64, limit: u64 },
+}
+
+/// Exit codes of a child, as Python's `multiprocessing` uses them: 0 when the closure
+/// returned, 1 when it panicked or its value could not be sent.
+const EXIT_RETURNED: i32 = 0;
+const EXIT_FAILED: i32 = 1;
+
+/// How the child should set itself up before running the closure.
+pub(crate) struct ChildSetup<'a> {
+    pub(crate) name: Option<&'a str>,
+    /// Set for daemon processes: die with this signal when the parent goes.
+    pub(crate) parent_death: Option<(Pid, Signal)>,
+    pub(crate) max_frame_len: usize,
+}
+
+/// Runs in the child after `fork`; never returns.
+pub(crate) fn run_child<F, R>(setup: ChildSetup<'_>, result_pipe: OwnedFd, body: F) -> !
+where
+    F: FnOnce() -> R,
+    R: Serialize,
+{
+    if let Some((parent, signal)) = setup.parent_death {
+        // Where the platform has no parent-death signal, the daemon is still killed when its
+        // handle is dropped; only an abrupt parent death can orphan it there.
+        let _ = fork_sys::exec::set_parent_death_signal(Some(signal));
+        if fork_sys::getppid() != Some(parent) {
+            // The parent died before we asked: the signal will never come.
+            fork_sys::exit_immediately(EXIT_FAILED);
+        }
+    }
+    if let Some(name) = setup.name {
+        let _ = fork_sys::set_thread_name(name);
+    }
+
+    let outcome = panic::catch_unwind(AssertUnwindSafe(body));
+    let mut frame = Vec::new();
+    let code = match outcome {
+        Ok(value) => {
+            match codec::encode_frame(&Report::Returned(&value), &mut frame, setup.max_frame_len) {
+                Ok(()) => EXIT_RETURNED,
+                Err(err) => {
+                    encode_failure(err, std::any::type_name::<R>(), &mut frame);
+                    EXIT_FAILED
+                }
+            }
+        }
+        Err(payload) => {
+            let message = panic_message(&*payload);
+            // Dropping a payload can itself panic; it dies with the process instead.
+            std::mem::forget(payload);
+            let report: Report<()> = Report::Panicked(message);
+            if let Err(err) = codec::encode_frame(&report, &mut frame, setup.max_frame_len) {
+                encode_failure(err, "panic message", &mut frame);
+            }
+            EXIT_FAILED
+        }
+    };
+    // EPIPE here means the parent dropped the handle: nobody wants the value any more.
+    let _ = File::from(result_pipe).write_all(&frame);
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    fork_sys::exit_immediately(code)
+}
+
+/// Replaces `frame` with a report saying why the value could not be sent.
+fn encode_failure(err: CodecError, type_name: &str, frame: &mut Vec<u8>) {
+    let report: Report<()> = match err {
+        CodecError::FrameTooLarge { len, limit } => Report::TooLarge {
+            len: len as u64,
+            limit: limit as u64,
+        },
+        other => Report::EncodeFailed {
+            type_name: type_name.to_string(),
+            message: other.to_string(),
+        },
+    };
+    frame.clear();
+    // A report of a few dozen bytes always fits; if even that failed, the parent sees the
+    // exit code with no report.
+    let _ = codec::encode_frame(&report, frame, usize::MAX);
+}
+
+/// The text of a panic payload: `panic!("...")` carries a `&str` or a `String`.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_string()
+    }
+}

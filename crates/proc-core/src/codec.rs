@@ -1,0 +1,444 @@
+//! The wire codec: every value that crosses a process boundary in prockit is one *frame*,
+//! a 4-byte little-endian payload length followed by the value encoded with bincode 2
+//! (`config::standard()`, through serde). This module is the only place that calls bincode;
+//! proc-pool reuses it.
+//!
+//! Decoding never trusts the peer: a length over the configured maximum is refused before
+//! anything is allocated, a payload that does not decode as the expected type (or leaves bytes
+//! over) is an error naming that type, and a stream that ends inside a frame is `Truncated`.
+
+use std::fmt;
+use std::io;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Bytes in the length prefix of every frame.
+pub const HEADER_LEN: usize = 4;
+
+/// The default largest payload a frame may carry: 1 GiB. Configurable per connection; the
+/// hard ceiling is `u32::MAX`, what the prefix can express.
+pub const DEFAULT_MAX_FRAME_LEN: usize = 1 << 30;
+
+/// The most memory a decoded value may claim, summed over its containers: 4 GiB, the frame
+/// ceiling. bincode allocates a container's claimed length before reading its elements, so
+/// without a limit a corrupt 10-byte frame could ask for 2^60 bytes (a capacity-overflow panic
+/// or an abort). bincode's limit is a compile-time constant, hence one fixed figure.
+const DECODE_MEMORY_LIMIT: usize = 1 << 32;
+
+type Config = bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<DECODE_MEMORY_LIMIT>,
+>;
+
+fn config() -> Config {
+    bincode::config::standard().with_limit::<DECODE_MEMORY_LIMIT>()
+}
+
+/// Why a frame could not be written or read.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// The payload is longer than the limit (on either side: a sender refuses to send it, a
+    /// receiver refuses to allocate for it).
+    FrameTooLarge {
+        /// The payload length, in bytes.
+        len: usize,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// The stream ended inside a frame.
+    Truncated {
+        /// Bytes the frame needed (header and payload).
+        expected: usize,
+        /// Bytes that arrived before the end.
+        got: usize,
+    },
+    /// The value could not be encoded (a `Serialize` impl failed, or a map without a length).
+    Encode {
+        /// The type being sent.
+        type_name: &'static str,
+        /// What bincode said.
+        message: String,
+    },
+    /// The payload is not a valid encoding of the expected type.
+    Decode {
+        /// The type the receiver expected.
+        type_name: &'static str,
+        /// The payload length.
+        len: usize,
+        /// What bincode said.
+        message: String,
+    },
+    /// Reading or writing the underlying descriptor failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CodecError::FrameTooLarge { len, limit } => {
+                write!(f, "frame of {len} bytes is over the {limit}-byte limit")
+            }
+            CodecError::Truncated { expected, got } => write!(
+                f,
+                "stream ended inside a frame: expected {expected} bytes, got {got}"
+            ),
+            CodecError::Encode { type_name, message } => {
+                write!(f, "could not encode a {type_name}: {message}")
+            }
+            CodecError::Decode {
+                type_name,
+                len,
+                message,
+            } => write!(
+                f,
+                "a frame of {len} bytes is not a valid {type_name}: {message}"
+            ),
+            CodecError::Io(err) => write!(f, "frame I/O failed: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for CodecError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CodecError::Io(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for CodecError {
+    fn from(err: io::Error) -> CodecError {
+        CodecError::Io(err)
+    }
+}
+
+/// Appends one frame holding `value` to `out`. On error `out` is left as it was, so a caller
+/// batching frames loses nothing already queued.
+pub fn encode_frame<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+    max_len: usize,
+) -> Result<(), CodecError> {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER_LEN]);
+    let encoded = bincode::serde::encode_into_std_write(value, out, config());
+    let len = out.len() - start - HEADER_LEN;
+    let result = match encoded {
+        Err(err) => Err(CodecError::Encode {
+            type_name: std::any::type_name::<T>(),
+            message: err.to_string(),
+        }),
+        Ok(_) if len > max_len.min(u32::MAX as usize) => Err(CodecError::FrameTooLarge {
+            len,
+            limit: max_len.min(u32::MAX as usize),
+        }),
+        Ok(_) => {
+            out[start..start + HEADER_LEN].copy_from_slice(&(len as u32).to_le_bytes());
+            Ok(())
+        }
+    };
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
+/// Decodes one frame from the front of `buf`: `Ok(None)` when `buf` does not hold a whole
+/// frame yet, else the value and how many bytes it used.
+pub fn decode_frame<T: DeserializeOwned>(
+    buf: &[u8],
+    max_len: usize,
+) -> Result<Option<(T, usize)>, CodecError> {
+    let Some(len) = payload_len(buf, max_len)? else {
+        return Ok(None);
+    };
+    let Some(payload) = buf.get(HEADER_LEN..HEADER_LEN + len) else {
+        return Ok(None);
+    };
+    let decode_error = |message: String| CodecError::Decode {
+        type_name: std::any::type_name::<T>(),
+        len,
+        message,
+    };
+    let (value, used) = bincode::serde::decode_from_slice::<T, _>(payload, config())
+        .map_err(|err| decode_error(err.to_string()))?;
+    if used != len {
+        return Err(decode_error(format!(
+            "{} bytes left over after the value",
+            len - used
+        )));
+    }
+    Ok(Some((value, HEADER_LEN + len)))
+}
+
+/// The payload length announced by the header at the front of `buf`, checked against the
+/// limit; `Ok(None)` until the whole header is there.
+fn payload_len(buf: &[u8], max_len: usize) -> Result<Option<usize>, CodecError> {
+    let Some(header) = buf.first_chunk::<HEADER_LEN>() else {
+        return Ok(None);
+    };
+    let len = u32::from_le_bytes(*header) as usize;
+    if len > max_len {
+        return Err(CodecError::FrameTooLarge {
+            len,
+            limit: max_len,
+        });
+    }
+    Ok(Some(len))
+}
+
+/// Bytes received but not yet decoded: reads arrive in arbitrary pieces, frames come out whole.
+///
+/// A receiver appends what each non-blocking read returned with [`FrameBuffer::extend`] (or
+/// reads straight into [`FrameBuffer::spare`]), then takes frames with
+/// [`FrameBuffer::next_frame`] until it says `None`. Nothing is lost when a wait times out
+/// half-way through a frame: the partial bytes stay here for the next call.
+#[derive(Debug)]
+pub struct FrameBuffer {
+    /// Initialised storage; bytes `start..end` are received and not yet decoded. Kept longer
+    /// than `end` so the space a large frame needs is zeroed once, not on every read.
+    bytes: Vec<u8>,
+    start: usize,
+    end: usize,
+    max_len: usize,
+}
+
+/// The least a read asks for: what a default pipe holds.
+const READ_CHUNK: usize = 64 * 1024;
+
+impl FrameBuffer {
+    /// An empty buffer that refuses frames with payloads over `max_len` bytes.
+    pub fn new(max_len: usize) -> FrameBuffer {
+        FrameBuffer {
+            bytes: Vec::new(),
+            start: 0,
+            end: 0,
+            max_len,
+        }
+    }
+
+    /// The limit this buffer enforces.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Bytes buffered but not yet decoded.
+    pub fn pending(&self) -> usize {
+        self.end - self.start
+    }
+
+    fn buffered(&self) -> &[u8] {
+        &self.bytes[self.start..self.end]
+    }
+
+    /// Appends received bytes.
+    pub fn extend(&mut self, received: &[u8]) {
+        self.make_room(received.len());
+        self.bytes[self.end..self.end + received.len()].copy_from_slice(received);
+        self.end += received.len();
+    }
+
+    /// Reads once from `reader` into the buffer, with room for the rest of the frame in
+    /// progress (so a 64 MiB value arrives in as few reads as the pipe allows, into memory
+    /// that is allocated and zeroed once). Returns the byte count; 0 is end-of-file.
+    /// `WouldBlock` and other errors are returned as they come.
+    pub fn read_from(&mut self, reader: &mut impl io::Read) -> io::Result<usize> {
+        let want = match payload_len(self.buffered(), self.max_len) {
+            Ok(Some(len)) => (HEADER_LEN + len)
+                .saturating_sub(self.pending())
+                .max(READ_CHUNK),
+            _ => READ_CHUNK,
+        };
+        self.make_room(want);
+        let got = reader.read(&mut self.bytes[self.end..])?;
+        self.end += got;
+        Ok(got)
+    }
+
+    /// Whether a whole frame is buffered (an oversize header is an error already).
+    pub fn has_frame(&self) -> Result<bool, CodecError> {
+        let buffered = self.buffered();
+        Ok(payload_len(buffered, self.max_len)?
+            .is_some_and(|len| buffered.len() >= HEADER_LEN + len))
+    }
+
+    /// Takes the next whole frame, if one is buffered.
+    pub fn next_frame<T: DeserializeOwned>(&mut self) -> Result<Option<T>, CodecError> {
+        match decode_frame(self.buffered(), self.max_len)? {
+            Some((value, used)) => {
+                self.start += used;
+                if self.start == self.end {
+                    self.start = 0;
+                    self.end = 0;
+                }
+                Ok(Some(value))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// To call at end-of-file: an error if a frame was cut off, `Ok` when the stream ended
+    /// cleanly between frames.
+    pub fn check_complete_at_eof(&self) -> Result<(), CodecError> {
+        let pending = self.pending();
+        if pending == 0 {
+            return Ok(());
+        }
+        let expected = match payload_len(self.buffered(), self.max_len)? {
+            Some(len) => HEADER_LEN + len,
+            None => HEADER_LEN,
+        };
+        Err(CodecError::Truncated {
+            expected,
+            got: pending,
+        })
+    }
+
+    /// Makes `bytes[end..]` at least `extra` long: first by moving undecoded bytes to the
+    /// front, then by growing.
+    fn make_room(&mut self, extra: usize) {
+        if self.bytes.len() - self.end >= extra {
+            return;
+        }
+        if self.start > 0 {
+            self.bytes.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.bytes.len() - self.end < extra {
+            self.bytes.resize(self.end + extra, 0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_report_their_size() {
+        let mut out = Vec::new();
+        encode_frame(
+            &("hello".to_string(), 42u64),
+            &mut out,
+            DEFAULT_MAX_FRAME_LEN,
+        )
+        .unwrap();
+        encode_frame(&vec![1u8, 2, 3], &mut out, DEFAULT_MAX_FRAME_LEN).unwrap();
+        let (first, used) = decode_frame::<(String, u64)>(&out, DEFAULT_MAX_FRAME_LEN)
+            .unwrap()
+            .unwrap();
+        assert_eq!(first, ("hello".to_string(), 42));
+        let (second, used2) = decode_frame::<Vec<u8>>(&out[used..], DEFAULT_MAX_FRAME_LEN)
+            .unwrap()
+            .unwrap();
+        assert_eq!(second, vec![1, 2, 3]);
+        assert_eq!(used + used2, out.len());
+    }
+
+    #[test]
+    fn a_partial_frame_is_not_yet_a_frame() {
+        let mut out = Vec::new();
+        encode_frame(&"abcdef", &mut out, DEFAULT_MAX_FRAME_LEN).unwrap();
+        for cut in 0..out.len() {
+            assert!(
+                decode_frame::<String>(&out[..cut], DEFAULT_MAX_FRAME_LEN)
+                    .unwrap()
+                    .is_none()
+            );
+        }
+    }
+
+    #[test]
+    fn oversize_frames_are_refused_on_both_sides_and_nothing_queued_is_lost() {
+        let mut out = Vec::new();
+        encode_frame(&1u8, &mut out, 16).unwrap();
+        let queued = out.clone();
+        let err = encode_frame(&vec![0u8; 100], &mut out, 16).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CodecError::FrameTooLarge {
+                    len: 101,
+                    limit: 16
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(out, queued, "the failed frame left no bytes behind");
+
+        let header = (u32::MAX).to_le_bytes();
+        let err = decode_frame::<Vec<u8>>(&header, 1 << 20).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("frame of {} bytes is over the 1048576-byte limit", u32::MAX)
+        );
+    }
+
+    #[test]
+    fn wrong_type_and_trailing_bytes_name_the_expected_type() {
+        let mut out = Vec::new();
+        encode_frame(&(1u8, 2u8, 3u8), &mut out, 64).unwrap();
+        let err = decode_frame::<u8>(&out, 64).unwrap_err();
+        assert!(err.to_string().contains("not a valid u8"), "{err}");
+        assert!(err.to_string().contains("2 bytes left over"), "{err}");
+
+        let mut out = Vec::new();
+        encode_frame(&[0xffu8; 3], &mut out, 64).unwrap();
+        let err = decode_frame::<String>(&out, 64).unwrap_err();
+        assert!(err.to_string().contains("alloc::string::String"), "{err}");
+    }
+
+    #[test]
+    fn truncation_is_reported_with_the_sizes() {
+        let mut out = Vec::new();
+        encode_frame(&vec![7u8; 10], &mut out, 64).unwrap();
+        let mut buffer = FrameBuffer::new(64);
+        buffer.extend(&out[..6]);
+        assert!(buffer.next_frame::<Vec<u8>>().unwrap().is_none());
+        let err = buffer.check_complete_at_eof().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "stream ended inside a frame: expected 15 bytes, got 6"
+        );
+    }
+
+    /// Arbitrary bytes never panic, hang or allocate wildly: every prefix of many pseudo-random
+    /// buffers, decoded as several types, is a value, "need more", or an error.
+    #[test]
+    fn arbitrary_input_never_panics() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        enum Shape {
+            Unit,
+            Tuple(u64, String),
+            Struct {
+                items: Vec<(i32, Option<String>)>,
+                map: std::collections::BTreeMap<String, Vec<u8>>,
+            },
+        }
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..5_000 {
+            let len = (next() % 48) as usize;
+            let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            // Half the time, a plausible header so the payload decoder is reached.
+            if next() % 2 == 0 && len >= 4 {
+                bytes[..4].copy_from_slice(&((len - 4) as u32).to_le_bytes());
+            }
+            let _ = decode_frame::<Shape>(&bytes, 1 << 20);
+            let _ = decode_frame::<Vec<String>>(&bytes, 1 << 20);
+            let _ = decode_frame::<(u128, f64, char, bool)>(&bytes, 1 << 20);
+            let _ = decode_frame::<Result<Vec<u64>, String>>(&bytes, 1 << 20);
+        }
+    }
+}

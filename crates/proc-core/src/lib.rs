@@ -1,0 +1,51 @@
+//! Python's `multiprocessing.Process` for Rust: run a closure in a forked child, join it, get
+//! its typed result back.
+//!
+//! ```
+//! use proc_core::{Process, ProcessError};
+//!
+//! fn run_proc(name: &str) -> String {
+//!     format!("Run child process {name} ({})...", fork_sys::getpid())
+//! }
+//!
+//! # fn main() -> Result<(), ProcessError> {
+//! println!("Parent process {}.", fork_sys::getpid());
+//! // The closure may capture anything (fork copies memory); only its return value crosses
+//! // back, as one bincode frame.
+//! let p = Process::spawn(move || run_proc("test"))?;
+//! println!("Child process will start.");
+//! let line = p.join()?;
+//! assert!(line.starts_with("Run child process test ("));
+//! println!("{line}\nChild process end.");
+//!
+//! // Failures are typed and name the process.
+//! let err = Process::builder().name("doomed").spawn(|| -> u8 { panic!("boom") })?.join().unwrap_err();
+//! assert!(matches!(err, ProcessError::Panicked { ref message, .. } if message == "boom"));
+//! assert!(err.to_string().starts_with("process \"doomed\" (pid "));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Also here: [`pipe`], a typed duplex [`Connection`] like `multiprocessing.Pipe`;
+//! [`wait_any`] for the first of several processes to finish; and [`codec`], the wire format
+//! (length-prefixed bincode frames) that proc-pool reuses.
+//!
+//! Forking a multi-threaded program is only safe for code that takes no lock another thread
+//! may hold. `spawn` holds stdout's and stderr's locks across the fork, so `println!` in the
+//! child cannot deadlock, and glibc keeps `malloc` usable; locks of your own (a `Mutex` another
+//! thread may hold at that instant) are your concern, exactly as with Python's `fork` start
+//! method.
+
+mod child_side;
+pub mod codec;
+mod connection;
+mod error;
+mod process;
+mod reaper;
+mod wait_any;
+
+pub use connection::{Connection, ConnectionError, pipe};
+pub use error::ProcessError;
+pub use fork_sys::{ExitStatus, Pid, Signal};
+pub use process::{Process, ProcessBuilder};
+pub use wait_any::wait_any;

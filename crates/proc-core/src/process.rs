@@ -1,0 +1,443 @@
+//! `Process`: a closure running in a forked child, and the handle that joins it.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use fork_sys::{ChildHandle, ExitStatus, Fork, Interest, Pid, Signal};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::child_side::{self, ChildSetup, Report};
+use crate::codec::{CodecError, DEFAULT_MAX_FRAME_LEN, FrameBuffer};
+use crate::error::ProcessError;
+use crate::reaper;
+
+/// A closure running in a forked child process, like Python's `multiprocessing.Process`, whose
+/// return value comes back typed through [`join`](Process::join).
+///
+/// Because `fork` copies the parent's memory, the closure may capture anything; only its
+/// return value `R` crosses back, as one bincode frame over a close-on-exec pipe.
+///
+/// # Dropping
+///
+/// Dropping a handle never leaves a zombie. A child that has finished is reaped at once. A
+/// [daemon](ProcessBuilder::daemon) child is killed (SIGKILL) and reaped. A non-daemon child
+/// that is still running is *detached*, like a dropped `std::thread::JoinHandle`: it runs to
+/// the end, its value is discarded, and a background thread reaps it. (Python instead joins
+/// non-daemon children when the interpreter exits; a drop that blocks until a child finishes
+/// would hang callers that only wanted to give up on it.)
+pub struct Process<R> {
+    child: ChildHandle,
+    name: Option<String>,
+    daemon: bool,
+    /// The read end of the result pipe, non-blocking; `None` after end-of-file.
+    pipe: Option<File>,
+    frames: FrameBuffer,
+    report: Option<Result<Report<R>, CodecError>>,
+    /// Set once the value (or error) has been handed out.
+    taken: bool,
+}
+
+impl<R> std::fmt::Debug for Process<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process")
+            .field("pid", &self.child.pid())
+            .field("name", &self.name)
+            .field("daemon", &self.daemon)
+            .field("status", &self.child.status())
+            .field("result_received", &self.report.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Options for starting a [`Process`]: `Process::builder().name("worker").daemon(true).spawn(f)`.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessBuilder {
+    name: Option<String>,
+    daemon: bool,
+    max_result_len: Option<usize>,
+}
+
+impl ProcessBuilder {
+    /// A builder with the defaults: unnamed, not a daemon, 1 GiB result limit.
+    pub fn new() -> ProcessBuilder {
+        ProcessBuilder::default()
+    }
+
+    /// Names the process: the name appears in every error about it, and (Linux) as the
+    /// child's thread name in `ps` and `top` (cut to 15 bytes).
+    pub fn name(mut self, name: impl Into<String>) -> ProcessBuilder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// A daemon child dies with its parent (SIGKILL by the kernel's parent-death signal on
+    /// Linux; note that "parent" means the *thread* that spawned it) and is killed when its
+    /// handle is dropped.
+    pub fn daemon(mut self, daemon: bool) -> ProcessBuilder {
+        self.daemon = daemon;
+        self
+    }
+
+    /// The largest encoded result the child may send back, in bytes (default 1 GiB). A bigger
+    /// value fails the join with a `Codec` error naming both sizes.
+    pub fn max_result_len(mut self, bytes: usize) -> ProcessBuilder {
+        self.max_result_len = Some(bytes);
+        self
+    }
+
+    /// Forks a child that runs `body` and sends back what it returns.
+    pub fn spawn<F, R>(self, body: F) -> Result<Process<R>, ProcessError>
+    where
+        F: FnOnce() -> R,
+        R: Serialize + DeserializeOwned,
+    {
+        let spawn_error = |source| ProcessError::Spawn {
+            name: self.name.clone(),
+            source,
+        };
+        let max_frame_len = self.max_result_len.unwrap_or(DEFAULT_MAX_FRAME_LEN);
+        let (read_end, write_end) = fork_sys::pipe().map_err(spawn_error)?;
+        fork_sys::set_nonblocking(&read_end, true).map_err(spawn_error)?;
+        let parent = fork_sys::getpid();
+
+        // Hold the locks a child might need, so that no other thread holds them at the moment
+        // of the fork (the child would inherit them locked forever), and flush stdout, so
+        // text buffered before the fork is not printed by both processes.
+        let stdout = io::stdout();
+        let mut stdout_lock = stdout.lock();
+        let stderr = io::stderr();
+        let stderr_lock = stderr.lock();
+        let flushed = stdout_lock.flush();
+        let reaper_lock = reaper::lock();
+
+        // SAFETY: the locks the child's Rust code is known to need (stdout, stderr, the
+        // reaper's) are held by this thread, so the child inherits them free once it drops its
+        // guards; glibc's atfork handlers keep malloc usable. The child never returns: it runs
+        // the closure and leaves through `_exit` in `run_child`.
+        let forked = unsafe { fork_sys::fork() };
+        match forked {
+            Ok(Fork::Child) => {
+                drop(reaper_lock);
+                drop(stderr_lock);
+                drop(stdout_lock);
+                drop(read_end);
+                let setup = ChildSetup {
+                    name: self.name.as_deref(),
+                    parent_death: self.daemon.then_some((parent, Signal::KILL)),
+                    max_frame_len,
+                };
+                child_side::run_child(setup, write_end, body)
+            }
+            Ok(Fork::Parent(pid)) => {
+                drop(reaper_lock);
+                drop(stderr_lock);
+                drop(stdout_lock);
+                drop(write_end);
+                crate::connection::discard_child_closure(body);
+                // A failed flush loses nothing the user can recover; the child is started.
+                let _ = flushed;
+                Ok(Process {
+                    child: ChildHandle::new(pid),
+                    name: self.name,
+                    daemon: self.daemon,
+                    pipe: Some(File::from(read_end)),
+                    frames: FrameBuffer::new(max_frame_len),
+                    report: None,
+                    taken: false,
+                })
+            }
+            Err(err) => Err(spawn_error(err)),
+        }
+    }
+}
+
+impl Process<()> {
+    /// Starts configuring a process: name, daemon, result limit.
+    pub fn builder() -> ProcessBuilder {
+        ProcessBuilder::new()
+    }
+}
+
+impl<R: Serialize + DeserializeOwned> Process<R> {
+    /// Forks a child that runs `body`; [`join`](Process::join) returns what it returned.
+    ///
+    /// ```
+    /// let p = proc_core::Process::spawn(|| 6 * 7)?;
+    /// assert_eq!(p.join()?, 42);
+    /// # Ok::<(), proc_core::ProcessError>(())
+    /// ```
+    pub fn spawn<F>(body: F) -> Result<Process<R>, ProcessError>
+    where
+        F: FnOnce() -> R,
+    {
+        ProcessBuilder::new().spawn(body)
+    }
+}
+
+impl<R: DeserializeOwned> Process<R> {
+    /// The child's process id.
+    pub fn pid(&self) -> Pid {
+        self.child.pid()
+    }
+
+    /// The name given to the builder, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Whether this is a daemon process.
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// Waits for the child to finish and returns its value, or why there is none.
+    pub fn join(mut self) -> Result<R, ProcessError> {
+        self.progress(None)?;
+        self.take_outcome()
+    }
+
+    /// Waits at most `timeout` for the child; `Ok(None)` if it is still running then (the
+    /// handle stays usable). Sleeps in the kernel, never spins.
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<Option<R>, ProcessError> {
+        let deadline = Instant::now().checked_add(timeout);
+        if self.progress(deadline)? {
+            self.take_outcome().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// True while the child runs. A child blocked sending a large value back counts as
+    /// running until the parent reads it (join does).
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Python's `exitcode`: `None` while the child runs, then its exit code, or minus the
+    /// signal number when a signal ended it (`-15` after [`terminate`](Process::terminate)).
+    /// A child whose closure returned exits 0; one that panicked exits 1.
+    pub fn exitcode(&mut self) -> Option<i32> {
+        self.child.try_wait().ok().flatten().map(ExitStatus::code)
+    }
+
+    /// How the child ended, once it has.
+    pub fn status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Asks the child to stop with SIGTERM. A no-op once the child has been reaped.
+    pub fn terminate(&self) -> Result<(), ProcessError> {
+        self.send_signal(Signal::TERM)
+    }
+
+    /// Kills the child with SIGKILL. A no-op once the child has been reaped.
+    pub fn kill(&self) -> Result<(), ProcessError> {
+        self.send_signal(Signal::KILL)
+    }
+
+    /// Sends any signal to the child (through its pidfd on Linux, so never to a stranger
+    /// that reused the pid). A no-op once the child has been reaped.
+    pub fn send_signal(&self, signal: Signal) -> Result<(), ProcessError> {
+        self.child
+            .send_signal(signal)
+            .map_err(|source| self.io_error(source))
+    }
+
+    /// Whether the child has finished *and* everything it sent has been read, so `join` will
+    /// not block. Drains the result pipe as a side effect, which lets a child blocked on a
+    /// large value go on.
+    pub(crate) fn poll_finished(&mut self) -> Result<bool, ProcessError> {
+        self.progress(Some(Instant::now()))
+    }
+
+    /// Fds to sleep on while waiting for this process: its result pipe and (Linux) pidfd.
+    pub(crate) fn wake_fds(&self) -> (Vec<std::os::fd::BorrowedFd<'_>>, bool) {
+        let mut fds = Vec::with_capacity(2);
+        if let Some(pipe) = &self.pipe {
+            fds.push(pipe.as_fd());
+        }
+        #[cfg(target_os = "linux")]
+        if let Some(pidfd) = self.child.pidfd() {
+            fds.push(pidfd);
+            return (fds, true);
+        }
+        (fds, false)
+    }
+
+    /// Reads what the child sent and reaps it when it ends, until both are done (`true`) or
+    /// `deadline` passes (`false`; `None` waits for ever). Never blocks in `read`: the pipe
+    /// is non-blocking, and the waiting happens in `poll` on the pipe and the pidfd together,
+    /// so a child that exits without a word (or leaves a grandchild holding the pipe open)
+    /// cannot make the parent wait for an end-of-file that never comes.
+    fn progress(&mut self, deadline: Option<Instant>) -> Result<bool, ProcessError> {
+        if self.taken {
+            return Ok(true);
+        }
+        loop {
+            self.drain_pipe()?;
+            let status = self.child.try_wait().map_err(|e| self.io_error(e))?;
+            if status.is_some() {
+                // Whatever it wrote before exiting is in the pipe now.
+                self.drain_pipe()?;
+                return Ok(true);
+            }
+            let now = Instant::now();
+            let remaining = match deadline {
+                Some(deadline) if deadline <= now => return Ok(false),
+                Some(deadline) => Some(deadline - now),
+                None => None,
+            };
+            // The report is in: the child is only flushing and exiting. Wait for that alone.
+            if self.report.is_some() || self.pipe.is_none() {
+                let status = match remaining {
+                    Some(remaining) => self.child.wait_timeout(remaining),
+                    None => self.child.wait().map(Some),
+                };
+                match status.map_err(|e| self.io_error(e))? {
+                    Some(_) => return Ok(true),
+                    None => return Ok(false),
+                }
+            }
+            let (fds, has_exit_fd) = self.wake_fds();
+            let fds: Vec<_> = fds.into_iter().map(|fd| (fd, Interest::Read)).collect();
+            // Without a pidfd, wake up now and then to look at the child.
+            let slice = if has_exit_fd {
+                remaining
+            } else {
+                Some(remaining.map_or(SLICE, |r| r.min(SLICE)))
+            };
+            fork_sys::poll(&fds, slice).map_err(|e| self.io_error(e))?;
+        }
+    }
+
+    /// Reads everything available on the result pipe without blocking, and decodes the report
+    /// once it is whole.
+    fn drain_pipe(&mut self) -> Result<(), ProcessError> {
+        let Some(pipe) = self.pipe.as_mut() else {
+            return Ok(());
+        };
+        loop {
+            match self.frames.read_from(pipe) {
+                Ok(0) => {
+                    self.pipe = None;
+                    if self.report.is_none() {
+                        if let Err(err) = self.frames.check_complete_at_eof() {
+                            self.report = Some(Err(err));
+                        }
+                    }
+                    return Ok(());
+                }
+                Ok(_) => {
+                    if self.report.is_none() {
+                        match self.frames.next_frame::<Report<R>>() {
+                            Ok(Some(report)) => self.report = Some(Ok(report)),
+                            Ok(None) => {}
+                            Err(err) => {
+                                self.report = Some(Err(err));
+                                // Nothing more on this pipe can be trusted.
+                                self.pipe = None;
+                                return Ok(());
+                            }
+                        }
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(self.io_error(err)),
+            }
+        }
+    }
+
+    /// Turns the report and the exit status into the value or the error, once.
+    fn take_outcome(&mut self) -> Result<R, ProcessError> {
+        if self.taken {
+            return Err(ProcessError::AlreadyJoined {
+                pid: self.pid(),
+                name: self.name.clone(),
+            });
+        }
+        self.taken = true;
+        let pid = self.pid();
+        let name = self.name.clone();
+        let status = self.child.status();
+        match self.report.take() {
+            Some(Ok(Report::Returned(value))) => Ok(value),
+            Some(Ok(Report::Panicked(message))) => {
+                Err(ProcessError::Panicked { pid, name, message })
+            }
+            Some(Ok(Report::TooLarge { len, limit })) => Err(ProcessError::Codec {
+                pid,
+                name,
+                source: CodecError::FrameTooLarge {
+                    len: len as usize,
+                    limit: limit as usize,
+                },
+            }),
+            Some(Ok(Report::EncodeFailed { type_name, message })) => Err(ProcessError::Codec {
+                pid,
+                name,
+                source: CodecError::Encode {
+                    type_name: "result",
+                    message: format!("{type_name}: {message}"),
+                },
+            }),
+            // A cut-off frame from a child that was killed: the death is the real story.
+            Some(Err(CodecError::Truncated { .. })) | None
+                if matches!(status, Some(ExitStatus::Signaled { .. })) =>
+            {
+                Err(status_error(pid, name, status))
+            }
+            Some(Err(source)) => Err(ProcessError::Codec { pid, name, source }),
+            None => Err(status_error(pid, name, status)),
+        }
+    }
+
+    fn io_error(&self, source: io::Error) -> ProcessError {
+        ProcessError::Io {
+            pid: self.pid(),
+            name: self.name.clone(),
+            source,
+        }
+    }
+}
+
+/// How often to look at a child when the platform gives no exit event to sleep on.
+const SLICE: Duration = Duration::from_millis(20);
+
+fn status_error(pid: Pid, name: Option<String>, status: Option<ExitStatus>) -> ProcessError {
+    match status {
+        Some(ExitStatus::Signaled {
+            signal,
+            core_dumped,
+        }) => ProcessError::Signaled {
+            pid,
+            name,
+            signal,
+            core_dumped,
+        },
+        Some(ExitStatus::Exited(code)) => ProcessError::Exited { pid, name, code },
+        None => ProcessError::Io {
+            pid,
+            name,
+            source: io::Error::other("the child has not been reaped"),
+        },
+    }
+}
+
+impl<R> Drop for Process<R> {
+    fn drop(&mut self) {
+        // Close our end first: a child blocked writing a large value gets EPIPE and exits.
+        self.pipe = None;
+        if matches!(self.child.try_wait(), Ok(Some(_)) | Err(_)) {
+            return;
+        }
+        if self.daemon {
+            let _ = self.child.send_signal(Signal::KILL);
+        }
+        // Still unreaped, so the pid cannot have been reused: the reaper may take it over.
+        reaper::adopt(self.child.pid());
+    }
+}

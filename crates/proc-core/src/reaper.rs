@@ -1,0 +1,99 @@
+//! The background reaper: children whose handles were dropped while they still ran are waited
+//! for here, so none of them lingers as a zombie.
+//!
+//! One thread per process, started on first use. Handles reach it over a channel; a pipe wakes
+//! it. It sleeps in `poll` on the wake pipe and every child's pidfd (Linux), or wakes every
+//! 50 ms where there are no pidfds. A forked child inherits the state but not the thread, so
+//! the state remembers which pid started the thread and a child starts its own.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use fork_sys::{ChildHandle, Interest, Pid};
+
+pub(crate) struct ReaperLink {
+    /// The process that started the thread; in a forked child the thread does not exist.
+    owner: Pid,
+    handles: Sender<ChildHandle>,
+    wake: File,
+}
+
+static REAPER: Mutex<Option<ReaperLink>> = Mutex::new(None);
+
+/// Hands a child that is still running (or a zombie) to the reaper thread. `pid` must be an
+/// unreaped child of this process that its previous owner will not wait for.
+pub(crate) fn adopt(pid: Pid) {
+    let child = ChildHandle::new(pid);
+    let mut link = lock();
+    let me = fork_sys::getpid();
+    if link.as_ref().is_none_or(|l| l.owner != me) {
+        match start(me) {
+            Ok(started) => *link = Some(started),
+            Err(_) => {
+                // No thread (out of threads or fds): wait for the child here instead. Blocking
+                // in drop beats a zombie that nobody will ever reap.
+                let mut child = child;
+                let _ = child.wait();
+                return;
+            }
+        }
+    }
+    if let Some(link) = link.as_mut() {
+        if let Err(mpsc::SendError(mut child)) = link.handles.send(child) {
+            let _ = child.wait();
+            return;
+        }
+        // A full wake pipe already holds a pending wake-up; losing this byte is harmless.
+        let _ = link.wake.write(&[1]);
+    }
+}
+
+/// Held across `fork` by `Process::spawn`, so that no other thread is half-way through
+/// `adopt` (holding this lock) at the moment of the fork: the child would inherit it locked.
+pub(crate) fn lock() -> MutexGuard<'static, Option<ReaperLink>> {
+    REAPER.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn start(owner: Pid) -> std::io::Result<ReaperLink> {
+    let (wake_read, wake_write) = fork_sys::pipe_nonblocking()?;
+    let (handles, inbox) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("proc-core-reaper".into())
+        .spawn(move || reap_forever(inbox, wake_read))?;
+    Ok(ReaperLink {
+        owner,
+        handles,
+        wake: File::from(wake_write),
+    })
+}
+
+fn reap_forever(inbox: Receiver<ChildHandle>, wake: OwnedFd) {
+    let mut children: Vec<ChildHandle> = Vec::new();
+    let mut wake = File::from(wake);
+    loop {
+        children.extend(inbox.try_iter());
+        // A child whose status cannot be read any more (ECHILD) is gone too.
+        children.retain_mut(|child| matches!(child.try_wait(), Ok(None)));
+
+        let mut fds = vec![(wake.as_fd(), Interest::Read)];
+        let mut timeout = None;
+        for child in &children {
+            #[cfg(target_os = "linux")]
+            if let Some(pidfd) = child.pidfd() {
+                fds.push((pidfd, Interest::Read));
+                continue;
+            }
+            let _ = child;
+            timeout = Some(Duration::from_millis(50));
+        }
+        if fork_sys::poll(&fds, timeout).is_err() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(fds);
+        let _ = wake.read(&mut [0u8; 64]);
+    }
+}

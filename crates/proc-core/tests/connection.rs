@@ -1,0 +1,123 @@
+//! The typed duplex connection, across processes and against a broken peer.
+
+#![allow(clippy::unwrap_used)] // In tests a failed unwrap is a failed test, with its location.
+
+use std::fs::File;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use proc_core::codec::CodecError;
+use proc_core::{Connection, ConnectionError, Process};
+
+#[test]
+fn requests_and_replies_cross_a_process_boundary() {
+    let (mut parent, mut child) = proc_core::pipe::<Vec<u32>, u64>().unwrap();
+    let p = Process::spawn(move || {
+        let mut served = 0;
+        // Serve until the parent hangs up.
+        while let Ok(numbers) = child.recv() {
+            child
+                .send(&numbers.iter().map(|&n| u64::from(n)).sum())
+                .unwrap();
+            served += 1;
+        }
+        served
+    })
+    .unwrap();
+    for n in 0..100u32 {
+        parent.send(&(0..n).collect()).unwrap();
+        assert_eq!(
+            parent.recv().unwrap(),
+            u64::from(n) * u64::from(n.saturating_sub(1)) / 2
+        );
+    }
+    drop(parent);
+    assert_eq!(p.join().unwrap(), 100);
+}
+
+#[test]
+fn a_closed_peer_is_disconnected_on_both_recv_and_send() {
+    let (mut parent, child) = proc_core::pipe::<String, String>().unwrap();
+    let p = Process::spawn(move || drop(child)).unwrap();
+    p.join().unwrap();
+    assert!(matches!(parent.recv(), Err(ConnectionError::Disconnected)));
+    assert!(matches!(
+        parent.try_recv(),
+        Err(ConnectionError::Disconnected)
+    ));
+    let err = parent.send(&"anyone?".to_string()).unwrap_err();
+    assert!(matches!(err, ConnectionError::Disconnected), "{err:?}");
+    assert_eq!(err.to_string(), "the other end of the connection is closed");
+}
+
+#[test]
+fn recv_timeout_and_try_recv_wait_only_as_long_as_asked() {
+    let (mut a, mut b) = proc_core::pipe::<u8, u8>().unwrap();
+    assert_eq!(a.try_recv().unwrap(), None);
+    let started = Instant::now();
+    assert_eq!(a.recv_timeout(Duration::from_millis(100)).unwrap(), None);
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    assert!(!a.poll(Duration::ZERO).unwrap());
+    b.send(&7).unwrap();
+    assert!(a.poll(Duration::from_secs(5)).unwrap());
+    assert_eq!(a.recv_timeout(Duration::from_secs(5)).unwrap(), Some(7));
+}
+
+#[test]
+fn a_frame_split_across_a_timeout_is_not_lost() {
+    let (ours, theirs) = fork_sys::socketpair().unwrap();
+    let mut conn: Connection<(), String> = Connection::from_fd(ours);
+    let mut frame = Vec::new();
+    proc_core::codec::encode_frame(&"split in two".to_string(), &mut frame, 1024).unwrap();
+    let mut raw = File::from(theirs);
+    raw.write_all(&frame[..5]).unwrap();
+    assert_eq!(conn.recv_timeout(Duration::from_millis(20)).unwrap(), None);
+    raw.write_all(&frame[5..]).unwrap();
+    assert_eq!(conn.recv().unwrap(), "split in two");
+}
+
+#[test]
+fn oversize_values_are_refused_before_sending_and_the_stream_stays_in_step() {
+    let (a, mut b) = proc_core::pipe::<Vec<u8>, Vec<u8>>().unwrap();
+    let mut a = a.with_max_frame_len(100);
+    let err = a.send(&vec![1; 1000]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConnectionError::Codec(CodecError::FrameTooLarge {
+                len: 1003, // 3 bytes of varint length, then the 1000 bytes
+                limit: 100
+            })
+        ),
+        "{err:?}"
+    );
+    a.send(&vec![2; 10]).unwrap();
+    assert_eq!(b.recv().unwrap(), vec![2; 10]);
+}
+
+#[test]
+fn garbage_on_the_wire_is_a_clear_error_not_a_panic_or_a_hang() {
+    let cases: [(&[u8], &str); 3] = [
+        (&[0xff, 0xff, 0xff, 0x7f], "over the 1048576-byte limit"),
+        (
+            &[3, 0, 0, 0, 0xff, 0xff, 0xff],
+            "is not a valid alloc::string::String",
+        ),
+        (
+            &[10, 0, 0, 0, 1, 2],
+            "stream ended inside a frame: expected 14 bytes, got 6",
+        ),
+    ];
+    for (bytes, message) in cases {
+        let (ours, theirs) = fork_sys::socketpair().unwrap();
+        let mut conn: Connection<(), String> =
+            Connection::from_fd(ours).with_max_frame_len(1 << 20);
+        File::from(theirs).write_all(bytes).unwrap(); // then closed: end-of-file
+        let err = conn.recv().unwrap_err();
+        assert!(matches!(err, ConnectionError::Codec(_)), "{err:?}");
+        assert!(
+            err.to_string().contains(message),
+            "{err} should mention {message}"
+        );
+    }
+}

@@ -1,0 +1,128 @@
+//! What prockit's tests check again and again, written once: how many fds this process has
+//! open, how many of its children are unreaped zombies, and a watchdog that turns a hang into
+//! a failure. A dev-dependency only.
+//!
+//! ```
+//! let fds = test_support::open_fd_count();
+//! let file = std::fs::File::open("/dev/null").unwrap();
+//! assert_eq!(test_support::open_fd_count(), fds + 1);
+//! drop(file);
+//! assert_eq!(test_support::open_fd_count(), fds);
+//! ```
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Open file descriptors of this process (`/proc/self/fd` on Linux, `/dev/fd` elsewhere).
+pub fn open_fd_count() -> usize {
+    let dir = if cfg!(target_os = "linux") {
+        "/proc/self/fd"
+    } else {
+        "/dev/fd"
+    };
+    let listed = std::fs::read_dir(dir).map_or(0, |entries| entries.count());
+    // The directory handle used for the listing shows up in it.
+    listed.saturating_sub(1)
+}
+
+/// Children of this process that exited and were never reaped. Read from `/proc/*/stat` on
+/// Linux; 0 elsewhere (no portable way to list them).
+pub fn zombie_children() -> usize {
+    children_in_state(Some('Z'))
+}
+
+/// All live or zombie children of this process (Linux; 0 elsewhere).
+pub fn child_count() -> usize {
+    children_in_state(None)
+}
+
+fn children_in_state(wanted: Option<char>) -> usize {
+    if !cfg!(target_os = "linux") {
+        return 0;
+    }
+    let me = std::process::id().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
+        .filter(|stat| {
+            // "pid (comm) state ppid ...": comm may hold spaces and parens, so split after the
+            // last ')'.
+            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+                return false;
+            };
+            let mut fields = rest.split_whitespace();
+            let state = fields.next().and_then(|s| s.chars().next());
+            let ppid = fields.next();
+            ppid == Some(me.as_str()) && wanted.is_none_or(|w| state == Some(w))
+        })
+        .count()
+}
+
+/// Makes this process the reaper of its orphaned descendants (Linux `PR_SET_CHILD_SUBREAPER`),
+/// so a test can wait for a grandchild whose parent died.
+#[cfg(target_os = "linux")]
+pub fn become_subreaper() -> std::io::Result<()> {
+    Ok(rustix::process::set_child_subreaper(Some(
+        rustix::process::getpid(),
+    ))?)
+}
+
+/// Polls `condition` every few milliseconds until it holds or `limit` passes; returns whether
+/// it held. For effects that happen in the background (a reaper thread), where a test must
+/// wait for them without asserting how fast they are.
+pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Aborts the whole test process if it is still alive after `limit`, printing `what`: a hang
+/// (a deadlock after fork, a wait that never ends) becomes a loud failure instead of a suite
+/// that never finishes. Disarmed when the returned guard drops.
+#[must_use = "the watchdog is disarmed when the guard drops"]
+pub fn watchdog(limit: Duration, what: &'static str) -> Watchdog {
+    let disarmed = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&disarmed);
+    let spawned = std::thread::Builder::new()
+        .name("watchdog".into())
+        .spawn(move || {
+            let deadline = Instant::now() + limit;
+            while Instant::now() < deadline {
+                if flag.load(Ordering::Acquire) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if !flag.load(Ordering::Acquire) {
+                eprintln!("watchdog: {what} still running after {limit:?}; aborting");
+                std::process::abort();
+            }
+        });
+    if let Err(err) = spawned {
+        eprintln!("watchdog: could not start ({err}); {what} runs unguarded");
+    }
+    Watchdog { disarmed }
+}
+
+/// Guard returned by [`watchdog`].
+#[derive(Debug)]
+pub struct Watchdog {
+    disarmed: Arc<AtomicBool>,
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.disarmed.store(true, Ordering::Release);
+    }
+}
