@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 
 mod fork_demo;
+mod process_demo;
 
 /// A demo: its name on the command line, a one-line summary, and the code.
 struct Demo {
@@ -14,11 +15,18 @@ struct Demo {
     run: fn() -> Result<(), Box<dyn std::error::Error>>,
 }
 
-const DEMOS: &[Demo] = &[Demo {
-    name: "fork",
-    summary: "os.fork: a parent and its child each say who they are",
-    run: fork_demo::run,
-}];
+const DEMOS: &[Demo] = &[
+    Demo {
+        name: "fork",
+        summary: "os.fork: a parent and its child each say who they are",
+        run: fork_demo::run,
+    },
+    Demo {
+        name: "process",
+        summary: "multiprocessing.Process: run a function in a child and join it",
+        run: process_demo::run,
+    },
+];
 
 fn main() -> ExitCode {
     let arg = std::env::args().nth(1);

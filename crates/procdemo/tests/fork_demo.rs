@@ -63,26 +63,3 @@ fn fork_demo_prints_the_seed_lines_with_matching_pids() {
         "{child_line}"
     );
 }
-
-#[test]
-fn all_runs_every_demo_and_no_line_is_printed_twice() {
-    for args in [&[][..], &["all"][..]] {
-        let stdout = run(args);
-        assert!(stdout.contains("== fork:"), "{stdout}");
-        assert_eq!(stdout.matches(") start...").count(), 1, "{stdout}");
-        assert_eq!(stdout.matches("I am child process").count(), 1, "{stdout}");
-    }
-}
-
-#[test]
-fn an_unknown_demo_is_a_clear_error() {
-    let output = Command::cargo_bin("procdemo")
-        .unwrap()
-        .arg("frobnicate")
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("no demo named \"frobnicate\""), "{stderr}");
-    assert!(stderr.contains("fork"), "usage lists the demos: {stderr}");
-}
