@@ -70,6 +70,59 @@ os.waitpid(pid, 0)
 print(elapsed)
 "#;
 
+/// `multiprocessing.Process` (fork context) started and joined; the target returns nothing,
+/// since a Python `Process` cannot hand a value back without a `Queue` or `Pipe`.
+pub(crate) const PROCESS_JOIN: &str = r#"
+import multiprocessing as mp, sys, time
+def target():
+    pass
+ctx = mp.get_context("fork")
+n = int(sys.argv[1])
+start = time.perf_counter()
+for _ in range(n):
+    p = ctx.Process(target=target)
+    p.start()
+    p.join()
+    if p.exitcode != 0:
+        sys.exit("child failed")
+print(time.perf_counter() - start)
+"#;
+
+/// Round trips of a small integer over `multiprocessing.Pipe` to an echo `Process`; start-up
+/// is not timed. Arguments after `N`: the parent's and the child's CPU (`-1`: unpinned).
+pub(crate) const CONNECTION_PING_PONG: &str = r#"
+import multiprocessing as mp, os, sys, time
+n, parent_cpu, child_cpu = (int(arg) for arg in sys.argv[1:4])
+if parent_cpu >= 0:
+    os.sched_setaffinity(0, {parent_cpu})
+def echo(conn, parent_end):
+    # Without this, the child's inherited copy of the parent's end keeps the pipe open and
+    # recv() never raises EOFError: the join below would hang for ever.
+    parent_end.close()
+    while True:
+        try:
+            value = conn.recv()
+        except EOFError:
+            return
+        conn.send(value)
+ctx = mp.get_context("fork")
+ours, theirs = ctx.Pipe()
+p = ctx.Process(target=echo, args=(theirs, ours))
+p.start()
+theirs.close()
+if child_cpu >= 0:
+    os.sched_setaffinity(p.pid, {child_cpu})
+start = time.perf_counter()
+for i in range(n):
+    ours.send(i)
+    if ours.recv() != i:
+        sys.exit("echo sent something else back")
+elapsed = time.perf_counter() - start
+ours.close()
+p.join()
+print(elapsed)
+"#;
+
 /// The Python interpreter found on `PATH`.
 #[derive(Debug, Clone)]
 pub(crate) struct Python {

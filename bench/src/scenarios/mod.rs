@@ -7,9 +7,11 @@
 use crate::harness::{BenchResult, Scenario};
 use crate::python::Python;
 
+mod connection_ping_pong;
 mod fork_wait;
-mod pipe_ping_pong;
+pub(crate) mod pipe_ping_pong;
 mod pipe_throughput;
+mod process_join;
 mod spawn_true;
 
 /// Builds one scenario. Building is cheap and runs nothing: `--filter` drops scenarios after
@@ -22,6 +24,8 @@ pub(crate) const ALL: &[Builder] = &[
     spawn_true::scenario,
     pipe_ping_pong::scenario,
     pipe_throughput::scenario,
+    process_join::scenario,
+    connection_ping_pong::scenario,
 ];
 
 /// What scenario builders may depend on.

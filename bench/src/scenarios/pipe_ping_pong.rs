@@ -75,7 +75,7 @@ fn rust(placement: Placement) -> Contender {
 }
 
 /// Forks an echo child (untimed), then times `ops` round trips.
-fn round_trips(ops: u64, placement: Placement) -> BenchResult<Duration> {
+pub(crate) fn round_trips(ops: u64, placement: Placement) -> BenchResult<Duration> {
     let _pin = placement.pin_parent()?;
     let (request_read, request_write) = fork_sys::pipe()?;
     let (response_read, response_write) = fork_sys::pipe()?;
