@@ -45,7 +45,7 @@ Commands:
   ci               What CI runs: `test`, then `demo`. Non-zero if either failed.
   bench [args...]  Run the benchmark suite in release mode (it writes docs/BENCHMARKS.md);
                    args are passed through, e.g. `cargo xtask bench --quick`.
-  check-macos      `cargo check` every target for x86_64-apple-darwin, if that rustup target
+  check-macos      `cargo clippy -D warnings` every target for x86_64-apple-darwin, if that target
                    is installed; otherwise say so and succeed. Not part of `test` or `ci`.
   help             Print this message.
 

@@ -95,10 +95,17 @@ impl ChildHandle {
         }
     }
 
-    /// The pidfd that becomes readable when the child exits (Linux 5.3+), for callers that
-    /// poll on several children or on a child and a pipe at once.
-    #[cfg(target_os = "linux")]
-    pub fn pidfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        self.watcher.pidfd()
+    /// A descriptor that becomes readable when the child exits, for callers that `poll` on
+    /// several children, or on a child and a pipe, at once: the pidfd on Linux 5.3+; `None`
+    /// elsewhere (and on older kernels), where callers wake up now and then instead.
+    pub fn exit_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        #[cfg(target_os = "linux")]
+        {
+            self.watcher.pidfd()
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            None
+        }
     }
 }

@@ -6,7 +6,7 @@
 mod common;
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 use common::{fork_child, read_all};
@@ -245,5 +245,4 @@ fn parent_death_signal_kills_the_orphan() {
         Some(Signal::KILL),
         "{status:?}"
     );
-    let _: OwnedFd = ready_write;
 }

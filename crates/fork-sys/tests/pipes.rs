@@ -73,7 +73,7 @@ fn pipe_size_can_grow_to_one_mebibyte() {
 #[test]
 fn pidfds_are_close_on_exec_too() {
     let child = fork_sys::ChildHandle::new(common::fork_child(|| 0));
-    let pidfd = child.pidfd().expect("pidfd_open works on this kernel");
+    let pidfd = child.exit_fd().expect("pidfd_open works on this kernel");
     assert!(fork_sys::is_cloexec(pidfd).unwrap());
     let mut child = child;
     child.wait().unwrap();

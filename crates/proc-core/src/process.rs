@@ -259,12 +259,10 @@ impl<R: DeserializeOwned> Process<R> {
         if let Some(pipe) = &self.pipe {
             fds.push(pipe.as_fd());
         }
-        #[cfg(target_os = "linux")]
-        if let Some(pidfd) = self.child.pidfd() {
-            fds.push(pidfd);
-            return (fds, true);
-        }
-        (fds, false)
+        let exit_fd = self.child.exit_fd();
+        let has_exit_fd = exit_fd.is_some();
+        fds.extend(exit_fd);
+        (fds, has_exit_fd)
     }
 
     /// Reads what the child sent and reaps it when it ends, until both are done (`true`) or

@@ -82,13 +82,11 @@ fn reap_forever(inbox: Receiver<ChildHandle>, wake: OwnedFd) {
         let mut fds = vec![(wake.as_fd(), Interest::Read)];
         let mut timeout = None;
         for child in &children {
-            #[cfg(target_os = "linux")]
-            if let Some(pidfd) = child.pidfd() {
-                fds.push((pidfd, Interest::Read));
-                continue;
+            match child.exit_fd() {
+                Some(exit_fd) => fds.push((exit_fd, Interest::Read)),
+                // No exit event to sleep on: look again in a while.
+                None => timeout = Some(Duration::from_millis(50)),
             }
-            let _ = child;
-            timeout = Some(Duration::from_millis(50));
         }
         if fork_sys::poll(&fds, timeout).is_err() {
             std::thread::sleep(Duration::from_millis(50));
