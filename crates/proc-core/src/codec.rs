@@ -194,7 +194,7 @@ fn payload_len(buf: &[u8], max_len: usize) -> Result<Option<usize>, CodecError> 
 /// Bytes received but not yet decoded: reads arrive in arbitrary pieces, frames come out whole.
 ///
 /// A receiver appends what each non-blocking read returned with [`FrameBuffer::extend`] (or
-/// reads straight into [`FrameBuffer::spare`]), then takes frames with
+/// reads straight into it with [`FrameBuffer::read_from`]), then takes frames with
 /// [`FrameBuffer::next_frame`] until it says `None`. Nothing is lost when a wait times out
 /// half-way through a frame: the partial bytes stay here for the next call.
 #[derive(Debug)]
