@@ -29,13 +29,14 @@ pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
     // Everything the child needs is built before forking.
     let program = CString::new(PROGRAM)?;
     let argv = CStringArray::new([PROGRAM])?;
+    let envp = CStringArray::from_current_env()?;
     let fork_exec = Contender::timed("fork_sys::fork + exec + wait", move |ops| {
         for _ in 0..ops {
-            // SAFETY: single-threaded harness; the child only calls execv, then `_exit` if
+            // SAFETY: single-threaded harness; the child only calls execve, then `_exit` if
             // that failed.
             match unsafe { fork_sys::fork()? } {
                 Fork::Child => {
-                    let _failed = exec::exec(&program, &argv, None);
+                    let _failed = exec::exec(&program, &argv, &envp);
                     fork_sys::exit_immediately(127)
                 }
                 Fork::Parent(pid) => expect_success(fork_sys::wait(pid)?, PROGRAM)?,

@@ -83,7 +83,7 @@ impl ChildHandle {
         }
         #[cfg(target_os = "linux")]
         if let Some(pidfd) = self.watcher.pidfd() {
-            return match rustix::process::pidfd_send_signal(pidfd, signal.to_rustix()) {
+            return match rustix::process::pidfd_send_signal(pidfd, signal.to_rustix()?) {
                 // The child has exited but is not reaped yet: nothing to signal.
                 Err(rustix::io::Errno::SRCH) => Ok(()),
                 other => Ok(other?),

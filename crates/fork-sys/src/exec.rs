@@ -63,6 +63,17 @@ impl CStringArray {
         Ok(CStringArray { strings, pointers })
     }
 
+    /// This process's environment as `KEY=value` strings, for [`exec`]'s `envp`. Read through
+    /// `std::env`, which takes std's environment lock, so a concurrent `set_var` cannot tear it.
+    pub fn from_current_env() -> io::Result<CStringArray> {
+        CStringArray::new(std::env::vars_os().map(|(key, value)| {
+            let mut entry = key;
+            entry.push("=");
+            entry.push(value);
+            entry
+        }))
+    }
+
     /// The strings, without the terminating NULL.
     pub fn as_slice(&self) -> &[CString] {
         &self.strings
@@ -74,24 +85,21 @@ impl CStringArray {
     }
 }
 
-/// Replaces this process's program with `program` (`execve(2)`), passing `argv` and either
-/// `envp` or, when `None`, this process's current environment. Returns only on failure.
+/// Replaces this process's program with `program` (`execve(2)`), passing `argv` and `envp`.
+/// Returns only on failure.
 ///
 /// `program` is a path: it is not looked up in `PATH` (resolve it before forking: the lookup
-/// allocates).
+/// allocates). There is deliberately no "inherit the environment" variant: reading `environ`
+/// in the child races with a `setenv` another thread was doing at the fork. Build `envp` with
+/// [`CStringArray::from_current_env`] before forking instead, as std does under its env lock.
 ///
 /// # References
 ///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/exec.html)
 ///  - [Linux](https://man7.org/linux/man-pages/man2/execve.2.html)
-pub fn exec(program: &CStr, argv: &CStringArray, envp: Option<&CStringArray>) -> io::Error {
-    match envp {
-        // SAFETY: `program` is NUL-terminated; `argv` and `envp` are NULL-terminated arrays of
-        // NUL-terminated strings that outlive the call (CStringArray's invariant).
-        Some(envp) => unsafe { libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr()) },
-        // SAFETY: as above; `execv` reads `environ`, which no other thread can change in a
-        // freshly forked child.
-        None => unsafe { libc::execv(program.as_ptr(), argv.as_ptr()) },
-    };
+pub fn exec(program: &CStr, argv: &CStringArray, envp: &CStringArray) -> io::Error {
+    // SAFETY: `program` is NUL-terminated; `argv` and `envp` are NULL-terminated arrays of
+    // NUL-terminated strings that outlive the call (CStringArray's invariant).
+    unsafe { libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     io::Error::last_os_error()
 }
 
@@ -138,27 +146,40 @@ pub fn redirect_stdio(fd: BorrowedFd<'_>, target: StdioFd) -> io::Result<()> {
 /// so the program exec'd next inherits exactly the fds it was given. Uses `close_range` on
 /// Linux 5.9+, and a loop up to `RLIMIT_NOFILE` elsewhere.
 ///
+/// # Safety
+///
+/// This closes descriptors that `File`s and `OwnedFd`s elsewhere in the process own. Call it
+/// only in a forked child that will `exec` or `_exit` next and never touches those fds (or
+/// the objects owning them) again; anywhere else it breaks I/O safety: a later write through
+/// such an object could land in an unrelated file that reused the number.
+///
 /// # References
 ///  - [Linux](https://man7.org/linux/man-pages/man2/close_range.2.html)
-pub fn close_fds_from(lowest: RawFd, keep: &[RawFd]) -> io::Result<()> {
+pub unsafe fn close_fds_from(lowest: RawFd, keep: &[RawFd]) -> io::Result<()> {
     let mut start = lowest.max(0);
     for &kept in keep {
         if kept >= start {
             if kept > start {
-                close_range(start, kept - 1)?;
+                // SAFETY: the caller's contract, passed on.
+                unsafe { close_range(start, kept - 1) }?;
             }
             start = kept + 1;
         }
     }
-    close_range(start, RawFd::MAX)
+    // SAFETY: the caller's contract, passed on.
+    unsafe { close_range(start, RawFd::MAX) }
 }
 
 /// Closes fds `first..=last`.
-fn close_range(first: RawFd, last: RawFd) -> io::Result<()> {
+///
+/// # Safety
+///
+/// As [`close_fds_from`]: nothing may use these descriptors afterwards.
+unsafe fn close_range(first: RawFd, last: RawFd) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: close_range only closes descriptors; the caller (a child about to exec)
-        // owns its fd table and nothing in it is used after this.
+        // SAFETY: close_range only closes descriptors, and our caller promised that nothing
+        // uses them afterwards (a child about to exec or `_exit`).
         let rc = unsafe {
             libc::syscall(
                 libc::SYS_close_range,
@@ -188,8 +209,8 @@ fn close_range(first: RawFd, last: RawFd) -> io::Result<()> {
         65_536
     };
     for fd in first..=last.min(max_fd) {
-        // SAFETY: closing a number that is not open fails with EBADF, which we ignore; nothing
-        // in the child uses these descriptors afterwards.
+        // SAFETY: closing a number that is not open fails with EBADF, which we ignore; our
+        // caller promised that nothing uses these descriptors afterwards.
         unsafe { libc::close(fd) };
     }
     Ok(())
@@ -218,24 +239,21 @@ pub fn setpgid(pgid: Option<Pid>) -> io::Result<()> {
 ///
 /// If the parent died before this call, the signal never comes: check afterwards that
 /// [`getppid`](crate::getppid) is still the expected parent. Linux only;
-/// `ErrorKind::Unsupported` elsewhere.
+/// `ErrorKind::Unsupported` elsewhere. Async-signal-safe, errors included.
 ///
 /// # References
 ///  - [Linux](https://man7.org/linux/man-pages/man2/PR_SET_PDEATHSIG.2const.html)
 pub fn set_parent_death_signal(signal: Option<Signal>) -> io::Result<()> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
-        Ok(rustix::process::set_parent_process_death_signal(
-            signal.map(Signal::to_rustix),
-        )?)
+        let signal = signal.map(Signal::to_rustix).transpose()?;
+        Ok(rustix::process::set_parent_process_death_signal(signal)?)
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {
         let _ = signal;
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "a parent-death signal is only available on Linux",
-        ))
+        // A bare kind: `io::Error::new` would allocate, and this runs between fork and exec.
+        Err(io::ErrorKind::Unsupported.into())
     }
 }
 

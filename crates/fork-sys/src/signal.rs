@@ -26,6 +26,20 @@ macro_rules! named_signals {
     };
 }
 
+/// The platform-specific named signals, in a table of their own.
+macro_rules! named_signals_extra {
+    ($($(#[$meta:meta])* $konst:ident = $libc:ident;)*) => {
+        impl Signal {
+            $(
+                $(#[$meta])*
+                pub const $konst: Signal = Signal::from_libc(libc::$libc);
+            )*
+        }
+
+        const NAMED_EXTRA: &[(i32, &str)] = &[$((libc::$libc, stringify!($libc)),)*];
+    };
+}
+
 named_signals! {
     /// `SIGHUP`: the controlling terminal hung up.
     HUP = SIGHUP;
@@ -87,6 +101,29 @@ named_signals! {
     SYS = SIGSYS;
 }
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
+named_signals_extra! {
+    /// `SIGPWR`: power failure.
+    PWR = SIGPWR;
+    /// `SIGSTKFLT`: coprocessor stack fault.
+    STKFLT = SIGSTKFLT;
+}
+
+#[cfg(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+))]
+named_signals_extra! {
+    /// `SIGEMT`: emulator trap.
+    EMT = SIGEMT;
+    /// `SIGINFO`: status request from the keyboard (Ctrl-T).
+    INFO = SIGINFO;
+}
+
 impl Signal {
     const fn from_libc(raw: i32) -> Signal {
         match NonZeroI32::new(raw) {
@@ -99,12 +136,23 @@ impl Signal {
     /// (0, negatives, numbers past the real-time range, and the real-time signals libc reserves
     /// for itself).
     pub fn from_raw(raw: i32) -> Option<Signal> {
-        let named = NAMED.iter().any(|&(n, _)| n == raw);
-        if named || realtime_range().is_some_and(|r| r.contains(&raw)) {
+        if Signal::is_sendable(raw) {
             NonZeroI32::new(raw).map(Signal)
         } else {
             None
         }
+    }
+
+    /// A signal the kernel reported (a child's terminating signal): taken as it is, even a
+    /// number `from_raw` would refuse (one of libc's reserved real-time signals), because the
+    /// child *did* die of it. `None` only for 0 and negatives.
+    pub(crate) fn from_kernel(raw: i32) -> Option<Signal> {
+        NonZeroI32::new(raw).filter(|n| n.get() > 0).map(Signal)
+    }
+
+    /// Named, or in the real-time range libc leaves to programs.
+    fn is_sendable(raw: i32) -> bool {
+        named_table().any(|(n, _)| n == raw) || realtime_range().is_some_and(|r| r.contains(&raw))
     }
 
     /// The raw signal number.
@@ -114,19 +162,40 @@ impl Signal {
 
     /// The conventional name, like `"SIGTERM"`; `None` for a real-time signal.
     pub fn name(self) -> Option<&'static str> {
-        NAMED
-            .iter()
-            .find(|&&(n, _)| n == self.as_raw())
-            .map(|&(_, name)| name)
+        named_table()
+            .find(|&(n, _)| n == self.as_raw())
+            .map(|(_, name)| name)
     }
 
-    pub(crate) fn to_rustix(self) -> rustix::process::Signal {
-        // SAFETY: `Signal` only holds named signals and the real-time signals between
-        // `SIGRTMIN()` and `SIGRTMAX()`, which libc has already adjusted past the ones it
-        // reserves; that is exactly what `from_raw_unchecked` asks for.
-        unsafe { rustix::process::Signal::from_raw_unchecked(self.as_raw()) }
+    /// The rustix signal, for sending. Refuses (`InvalidInput`) a number only the kernel can
+    /// hand us, such as a real-time signal libc reserves for itself: rustix may not carry those.
+    pub(crate) fn to_rustix(self) -> std::io::Result<rustix::process::Signal> {
+        if !Signal::is_sendable(self.as_raw()) {
+            return Err(std::io::ErrorKind::InvalidInput.into());
+        }
+        // SAFETY: just checked: a named signal, or a real-time signal between `SIGRTMIN()` and
+        // `SIGRTMAX()`, which libc has already moved past the ones it reserves; that is what
+        // `from_raw_unchecked` asks for.
+        Ok(unsafe { rustix::process::Signal::from_raw_unchecked(self.as_raw()) })
     }
 }
+
+/// Every named signal of this platform, with its name.
+fn named_table() -> impl Iterator<Item = (i32, &'static str)> {
+    NAMED.iter().chain(NAMED_EXTRA).copied()
+}
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+)))]
+const NAMED_EXTRA: &[(i32, &str)] = &[];
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn realtime_range() -> Option<std::ops::RangeInclusive<i32>> {
@@ -164,7 +233,7 @@ impl fmt::Debug for Signal {
 pub fn kill(pid: Pid, signal: Signal) -> io::Result<()> {
     Ok(rustix::process::kill_process(
         pid.to_rustix(),
-        signal.to_rustix(),
+        signal.to_rustix()?,
     )?)
 }
 
@@ -176,6 +245,6 @@ pub fn kill(pid: Pid, signal: Signal) -> io::Result<()> {
 pub fn kill_group(pgid: Pid, signal: Signal) -> io::Result<()> {
     Ok(rustix::process::kill_process_group(
         pgid.to_rustix(),
-        signal.to_rustix(),
+        signal.to_rustix()?,
     )?)
 }

@@ -4,9 +4,11 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use rustix::net::{AddressFamily, RecvFlags, Shutdown, SocketFlags, SocketType};
+use rustix::net::{AddressFamily, RecvFlags, SendFlags, Shutdown, SocketFlags, SocketType};
 
-/// Creates a connected pair of Unix stream sockets, close-on-exec.
+/// Creates a connected pair of Unix stream sockets, close-on-exec. Writing to one whose peer
+/// is gone fails with `EPIPE` through [`send_nosignal`] (Apple: on any write, as the sockets
+/// are created with `SO_NOSIGPIPE`), never kills the process with SIGPIPE.
 ///
 /// # References
 ///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/socketpair.html)
@@ -32,6 +34,7 @@ pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
         )?;
         for fd in [&a, &b] {
             rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
+            rustix::net::sockopt::set_socket_nosigpipe(fd, true)?;
         }
         Ok((a, b))
     }
@@ -56,6 +59,23 @@ pub fn recv_nonblocking(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<us
             Ok((got, _)) => return Ok(got),
             Err(rustix::io::Errno::INTR) => continue,
             Err(err) => return Err(err.into()),
+        }
+    }
+}
+
+/// Sends bytes on a socket without ever raising SIGPIPE (`MSG_NOSIGNAL`; on Apple the socket's
+/// `SO_NOSIGPIPE`): a peer that is gone is `ErrorKind::BrokenPipe`, even in a program whose
+/// SIGPIPE is at its default "terminate". Blocks like `write`; retries `EINTR`; returns the
+/// count sent, which may be short.
+pub fn send_nosignal(socket: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {
+    #[cfg(not(any(target_os = "macos", target_os = "ios")))]
+    let flags = SendFlags::NOSIGNAL;
+    #[cfg(any(target_os = "macos", target_os = "ios"))]
+    let flags = SendFlags::empty();
+    loop {
+        match rustix::net::send(socket, bytes, flags) {
+            Err(rustix::io::Errno::INTR) => continue,
+            other => return Ok(other?),
         }
     }
 }

@@ -28,7 +28,7 @@ impl ExitStatus {
         if libc::WIFEXITED(raw) {
             Some(ExitStatus::Exited(libc::WEXITSTATUS(raw)))
         } else if libc::WIFSIGNALED(raw) {
-            let signal = Signal::from_raw(libc::WTERMSIG(raw))?;
+            let signal = Signal::from_kernel(libc::WTERMSIG(raw))?;
             let core_dumped = libc::WCOREDUMP(raw);
             Some(ExitStatus::Signaled {
                 signal,

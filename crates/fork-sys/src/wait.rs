@@ -75,7 +75,16 @@ pub(crate) fn wait_with_watcher(
 fn waitpid(pid: Pid, options: WaitOptions) -> io::Result<Option<ExitStatus>> {
     loop {
         match rustix::process::waitpid(Some(pid.to_rustix()), options) {
-            Ok(Some((_, raw))) => return Ok(ExitStatus::from_raw(raw.as_raw())),
+            Ok(Some((_, raw))) => {
+                // The child is reaped now: a status we cannot read must not pass for "still
+                // running", or the next wait fails with ECHILD and the real ending is lost.
+                return ExitStatus::from_raw(raw.as_raw()).map(Some).ok_or_else(|| {
+                    io::Error::other(format!(
+                        "waitpid reported status {:#x} for process {pid}, which is not an ending",
+                        raw.as_raw()
+                    ))
+                });
+            }
             Ok(None) => return Ok(None),
             Err(Errno::INTR) => continue,
             Err(Errno::CHILD) => {

@@ -17,12 +17,14 @@ use fork_sys::{ExitStatus, Signal};
 struct ShellCommand {
     program: CString,
     argv: CStringArray,
+    envp: CStringArray,
 }
 
 fn sh(script: &str) -> ShellCommand {
     ShellCommand {
         program: CString::new("/bin/sh").unwrap(),
         argv: CStringArray::new(["sh", "-c", script]).unwrap(),
+        envp: CStringArray::from_current_env().unwrap(),
     }
 }
 
@@ -31,7 +33,7 @@ fn exec_runs_the_program_and_the_error_pipe_reads_empty() {
     let cmd = sh("exit 7");
     let (err_read, err_write) = fork_sys::pipe().unwrap();
     let pid = fork_child(|| {
-        let err = exec::exec(&cmd.program, &cmd.argv, None);
+        let err = exec::exec(&cmd.program, &cmd.argv, &cmd.envp);
         exec::report_errno_and_exit(err_write.as_fd(), err.raw_os_error().unwrap_or(0))
     });
     drop(err_write);
@@ -43,9 +45,10 @@ fn exec_runs_the_program_and_the_error_pipe_reads_empty() {
 fn exec_failure_reaches_the_parent_as_an_errno() {
     let program = CString::new("/nonexistent/program").unwrap();
     let argv = CStringArray::new(["program"]).unwrap();
+    let envp = CStringArray::new::<[&str; 0], &str>([]).unwrap();
     let (err_read, err_write) = fork_sys::pipe().unwrap();
     let pid = fork_child(|| {
-        let err = exec::exec(&program, &argv, None);
+        let err = exec::exec(&program, &argv, &envp);
         exec::report_errno_and_exit(err_write.as_fd(), err.raw_os_error().unwrap_or(0))
     });
     drop(err_write);
@@ -65,11 +68,29 @@ fn explicit_environment_replaces_the_parents() {
         if exec::redirect_stdio(out_write.as_fd(), StdioFd::Stdout).is_err() {
             return 100;
         }
-        exec::exec(&cmd.program, &cmd.argv, Some(&envp));
+        exec::exec(&cmd.program, &cmd.argv, &envp);
         101
     });
     drop(out_write);
     assert_eq!(read_all(out_read), b"hello-no home");
+    assert_eq!(fork_sys::wait(pid).unwrap(), ExitStatus::Exited(0));
+}
+
+#[test]
+fn the_current_environment_is_passed_when_asked_for() {
+    // A variable every test process has, checked through the exec'd shell.
+    let path = std::env::var("PATH").unwrap();
+    let cmd = sh("printf '%s' \"$PATH\"");
+    let (out_read, out_write) = fork_sys::pipe().unwrap();
+    let pid = fork_child(|| {
+        if exec::redirect_stdio(out_write.as_fd(), StdioFd::Stdout).is_err() {
+            return 100;
+        }
+        exec::exec(&cmd.program, &cmd.argv, &cmd.envp);
+        101
+    });
+    drop(out_write);
+    assert_eq!(String::from_utf8(read_all(out_read)).unwrap(), path);
     assert_eq!(fork_sys::wait(pid).unwrap(), ExitStatus::Exited(0));
 }
 
@@ -98,7 +119,7 @@ fn redirect_stdio_keeps_an_fd_that_already_has_the_right_number() {
         {
             return 101;
         }
-        exec::exec(&cmd.program, &cmd.argv, None);
+        exec::exec(&cmd.program, &cmd.argv, &cmd.envp);
         102
     });
     drop(out_write);
@@ -116,10 +137,11 @@ fn inherited_fd_is_visible(close_fds: bool) -> bool {
     let (err_read, err_write) = fork_sys::pipe().unwrap();
     let keep = [err_write.as_raw_fd()];
     let pid = fork_child(|| {
-        if close_fds && exec::close_fds_from(3, &keep).is_err() {
+        // SAFETY: this child execs or `_exit`s next and never touches the closed fds again.
+        if close_fds && unsafe { exec::close_fds_from(3, &keep) }.is_err() {
             return 100;
         }
-        let err = exec::exec(&cmd.program, &cmd.argv, None);
+        let err = exec::exec(&cmd.program, &cmd.argv, &cmd.envp);
         exec::report_errno_and_exit(err_write.as_fd(), err.raw_os_error().unwrap_or(0))
     });
     drop(err_write);
@@ -156,7 +178,7 @@ fn reset_signals_for_exec_restores_sigpipe() {
             if reset && exec::reset_signals_for_exec().is_err() {
                 return 100;
             }
-            exec::exec(&cmd.program, &cmd.argv, None);
+            exec::exec(&cmd.program, &cmd.argv, &cmd.envp);
             101
         });
         fork_sys::wait(pid).unwrap()

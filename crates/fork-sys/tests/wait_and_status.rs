@@ -60,6 +60,20 @@ fn deaths_by_signal_are_reported_as_signals() {
     }
 }
 
+/// Signals without a name on some platform (SIGPWR here) still end a child: the status must
+/// say so, not "still running" (the child is reaped by then, so a second wait would fail).
+#[cfg(target_os = "linux")]
+#[test]
+fn death_by_a_rarely_named_signal_is_still_a_death() {
+    let pid = fork_child(|| {
+        let _ = fork_sys::kill(fork_sys::getpid(), Signal::PWR);
+        0
+    });
+    let status = fork_sys::wait(pid).unwrap();
+    assert_eq!(status.signal(), Some(Signal::PWR));
+    assert_eq!(status.to_string(), "killed by SIGPWR");
+}
+
 #[test]
 fn try_wait_reports_running_then_the_status() {
     let pid = fork_child(|| {

@@ -6,6 +6,8 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use fork_sys::{Pid, Signal};
 use serde::{Deserialize, Serialize};
@@ -29,6 +31,50 @@ pub(crate) enum Report<R> {
 /// returned, 1 when it panicked or its value could not be sent.
 const EXIT_RETURNED: i32 = 0;
 const EXIT_FAILED: i32 = 1;
+
+/// Set in a child right after the fork; read by the panic hook.
+static IN_FORKED_CHILD: AtomicBool = AtomicBool::new(false);
+
+/// Wraps the process's panic hook, once, so that a panic *in a forked child* does not run
+/// std's default hook, which takes std's backtrace lock: a parent thread that was inside a
+/// panic at the moment of the fork holds that lock for ever in the child, and the child would
+/// hang instead of reporting `Panicked`. In the parent the previous hook runs as before.
+///
+/// Installed from the parent (never from the child, where `set_hook` could wait on a lock a
+/// vanished thread held). A hook the program sets *after* this replaces ours, and then its
+/// children run that hook.
+pub(crate) fn install_panic_hook() {
+    static INSTALL: Once = Once::new();
+    // `set_hook` panics when called from a panicking thread (a spawn inside a `Drop` during
+    // unwinding); such a spawn goes without, as it would have before.
+    if std::thread::panicking() {
+        return;
+    }
+    INSTALL.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if IN_FORKED_CHILD.load(Ordering::Relaxed) {
+                let location = info.location().map_or_else(String::new, |l| {
+                    format!(" at {}:{}:{}", l.file(), l.line(), l.column())
+                });
+                let message = panic_message(info.payload());
+                // stderr's lock was held across the fork by the spawning thread, so it is free.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "process {} panicked{location}:\n{message}",
+                    fork_sys::getpid()
+                );
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Called first thing in the child after the fork.
+pub(crate) fn mark_forked_child() {
+    IN_FORKED_CHILD.store(true, Ordering::Relaxed);
+}
 
 /// How the child should set itself up before running the closure.
 pub(crate) struct ChildSetup<'a> {

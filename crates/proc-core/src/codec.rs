@@ -24,7 +24,7 @@ pub const DEFAULT_MAX_FRAME_LEN: usize = 1 << 30;
 /// ceiling. bincode allocates a container's claimed length before reading its elements, so
 /// without a limit a corrupt 10-byte frame could ask for 2^60 bytes (a capacity-overflow panic
 /// or an abort). bincode's limit is a compile-time constant, hence one fixed figure.
-const DECODE_MEMORY_LIMIT: usize = 1 << 32;
+const DECODE_MEMORY_LIMIT: usize = u32::MAX as usize;
 
 type Config = bincode::config::Configuration<
     bincode::config::LittleEndian,
@@ -242,15 +242,17 @@ impl FrameBuffer {
         self.end += received.len();
     }
 
-    /// Reads once from `reader` into the buffer, with room for the rest of the frame in
-    /// progress (so a 64 MiB value arrives in as few reads as the pipe allows, into memory
-    /// that is allocated and zeroed once). Returns the byte count; 0 is end-of-file.
-    /// `WouldBlock` and other errors are returned as they come.
+    /// Reads once from `reader` into the buffer. Room grows with what has actually arrived
+    /// (doubling, up to the rest of the frame in progress), so a 64 MiB value arrives in few
+    /// large reads, while a bare header that merely *claims* 1 GiB commits no more than a read
+    /// chunk. Returns the byte count; 0 is end-of-file. `WouldBlock` and other errors are
+    /// returned as they come.
     pub fn read_from(&mut self, reader: &mut impl io::Read) -> io::Result<usize> {
         let want = match payload_len(self.buffered(), self.max_len) {
-            Ok(Some(len)) => (HEADER_LEN + len)
-                .saturating_sub(self.pending())
-                .max(READ_CHUNK),
+            Ok(Some(len)) => {
+                let rest = (HEADER_LEN + len).saturating_sub(self.pending());
+                rest.min(self.pending().saturating_mul(2)).max(READ_CHUNK)
+            }
             _ => READ_CHUNK,
         };
         self.make_room(want);
@@ -405,6 +407,22 @@ mod tests {
             err.to_string(),
             "stream ended inside a frame: expected 15 bytes, got 6"
         );
+    }
+
+    #[test]
+    fn a_header_claiming_a_gibibyte_commits_memory_only_as_bytes_arrive() {
+        let mut buffer = FrameBuffer::new(1 << 30);
+        let mut stream: &[u8] = &[0, 0, 0, 0x40, 1, 2, 3]; // claims 1 GiB, sends 3 bytes
+        while buffer.read_from(&mut stream).unwrap() > 0 {}
+        assert!(
+            buffer.bytes.len() <= 2 * READ_CHUNK,
+            "committed {} bytes",
+            buffer.bytes.len()
+        );
+        assert!(matches!(
+            buffer.check_complete_at_eof(),
+            Err(CodecError::Truncated { expected, got: 7 }) if expected == HEADER_LEN + (1 << 30)
+        ));
     }
 
     /// Arbitrary bytes never panic, hang or allocate wildly: every prefix of many pseudo-random

@@ -3,7 +3,7 @@
 use std::cell::Cell;
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -54,14 +54,15 @@ thread_local! {
 /// Drops `closure` (the parent's copy of a closure now running in a child) without shutting
 /// down the connections it captured.
 pub(crate) fn discard_child_closure<F>(closure: F) {
-    struct Reset;
-    impl Drop for Reset {
+    /// Puts the flag back as it was, even if a captured value's `Drop` panics; "as it was"
+    /// because a captured value's `Drop` may itself spawn (and discard) a process.
+    struct Restore(bool);
+    impl Drop for Restore {
         fn drop(&mut self) {
-            DISCARDING_CHILD_CLOSURE.set(false);
+            DISCARDING_CHILD_CLOSURE.set(self.0);
         }
     }
-    DISCARDING_CHILD_CLOSURE.set(true);
-    let _reset = Reset;
+    let _restore = Restore(DISCARDING_CHILD_CLOSURE.replace(true));
     drop(closure);
 }
 
@@ -154,13 +155,24 @@ impl<S: Serialize, R> Connection<S, R> {
     pub fn send(&mut self, value: &S) -> Result<(), ConnectionError> {
         self.send_buf.clear();
         codec::encode_frame(value, &mut self.send_buf, self.frames.max_len())?;
-        match (&self.socket).write_all(&self.send_buf) {
-            Ok(()) => Ok(()),
-            Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {
-                Err(ConnectionError::Disconnected)
+        let mut sent = 0;
+        while sent < self.send_buf.len() {
+            // Never SIGPIPE: a program whose SIGPIPE is at its default would die here instead
+            // of hearing `Disconnected`.
+            match fork_sys::send_nosignal(self.socket.as_fd(), &self.send_buf[sent..]) {
+                Ok(n) => sent += n,
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                    ) =>
+                {
+                    return Err(ConnectionError::Disconnected);
+                }
+                Err(err) => return Err(ConnectionError::Io(err)),
             }
-            Err(err) => Err(ConnectionError::Io(err)),
         }
+        Ok(())
     }
 }
 
@@ -190,10 +202,15 @@ impl<S, R: DeserializeOwned> Connection<S, R> {
     /// Whether a value can be received without blocking (Python's `Connection.poll`).
     pub fn poll(&mut self, timeout: Duration) -> Result<bool, ConnectionError> {
         let deadline = Instant::now().checked_add(timeout);
+        let mut first_read = true;
         loop {
             if self.eof || self.frames.has_frame()? {
                 return Ok(true);
             }
+            if !first_read && deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return Ok(false);
+            }
+            first_read = false;
             if !self.fill(deadline)? {
                 return Ok(false);
             }
@@ -201,6 +218,7 @@ impl<S, R: DeserializeOwned> Connection<S, R> {
     }
 
     fn recv_until(&mut self, deadline: Option<Instant>) -> Result<Option<R>, ConnectionError> {
+        let mut first_read = true;
         loop {
             if let Some(value) = self.frames.next_frame()? {
                 return Ok(Some(value));
@@ -209,6 +227,12 @@ impl<S, R: DeserializeOwned> Connection<S, R> {
                 self.frames.check_complete_at_eof()?;
                 return Err(ConnectionError::Disconnected);
             }
+            // A large frame arriving piece by piece must not stretch the wait past the
+            // deadline; the pieces already read stay buffered for the next call.
+            if !first_read && deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return Ok(None);
+            }
+            first_read = false;
             if !self.fill(deadline)? {
                 return Ok(None);
             }

@@ -106,6 +106,7 @@ impl ProcessBuilder {
         // Hold the locks a child might need, so that no other thread holds them at the moment
         // of the fork (the child would inherit them locked forever), and flush stdout, so
         // text buffered before the fork is not printed by both processes.
+        child_side::install_panic_hook();
         let stdout = io::stdout();
         let mut stdout_lock = stdout.lock();
         let stderr = io::stderr();
@@ -115,11 +116,13 @@ impl ProcessBuilder {
 
         // SAFETY: the locks the child's Rust code is known to need (stdout, stderr, the
         // reaper's) are held by this thread, so the child inherits them free once it drops its
-        // guards; glibc's atfork handlers keep malloc usable. The child never returns: it runs
-        // the closure and leaves through `_exit` in `run_child`.
+        // guards; glibc's atfork handlers keep malloc usable; a panic in the child goes
+        // through our hook, which avoids std's backtrace lock. The child never returns: it
+        // runs the closure and leaves through `_exit` in `run_child`.
         let forked = unsafe { fork_sys::fork() };
         match forked {
             Ok(Fork::Child) => {
+                child_side::mark_forked_child();
                 drop(reaper_lock);
                 drop(stderr_lock);
                 drop(stdout_lock);
@@ -136,10 +139,9 @@ impl ProcessBuilder {
                 drop(stderr_lock);
                 drop(stdout_lock);
                 drop(write_end);
-                crate::connection::discard_child_closure(body);
-                // A failed flush loses nothing the user can recover; the child is started.
-                let _ = flushed;
-                Ok(Process {
+                // The handle first: should dropping the closure panic, unwinding drops the
+                // handle, which reaps (or, for a daemon, kills) the child.
+                let process = Process {
                     child: ChildHandle::new(pid),
                     name: self.name,
                     daemon: self.daemon,
@@ -147,7 +149,11 @@ impl ProcessBuilder {
                     frames: FrameBuffer::new(max_frame_len),
                     report: None,
                     taken: false,
-                })
+                };
+                crate::connection::discard_child_closure(body);
+                // A failed flush loses nothing the user can recover; the child is started.
+                let _ = flushed;
+                Ok(process)
             }
             Err(err) => Err(spawn_error(err)),
         }
@@ -275,11 +281,12 @@ impl<R: DeserializeOwned> Process<R> {
             return Ok(true);
         }
         loop {
-            self.drain_pipe()?;
+            self.drain_pipe(deadline)?;
             let status = self.child.try_wait().map_err(|e| self.io_error(e))?;
             if status.is_some() {
-                // Whatever it wrote before exiting is in the pipe now.
-                self.drain_pipe()?;
+                // Whatever it wrote before exiting is in the pipe now, at most a pipe's worth:
+                // read it all (reading stops once the report is whole).
+                self.drain_pipe(None)?;
                 return Ok(true);
             }
             let now = Instant::now();
@@ -311,13 +318,21 @@ impl<R: DeserializeOwned> Process<R> {
         }
     }
 
-    /// Reads everything available on the result pipe without blocking, and decodes the report
-    /// once it is whole.
-    fn drain_pipe(&mut self) -> Result<(), ProcessError> {
+    /// Reads what is available on the result pipe without blocking, until the report is whole,
+    /// the pipe is empty, or (after at least one read) `deadline` has passed, so a large value
+    /// streaming in cannot stretch a timed wait.
+    fn drain_pipe(&mut self, deadline: Option<Instant>) -> Result<(), ProcessError> {
         let Some(pipe) = self.pipe.as_mut() else {
             return Ok(());
         };
+        let mut first_read = true;
         loop {
+            if self.report.is_some()
+                || (!first_read && deadline.is_some_and(|deadline| Instant::now() >= deadline))
+            {
+                return Ok(());
+            }
+            first_read = false;
             match self.frames.read_from(pipe) {
                 Ok(0) => {
                     self.pipe = None;

@@ -28,28 +28,34 @@ static REAPER: Mutex<Option<ReaperLink>> = Mutex::new(None);
 /// unreaped child of this process that its previous owner will not wait for.
 pub(crate) fn adopt(pid: Pid) {
     let child = ChildHandle::new(pid);
+    let Err(mut child) = hand_over(child) else {
+        return;
+    };
+    // No reaper thread (out of threads or fds): wait here, with the lock released so other
+    // spawns are not stalled behind this child. Blocking in drop beats a zombie nobody reaps.
+    let _ = child.wait();
+}
+
+/// Sends `child` to the reaper thread, starting it if this process has none; gives the child
+/// back when that is impossible.
+fn hand_over(child: ChildHandle) -> Result<(), ChildHandle> {
     let mut link = lock();
     let me = fork_sys::getpid();
     if link.as_ref().is_none_or(|l| l.owner != me) {
         match start(me) {
             Ok(started) => *link = Some(started),
-            Err(_) => {
-                // No thread (out of threads or fds): wait for the child here instead. Blocking
-                // in drop beats a zombie that nobody will ever reap.
-                let mut child = child;
-                let _ = child.wait();
-                return;
-            }
+            Err(_) => return Err(child),
         }
     }
-    if let Some(link) = link.as_mut() {
-        if let Err(mpsc::SendError(mut child)) = link.handles.send(child) {
-            let _ = child.wait();
-            return;
-        }
-        // A full wake pipe already holds a pending wake-up; losing this byte is harmless.
-        let _ = link.wake.write(&[1]);
-    }
+    let Some(link) = link.as_mut() else {
+        return Err(child);
+    };
+    link.handles
+        .send(child)
+        .map_err(|mpsc::SendError(child)| child)?;
+    // A full wake pipe already holds a pending wake-up; losing this byte is harmless.
+    let _ = link.wake.write(&[1]);
+    Ok(())
 }
 
 /// Held across `fork` by `Process::spawn`, so that no other thread is half-way through

@@ -10,8 +10,8 @@ use crate::{Process, ProcessError};
 
 /// Waits until one of `processes` has finished and returns its index: its
 /// [`join`](Process::join) will then not block. `Ok(None)` if none finished within `timeout`
-/// (`None` waits as long as it takes). Already-finished or joined processes count as finished,
-/// so remove each one you join.
+/// (`None` waits as long as it takes), and at once for an empty slice. Already-finished or
+/// joined processes count as finished, so remove each one you join.
 ///
 /// While waiting it reads the result pipes, so children sending large values are never stuck
 /// waiting for a reader (a wait on exit alone would deadlock with them).
@@ -31,6 +31,9 @@ pub fn wait_any<R: DeserializeOwned>(
     processes: &mut [Process<R>],
     timeout: Option<Duration>,
 ) -> Result<Option<usize>, ProcessError> {
+    if processes.is_empty() {
+        return Ok(None);
+    }
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
         for (index, process) in processes.iter_mut().enumerate() {

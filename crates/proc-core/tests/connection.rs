@@ -121,3 +121,53 @@ fn garbage_on_the_wire_is_a_clear_error_not_a_panic_or_a_hang() {
         );
     }
 }
+
+#[test]
+fn a_large_frame_trickling_in_does_not_stretch_recv_timeout() {
+    let (ours, theirs) = fork_sys::socketpair().unwrap();
+    let mut conn: Connection<(), Vec<u8>> = Connection::from_fd(ours);
+    let mut frame = Vec::new();
+    proc_core::codec::encode_frame(&vec![5u8; 1 << 20], &mut frame, 1 << 30).unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut raw = File::from(theirs);
+        // 20 pieces, 25 ms apart: half a second of steady arrival.
+        for piece in frame.chunks(frame.len() / 20 + 1) {
+            raw.write_all(piece).unwrap();
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        raw
+    });
+    let started = Instant::now();
+    assert_eq!(conn.recv_timeout(Duration::from_millis(60)).unwrap(), None);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_millis(300),
+        "a 60 ms receive took {waited:?}"
+    );
+    // Nothing read so far was lost.
+    assert_eq!(
+        conn.recv_timeout(Duration::from_secs(30))
+            .unwrap()
+            .map(|v| v.len()),
+        Some(1 << 20)
+    );
+    drop(writer.join().unwrap());
+}
+
+#[test]
+fn send_to_a_gone_peer_is_disconnected_even_with_sigpipe_at_its_default() {
+    let outcome = Process::spawn(|| {
+        // As in a program that restored SIGPIPE's default: a plain write would kill us here.
+        fork_sys::exec::reset_signals_for_exec().unwrap();
+        let (mut a, b) = proc_core::pipe::<u8, u8>().unwrap();
+        drop(b);
+        match a.send(&1) {
+            Err(ConnectionError::Disconnected) => "disconnected".to_string(),
+            other => format!("{other:?}"),
+        }
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+    assert_eq!(outcome, "disconnected");
+}

@@ -56,3 +56,39 @@ fn five_hundred_spawns_while_eight_threads_allocate_and_lock() {
         worker.join().unwrap();
     }
 }
+
+/// A parent thread inside std's panic machinery at the moment of a fork holds std's backtrace
+/// lock for ever in the child; a child that then panics must still report `Panicked`, not hang.
+#[test]
+fn panicking_children_report_while_a_parent_thread_keeps_panicking() {
+    let _watchdog = test_support::watchdog(
+        Duration::from_secs(100),
+        "panicking children under a panicking thread",
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let panicker = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut caught = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                // Through the default hook (and its lock) every time.
+                if std::panic::catch_unwind(|| panic!("parent thread panics on purpose")).is_err() {
+                    caught += 1;
+                }
+            }
+            caught
+        })
+    };
+    for i in 0..200u32 {
+        let err = Process::spawn(move || -> u32 { panic!("child {i} panics") })
+            .unwrap()
+            .join()
+            .unwrap_err();
+        assert!(
+            matches!(&err, proc_core::ProcessError::Panicked { message, .. } if *message == format!("child {i} panics")),
+            "{err}"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(panicker.join().unwrap() > 0);
+}

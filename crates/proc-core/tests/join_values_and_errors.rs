@@ -251,3 +251,9 @@ fn wait_any_returns_the_first_to_finish_even_when_it_sends_a_large_value() {
     procs[0].kill().unwrap();
     assert_eq!(proc_core::wait_any(&mut procs, None).unwrap(), Some(0));
 }
+
+#[test]
+fn wait_any_on_nothing_returns_at_once() {
+    let mut none: Vec<Process<u8>> = Vec::new();
+    assert_eq!(proc_core::wait_any(&mut none, None).unwrap(), None);
+}
