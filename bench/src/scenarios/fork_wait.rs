@@ -8,9 +8,9 @@ use crate::harness::{BenchResult, Contender, Scenario, Unit};
 use crate::python;
 use crate::scenarios::Context;
 
-/// Builds the scenario.
-pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
-    let floor = Contender::timed("fork_sys::fork + _exit + fork_sys::wait", |ops| {
+/// The floor under every forking API: `ops` times fork, `_exit(0)` in the child, `waitpid`.
+pub(crate) fn raw_fork_wait(name: &str) -> Contender {
+    Contender::timed(name, |ops| {
         for _ in 0..ops {
             // SAFETY: single-threaded harness; the child only calls `_exit`.
             match unsafe { fork_sys::fork()? } {
@@ -19,7 +19,12 @@ pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
             }
         }
         Ok(())
-    });
+    })
+}
+
+/// Builds the scenario.
+pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
+    let floor = raw_fork_wait("fork_sys::fork + _exit + fork_sys::wait");
     let child_handle = Contender::timed("fork + ChildHandle::new(pid).wait() (pidfd)", |ops| {
         for _ in 0..ops {
             // SAFETY: single-threaded harness; the child only calls `_exit`.

@@ -8,7 +8,7 @@ use crate::harness::{BenchResult, Scenario};
 use crate::python::Python;
 
 mod connection_ping_pong;
-mod fork_wait;
+pub(crate) mod fork_wait;
 pub(crate) mod pipe_ping_pong;
 mod pipe_throughput;
 mod process_join;

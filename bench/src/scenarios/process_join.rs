@@ -1,25 +1,13 @@
 //! `Process spawn+join`: run a closure in a forked child and get its typed result back
 //! (proc-core), against the bare fork+wait floor and Python's `multiprocessing.Process`.
 
-use fork_sys::Fork;
-
-use crate::child::expect_success;
 use crate::harness::{BenchResult, Contender, Scenario, Unit};
 use crate::python;
-use crate::scenarios::Context;
+use crate::scenarios::{Context, fork_wait};
 
 /// Builds the scenario.
 pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
-    let floor = Contender::timed("fork_sys::fork + _exit + wait (no value)", |ops| {
-        for _ in 0..ops {
-            // SAFETY: single-threaded harness; the child only calls `_exit`.
-            match unsafe { fork_sys::fork()? } {
-                Fork::Child => fork_sys::exit_immediately(0),
-                Fork::Parent(pid) => expect_success(fork_sys::wait(pid)?, "forked child")?,
-            }
-        }
-        Ok(())
-    });
+    let floor = fork_wait::raw_fork_wait("fork_sys::fork + _exit + wait (no value)");
     let process = Contender::timed("proc_core::Process::spawn(|| u64).join()", |ops| {
         for i in 0..ops {
             let value = proc_core::Process::spawn(move || i * 3)?.join()?;

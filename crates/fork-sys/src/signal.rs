@@ -12,8 +12,10 @@ use crate::Pid;
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Signal(NonZeroI32);
 
+/// Declares named signals: a `Signal` constant each, and `$table` pairing numbers with names
+/// (for `Display` and `from_raw`).
 macro_rules! named_signals {
-    ($($(#[$meta:meta])* $konst:ident = $libc:ident;)*) => {
+    ($table:ident; $($(#[$meta:meta])* $konst:ident = $libc:ident;)*) => {
         impl Signal {
             $(
                 $(#[$meta])*
@@ -21,26 +23,12 @@ macro_rules! named_signals {
             )*
         }
 
-        /// Every named signal with its conventional name, for `Display` and `from_raw`.
-        const NAMED: &[(i32, &str)] = &[$((libc::$libc, stringify!($libc)),)*];
-    };
-}
-
-/// The platform-specific named signals, in a table of their own.
-macro_rules! named_signals_extra {
-    ($($(#[$meta:meta])* $konst:ident = $libc:ident;)*) => {
-        impl Signal {
-            $(
-                $(#[$meta])*
-                pub const $konst: Signal = Signal::from_libc(libc::$libc);
-            )*
-        }
-
-        const NAMED_EXTRA: &[(i32, &str)] = &[$((libc::$libc, stringify!($libc)),)*];
+        const $table: &[(i32, &str)] = &[$((libc::$libc, stringify!($libc)),)*];
     };
 }
 
 named_signals! {
+    NAMED;
     /// `SIGHUP`: the controlling terminal hung up.
     HUP = SIGHUP;
     /// `SIGINT`: interrupt from the keyboard (Ctrl-C).
@@ -102,7 +90,8 @@ named_signals! {
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-named_signals_extra! {
+named_signals! {
+    NAMED_EXTRA;
     /// `SIGPWR`: power failure.
     PWR = SIGPWR;
     /// `SIGSTKFLT`: coprocessor stack fault.
@@ -117,7 +106,8 @@ named_signals_extra! {
     target_os = "openbsd",
     target_os = "dragonfly"
 ))]
-named_signals_extra! {
+named_signals! {
+    NAMED_EXTRA;
     /// `SIGEMT`: emulator trap.
     EMT = SIGEMT;
     /// `SIGINFO`: status request from the keyboard (Ctrl-T).

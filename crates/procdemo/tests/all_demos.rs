@@ -1,24 +1,13 @@
 //! `procdemo` and `procdemo all` run every demo once; unknown names are a clear error.
 
-use assert_cmd::Command;
+mod common;
 
-fn run(args: &[&str]) -> String {
-    let output = Command::cargo_bin("procdemo")
-        .expect("procdemo is built")
-        .args(args)
-        .output()
-        .expect("procdemo runs");
-    assert!(
-        output.status.success(),
-        "procdemo {args:?} failed: {output:?}"
-    );
-    String::from_utf8(output.stdout).expect("utf-8 output")
-}
+use assert_cmd::Command;
 
 #[test]
 fn all_runs_every_demo_and_no_line_is_printed_twice() {
     for args in [&[][..], &["all"][..]] {
-        let stdout = run(args);
+        let stdout = common::run_procdemo(args);
         assert!(stdout.contains("== fork:"), "{stdout}");
         assert!(stdout.contains("== process:"), "{stdout}");
         assert_eq!(

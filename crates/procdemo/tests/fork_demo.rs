@@ -1,6 +1,6 @@
 //! `procdemo fork` prints the seed's three lines with pids that agree.
 
-use assert_cmd::Command;
+mod common;
 
 /// Pulls the numbers in parentheses and after "parent is" out of one line.
 fn numbers(line: &str) -> Vec<i64> {
@@ -10,22 +10,9 @@ fn numbers(line: &str) -> Vec<i64> {
         .collect()
 }
 
-fn run(args: &[&str]) -> String {
-    let output = Command::cargo_bin("procdemo")
-        .expect("procdemo is built")
-        .args(args)
-        .output()
-        .expect("procdemo runs");
-    assert!(
-        output.status.success(),
-        "procdemo {args:?} failed: {output:?}"
-    );
-    String::from_utf8(output.stdout).expect("utf-8 output")
-}
-
 #[test]
 fn fork_demo_prints_the_seed_lines_with_matching_pids() {
-    let stdout = run(&["fork"]);
+    let stdout = common::run_procdemo(&["fork"]);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
 

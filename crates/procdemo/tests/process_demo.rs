@@ -1,16 +1,10 @@
 //! `procdemo process` prints the `multiprocessing.Process` seed's lines, in order, with real pids.
 
-use assert_cmd::Command;
+mod common;
 
 #[test]
 fn process_demo_prints_the_seed_lines_in_order() {
-    let output = Command::cargo_bin("procdemo")
-        .expect("procdemo is built")
-        .arg("process")
-        .output()
-        .expect("procdemo runs");
-    assert!(output.status.success(), "{output:?}");
-    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let stdout = common::run_procdemo(&["process"]);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 4, "{stdout}");
 
