@@ -47,6 +47,6 @@ pub use pid::{Pid, getpid, getppid};
 pub use pipe::{is_cloexec, pipe, pipe_nonblocking, set_nonblocking, set_pipe_size};
 pub use poll::{Interest, Readiness, poll, set_thread_name};
 pub use signal::{Signal, kill, kill_group};
-pub use socket::{recv_nonblocking, send_nosignal, shutdown, socketpair};
+pub use socket::{forbid_sigpipe, recv_nonblocking, send_nosignal, shutdown, socketpair};
 pub use status::ExitStatus;
 pub use wait::{try_wait, wait, wait_timeout};

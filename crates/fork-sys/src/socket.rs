@@ -63,8 +63,23 @@ pub fn recv_nonblocking(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<us
     }
 }
 
+/// Makes writes to `socket` fail with `EPIPE` rather than raise SIGPIPE when the peer is gone:
+/// sets `SO_NOSIGPIPE` on Apple, where [`send_nosignal`] relies on it; nothing to do elsewhere
+/// (`MSG_NOSIGNAL` does it per call). [`socketpair`] already did this for its sockets.
+pub fn forbid_sigpipe(socket: impl AsFd) -> io::Result<()> {
+    #[cfg(any(target_os = "macos", target_os = "ios"))]
+    {
+        Ok(rustix::net::sockopt::set_socket_nosigpipe(socket, true)?)
+    }
+    #[cfg(not(any(target_os = "macos", target_os = "ios")))]
+    {
+        let _ = socket;
+        Ok(())
+    }
+}
+
 /// Sends bytes on a socket without ever raising SIGPIPE (`MSG_NOSIGNAL`; on Apple the socket's
-/// `SO_NOSIGPIPE`): a peer that is gone is `ErrorKind::BrokenPipe`, even in a program whose
+/// `SO_NOSIGPIPE`, see [`forbid_sigpipe`]): a peer that is gone is `ErrorKind::BrokenPipe`, even in a program whose
 /// SIGPIPE is at its default "terminate". Blocks like `write`; retries `EINTR`; returns the
 /// count sent, which may be short.
 pub fn send_nosignal(socket: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {

@@ -60,11 +60,10 @@ fn deaths_by_signal_are_reported_as_signals() {
     }
 }
 
-/// Signals without a name on some platform (SIGPWR here) still end a child: the status must
-/// say so, not "still running" (the child is reaped by then, so a second wait would fail).
+/// A death by a signal that is named only on some platforms (SIGPWR) is reported by name.
 #[cfg(target_os = "linux")]
 #[test]
-fn death_by_a_rarely_named_signal_is_still_a_death() {
+fn death_by_sigpwr_is_reported_by_name() {
     let pid = fork_child(|| {
         let _ = fork_sys::kill(fork_sys::getpid(), Signal::PWR);
         0
@@ -72,6 +71,37 @@ fn death_by_a_rarely_named_signal_is_still_a_death() {
     let status = fork_sys::wait(pid).unwrap();
     assert_eq!(status.signal(), Some(Signal::PWR));
     assert_eq!(status.to_string(), "killed by SIGPWR");
+}
+
+/// Signal 32 is one glibc reserves for itself, so `Signal::from_raw` refuses it; a child can
+/// still die of it, and that must be reported as a death, not as "still running" (the child
+/// is reaped by then, so a second wait could only fail).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn death_by_a_libc_reserved_signal_is_still_a_death() {
+    assert_eq!(Signal::from_raw(32), None);
+    let pid = fork_child(|| {
+        // glibc handles signal 32 itself and refuses to let `sigaction` touch it, so restore the
+        // default action with the raw syscall: a zeroed kernel sigaction is SIG_DFL.
+        let default_action = [0u64; 4];
+        // SAFETY: rt_sigaction reads one kernel `struct sigaction` (handler, flags, restorer,
+        // mask: four words, all zero here) and writes nothing (null old-action pointer).
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                32,
+                default_action.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8,
+            );
+            libc::kill(libc::getpid(), 32);
+        }
+        0
+    });
+    let status = fork_sys::wait(pid).unwrap();
+    assert_eq!(status.signal().map(Signal::as_raw), Some(32), "{status}");
+    assert_eq!(status.code(), -32);
+    assert_eq!(status.to_string(), "killed by signal 32");
 }
 
 #[test]

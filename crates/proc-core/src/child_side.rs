@@ -41,13 +41,17 @@ static IN_FORKED_CHILD: AtomicBool = AtomicBool::new(false);
 /// hang instead of reporting `Panicked`. In the parent the previous hook runs as before.
 ///
 /// Installed from the parent (never from the child, where `set_hook` could wait on a lock a
-/// vanished thread held). A hook the program sets *after* this replaces ours, and then its
-/// children run that hook.
+/// vanished thread held). A hook the program set *before* keeps running in the parent but not
+/// in children, which print their own one-line report (no backtrace); a hook set *after*
+/// replaces ours, and then children run that hook.
 pub(crate) fn install_panic_hook() {
     static INSTALL: Once = Once::new();
     // `set_hook` panics when called from a panicking thread (a spawn inside a `Drop` during
     // unwinding); such a spawn goes without, as it would have before.
-    if std::thread::panicking() {
+    // Nor from a forked child: there `set_hook` could wait for ever on the hook lock, held by
+    // a parent thread that was panicking at the fork. (A child inherits the hook its parent
+    // installed; this only skips the case where the parent never installed one.)
+    if std::thread::panicking() || IN_FORKED_CHILD.load(Ordering::Relaxed) {
         return;
     }
     INSTALL.call_once(|| {

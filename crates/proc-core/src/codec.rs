@@ -191,6 +191,15 @@ fn payload_len(buf: &[u8], max_len: usize) -> Result<Option<usize>, CodecError> 
     Ok(Some(len))
 }
 
+/// What one [`FrameBuffer::read_available`] pass got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadPass {
+    /// Bytes read in this pass.
+    pub bytes: usize,
+    /// The reader reached end-of-file.
+    pub eof: bool,
+}
+
 /// Bytes received but not yet decoded: reads arrive in arbitrary pieces, frames come out whole.
 ///
 /// A receiver appends what each non-blocking read returned with [`FrameBuffer::extend`] (or
@@ -248,6 +257,42 @@ impl FrameBuffer {
     /// chunk. Returns the byte count; 0 is end-of-file. `WouldBlock` and other errors are
     /// returned as they come.
     pub fn read_from(&mut self, reader: &mut impl io::Read) -> io::Result<usize> {
+        self.read_once(reader).map(|(got, _room)| got)
+    }
+
+    /// Reads what `reader` has right now, in one bounded pass: until it would block, returns
+    /// less than the room offered (it has nothing more at this instant), reaches end-of-file,
+    /// or a whole frame is buffered. `reader` must be non-blocking. Retries `Interrupted`;
+    /// other errors are returned.
+    ///
+    /// This is how a receiver with a deadline should read: one pass after the deadline sees
+    /// everything that had already arrived (a frame bigger than one read included), yet a frame
+    /// still streaming in cannot keep it reading, because each full read offers more room than
+    /// the last until the kernel's buffer can no longer fill it.
+    pub fn read_available(&mut self, reader: &mut impl io::Read) -> io::Result<ReadPass> {
+        let mut pass = ReadPass::default();
+        loop {
+            match self.read_once(reader) {
+                Ok((0, _)) => {
+                    pass.eof = true;
+                    return Ok(pass);
+                }
+                Ok((got, room)) => {
+                    pass.bytes += got;
+                    // An oversize header counts as "whole": the decoder reports it next.
+                    if got < room || self.has_frame().unwrap_or(true) {
+                        return Ok(pass);
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(pass),
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// One `read` into fresh room; returns the bytes read and the room that was offered.
+    fn read_once(&mut self, reader: &mut impl io::Read) -> io::Result<(usize, usize)> {
         let want = match payload_len(self.buffered(), self.max_len) {
             Ok(Some(len)) => {
                 let rest = (HEADER_LEN + len).saturating_sub(self.pending());
@@ -256,9 +301,10 @@ impl FrameBuffer {
             _ => READ_CHUNK,
         };
         self.make_room(want);
+        let room = self.bytes.len() - self.end;
         let got = reader.read(&mut self.bytes[self.end..])?;
         self.end += got;
-        Ok(got)
+        Ok((got, room))
     }
 
     /// Whether a whole frame is buffered (an oversize header is an error already).
@@ -423,6 +469,36 @@ mod tests {
             buffer.check_complete_at_eof(),
             Err(CodecError::Truncated { expected, got: 7 }) if expected == HEADER_LEN + (1 << 30)
         ));
+    }
+
+    #[test]
+    fn a_large_frame_arrives_in_few_reads_without_quadratic_copying() {
+        let mut frame = Vec::new();
+        encode_frame(&vec![3u8; 8 << 20], &mut frame, 1 << 30).unwrap();
+        /// A reader that counts its calls and hands out everything it is asked for.
+        struct Counting<'a>(&'a [u8], usize);
+        impl io::Read for Counting<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.1 += 1;
+                self.0.read(buf)
+            }
+        }
+        let mut reader = Counting(&frame, 0);
+        let mut buffer = FrameBuffer::new(1 << 30);
+        let pass = buffer.read_available(&mut reader).unwrap();
+        assert_eq!(
+            pass,
+            ReadPass {
+                bytes: frame.len(),
+                eof: false
+            }
+        );
+        assert_eq!(
+            buffer.next_frame::<Vec<u8>>().unwrap().map(|v| v.len()),
+            Some(8 << 20)
+        );
+        // Doubling from 64 KiB reaches 8 MiB in about 8 reads; fixed 64 KiB reads would take 128.
+        assert!(reader.1 <= 12, "{} reads", reader.1);
     }
 
     /// Arbitrary bytes never panic, hang or allocate wildly: every prefix of many pseudo-random

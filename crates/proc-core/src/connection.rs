@@ -41,7 +41,7 @@ use crate::codec::{self, CodecError, DEFAULT_MAX_FRAME_LEN, FrameBuffer};
 /// ```
 pub fn pipe<A, B>() -> io::Result<(Connection<A, B>, Connection<B, A>)> {
     let (a, b) = fork_sys::socketpair()?;
-    Ok((Connection::from_fd(a), Connection::from_fd(b)))
+    Ok((Connection::from_fd(a)?, Connection::from_fd(b)?))
 }
 
 thread_local! {
@@ -130,15 +130,17 @@ impl From<CodecError> for ConnectionError {
 
 impl<S, R> Connection<S, R> {
     /// A connection over one end of a connected stream socket you already have (from
-    /// [`fork_sys::socketpair`], say).
-    pub fn from_fd(socket: OwnedFd) -> Self {
-        Connection {
+    /// [`fork_sys::socketpair`] or `UnixStream::pair`, say). Fails only if the socket cannot be
+    /// told to report a gone peer as an error rather than SIGPIPE (Apple's `SO_NOSIGPIPE`).
+    pub fn from_fd(socket: OwnedFd) -> io::Result<Self> {
+        fork_sys::forbid_sigpipe(&socket)?;
+        Ok(Connection {
             socket: File::from(socket),
             frames: FrameBuffer::new(DEFAULT_MAX_FRAME_LEN),
             send_buf: Vec::new(),
             eof: false,
             types: PhantomData,
-        }
+        })
     }
 
     /// Sets the largest frame this end will send or accept, in bytes (default 1 GiB).
@@ -199,70 +201,48 @@ impl<S, R: DeserializeOwned> Connection<S, R> {
         self.recv_until(Some(Instant::now()))
     }
 
-    /// Whether a value can be received without blocking (Python's `Connection.poll`).
+    /// Whether a value can be received without blocking (Python's `Connection.poll`), waiting
+    /// at most `timeout` for one; also `true` once the peer is gone (`recv` then says so).
     pub fn poll(&mut self, timeout: Duration) -> Result<bool, ConnectionError> {
-        let deadline = Instant::now().checked_add(timeout);
-        let mut first_read = true;
+        self.wait_for_frame(Instant::now().checked_add(timeout))
+    }
+
+    fn recv_until(&mut self, deadline: Option<Instant>) -> Result<Option<R>, ConnectionError> {
+        if !self.wait_for_frame(deadline)? {
+            return Ok(None);
+        }
+        if let Some(value) = self.frames.next_frame()? {
+            return Ok(Some(value));
+        }
+        // End-of-file with no whole frame: a clean hang-up, or one in the middle of a frame.
+        self.frames.check_complete_at_eof()?;
+        Err(ConnectionError::Disconnected)
+    }
+
+    /// Reads until a whole frame is buffered or the peer is gone (`true`), or `deadline`
+    /// passes (`false`). Reads in bounded passes and sleeps in `poll` between them; after the
+    /// deadline it makes exactly one more pass, so what already sits in the socket is always
+    /// seen (`try_recv` finds a frame larger than one read), while a frame still streaming in
+    /// cannot stretch the wait. Partial frames stay buffered for the next call.
+    fn wait_for_frame(&mut self, deadline: Option<Instant>) -> Result<bool, ConnectionError> {
         loop {
             if self.eof || self.frames.has_frame()? {
                 return Ok(true);
             }
-            if !first_read && deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                return Ok(false);
-            }
-            first_read = false;
-            if !self.fill(deadline)? {
-                return Ok(false);
-            }
-        }
-    }
-
-    fn recv_until(&mut self, deadline: Option<Instant>) -> Result<Option<R>, ConnectionError> {
-        let mut first_read = true;
-        loop {
-            if let Some(value) = self.frames.next_frame()? {
-                return Ok(Some(value));
-            }
-            if self.eof {
-                self.frames.check_complete_at_eof()?;
-                return Err(ConnectionError::Disconnected);
-            }
-            // A large frame arriving piece by piece must not stretch the wait past the
-            // deadline; the pieces already read stay buffered for the next call.
-            if !first_read && deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                return Ok(None);
-            }
-            first_read = false;
-            if !self.fill(deadline)? {
-                return Ok(None);
-            }
-        }
-    }
-
-    /// Reads what is available, sleeping in `poll` when nothing is; `false` once the deadline
-    /// has passed with nothing new.
-    fn fill(&mut self, deadline: Option<Instant>) -> Result<bool, ConnectionError> {
-        loop {
-            match self
+            let expired = deadline.is_some_and(|deadline| Instant::now() >= deadline);
+            let pass = self
                 .frames
-                .read_from(&mut NonBlockingRecv(self.socket.as_fd()))
-            {
-                Ok(0) => {
-                    self.eof = true;
-                    return Ok(true);
-                }
-                Ok(_) => return Ok(true),
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                Err(err) => return Err(ConnectionError::Io(err)),
+                .read_available(&mut NonBlockingRecv(self.socket.as_fd()))
+                .map_err(ConnectionError::Io)?;
+            self.eof |= pass.eof;
+            if expired {
+                return Ok(self.eof || self.frames.has_frame()?);
             }
-            let remaining = match deadline {
-                None => None,
-                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
-                    Some(remaining) if !remaining.is_zero() => Some(remaining),
-                    _ => return Ok(false),
-                },
-            };
+            if pass.bytes > 0 || pass.eof {
+                continue;
+            }
+            let remaining =
+                deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
             fork_sys::poll(&[(self.socket.as_fd(), Interest::Read)], remaining)
                 .map_err(ConnectionError::Io)?;
         }

@@ -318,48 +318,42 @@ impl<R: DeserializeOwned> Process<R> {
         }
     }
 
-    /// Reads what is available on the result pipe without blocking, until the report is whole,
-    /// the pipe is empty, or (after at least one read) `deadline` has passed, so a large value
-    /// streaming in cannot stretch a timed wait.
+    /// Reads what is available on the result pipe without blocking, in bounded passes, until
+    /// the report is whole, the pipe is empty, or (after at least one pass) `deadline` has
+    /// passed, so a large value streaming in cannot stretch a timed wait.
     fn drain_pipe(&mut self, deadline: Option<Instant>) -> Result<(), ProcessError> {
-        let Some(pipe) = self.pipe.as_mut() else {
-            return Ok(());
-        };
-        let mut first_read = true;
         loop {
-            if self.report.is_some()
-                || (!first_read && deadline.is_some_and(|deadline| Instant::now() >= deadline))
-            {
+            let Some(pipe) = self.pipe.as_mut() else {
+                return Ok(());
+            };
+            if self.report.is_some() {
                 return Ok(());
             }
-            first_read = false;
-            match self.frames.read_from(pipe) {
-                Ok(0) => {
+            let pass = match self.frames.read_available(pipe) {
+                Ok(pass) => pass,
+                Err(err) => return Err(self.io_error(err)),
+            };
+            match self.frames.next_frame::<Report<R>>() {
+                Ok(Some(report)) => self.report = Some(Ok(report)),
+                Ok(None) => {}
+                Err(err) => {
+                    self.report = Some(Err(err));
+                    // Nothing more on this pipe can be trusted.
                     self.pipe = None;
-                    if self.report.is_none() {
-                        if let Err(err) = self.frames.check_complete_at_eof() {
-                            self.report = Some(Err(err));
-                        }
-                    }
                     return Ok(());
                 }
-                Ok(_) => {
-                    if self.report.is_none() {
-                        match self.frames.next_frame::<Report<R>>() {
-                            Ok(Some(report)) => self.report = Some(Ok(report)),
-                            Ok(None) => {}
-                            Err(err) => {
-                                self.report = Some(Err(err));
-                                // Nothing more on this pipe can be trusted.
-                                self.pipe = None;
-                                return Ok(());
-                            }
-                        }
+            }
+            if pass.eof {
+                self.pipe = None;
+                if self.report.is_none() {
+                    if let Err(err) = self.frames.check_complete_at_eof() {
+                        self.report = Some(Err(err));
                     }
                 }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return Err(self.io_error(err)),
+                return Ok(());
+            }
+            if pass.bytes == 0 || deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return Ok(());
             }
         }
     }

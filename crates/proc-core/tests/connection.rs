@@ -66,7 +66,7 @@ fn recv_timeout_and_try_recv_wait_only_as_long_as_asked() {
 #[test]
 fn a_frame_split_across_a_timeout_is_not_lost() {
     let (ours, theirs) = fork_sys::socketpair().unwrap();
-    let mut conn: Connection<(), String> = Connection::from_fd(ours);
+    let mut conn: Connection<(), String> = Connection::from_fd(ours).unwrap();
     let mut frame = Vec::new();
     proc_core::codec::encode_frame(&"split in two".to_string(), &mut frame, 1024).unwrap();
     let mut raw = File::from(theirs);
@@ -110,8 +110,9 @@ fn garbage_on_the_wire_is_a_clear_error_not_a_panic_or_a_hang() {
     ];
     for (bytes, message) in cases {
         let (ours, theirs) = fork_sys::socketpair().unwrap();
-        let mut conn: Connection<(), String> =
-            Connection::from_fd(ours).with_max_frame_len(1 << 20);
+        let mut conn: Connection<(), String> = Connection::from_fd(ours)
+            .unwrap()
+            .with_max_frame_len(1 << 20);
         File::from(theirs).write_all(bytes).unwrap(); // then closed: end-of-file
         let err = conn.recv().unwrap_err();
         assert!(matches!(err, ConnectionError::Codec(_)), "{err:?}");
@@ -125,7 +126,7 @@ fn garbage_on_the_wire_is_a_clear_error_not_a_panic_or_a_hang() {
 #[test]
 fn a_large_frame_trickling_in_does_not_stretch_recv_timeout() {
     let (ours, theirs) = fork_sys::socketpair().unwrap();
-    let mut conn: Connection<(), Vec<u8>> = Connection::from_fd(ours);
+    let mut conn: Connection<(), Vec<u8>> = Connection::from_fd(ours).unwrap();
     let mut frame = Vec::new();
     proc_core::codec::encode_frame(&vec![5u8; 1 << 20], &mut frame, 1 << 30).unwrap();
     let writer = std::thread::spawn(move || {
@@ -152,6 +153,46 @@ fn a_large_frame_trickling_in_does_not_stretch_recv_timeout() {
         Some(1 << 20)
     );
     drop(writer.join().unwrap());
+}
+
+/// A huge frame written in one go (data available on every read) must not keep a 20 ms
+/// receive reading it to the end.
+#[test]
+fn a_huge_frame_streaming_in_does_not_stretch_recv_timeout() {
+    let (ours, theirs) = fork_sys::socketpair().unwrap();
+    let mut conn: Connection<(), Vec<u8>> = Connection::from_fd(ours)
+        .unwrap()
+        .with_max_frame_len(1 << 30);
+    let len = 256usize << 20;
+    let mut frame = Vec::with_capacity(len + 4);
+    frame.extend_from_slice(&(len as u32).to_le_bytes());
+    frame.resize(len + 4, 0);
+    let writer = std::thread::spawn(move || {
+        // Fails with EPIPE once the receiver gives up and drops its end.
+        let _ = File::from(theirs).write_all(&frame);
+    });
+    std::thread::sleep(Duration::from_millis(20)); // let the writer fill the socket
+    let started = Instant::now();
+    assert_eq!(conn.recv_timeout(Duration::from_millis(20)).unwrap(), None);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_millis(400),
+        "a 20 ms receive took {waited:?}"
+    );
+    drop(conn);
+    writer.join().unwrap();
+}
+
+#[test]
+fn try_recv_and_poll_see_a_frame_larger_than_one_read_that_has_already_arrived() {
+    let (ours, theirs) = fork_sys::socketpair().unwrap();
+    let mut conn: Connection<(), Vec<u8>> = Connection::from_fd(ours).unwrap();
+    let mut peer: Connection<Vec<u8>, ()> = Connection::from_fd(theirs).unwrap();
+    // 100 KiB: more than one 64 KiB read, less than a Unix socket buffers by default, so the
+    // whole frame is there before we look.
+    peer.send(&vec![1u8; 100 << 10]).unwrap();
+    assert!(conn.poll(Duration::ZERO).unwrap());
+    assert_eq!(conn.try_recv().unwrap().map(|v| v.len()), Some(100 << 10));
 }
 
 #[test]
