@@ -202,10 +202,11 @@ pub struct ReadPass {
 
 /// Bytes received but not yet decoded: reads arrive in arbitrary pieces, frames come out whole.
 ///
-/// A receiver appends what each non-blocking read returned with [`FrameBuffer::extend`] (or
-/// reads straight into it with [`FrameBuffer::read_from`]), then takes frames with
-/// [`FrameBuffer::next_frame`] until it says `None`. Nothing is lost when a wait times out
-/// half-way through a frame: the partial bytes stay here for the next call.
+/// A receiver on a non-blocking fd calls [`FrameBuffer::read_available`] (one bounded pass:
+/// everything that has arrived, never more than is there) or [`FrameBuffer::read_from`] (one
+/// read), or appends bytes it got elsewhere with [`FrameBuffer::extend`]; then it takes frames
+/// with [`FrameBuffer::next_frame`] until that says `None`. Nothing is lost when a wait times
+/// out half-way through a frame: the partial bytes stay here for the next call.
 #[derive(Debug)]
 pub struct FrameBuffer {
     /// Initialised storage; bytes `start..end` are received and not yet decoded. Kept longer
