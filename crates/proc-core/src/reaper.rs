@@ -43,7 +43,14 @@ fn hand_over(child: ChildHandle) -> Result<(), ChildHandle> {
     let me = fork_sys::getpid();
     if link.as_ref().is_none_or(|l| l.owner != me) {
         match start(me) {
-            Ok(started) => *link = Some(started),
+            Ok(started) => {
+                // In a forked child the old link is the parent's: leave its channel alone (the
+                // parent's reaper thread may have been inside it at the fork) and leak it, one
+                // pipe fd, once per child.
+                if let Some(inherited) = link.replace(started) {
+                    std::mem::forget(inherited);
+                }
+            }
             Err(_) => return Err(child),
         }
     }
