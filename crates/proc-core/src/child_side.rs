@@ -88,8 +88,20 @@ pub(crate) struct ChildSetup<'a> {
     pub(crate) max_frame_len: usize,
 }
 
-/// Runs in the child after `fork`; never returns.
+/// Runs in the child after `fork`; never returns. Nothing may unwind out of here: a panic
+/// escaping into `spawn` would go on running the *parent's* code in the child, so everything
+/// runs under `catch_unwind` and the child leaves through `_exit` whatever happens.
 pub(crate) fn run_child<F, R>(setup: ChildSetup<'_>, result_pipe: OwnedFd, body: F) -> !
+where
+    F: FnOnce() -> R,
+    R: Serialize,
+{
+    let code = panic::catch_unwind(AssertUnwindSafe(|| child_main(setup, result_pipe, body)))
+        .unwrap_or(EXIT_FAILED);
+    fork_sys::exit_immediately(code)
+}
+
+fn child_main<F, R>(setup: ChildSetup<'_>, result_pipe: OwnedFd, body: F) -> i32
 where
     F: FnOnce() -> R,
     R: Serialize,
@@ -100,20 +112,35 @@ where
         let _ = fork_sys::exec::set_parent_death_signal(Some(signal));
         if fork_sys::getppid() != Some(parent) {
             // The parent died before we asked: the signal will never come.
-            fork_sys::exit_immediately(EXIT_FAILED);
+            return EXIT_FAILED;
         }
     }
     if let Some(name) = setup.name {
         let _ = fork_sys::set_thread_name(name);
     }
 
-    let outcome = panic::catch_unwind(AssertUnwindSafe(body));
     let mut frame = Vec::new();
-    let code = match outcome {
+    let code = match panic::catch_unwind(AssertUnwindSafe(body)) {
         Ok(value) => {
-            match codec::encode_frame(&Report::Returned(&value), &mut frame, setup.max_frame_len) {
-                Ok(()) => EXIT_RETURNED,
-                Err(err) => {
+            // A user `Serialize` impl may panic too.
+            let encoded = panic::catch_unwind(AssertUnwindSafe(|| {
+                codec::encode_frame(&Report::Returned(&value), &mut frame, setup.max_frame_len)
+            }));
+            // The value dies with the process; running its destructor would only cost time.
+            std::mem::forget(value);
+            match encoded {
+                Ok(Ok(())) => EXIT_RETURNED,
+                Ok(Err(err)) => {
+                    encode_failure(err, std::any::type_name::<R>(), &mut frame);
+                    EXIT_FAILED
+                }
+                Err(payload) => {
+                    let message = format!("Serialize panicked: {}", panic_message(&*payload));
+                    std::mem::forget(payload);
+                    let err = CodecError::Encode {
+                        type_name: std::any::type_name::<R>(),
+                        message,
+                    };
                     encode_failure(err, std::any::type_name::<R>(), &mut frame);
                     EXIT_FAILED
                 }
@@ -134,7 +161,7 @@ where
     let _ = File::from(result_pipe).write_all(&frame);
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
-    fork_sys::exit_immediately(code)
+    code
 }
 
 /// Replaces `frame` with a report saying why the value could not be sent.

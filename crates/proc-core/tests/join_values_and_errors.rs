@@ -252,6 +252,36 @@ fn wait_any_returns_the_first_to_finish_even_when_it_sends_a_large_value() {
     assert_eq!(proc_core::wait_any(&mut procs, None).unwrap(), Some(0));
 }
 
+/// A `Serialize` impl that panics runs after `catch_unwind` around the closure; it must not
+/// unwind out of the child into the parent's code (the test would then run twice).
+#[test]
+fn a_serialize_impl_that_panics_is_a_codec_error_and_the_child_stays_contained() {
+    #[derive(Debug)]
+    struct PanicsWhenSent;
+    impl Serialize for PanicsWhenSent {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            panic!("refusing to be sent");
+        }
+    }
+    impl<'de> Deserialize<'de> for PanicsWhenSent {
+        fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+            Err(serde::de::Error::custom("unreachable"))
+        }
+    }
+    let me = fork_sys::getpid();
+    let mut p = Process::spawn(|| PanicsWhenSent).unwrap();
+    let err = p.join_timeout(Duration::from_secs(30)).unwrap_err();
+    // Only the parent gets here: had the panic escaped, the child would be running this too.
+    assert_eq!(fork_sys::getpid(), me);
+    assert!(matches!(err, ProcessError::Codec { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("Serialize panicked: refusing to be sent"),
+        "{err}"
+    );
+    assert_eq!(p.exitcode(), Some(1));
+}
+
 #[test]
 fn wait_any_on_nothing_returns_at_once() {
     let mut none: Vec<Process<u8>> = Vec::new();
