@@ -36,6 +36,10 @@
 //! thread may hold at that instant) are your concern, exactly as with Python's `fork` start
 //! method.
 
+// All real unsafe lives in fork-sys. The single call of the unsafe `fork_sys::fork`, in
+// `Process::spawn`, is allowed where it stands, with its SAFETY argument.
+#![deny(unsafe_code)]
+
 mod child_side;
 pub mod codec;
 mod connection;

@@ -114,6 +114,7 @@ impl ProcessBuilder {
         let flushed = stdout_lock.flush();
         let reaper_lock = reaper::lock();
 
+        #[allow(unsafe_code)] // The crate's one unsafe call: Process exists to wrap it.
         // SAFETY: the locks the child's Rust code is known to need (stdout, stderr, the
         // reaper's) are held by this thread, so the child inherits them free once it drops its
         // guards; glibc's atfork handlers keep malloc usable; a panic in the child goes

@@ -22,10 +22,12 @@ pub(crate) fn run() -> Result<(), Box<dyn std::error::Error>> {
     writeln!(stdout, "Process ({}) start...", fork_sys::getpid())?;
     // Anything still buffered would be printed by both processes.
     stdout.flush()?;
+    #[allow(unsafe_code)] // The os.fork seed is about calling fork itself.
     // SAFETY: procdemo is single-threaded, so no other thread can hold a lock the child needs;
     // the child writes one line and leaves through `exit_immediately`, never returning into
     // main's stack.
-    match unsafe { fork_sys::fork()? } {
+    let forked = unsafe { fork_sys::fork()? };
+    match forked {
         Fork::Child => {
             let parent = fork_sys::getppid().map_or(0, |pid| pid.as_raw());
             let line = format!(

@@ -3,6 +3,10 @@
 //! `procdemo` or `procdemo all` runs every demo; `procdemo <name>` runs one. Each demo prints
 //! what its Python original prints, with real pids.
 
+// All real unsafe lives in fork-sys; the fork demo's one call of `fork_sys::fork` is allowed
+// where it stands.
+#![deny(unsafe_code)]
+
 use std::process::ExitCode;
 
 mod fork_demo;

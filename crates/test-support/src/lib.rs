@@ -10,6 +10,8 @@
 //! assert_eq!(test_support::open_fd_count(), fds);
 //! ```
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
