@@ -260,18 +260,6 @@ impl<R: DeserializeOwned> Process<R> {
         self.progress(Some(Instant::now()))
     }
 
-    /// Fds to sleep on while waiting for this process: its result pipe and (Linux) pidfd.
-    pub(crate) fn wake_fds(&self) -> (Vec<std::os::fd::BorrowedFd<'_>>, bool) {
-        let mut fds = Vec::with_capacity(2);
-        if let Some(pipe) = &self.pipe {
-            fds.push(pipe.as_fd());
-        }
-        let exit_fd = self.child.exit_fd();
-        let has_exit_fd = exit_fd.is_some();
-        fds.extend(exit_fd);
-        (fds, has_exit_fd)
-    }
-
     /// Reads what the child sent and reaps it when it ends, until both are done (`true`) or
     /// `deadline` passes (`false`; `None` waits for ever). Never blocks in `read`: the pipe
     /// is non-blocking, and the waiting happens in `poll` on the pipe and the pidfd together,
@@ -307,15 +295,7 @@ impl<R: DeserializeOwned> Process<R> {
                     None => return Ok(false),
                 }
             }
-            let (fds, has_exit_fd) = self.wake_fds();
-            let fds: Vec<_> = fds.into_iter().map(|fd| (fd, Interest::Read)).collect();
-            // Without a pidfd, wake up now and then to look at the child.
-            let slice = if has_exit_fd {
-                remaining
-            } else {
-                Some(remaining.map_or(SLICE, |r| r.min(SLICE)))
-            };
-            fork_sys::poll(&fds, slice).map_err(|e| self.io_error(e))?;
+            sleep_until_any_stirs([&*self], remaining).map_err(|e| self.io_error(e))?;
         }
     }
 
@@ -414,6 +394,32 @@ impl<R: DeserializeOwned> Process<R> {
 
 /// How often to look at a child when the platform gives no exit event to sleep on.
 const SLICE: Duration = Duration::from_millis(20);
+
+/// Sleeps until one of `processes` sends something on its result pipe or exits, or `timeout`
+/// passes (`None`: no limit). Where a child has no exit fd (off Linux), wakes every [`SLICE`]
+/// so callers can look at it. May return early; callers re-check.
+pub(crate) fn sleep_until_any_stirs<'a, R: 'a>(
+    processes: impl IntoIterator<Item = &'a Process<R>>,
+    timeout: Option<Duration>,
+) -> io::Result<()> {
+    let mut fds = Vec::new();
+    let mut every_exit_has_fd = true;
+    for process in processes {
+        if let Some(pipe) = &process.pipe {
+            fds.push((pipe.as_fd(), Interest::Read));
+        }
+        match process.child.exit_fd() {
+            Some(exit_fd) => fds.push((exit_fd, Interest::Read)),
+            None => every_exit_has_fd = false,
+        }
+    }
+    let timeout = if every_exit_has_fd {
+        timeout
+    } else {
+        Some(timeout.map_or(SLICE, |t| t.min(SLICE)))
+    };
+    fork_sys::poll(&fds, timeout).map(drop)
+}
 
 fn status_error(pid: Pid, name: Option<String>, status: Option<ExitStatus>) -> ProcessError {
     match status {

@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use fork_sys::Interest;
 use serde::de::DeserializeOwned;
 
+use crate::process::sleep_until_any_stirs;
 use crate::{Process, ProcessError};
 
 /// Waits until one of `processes` has finished and returns its index: its
@@ -47,21 +47,7 @@ pub fn wait_any<R: DeserializeOwned>(
             Some(deadline) => Some(deadline - now),
             None => None,
         };
-        let mut fds = Vec::with_capacity(processes.len() * 2);
-        let mut every_exit_has_fd = true;
-        for process in processes.iter() {
-            let (wake, has_exit_fd) = process.wake_fds();
-            every_exit_has_fd &= has_exit_fd;
-            fds.extend(wake.into_iter().map(|fd| (fd, Interest::Read)));
-        }
-        // Without pidfds, look at the children now and then.
-        let slice = Duration::from_millis(20);
-        let timeout = if every_exit_has_fd {
-            remaining
-        } else {
-            Some(remaining.map_or(slice, |r| r.min(slice)))
-        };
-        if let Err(source) = fork_sys::poll(&fds, timeout) {
+        if let Err(source) = sleep_until_any_stirs(processes.iter(), remaining) {
             return Err(ProcessError::Wait { source });
         }
     }
