@@ -13,9 +13,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::ptr;
 
-use rustix::io::{Errno, FdFlags};
+use rustix::io::FdFlags;
 
-use crate::{Pid, Signal};
+use crate::{Pid, Signal, retry_eintr};
 
 /// A NULL-terminated array of C strings, as `execve` wants for `argv` and `envp`, built before
 /// the fork so the child never allocates.
@@ -307,14 +307,5 @@ pub fn read_exec_error(read_end: OwnedFd) -> io::Result<Option<io::Error>> {
             io::ErrorKind::InvalidData,
             format!("exec error pipe: expected 4 bytes of errno, got {n}"),
         )),
-    }
-}
-
-fn retry_eintr<T>(mut call: impl FnMut() -> rustix::io::Result<T>) -> io::Result<T> {
-    loop {
-        match call() {
-            Err(Errno::INTR) => continue,
-            other => return Ok(other?),
-        }
     }
 }

@@ -50,3 +50,16 @@ pub use signal::{Signal, kill, kill_group};
 pub use socket::{forbid_sigpipe, recv_nonblocking, send_nosignal, shutdown, socketpair};
 pub use status::ExitStatus;
 pub use wait::{try_wait, wait, wait_timeout};
+
+/// Runs a rustix call again for as long as a signal interrupts it (`EINTR`). Allocation-free,
+/// so the child's side of exec may use it too.
+pub(crate) fn retry_eintr<T>(
+    mut call: impl FnMut() -> rustix::io::Result<T>,
+) -> std::io::Result<T> {
+    loop {
+        match call() {
+            Err(rustix::io::Errno::INTR) => continue,
+            other => return Ok(other?),
+        }
+    }
+}

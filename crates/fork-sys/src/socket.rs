@@ -6,6 +6,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, Shutdown, SocketFlags, SocketType};
 
+use crate::retry_eintr;
+
 /// Creates a connected pair of Unix stream sockets, close-on-exec. Writing to one whose peer
 /// is gone fails with `EPIPE` through [`send_nosignal`] (Apple: on any write, as the sockets
 /// are created with `SO_NOSIGPIPE`), never kills the process with SIGPIPE.
@@ -54,13 +56,7 @@ pub fn shutdown(socket: impl AsFd) -> io::Result<()> {
 /// own blocking mode: `ErrorKind::WouldBlock` when nothing is there, `Ok(0)` at end-of-file.
 /// Writes on the same fd stay blocking.
 pub fn recv_nonblocking(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        match rustix::net::recv(socket, &mut *buf, RecvFlags::DONTWAIT) {
-            Ok((got, _)) => return Ok(got),
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(err) => return Err(err.into()),
-        }
-    }
+    retry_eintr(|| rustix::net::recv(socket, &mut *buf, RecvFlags::DONTWAIT)).map(|(got, _)| got)
 }
 
 /// Makes writes to `socket` fail with `EPIPE` rather than raise SIGPIPE when the peer is gone:
@@ -87,10 +83,5 @@ pub fn send_nosignal(socket: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> 
     let flags = SendFlags::NOSIGNAL;
     #[cfg(any(target_os = "macos", target_os = "ios"))]
     let flags = SendFlags::empty();
-    loop {
-        match rustix::net::send(socket, bytes, flags) {
-            Err(rustix::io::Errno::INTR) => continue,
-            other => return Ok(other?),
-        }
-    }
+    retry_eintr(|| rustix::net::send(socket, bytes, flags))
 }
