@@ -38,6 +38,7 @@ mod pipe;
 mod poll;
 mod signal;
 mod socket;
+mod spawn;
 mod status;
 mod wait;
 
@@ -48,6 +49,7 @@ pub use pipe::{is_cloexec, pipe, pipe_nonblocking, set_nonblocking, set_pipe_siz
 pub use poll::{Interest, Readiness, poll, set_thread_name};
 pub use signal::{Signal, kill, kill_group};
 pub use socket::{forbid_sigpipe, recv_nonblocking, send_nosignal, shutdown, socketpair};
+pub use spawn::{ProcessGroup, SpawnMethod, SpawnRequest, spawn};
 pub use status::ExitStatus;
 pub use wait::{try_wait, wait, wait_timeout};
 

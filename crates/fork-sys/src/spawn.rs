@@ -1,0 +1,381 @@
+//! Starting a program in a new process: `posix_spawn` when the request allows it (glibc's runs
+//! the child on the parent's memory with `CLONE_VFORK`, so its cost does not grow with the
+//! parent's size), fork+exec otherwise. Everything the child needs is in a [`SpawnRequest`]
+//! built before either starts; nothing allocates in the child.
+//!
+//! Exec failure comes back as an `io::Error` with the child's errno either way: `posix_spawn`
+//! returns it itself (glibc), and the fork+exec path reads it from a close-on-exec pipe
+//! ([`report_errno_and_exit`](crate::exec::report_errno_and_exit)).
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use crate::exec::{self, CStringArray, StdioFd};
+use crate::{Fork, Pid};
+
+/// Which process group a spawned child joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessGroup {
+    /// A new group whose id is the child's pid (`setpgid(0, 0)`), so the whole group can be
+    /// signalled with [`kill_group`](crate::kill_group).
+    New,
+    /// An existing group.
+    Join(Pid),
+}
+
+/// Everything a new process needs, prepared before it starts. Build one with
+/// [`SpawnRequest::new`] and set the public fields; [`spawn`] starts it.
+#[derive(Debug, Clone)]
+pub struct SpawnRequest<'a> {
+    /// The program's path. It is not looked up in `PATH`: resolve it before.
+    pub program: &'a CStr,
+    /// The argument vector, `argv[0]` included.
+    pub argv: &'a CStringArray,
+    /// The environment, as `KEY=value` strings.
+    pub envp: &'a CStringArray,
+    /// What becomes the child's stdin, stdout and stderr; `None` inherits the parent's.
+    pub stdio: [Option<BorrowedFd<'a>>; 3],
+    /// The child's working directory; `None` keeps the parent's.
+    pub cwd: Option<&'a CStr>,
+    /// Close every fd from 3 up in the child except `pass_fds`.
+    pub close_fds: bool,
+    /// Fds the child keeps at the same number (their close-on-exec flag is cleared in the child).
+    pub pass_fds: &'a [BorrowedFd<'a>],
+    /// Start a new session (`setsid`): the child leads a new session and process group.
+    pub new_session: bool,
+    /// Move the child into a process group.
+    pub process_group: Option<ProcessGroup>,
+    /// `setuid` in the child (dropping supplementary groups when run as root).
+    pub uid: Option<u32>,
+    /// `setgid` in the child.
+    pub gid: Option<u32>,
+    /// `umask` in the child.
+    pub umask: Option<u32>,
+}
+
+/// How [`spawn`] starts a given request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpawnMethod {
+    /// glibc's `posix_spawn` (`clone(CLONE_VM | CLONE_VFORK)` underneath).
+    PosixSpawn,
+    /// `fork`, the child's setup, `execve`; exec errors over a close-on-exec pipe.
+    ForkExec,
+}
+
+impl<'a> SpawnRequest<'a> {
+    /// A request that inherits stdio and the working directory, closes every other fd in the
+    /// child, and changes nothing else.
+    pub fn new(
+        program: &'a CStr,
+        argv: &'a CStringArray,
+        envp: &'a CStringArray,
+    ) -> SpawnRequest<'a> {
+        SpawnRequest {
+            program,
+            argv,
+            envp,
+            stdio: [None, None, None],
+            cwd: None,
+            close_fds: true,
+            pass_fds: &[],
+            new_session: false,
+            process_group: None,
+            uid: None,
+            gid: None,
+            umask: None,
+        }
+    }
+
+    /// The method [`spawn`] will use: `posix_spawn` on Linux with glibc unless the request
+    /// asks for something it cannot express (`uid`, `gid`, `umask`, `pass_fds`), fork+exec
+    /// otherwise and on every other platform.
+    pub fn method(&self) -> SpawnMethod {
+        let expressible = self.uid.is_none()
+            && self.gid.is_none()
+            && self.umask.is_none()
+            && self.pass_fds.is_empty();
+        if cfg!(all(target_os = "linux", target_env = "gnu")) && expressible {
+            SpawnMethod::PosixSpawn
+        } else {
+            SpawnMethod::ForkExec
+        }
+    }
+}
+
+/// Starts `request.program` in a new process and returns its pid, through `posix_spawn` when
+/// [`SpawnRequest::method`] says so and fork+exec otherwise. The child is not reaped: wrap the
+/// pid in a [`ChildHandle`](crate::ChildHandle).
+///
+/// Fails with the child's errno when the program cannot be executed (`NotFound`,
+/// `PermissionDenied`, ...) or the working directory cannot be entered (also `NotFound`:
+/// callers that want to tell the two apart check the directory). No child is left behind on
+/// failure.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/posix_spawn.html)
+///  - [Linux](https://man7.org/linux/man-pages/man3/posix_spawn.3.html)
+pub fn spawn(request: &SpawnRequest<'_>) -> io::Result<Pid> {
+    // A source fd below 3 could be overwritten by an earlier `dup2` onto 0, 1 or 2 before it is
+    // read; a copy numbered 3 or higher (and close-on-exec) cannot.
+    let mut copies: [Option<OwnedFd>; 3] = [None, None, None];
+    for (target, (source, copy)) in request.stdio.iter().zip(copies.iter_mut()).enumerate() {
+        if let Some(fd) = source {
+            let raw = fd.as_raw_fd();
+            if raw < 3 && raw != target as RawFd {
+                *copy = Some(fd.try_clone_to_owned()?);
+            }
+        }
+    }
+    let mut stdio = request.stdio;
+    for (source, copy) in stdio.iter_mut().zip(&copies) {
+        if let Some(copy) = copy {
+            *source = Some(copy.as_fd());
+        }
+    }
+    let request = SpawnRequest {
+        stdio,
+        ..request.clone()
+    };
+    match request.method() {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        SpawnMethod::PosixSpawn => posix::spawn(&request),
+        _ => fork_exec(&request),
+    }
+}
+
+const STDIO_TARGETS: [StdioFd; 3] = [StdioFd::Stdin, StdioFd::Stdout, StdioFd::Stderr];
+
+/// The fork+exec path: every allocation (the fds to keep, the error pipe) happens before the
+/// fork; the child only makes async-signal-safe calls.
+fn fork_exec(request: &SpawnRequest<'_>) -> io::Result<Pid> {
+    let (err_read, err_write) = crate::pipe()?;
+    let mut keep: Vec<RawFd> = request.pass_fds.iter().map(AsRawFd::as_raw_fd).collect();
+    keep.push(err_write.as_raw_fd());
+    keep.sort_unstable();
+    keep.dedup();
+    // SAFETY: the child runs `set_up_child` and `exec` (async-signal-safe calls on data built
+    // before the fork, no allocation) and leaves through `report_errno_and_exit` if exec fails.
+    match unsafe { crate::fork()? } {
+        Fork::Child => {
+            let err = set_up_child(request, &keep).unwrap_or_else(|err| err);
+            // A bare kind (never from exec, but from a setup step) has no errno: say EINVAL.
+            let errno = err.raw_os_error().unwrap_or(libc::EINVAL);
+            exec::report_errno_and_exit(err_write.as_fd(), errno)
+        }
+        Fork::Parent(pid) => {
+            drop(err_write);
+            match exec::read_exec_error(err_read) {
+                Ok(None) => Ok(pid),
+                Ok(Some(err)) | Err(err) => {
+                    // The child has exited (127) or is about to: reap it, leave nothing behind.
+                    let _ = crate::wait(pid);
+                    Err(err)
+                }
+            }
+        }
+    }
+}
+
+/// The child's side of [`fork_exec`], up to and including `execve`; returns the error that
+/// stopped it. Async-signal-safe: no allocation, no locks.
+fn set_up_child(request: &SpawnRequest<'_>, keep: &[RawFd]) -> Result<io::Error, io::Error> {
+    exec::reset_signals_for_exec()?;
+    if request.new_session {
+        exec::setsid()?;
+    }
+    match request.process_group {
+        Some(ProcessGroup::New) => exec::setpgid(None)?,
+        Some(ProcessGroup::Join(pgid)) => exec::setpgid(Some(pgid))?,
+        None => {}
+    }
+    for (source, target) in request.stdio.iter().zip(STDIO_TARGETS) {
+        if let Some(fd) = source {
+            exec::redirect_stdio(*fd, target)?;
+        }
+    }
+    if let Some(cwd) = request.cwd {
+        crate::retry_eintr(|| rustix::process::chdir(cwd))?;
+    }
+    if let Some(mask) = request.umask {
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask as _));
+    }
+    set_ids(request.uid, request.gid)?;
+    if request.close_fds {
+        // SAFETY: this child execs or exits next and never uses the fds it closes; `keep`
+        // (sorted before the fork) holds the error pipe and the passed fds.
+        unsafe { exec::close_fds_from(3, keep) }?;
+    }
+    for fd in request.pass_fds {
+        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
+    }
+    Ok(exec::exec(request.program, request.argv, request.envp))
+}
+
+/// `setgid`, then `setuid` (after which `setgid` would no longer be permitted); a root parent
+/// dropping to another user also drops its supplementary groups, as std does.
+fn set_ids(uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+    // SAFETY: setgroups, setgid, setuid and getuid are async-signal-safe syscall wrappers with
+    // no memory preconditions (setgroups gets a null list of length 0).
+    unsafe {
+        if let Some(gid) = gid {
+            if libc::setgid(gid as libc::gid_t) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        if let Some(uid) = uid {
+            if libc::getuid() == 0 && libc::setgroups(0, std::ptr::null()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::setuid(uid as libc::uid_t) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod posix {
+    //! glibc's `posix_spawn`, with its file actions and attributes owned so that every early
+    //! return destroys them.
+
+    use std::io;
+    use std::mem::MaybeUninit;
+    use std::os::fd::AsRawFd;
+
+    use super::{ProcessGroup, SpawnRequest};
+    use crate::Pid;
+
+    /// Turns a `posix_spawn*` return value (0 or an errno) into a result.
+    fn check(rc: libc::c_int) -> io::Result<()> {
+        match rc {
+            0 => Ok(()),
+            errno => Err(io::Error::from_raw_os_error(errno)),
+        }
+    }
+
+    struct FileActions(Box<MaybeUninit<libc::posix_spawn_file_actions_t>>);
+
+    impl FileActions {
+        fn new() -> io::Result<FileActions> {
+            let mut raw = Box::new(MaybeUninit::uninit());
+            // SAFETY: init writes a valid, empty set of actions into the memory we own.
+            check(unsafe { libc::posix_spawn_file_actions_init(raw.as_mut_ptr()) })?;
+            Ok(FileActions(raw))
+        }
+
+        fn as_mut_ptr(&mut self) -> *mut libc::posix_spawn_file_actions_t {
+            self.0.as_mut_ptr()
+        }
+    }
+
+    impl Drop for FileActions {
+        fn drop(&mut self) {
+            // SAFETY: initialised in `new`, destroyed exactly once here.
+            unsafe { libc::posix_spawn_file_actions_destroy(self.0.as_mut_ptr()) };
+        }
+    }
+
+    struct Attributes(Box<MaybeUninit<libc::posix_spawnattr_t>>);
+
+    impl Attributes {
+        fn new() -> io::Result<Attributes> {
+            let mut raw = Box::new(MaybeUninit::uninit());
+            // SAFETY: init writes valid default attributes into the memory we own.
+            check(unsafe { libc::posix_spawnattr_init(raw.as_mut_ptr()) })?;
+            Ok(Attributes(raw))
+        }
+
+        fn as_mut_ptr(&mut self) -> *mut libc::posix_spawnattr_t {
+            self.0.as_mut_ptr()
+        }
+    }
+
+    impl Drop for Attributes {
+        fn drop(&mut self) {
+            // SAFETY: initialised in `new`, destroyed exactly once here.
+            unsafe { libc::posix_spawnattr_destroy(self.0.as_mut_ptr()) };
+        }
+    }
+
+    /// A signal set holding `signals`.
+    fn signal_set(signals: &[libc::c_int]) -> io::Result<libc::sigset_t> {
+        let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: sigemptyset initialises the set; sigaddset only writes into it.
+        unsafe {
+            libc::sigemptyset(set.as_mut_ptr());
+            for &signal in signals {
+                if libc::sigaddset(set.as_mut_ptr(), signal) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(set.assume_init())
+        }
+    }
+
+    pub(super) fn spawn(request: &SpawnRequest<'_>) -> io::Result<Pid> {
+        let mut actions = FileActions::new()?;
+        let mut attributes = Attributes::new()?;
+        let mut flags = libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
+        // The Rust runtime ignores SIGPIPE and the mask survives exec: give the program the
+        // defaults it expects, as `reset_signals_for_exec` does on the fork path.
+        let empty = signal_set(&[])?;
+        let sigpipe = signal_set(&[libc::SIGPIPE])?;
+        // SAFETY: every pointer passed is valid for the call: `actions` and `attributes` are
+        // initialised and owned here, the sets live on this stack frame, the strings come from
+        // `request`, which outlives the call. glibc copies the cwd path into the actions.
+        unsafe {
+            let actions = actions.as_mut_ptr();
+            let attributes = attributes.as_mut_ptr();
+            for (target, source) in request.stdio.iter().enumerate() {
+                if let Some(fd) = source {
+                    // Source equal to target: glibc clears FD_CLOEXEC (Austin Group issue 411).
+                    check(libc::posix_spawn_file_actions_adddup2(
+                        actions,
+                        fd.as_raw_fd(),
+                        target as libc::c_int,
+                    ))?;
+                }
+            }
+            if let Some(cwd) = request.cwd {
+                check(libc::posix_spawn_file_actions_addchdir_np(
+                    actions,
+                    cwd.as_ptr(),
+                ))?;
+            }
+            if request.close_fds {
+                check(libc::posix_spawn_file_actions_addclosefrom_np(actions, 3))?;
+            }
+            check(libc::posix_spawnattr_setsigmask(attributes, &empty))?;
+            check(libc::posix_spawnattr_setsigdefault(attributes, &sigpipe))?;
+            if request.new_session {
+                flags |= libc::c_int::from(libc::POSIX_SPAWN_SETSID);
+            }
+            if let Some(group) = request.process_group {
+                flags |= libc::POSIX_SPAWN_SETPGROUP;
+                let pgid = match group {
+                    ProcessGroup::New => 0,
+                    ProcessGroup::Join(pgid) => pgid.as_raw(),
+                };
+                check(libc::posix_spawnattr_setpgroup(attributes, pgid))?;
+            }
+            check(libc::posix_spawnattr_setflags(
+                attributes,
+                flags as libc::c_short,
+            ))?;
+            let mut pid: libc::pid_t = 0;
+            check(libc::posix_spawn(
+                &mut pid,
+                request.program.as_ptr(),
+                actions,
+                attributes,
+                request.argv.as_ptr().cast(),
+                request.envp.as_ptr().cast(),
+            ))?;
+            Pid::from_raw(pid).ok_or_else(|| {
+                io::Error::other(format!("posix_spawn returned an invalid pid {pid}"))
+            })
+        }
+    }
+}
