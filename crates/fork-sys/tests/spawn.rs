@@ -44,7 +44,6 @@ fn run_sh(script: &str, extras: &Extras<'_>) -> Vec<(SpawnMethod, ExitStatus, St
             }
             let method = request.method();
             let pid = fork_sys::spawn(&request).unwrap();
-            drop(request);
             drop(write);
             let mut out = String::new();
             File::from(read).read_to_string(&mut out).unwrap();
