@@ -1,0 +1,181 @@
+//! `Child`: a running program (Python's `Popen`), reaped exactly once, never left a zombie.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use fork_sys::{ChildHandle, ExitStatus, Pid, Signal};
+
+use crate::{ChildStderr, ChildStdin, ChildStdout, Error};
+
+/// `ESRCH` ("no such process"), 3 on Linux and on macOS.
+const ESRCH: i32 = 3;
+
+/// A child process started by [`Command::spawn`](crate::Command::spawn): Python's `Popen`.
+///
+/// Its pipes (when piped) are the public fields, std's `Read`/`Write` handles; take them, or
+/// let [`communicate`](Child::communicate) drive them all at once without deadlocking.
+///
+/// Dropping a `Child` never leaves a zombie: a child that has not ended yet is reaped by a
+/// background thread ([`fork_sys::reap_in_background`]), or killed first when the command
+/// asked for [`kill_on_drop`](crate::Command::kill_on_drop).
+#[derive(Debug)]
+pub struct Child {
+    handle: ChildHandle,
+    args: Vec<OsString>,
+    /// The parent's end of the child's stdin, when piped.
+    pub stdin: Option<ChildStdin>,
+    /// The parent's end of the child's stdout, when piped.
+    pub stdout: Option<ChildStdout>,
+    /// The parent's end of the child's stderr, when piped.
+    pub stderr: Option<ChildStderr>,
+    /// The child leads its own process group (new group or new session).
+    own_group: bool,
+    kill_on_drop: bool,
+    /// How much of `communicate`'s input went out before a timeout, so a second call
+    /// continues where the first stopped (as Python's does).
+    pub(crate) input_written: usize,
+}
+
+impl Child {
+    pub(crate) fn new(
+        handle: ChildHandle,
+        args: Vec<OsString>,
+        [stdin, stdout, stderr]: [Option<OwnedFd>; 3],
+        own_group: bool,
+        kill_on_drop: bool,
+    ) -> Child {
+        Child {
+            handle,
+            args,
+            stdin: stdin.map(|fd| ChildStdin(File::from(fd))),
+            stdout: stdout.map(|fd| ChildStdout(File::from(fd))),
+            stderr: stderr.map(|fd| ChildStderr(File::from(fd))),
+            own_group,
+            kill_on_drop,
+            input_written: 0,
+        }
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> Pid {
+        self.handle.pid()
+    }
+
+    /// The command line it was started with, program first.
+    pub fn args(&self) -> &[OsString] {
+        &self.args
+    }
+
+    /// How it ended, if it has been reaped already (Python's `returncode`, as a status).
+    pub fn status(&self) -> Option<ExitStatus> {
+        self.handle.status()
+    }
+
+    /// Reaps the child if it has ended, without blocking; `Ok(None)` while it runs (Python's
+    /// `poll`).
+    pub fn poll(&mut self) -> Result<Option<ExitStatus>, Error> {
+        let result = self.handle.try_wait();
+        result.map_err(|source| self.io_error("polling", source))
+    }
+
+    /// Blocks until the child ends. Does not close stdin first: drop [`Child::stdin`] (or use
+    /// [`communicate`](Child::communicate)) if the child waits for end-of-file.
+    pub fn wait(&mut self) -> Result<ExitStatus, Error> {
+        let result = self.handle.wait();
+        result.map_err(|source| self.io_error("waiting", source))
+    }
+
+    /// Waits at most `timeout`; `Ok(None)` if the child still runs then (it keeps running).
+    /// Sleeps in the kernel on a pidfd (Linux) or kqueue (macOS): no busy wait.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<ExitStatus>, Error> {
+        let result = self.handle.wait_timeout(timeout);
+        result.map_err(|source| self.io_error("waiting", source))
+    }
+
+    /// Sends `signal` to the child; does nothing once it has been reaped (its pid may belong
+    /// to someone else by then), as in Python.
+    pub fn send_signal(&self, signal: Signal) -> Result<(), Error> {
+        self.handle
+            .send_signal(signal)
+            .map_err(|source| self.io_error("sending a signal", source))
+    }
+
+    /// `SIGTERM`: asks the child to end.
+    pub fn terminate(&self) -> Result<(), Error> {
+        self.send_signal(Signal::TERM)
+    }
+
+    /// `SIGKILL`: ends the child at once.
+    pub fn kill(&self) -> Result<(), Error> {
+        self.send_signal(Signal::KILL)
+    }
+
+    /// Sends `signal` to the child's whole process group, grandchildren included, when it was
+    /// started in its own ([`process_group(0)`](crate::Command::process_group) or
+    /// [`new_session`](crate::Command::new_session)); to the child alone otherwise. Does
+    /// nothing once the child has been reaped: its group id may be reused after that.
+    pub fn signal_group(&self, signal: Signal) -> Result<(), Error> {
+        if !self.own_group || self.handle.status().is_some() {
+            return self.send_signal(signal);
+        }
+        match fork_sys::kill_group(self.pid(), signal) {
+            Err(err) if err.raw_os_error() == Some(ESRCH) => Ok(()), // the group is gone
+            other => other.map_err(|source| self.io_error("signalling the process group", source)),
+        }
+    }
+
+    /// Writes `input` to stdin (then closes it) while reading stdout and stderr, all at once,
+    /// so no size of input or output deadlocks; then waits for the child. Returns
+    /// `(stdout, stderr)`, each empty when not piped.
+    ///
+    /// With a `timeout` that passes first, returns [`Error::TimeoutExpired`] holding every
+    /// byte read so far, and **the child keeps running**: kill it, or call `communicate`
+    /// again (with the same `input`: it continues where it stopped, and returns what arrives
+    /// from then on).
+    ///
+    /// A child that exits or closes stdin before reading all of `input` is not an error (the
+    /// `EPIPE` is absorbed, as in Python). Passing `input` without a piped stdin is an error.
+    pub fn communicate(
+        &mut self,
+        input: Option<&[u8]>,
+        timeout: Option<Duration>,
+    ) -> Result<(Vec<u8>, Vec<u8>), Error> {
+        crate::communicate::communicate(self, input, timeout)
+    }
+
+    /// Kills the child (its whole group when it has its own) and reaps it; used by `run`
+    /// after a timeout and by drop.
+    pub(crate) fn kill_and_reap(&mut self) -> Result<ExitStatus, Error> {
+        self.signal_group(Signal::KILL)?;
+        self.wait()
+    }
+
+    pub(crate) fn io_error(&self, during: &'static str, source: io::Error) -> Error {
+        Error::Io {
+            program: self.args.first().cloned().unwrap_or_default(),
+            pid: self.pid(),
+            during,
+            source,
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        // Close our pipe ends first: a child blocked writing to us gets EPIPE and can end.
+        self.stdin = None;
+        self.stdout = None;
+        self.stderr = None;
+        if matches!(self.handle.try_wait(), Ok(Some(_)) | Err(_)) {
+            return;
+        }
+        if self.kill_on_drop && self.kill_and_reap().is_ok() {
+            return;
+        }
+        // Still unreaped, so the pid cannot have been reused: a fresh handle is safe.
+        fork_sys::reap_in_background(ChildHandle::new(self.pid()));
+    }
+}

@@ -1,0 +1,110 @@
+//! `run` and `CompletedProcess`: Python's `subprocess.run`, on top of `spawn` and
+//! `communicate`.
+
+use std::ffi::OsString;
+
+use fork_sys::ExitStatus;
+
+use crate::stdio::Kind;
+use crate::{Command, Error, Stdio};
+
+/// A child that ran to completion (Python's `CompletedProcess`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedProcess {
+    /// The command line, program first.
+    pub args: Vec<OsString>,
+    /// How it ended; `status.code()` is Python's `returncode` (`-9` for SIGKILL).
+    pub status: ExitStatus,
+    /// Captured stdout (empty unless captured).
+    pub stdout: Vec<u8>,
+    /// Captured stderr (empty unless captured).
+    pub stderr: Vec<u8>,
+}
+
+impl CompletedProcess {
+    /// [`Error::CalledProcessError`] unless the child exited with code 0 (Python's
+    /// `check_returncode`).
+    pub fn check_returncode(self) -> Result<CompletedProcess, Error> {
+        if self.status.success() {
+            return Ok(self);
+        }
+        Err(Error::CalledProcessError {
+            args: self.args,
+            status: self.status,
+            stdout: self.stdout,
+            stderr: self.stderr,
+        })
+    }
+
+    /// stdout as text (Python's `text=True`); [`Error::NotUtf8`] names the stream and the
+    /// first invalid byte otherwise.
+    pub fn stdout_text(&self) -> Result<&str, Error> {
+        self.text(&self.stdout, "stdout")
+    }
+
+    /// stderr as text; see [`stdout_text`](CompletedProcess::stdout_text).
+    pub fn stderr_text(&self) -> Result<&str, Error> {
+        self.text(&self.stderr, "stderr")
+    }
+
+    fn text<'a>(&self, bytes: &'a [u8], stream: &'static str) -> Result<&'a str, Error> {
+        std::str::from_utf8(bytes).map_err(|err| Error::NotUtf8 {
+            args: self.args.clone(),
+            stream,
+            valid_up_to: err.valid_up_to(),
+        })
+    }
+}
+
+/// The streams `run` uses: pipes for captured output and for input, where the command did
+/// not choose.
+fn run_streams(command: &Command) -> [Stdio; 3] {
+    let options = &command.run;
+    let or_piped = |chosen: &Option<Stdio>, pipe: bool| match chosen {
+        Some(stdio) => stdio.clone(),
+        None if pipe => Stdio::piped(),
+        None => Stdio::inherit(),
+    };
+    [
+        or_piped(&command.stdin, options.input.is_some()),
+        or_piped(&command.stdout, options.capture_output),
+        or_piped(&command.stderr, options.capture_output),
+    ]
+}
+
+pub(crate) fn run(command: &Command) -> Result<CompletedProcess, Error> {
+    let options = &command.run;
+    let streams = run_streams(command);
+    if options.input.is_some() && !matches!(streams[0].0, Kind::Piped) {
+        return Err(Error::Spawn {
+            program: command.program.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "input was given but stdin is set to something other than a pipe",
+            ),
+        });
+    }
+    let mut child = crate::spawn::spawn_with_streams(command, streams)?;
+    let (stdout, stderr) = match child.communicate(options.input.as_deref(), options.timeout) {
+        Ok(output) => output,
+        Err(err @ Error::TimeoutExpired { .. }) => {
+            // Python kills only the child; a child in its own group takes its group with it,
+            // so no grandchild is left running.
+            child.kill_and_reap()?;
+            return Err(err);
+        }
+        Err(err) => return Err(err),
+    };
+    let status = child.wait()?;
+    let completed = CompletedProcess {
+        args: command.get_args(),
+        status,
+        stdout,
+        stderr,
+    };
+    if options.check {
+        completed.check_returncode()
+    } else {
+        Ok(completed)
+    }
+}
