@@ -147,35 +147,34 @@ impl Pipeline {
     }
 }
 
-impl BitOr<Command> for Command {
-    type Output = Pipeline;
-
-    fn bitor(self, next: Command) -> Pipeline {
-        Pipeline::new(self).pipe(next)
+impl From<&mut Command> for Command {
+    /// A copy of a builder chain's command, so chains can be piped:
+    /// `Command::new("a").arg("x") | Command::new("b").arg("y")`.
+    fn from(command: &mut Command) -> Command {
+        command.clone()
     }
 }
 
-impl BitOr<&mut Command> for &mut Command {
+impl<Next: Into<Command>> BitOr<Next> for Command {
     type Output = Pipeline;
 
-    /// Clones both commands, so builder chains can be piped: `cmd("a").arg("x") | cmd("b")`.
-    fn bitor(self, next: &mut Command) -> Pipeline {
-        Pipeline::new(self.clone()).pipe(next.clone())
+    fn bitor(self, next: Next) -> Pipeline {
+        Pipeline::new(self).pipe(next.into())
     }
 }
 
-impl BitOr<Command> for Pipeline {
+impl<Next: Into<Command>> BitOr<Next> for &mut Command {
     type Output = Pipeline;
 
-    fn bitor(self, next: Command) -> Pipeline {
-        self.pipe(next)
+    fn bitor(self, next: Next) -> Pipeline {
+        Pipeline::new(self.clone()).pipe(next.into())
     }
 }
 
-impl BitOr<&mut Command> for Pipeline {
+impl<Next: Into<Command>> BitOr<Next> for Pipeline {
     type Output = Pipeline;
 
-    fn bitor(self, next: &mut Command) -> Pipeline {
-        self.pipe(next.clone())
+    fn bitor(self, next: Next) -> Pipeline {
+        self.pipe(next.into())
     }
 }

@@ -4,7 +4,6 @@
 
 #![allow(clippy::unwrap_used)] // In tests a failed unwrap is a failed test, with its location.
 
-use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 
 use proc_spawn::{Command, Error, ExitStatus, Signal, Stdio};
@@ -203,7 +202,6 @@ fn a_nonexistent_or_unexecutable_program_is_named() {
         Command::new("echo").arg("a\0b").call(),
         Err(Error::Spawn { .. })
     ));
-    assert_eq!(test_support::zombie_children(), 0);
 }
 
 #[test]
@@ -256,5 +254,4 @@ fn umask_uid_and_gid_through_the_fork_path() {
             "{err:?}"
         );
     }
-    let _: Vec<OsString> = Command::new("x").get_args();
 }
