@@ -6,8 +6,8 @@
 //! 50 ms where there are no pidfds. A forked child inherits the state but not the thread, so
 //! the state remembers which pid started the thread and a child starts its own.
 //!
-//! proc-core has had the same thread (`proc_core::reaper`) since before this module existed;
-//! it can move here (see docs/ARCHITECTURE.md, open items).
+//! proc-core's `Process` and proc-spawn's `Child` both hand their dropped children here, so a
+//! program using both has one reaper thread.
 
 use std::fs::File;
 use std::io::{Read, Write};

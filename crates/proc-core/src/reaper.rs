@@ -1,110 +1,20 @@
 //! The background reaper: children whose handles were dropped while they still ran are waited
-//! for here, so none of them lingers as a zombie.
-//!
-//! One thread per process, started on first use. Handles reach it over a channel; a pipe wakes
-//! it. It sleeps in `poll` on the wake pipe and every child's pidfd (Linux), or wakes every
-//! 50 ms where there are no pidfds. A forked child inherits the state but not the thread, so
-//! the state remembers which pid started the thread and a child starts its own.
+//! for by fork-sys's reaper thread ([`fork_sys::reap_in_background`]), shared with proc-spawn,
+//! so a process using both crates has one reaper and one lock to hold across `fork`.
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::sync::MutexGuard;
 
-use fork_sys::{ChildHandle, Interest, Pid};
-
-pub(crate) struct ReaperLink {
-    /// The process that started the thread; in a forked child the thread does not exist.
-    owner: Pid,
-    handles: Sender<ChildHandle>,
-    wake: File,
-}
-
-static REAPER: Mutex<Option<ReaperLink>> = Mutex::new(None);
+use fork_sys::{ChildHandle, Pid, ReaperLink};
 
 /// Hands a child that is still running (or a zombie) to the reaper thread. `pid` must be an
 /// unreaped child of this process that its previous owner will not wait for.
 pub(crate) fn adopt(pid: Pid) {
-    let child = ChildHandle::new(pid);
-    let Err(mut child) = hand_over(child) else {
-        return;
-    };
-    // No reaper thread (out of threads or fds): wait here, with the lock released so other
-    // spawns are not stalled behind this child. Blocking in drop beats a zombie nobody reaps.
-    let _ = child.wait();
-}
-
-/// Sends `child` to the reaper thread, starting it if this process has none; gives the child
-/// back when that is impossible.
-fn hand_over(child: ChildHandle) -> Result<(), ChildHandle> {
-    let mut link = lock();
-    let me = fork_sys::getpid();
-    if link.as_ref().is_none_or(|l| l.owner != me) {
-        match start(me) {
-            Ok(started) => {
-                // In a forked child the old link is the parent's: leave its channel alone (the
-                // parent's reaper thread may have been inside it at the fork) and leak it, one
-                // pipe fd, once per child.
-                if let Some(inherited) = link.replace(started) {
-                    std::mem::forget(inherited);
-                }
-            }
-            Err(_) => return Err(child),
-        }
-    }
-    let Some(link) = link.as_mut() else {
-        return Err(child);
-    };
-    link.handles
-        .send(child)
-        .map_err(|mpsc::SendError(child)| child)?;
-    // A full wake pipe already holds a pending wake-up; losing this byte is harmless.
-    let _ = link.wake.write(&[1]);
-    Ok(())
+    fork_sys::reap_in_background(ChildHandle::new(pid));
 }
 
 /// Held across `fork` by `Process::spawn`, so that no other thread is half-way through
-/// `adopt` (holding this lock) at the moment of the fork: the child would inherit it locked.
+/// handing a child over (holding this lock) at the moment of the fork: the child would
+/// inherit it locked.
 pub(crate) fn lock() -> MutexGuard<'static, Option<ReaperLink>> {
-    REAPER.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn start(owner: Pid) -> std::io::Result<ReaperLink> {
-    let (wake_read, wake_write) = fork_sys::pipe_nonblocking()?;
-    let (handles, inbox) = mpsc::channel();
-    std::thread::Builder::new()
-        .name("proc-core-reaper".into())
-        .spawn(move || reap_forever(inbox, wake_read))?;
-    Ok(ReaperLink {
-        owner,
-        handles,
-        wake: File::from(wake_write),
-    })
-}
-
-fn reap_forever(inbox: Receiver<ChildHandle>, wake: OwnedFd) {
-    let mut children: Vec<ChildHandle> = Vec::new();
-    let mut wake = File::from(wake);
-    loop {
-        children.extend(inbox.try_iter());
-        // A child whose status cannot be read any more (ECHILD) is gone too.
-        children.retain_mut(|child| matches!(child.try_wait(), Ok(None)));
-
-        let mut fds = vec![(wake.as_fd(), Interest::Read)];
-        let mut timeout = None;
-        for child in &children {
-            match child.exit_fd() {
-                Some(exit_fd) => fds.push((exit_fd, Interest::Read)),
-                // No exit event to sleep on: look again in a while.
-                None => timeout = Some(Duration::from_millis(50)),
-            }
-        }
-        if fork_sys::poll(&fds, timeout).is_err() {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        drop(fds);
-        let _ = wake.read(&mut [0u8; 64]);
-    }
+    fork_sys::reaper_lock()
 }

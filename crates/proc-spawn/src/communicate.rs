@@ -7,7 +7,7 @@
 //! On Linux the pipes are enlarged to 1 MiB first, which more than doubles bulk throughput.
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use fork_sys::Interest;
@@ -52,16 +52,11 @@ pub(crate) fn communicate(
                 Some(deadline - now)
             }
         };
-        let mut fds = Vec::with_capacity(3);
-        if let Some(stdin) = &child.stdin {
-            fds.push((stdin.as_fd(), Interest::Write));
-        }
-        if let Some(out) = &child.stdout {
-            fds.push((out.as_fd(), Interest::Read));
-        }
-        if let Some(err) = &child.stderr {
-            fds.push((err.as_fd(), Interest::Read));
-        }
+        let fds: Vec<_> = open_pipes(child)
+            .into_iter()
+            .zip([Interest::Write, Interest::Read, Interest::Read])
+            .filter_map(|(fd, interest)| Some((fd?, interest)))
+            .collect();
         let ready =
             fork_sys::poll(&fds, remaining).map_err(|err| child.io_error("polling", err))?;
         drop(fds);
@@ -101,14 +96,18 @@ pub(crate) fn communicate(
     }
 }
 
-/// Non-blocking pipes for the loop, enlarged where the platform allows.
-fn set_up_pipes(child: &Child) -> io::Result<()> {
-    let fds = [
+/// The child's stdin, stdout and stderr pipes, where still open.
+fn open_pipes(child: &Child) -> [Option<BorrowedFd<'_>>; 3] {
+    [
         child.stdin.as_ref().map(AsFd::as_fd),
         child.stdout.as_ref().map(AsFd::as_fd),
         child.stderr.as_ref().map(AsFd::as_fd),
-    ];
-    for fd in fds.into_iter().flatten() {
+    ]
+}
+
+/// Non-blocking pipes for the loop, enlarged where the platform allows.
+fn set_up_pipes(child: &Child) -> io::Result<()> {
+    for fd in open_pipes(child).into_iter().flatten() {
         fork_sys::set_nonblocking(fd, true)?;
         // Best effort: unsupported off Linux, capped by /proc/sys/fs/pipe-max-size.
         let _ = fork_sys::set_pipe_size(fd, BIG_PIPE);
@@ -157,12 +156,7 @@ fn read_available(pipe: &mut impl Read, buffer: &mut Vec<u8>) -> io::Result<bool
 /// The timeout error; the pipes still open go back to blocking mode, for the caller's own
 /// reads and writes on them.
 fn timed_out(child: &Child, timeout: Option<Duration>, stdout: Vec<u8>, stderr: Vec<u8>) -> Error {
-    let fds = [
-        child.stdin.as_ref().map(AsFd::as_fd),
-        child.stdout.as_ref().map(AsFd::as_fd),
-        child.stderr.as_ref().map(AsFd::as_fd),
-    ];
-    for fd in fds.into_iter().flatten() {
+    for fd in open_pipes(child).into_iter().flatten() {
         let _ = fork_sys::set_nonblocking(fd, false);
     }
     Error::TimeoutExpired {
