@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 mod fork_demo;
 mod process_demo;
+mod subprocess_demo;
 
 /// A demo: its name on the command line, a one-line summary, and the code.
 struct Demo {
@@ -29,6 +30,11 @@ const DEMOS: &[Demo] = &[
         name: "process",
         summary: "multiprocessing.Process: run a function in a child and join it",
         run: process_demo::run,
+    },
+    Demo {
+        name: "subprocess",
+        summary: "subprocess.call: run a program, print its exit code (-- CMD ARGS… for another)",
+        run: subprocess_demo::run,
     },
 ];
 
