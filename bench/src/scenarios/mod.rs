@@ -7,6 +7,7 @@
 use crate::harness::{BenchResult, Scenario};
 use crate::python::Python;
 
+mod communicate;
 mod connection_ping_pong;
 pub(crate) mod fork_wait;
 pub(crate) mod pipe_ping_pong;
@@ -22,6 +23,7 @@ pub(crate) type Builder = fn(&Context) -> BenchResult<Scenario>;
 pub(crate) const ALL: &[Builder] = &[
     fork_wait::scenario,
     spawn_true::scenario,
+    communicate::scenario,
     pipe_ping_pong::scenario,
     pipe_throughput::scenario,
     process_join::scenario,

@@ -13,7 +13,7 @@ use crate::harness::{BenchResult, Contender, Scenario, Unit};
 use crate::scenarios::Context;
 
 /// Bytes per `write`: one op.
-const CHUNK: usize = 64 * 1024;
+pub(crate) const CHUNK: usize = 64 * 1024;
 /// The enlarged pipe's size.
 const BIG_PIPE: usize = 1024 * 1024;
 /// The reader's buffer: it takes whatever the pipe holds, up to this much per `read`.
@@ -82,7 +82,11 @@ fn probe_pipe_size() -> std::io::Result<()> {
 
 /// Forks a reader (untimed), then times `writes` writes of `CHUNK` bytes until the reader has
 /// read them all.
-fn stream(writes: u64, pipe_size: Option<usize>, placement: Placement) -> BenchResult<Duration> {
+pub(crate) fn stream(
+    writes: u64,
+    pipe_size: Option<usize>,
+    placement: Placement,
+) -> BenchResult<Duration> {
     let _pin = placement.pin_parent()?;
     let (data_read, data_write) = fork_sys::pipe()?;
     if let Some(size) = pipe_size {

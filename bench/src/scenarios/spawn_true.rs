@@ -1,11 +1,12 @@
-//! `spawn /bin/true`: running a program and waiting for it, the floor under proc-spawn. std's
-//! `Command` is the floor: it uses `posix_spawn` (vfork underneath) when it can.
+//! `spawn /bin/true`: running a program and waiting for it. The floor is glibc's `posix_spawn`
+//! with nothing to do but exec, through `fork_sys::spawn` (which uses it for such a request);
+//! proc-spawn, std's `Command` (also `posix_spawn` when it can) and Python are measured against it.
 
 use std::ffi::CString;
 use std::process::Command;
 
-use fork_sys::Fork;
 use fork_sys::exec::{self, CStringArray};
+use fork_sys::{Fork, SpawnMethod, SpawnRequest};
 
 use crate::child::expect_success;
 use crate::harness::{BenchResult, Contender, Scenario, Unit};
@@ -16,7 +17,7 @@ const PROGRAM: &str = "/bin/true";
 
 /// Builds the scenario.
 pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
-    let floor = Contender::timed("std::process::Command::status", |ops| {
+    let std_command = Contender::timed("std::process::Command::status", |ops| {
         for _ in 0..ops {
             let status = Command::new(PROGRAM).status()?;
             if !status.success() {
@@ -30,6 +31,17 @@ pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
     let program = CString::new(PROGRAM)?;
     let argv = CStringArray::new([PROGRAM])?;
     let envp = CStringArray::from_current_env()?;
+    let floor = posix_spawn_floor(
+        program.clone(),
+        CStringArray::new([PROGRAM])?,
+        CStringArray::from_current_env()?,
+    );
+    let proc_spawn = Contender::timed("proc_spawn::call", |ops| {
+        for _ in 0..ops {
+            expect_success(proc_spawn::call([PROGRAM])?, PROGRAM)?;
+        }
+        Ok(())
+    });
     let fork_exec = Contender::timed("fork_sys::fork + exec + wait", move |ops| {
         for _ in 0..ops {
             // SAFETY: single-threaded harness; the child only calls execve, then `_exit` if
@@ -53,11 +65,16 @@ pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
         floor,
     )
     .note(
-        "std's `Command` uses `posix_spawn` (vfork underneath) when its options allow, so its \
-         cost does not grow with the parent's memory; plain fork+exec copies the page tables \
-         first, cheap for this small harness and not for a large program. Python's \
-         `subprocess` uses vfork too on Linux (since 3.10).",
+        "The floor is `posix_spawn` asked for nothing but the exec (no fd closing, no \
+         redirection) and a `waitpid`. proc-spawn adds what a real spawn needs: the `PATH` \
+         lookup, the environment, closing every fd but 0-2 in the child (`closefrom`), a \
+         pidfd to wait on. std's `Command` also uses `posix_spawn` (vfork underneath) when its \
+         options allow, so neither cost grows with the parent's memory; plain fork+exec copies \
+         the page tables first, cheap for this small harness and not for a large program. \
+         Python's `subprocess` uses vfork too on Linux (since 3.10).",
     )
+    .contender(proc_spawn)
+    .contender(std_command)
     .contender(fork_exec)
     .contender(python::contender(
         cx.python.as_ref(),
@@ -65,4 +82,20 @@ pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
         python::SPAWN_TRUE,
         [],
     )))
+}
+
+/// `posix_spawn` + `waitpid` with a request that needs nothing of the child but the exec.
+fn posix_spawn_floor(program: CString, argv: CStringArray, envp: CStringArray) -> Contender {
+    const NAME: &str = "posix_spawn + wait (fork_sys::spawn)";
+    if SpawnRequest::new(&program, &argv, &envp).method() != SpawnMethod::PosixSpawn {
+        return Contender::skipped(NAME, "fork_sys::spawn uses posix_spawn on Linux/glibc only");
+    }
+    Contender::timed(NAME, move |ops| {
+        let mut request = SpawnRequest::new(&program, &argv, &envp);
+        request.close_fds = false;
+        for _ in 0..ops {
+            expect_success(fork_sys::wait(fork_sys::spawn(&request)?)?, PROGRAM)?;
+        }
+        Ok(())
+    })
 }
