@@ -1,8 +1,21 @@
 //! `fork` and `_exit`.
 
 use std::io;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use crate::Pid;
+
+/// Go's `syscall.ForkLock`: [`fork`] takes it exclusively; the fork+exec spawn path
+/// ([`spawn`](crate::spawn)) holds it shared from creating its exec-error pipe until the
+/// parent has closed the pipe's write end. Without it, a child forked by another thread in
+/// that window (a `Process` running Rust code, which never execs) would inherit the write end
+/// and keep the spawner's `read_exec_error` waiting until that child exits.
+static FORK_LOCK: RwLock<()> = RwLock::new(());
+
+/// The shared side of the fork lock, for a spawner's pipe window.
+pub(crate) fn fork_lock_shared() -> RwLockReadGuard<'static, ()> {
+    FORK_LOCK.read().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Which side of a [`fork`] this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +33,10 @@ pub enum Fork {
 ///
 /// rustix deliberately has no public `fork`; this is the one place the workspace calls it.
 ///
+/// Waits while another thread is inside [`spawn`](crate::spawn)'s fork+exec pipe window (the
+/// fork lock, held for microseconds), so the new child never holds a copy of a spawner's
+/// exec-error pipe.
+///
 /// # Safety
 ///
 /// The child starts with only the calling thread. Locks held by other threads at the moment of
@@ -35,8 +52,22 @@ pub enum Fork {
 ///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fork.html)
 ///  - [Linux](https://man7.org/linux/man-pages/man2/fork.2.html)
 pub unsafe fn fork() -> io::Result<Fork> {
+    let exclusive = FORK_LOCK.write().unwrap_or_else(PoisonError::into_inner);
+    // SAFETY: the caller's contract, passed on.
+    let forked = unsafe { fork_unlocked() };
+    // Released on both sides: the child inherits the lock held and must not keep it.
+    drop(exclusive);
+    forked
+}
+
+/// [`fork`] without the fork lock, for the spawn path that already holds its shared side.
+///
+/// # Safety
+///
+/// As [`fork`].
+pub(crate) unsafe fn fork_unlocked() -> io::Result<Fork> {
     // SAFETY: `fork` itself has no memory-safety preconditions; what the child may do afterwards
-    // is the caller's contract, stated in `# Safety` above.
+    // is the caller's contract, stated in `# Safety` of `fork`.
     let pid = unsafe { libc::fork() };
     match pid {
         -1 => Err(io::Error::last_os_error()),

@@ -149,6 +149,9 @@ const STDIO_TARGETS: [StdioFd; 3] = [StdioFd::Stdin, StdioFd::Stdout, StdioFd::S
 /// The fork+exec path: every allocation (the fds to keep, the error pipe) happens before the
 /// fork; the child only makes async-signal-safe calls.
 fn fork_exec(request: &SpawnRequest<'_>) -> io::Result<Pid> {
+    // Shared fork lock from the pipe's creation until our copy of its write end is closed:
+    // no other thread's `fork` can copy the write end into a child that never execs.
+    let pipe_window = crate::fork::fork_lock_shared();
     let (err_read, err_write) = crate::pipe()?;
     let mut keep: Vec<RawFd> = request.pass_fds.iter().map(AsRawFd::as_raw_fd).collect();
     keep.push(err_write.as_raw_fd());
@@ -156,7 +159,7 @@ fn fork_exec(request: &SpawnRequest<'_>) -> io::Result<Pid> {
     keep.dedup();
     // SAFETY: the child runs `set_up_child` and `exec` (async-signal-safe calls on data built
     // before the fork, no allocation) and leaves through `report_errno_and_exit` if exec fails.
-    match unsafe { crate::fork()? } {
+    match unsafe { crate::fork::fork_unlocked()? } {
         Fork::Child => {
             let err = set_up_child(request, &keep).unwrap_or_else(|err| err);
             // A bare kind (never from exec, but from a setup step) has no errno: say EINVAL.
@@ -165,6 +168,7 @@ fn fork_exec(request: &SpawnRequest<'_>) -> io::Result<Pid> {
         }
         Fork::Parent(pid) => {
             drop(err_write);
+            drop(pipe_window);
             match exec::read_exec_error(err_read) {
                 Ok(None) => Ok(pid),
                 Ok(Some(err)) | Err(err) => {
