@@ -259,47 +259,38 @@ mod posix {
         }
     }
 
-    struct FileActions(Box<MaybeUninit<libc::posix_spawn_file_actions_t>>);
+    /// A `posix_spawn_file_actions_t` or `posix_spawnattr_t`: initialised by its `init`
+    /// function on creation, handed to its `destroy` function on drop. Boxed, so it never
+    /// moves after `init` (glibc does not promise that it may).
+    struct SpawnObject<T> {
+        raw: Box<MaybeUninit<T>>,
+        destroy: unsafe extern "C" fn(*mut T) -> libc::c_int,
+    }
 
-    impl FileActions {
-        fn new() -> io::Result<FileActions> {
+    impl<T> SpawnObject<T> {
+        /// # Safety
+        ///
+        /// `init` and `destroy` must be the matching pair of glibc functions for `T`.
+        unsafe fn new(
+            init: unsafe extern "C" fn(*mut T) -> libc::c_int,
+            destroy: unsafe extern "C" fn(*mut T) -> libc::c_int,
+        ) -> io::Result<SpawnObject<T>> {
             let mut raw = Box::new(MaybeUninit::uninit());
-            // SAFETY: init writes a valid, empty set of actions into the memory we own.
-            check(unsafe { libc::posix_spawn_file_actions_init(raw.as_mut_ptr()) })?;
-            Ok(FileActions(raw))
+            // SAFETY: `init` writes a valid, empty object into the memory we own (caller's
+            // contract: it is the right function for `T`).
+            check(unsafe { init(raw.as_mut_ptr()) })?;
+            Ok(SpawnObject { raw, destroy })
         }
 
-        fn as_mut_ptr(&mut self) -> *mut libc::posix_spawn_file_actions_t {
-            self.0.as_mut_ptr()
+        fn as_mut_ptr(&mut self) -> *mut T {
+            self.raw.as_mut_ptr()
         }
     }
 
-    impl Drop for FileActions {
+    impl<T> Drop for SpawnObject<T> {
         fn drop(&mut self) {
-            // SAFETY: initialised in `new`, destroyed exactly once here.
-            unsafe { libc::posix_spawn_file_actions_destroy(self.0.as_mut_ptr()) };
-        }
-    }
-
-    struct Attributes(Box<MaybeUninit<libc::posix_spawnattr_t>>);
-
-    impl Attributes {
-        fn new() -> io::Result<Attributes> {
-            let mut raw = Box::new(MaybeUninit::uninit());
-            // SAFETY: init writes valid default attributes into the memory we own.
-            check(unsafe { libc::posix_spawnattr_init(raw.as_mut_ptr()) })?;
-            Ok(Attributes(raw))
-        }
-
-        fn as_mut_ptr(&mut self) -> *mut libc::posix_spawnattr_t {
-            self.0.as_mut_ptr()
-        }
-    }
-
-    impl Drop for Attributes {
-        fn drop(&mut self) {
-            // SAFETY: initialised in `new`, destroyed exactly once here.
-            unsafe { libc::posix_spawnattr_destroy(self.0.as_mut_ptr()) };
+            // SAFETY: initialised in `new` by the matching `init`, destroyed exactly once here.
+            unsafe { (self.destroy)(self.raw.as_mut_ptr()) };
         }
     }
 
@@ -319,8 +310,16 @@ mod posix {
     }
 
     pub(super) fn spawn(request: &SpawnRequest<'_>) -> io::Result<Pid> {
-        let mut actions = FileActions::new()?;
-        let mut attributes = Attributes::new()?;
+        // SAFETY: each init is paired with its own destroy.
+        let mut actions = unsafe {
+            SpawnObject::new(
+                libc::posix_spawn_file_actions_init,
+                libc::posix_spawn_file_actions_destroy,
+            )
+        }?;
+        // SAFETY: as above.
+        let mut attributes =
+            unsafe { SpawnObject::new(libc::posix_spawnattr_init, libc::posix_spawnattr_destroy) }?;
         let mut flags = libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
         // The Rust runtime ignores SIGPIPE and the mask survives exec: give the program the
         // defaults it expects, as `reset_signals_for_exec` does on the fork path.

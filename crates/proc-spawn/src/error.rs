@@ -120,10 +120,13 @@ impl fmt::Display for ArgList<'_> {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::NotFound { program } => write!(
-                f,
-                "failed to spawn {program:?}: no such file or directory (not found in PATH)"
-            ),
+            Error::NotFound { program } => {
+                write!(f, "failed to spawn {program:?}: no such file or directory")?;
+                if !program.as_encoded_bytes().contains(&b'/') {
+                    f.write_str(" (not found in PATH)")?;
+                }
+                Ok(())
+            }
             Error::PermissionDenied { program } => {
                 write!(f, "failed to spawn {program:?}: permission denied")
             }
