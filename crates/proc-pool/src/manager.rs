@@ -94,7 +94,9 @@ struct Inbox {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shared {
@@ -501,8 +503,8 @@ impl Manager {
             wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
         };
         for worker in &self.workers {
-            if let Some(deadline) = self.running_deadline(worker) {
-                earliest(deadline.1);
+            if let Some(deadline) = self.timeout_wakeup(worker) {
+                earliest(deadline);
             }
             if worker.process.exit_fd().is_none() {
                 earliest(now + EXIT_SLICE);
@@ -513,14 +515,13 @@ impl Manager {
 
     /// With a task timeout: the sequence number of the chunk `worker` is running, and when
     /// it overruns.
-    fn running_deadline(&self, worker: &Worker) -> Option<(u64, Instant)> {
+    fn overrun_deadline(&self, worker: &Worker) -> Option<(u64, Instant)> {
         let timeout = self.config.task_timeout?;
         if worker.timed_out.is_some() {
             return None;
         }
         let started = worker.counters.get(STARTED).load(Ordering::Acquire);
-        let running = worker.in_flight.iter().any(|f| f.seq == started);
-        if !running {
+        if !worker.in_flight.iter().any(|f| f.seq == started) {
             return None;
         }
         let nanos = worker.counters.get(STARTED_AT).load(Ordering::Relaxed);
@@ -528,12 +529,26 @@ impl Manager {
         Some((started, started_at + timeout))
     }
 
+    /// When to look at `worker` again for a timeout: its running chunk's deadline, or, when
+    /// it has chunks in flight none of which has visibly started yet, the earliest deadline
+    /// one of them could have (none can have started before the worker's last progress).
+    fn timeout_wakeup(&self, worker: &Worker) -> Option<Instant> {
+        let timeout = self.config.task_timeout?;
+        if worker.in_flight.is_empty() || worker.timed_out.is_some() {
+            return None;
+        }
+        Some(match self.overrun_deadline(worker) {
+            Some((_, deadline)) => deadline,
+            None => worker.last_progress + timeout,
+        })
+    }
+
     fn enforce_timeouts(&mut self, now: Instant) {
         let Some(timeout) = self.config.task_timeout else {
             return;
         };
         for index in 0..self.workers.len() {
-            if let Some((seq, deadline)) = self.running_deadline(&self.workers[index]) {
+            if let Some((seq, deadline)) = self.overrun_deadline(&self.workers[index]) {
                 if now >= deadline {
                     let worker = &mut self.workers[index];
                     worker.timed_out = Some((seq, timeout));
@@ -573,7 +588,8 @@ impl Manager {
         let mut exited = Vec::new();
         for index in 0..self.workers.len() {
             let worker = &self.workers[index];
-            let results_ready = worker.results.is_some() && ready.next().is_some_and(|r| r.is_ready());
+            let results_ready =
+                worker.results.is_some() && ready.next().is_some_and(|r| r.is_ready());
             if worker.tasks.is_some() && worker.has_unwritten() {
                 ready.next();
             }

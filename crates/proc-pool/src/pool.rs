@@ -358,8 +358,13 @@ impl Pool {
         items: &[A],
     ) -> Result<Vec<u8>, TaskError> {
         let mut frame = Vec::new();
-        protocol::encode_task(&mut frame, TaskHeader { id, function }, items, self.max_frame_len)
-            .map_err(|err| TaskError::codec(None, err))?;
+        protocol::encode_task(
+            &mut frame,
+            TaskHeader { id, function },
+            items,
+            self.max_frame_len,
+        )
+        .map_err(|err| TaskError::codec(None, err))?;
         Ok(frame)
     }
 

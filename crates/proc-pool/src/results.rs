@@ -82,7 +82,9 @@ impl Drop for Reply {
 /// A mutex whose poisoning is ignored: sinks hold plain data that a panic cannot leave
 /// half-updated in a way that matters more than losing the results would.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn wait<'a, T>(condvar: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
@@ -137,7 +139,9 @@ impl<R: DeserializeOwned + Send> ReplySink for OneSlot<R> {
             state.value.get_or_insert(item);
         });
         if last {
-            state.value.get_or_insert_with(|| Err(missing_item(origin.task, 0)));
+            state
+                .value
+                .get_or_insert_with(|| Err(missing_item(origin.task, 0)));
             state.done = true;
             self.ready.notify_all();
         }
@@ -485,11 +489,18 @@ impl<R: DeserializeOwned + Send> StreamResults<R> {
     }
 
     /// Fails the chunk's items that have not arrived.
-    fn finish_chunk(&self, state: &mut StreamState<R>, chunk: usize, error: impl Fn(usize) -> TaskError) {
+    fn finish_chunk(
+        &self,
+        state: &mut StreamState<R>,
+        chunk: usize,
+        error: impl Fn(usize) -> TaskError,
+    ) {
         let Some(entry) = state.chunks.get(&chunk) else {
             return;
         };
-        let missing: Vec<_> = (entry.delivered..entry.len).map(|i| Err(error(i))).collect();
+        let missing: Vec<_> = (entry.delivered..entry.len)
+            .map(|i| Err(error(i)))
+            .collect();
         self.push(state, chunk, missing);
     }
 }
@@ -516,4 +527,3 @@ impl<R: DeserializeOwned + Send> ReplySink for StreamResults<R> {
         self.cancelled.load(Ordering::Relaxed)
     }
 }
-

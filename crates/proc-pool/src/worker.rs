@@ -57,7 +57,11 @@ pub(crate) fn run(mut setup: WorkerSetup<'_>) {
         }
     }
     // Task frames are at most the frame limit plus their own header.
-    let mut frames = FrameBuffer::new(setup.max_frame_len.saturating_add(protocol::TASK_HEADER_LEN));
+    let mut frames = FrameBuffer::new(
+        setup
+            .max_frame_len
+            .saturating_add(protocol::TASK_HEADER_LEN),
+    );
     let mut started: u64 = 0;
     loop {
         loop {
@@ -75,19 +79,24 @@ pub(crate) fn run(mut setup: WorkerSetup<'_>) {
             started += 1;
             if let Some(base) = setup.clock_base {
                 let nanos = u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                setup.counters.get(STARTED_AT).store(nanos, Ordering::Relaxed);
+                setup
+                    .counters
+                    .get(STARTED_AT)
+                    .store(nanos, Ordering::Relaxed);
             }
-            setup.counters.get(STARTED).store(started, Ordering::Release);
+            setup
+                .counters
+                .get(STARTED)
+                .store(started, Ordering::Release);
             let chunk_start = Instant::now();
             out.begin(header.id);
             header.function.run(args, &mut out);
             let done = setup.max_tasks.is_some_and(|max| started >= max);
             let slow = chunk_start.elapsed() >= EAGER_FLUSH;
             let more = frames.has_frame().unwrap_or(false);
-            if done || slow || !more || out.pending().len() >= FLUSH_BYTES {
-                if flush(&mut setup.results, &mut out).is_err() {
-                    return; // The parent is gone.
-                }
+            let flush_now = done || slow || !more || out.pending().len() >= FLUSH_BYTES;
+            if flush_now && flush(&mut setup.results, &mut out).is_err() {
+                return; // The parent is gone.
             }
             if done {
                 return;
