@@ -10,6 +10,7 @@
 use std::process::ExitCode;
 
 mod fork_demo;
+mod pool_demo;
 mod process_demo;
 
 /// A demo: its name on the command line, a one-line summary, and the code.
@@ -29,6 +30,11 @@ const DEMOS: &[Demo] = &[
         name: "process",
         summary: "multiprocessing.Process: run a function in a child and join it",
         run: process_demo::run,
+    },
+    Demo {
+        name: "pool",
+        summary: "multiprocessing.Pool: five tasks with random sleeps on four workers",
+        run: pool_demo::run,
     },
 ];
 
