@@ -34,7 +34,7 @@ use proc_core::codec::{self, CodecError, FrameBuffer};
 use proc_core::{Process, ProcessError};
 
 use crate::error::{PoolError, TaskError};
-use crate::protocol::{self, FAILED, INIT_FAILED, LAST, Origin};
+use crate::protocol::{self, EncodedItems, FAILED, INIT_FAILED, LAST, Origin, VALUES};
 use crate::results::Reply;
 use crate::worker::{self, COUNTERS, STARTED, STARTED_AT, WorkerSetup};
 
@@ -674,6 +674,10 @@ impl Manager {
                 ));
             } else {
                 let last = header.flags & LAST != 0;
+                let items = EncodedItems {
+                    bytes: items,
+                    values_only: header.flags & VALUES != 0,
+                };
                 front
                     .task
                     .reply

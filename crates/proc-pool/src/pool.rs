@@ -211,7 +211,8 @@ impl Pool {
     }
 
     /// Runs `function` on every item and returns the values in input order, or the first
-    /// error to arrive (then tasks not yet started are dropped). Items go out in chunks of
+    /// error to arrive (then tasks not yet started are dropped; arguments that cannot be
+    /// encoded are such an error, and chunks already sent run with their values dropped). Items go out in chunks of
     /// the pool's `chunksize`, by default Python's: about four chunks per worker.
     pub fn map<A, R>(
         &self,
@@ -259,24 +260,36 @@ impl Pool {
         }
         let function = TaskFn::new(function);
         let results = MapResults::<R>::new(items.len(), chunksize);
-        let mut tasks = Vec::with_capacity(items.len().div_ceil(chunksize));
+        // Chunks go out as they are encoded, in batches of about SUBMIT_BYTES, so the workers
+        // start on the first while the rest are being encoded.
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0;
+        let chunks = items.len().div_ceil(chunksize);
         for (chunk, slice) in items.chunks(chunksize).enumerate() {
             let id = self.shared.next_task_id();
             let frame = match self.encode(function, id, slice) {
                 Ok(frame) => frame,
                 Err(err) => {
+                    // Chunks already sent run; their values are dropped with the sink.
                     results.cancel();
                     return Err(err);
                 }
             };
-            tasks.push(Task {
+            batch_bytes += frame.len();
+            batch.push(Task {
                 id,
                 frame,
                 reply: Reply::new(results.clone(), chunk),
             });
+            if batch_bytes >= SUBMIT_BYTES || chunk + 1 == chunks {
+                batch_bytes = 0;
+                if let Err(err) = self.submit(std::mem::take(&mut batch)) {
+                    results.cancel();
+                    return Err(err);
+                }
+            }
         }
         drop(items);
-        self.submit(tasks)?;
         results.wait()
     }
 
@@ -384,6 +397,9 @@ impl Drop for Pool {
         let _ = self.terminate();
     }
 }
+
+/// How many encoded bytes `map` gathers before handing them to the pool.
+const SUBMIT_BYTES: usize = 64 * 1024;
 
 /// Python's `Pool.map` chunk size: the items split into about four chunks per worker.
 fn default_map_chunksize(items: usize, workers: usize) -> usize {

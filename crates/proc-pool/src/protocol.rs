@@ -8,9 +8,12 @@
 //! Worker to parent, a **result frame**: `[task id: u64][first item: u32][flags: u8]`, then
 //! one bincode `ItemOutcome<R>` per item, back to back. A chunk's results fill one frame, or
 //! several when they would exceed the frame limit (each part says where it starts); the last
-//! part has the `LAST` flag. Flag `FAILED`: the payload is a bincode `String` saying why the
-//! whole chunk failed (its arguments did not decode). Flag `INIT_FAILED`: the initializer
-//! panicked, the payload is its message, and the worker exits.
+//! part has the `LAST` flag. Flag `VALUES`: the fast path of a chunk whose every item returned
+//! and whose values fit in one frame: the payload is one bincode sequence `[R]` instead of
+//! per-item outcomes (one encode and one decode call for the whole chunk). Flag `FAILED`: the
+//! payload is a bincode `String` saying why the whole chunk failed (its arguments did not
+//! decode). Flag `INIT_FAILED`: the initializer panicked, the payload is its message, and the
+//! worker exits.
 
 use std::any::Any;
 
@@ -32,6 +35,8 @@ pub(crate) const LAST: u8 = 1;
 pub(crate) const FAILED: u8 = 2;
 /// The worker's initializer panicked; the payload is the message.
 pub(crate) const INIT_FAILED: u8 = 4;
+/// Every item returned: the payload is the values as one sequence.
+pub(crate) const VALUES: u8 = 8;
 
 /// How one item of a chunk ended, as the worker reports it. `T` is `&R` when encoding.
 #[derive(Debug, Serialize, Deserialize)]
@@ -132,24 +137,71 @@ pub(crate) struct Origin {
     pub(crate) pid: fork_sys::Pid,
 }
 
+/// The items of a result frame, as the worker encoded them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EncodedItems<'a> {
+    pub(crate) bytes: &'a [u8],
+    /// One sequence of values (flag `VALUES`), rather than one outcome per item.
+    pub(crate) values_only: bool,
+}
+
+/// Decodes the items of a result frame: the values, in order, onto `values`, until the first
+/// item that failed, which goes to `error` (and ends the decoding).
+pub(crate) fn decode_items_into<R: DeserializeOwned>(
+    items: EncodedItems<'_>,
+    origin: Origin,
+    values: &mut Vec<R>,
+    error: &mut Option<TaskError>,
+) {
+    if items.values_only {
+        match codec::decode_value::<Vec<R>>(items.bytes) {
+            Ok((decoded, _)) if values.is_empty() => *values = decoded,
+            Ok((mut decoded, _)) => values.append(&mut decoded),
+            Err(err) => *error = Some(TaskError::codec(Some(origin.task), err)),
+        }
+        return;
+    }
+    decode_items::<R>(items, origin, |item| match item {
+        Ok(value) if error.is_none() => values.push(value),
+        Ok(_) => {}
+        Err(err) => {
+            error.get_or_insert(err);
+        }
+    });
+}
+
 /// Decodes the items of a result frame in order, handing each to `put`; returns how many.
 /// Stops at the first item that does not decode, reporting it as a `Codec` error.
 pub(crate) fn decode_items<R: DeserializeOwned>(
-    mut items: &[u8],
+    items: EncodedItems<'_>,
     origin: Origin,
     mut put: impl FnMut(Result<R, TaskError>),
 ) -> usize {
+    if items.values_only {
+        return match codec::decode_value::<Vec<R>>(items.bytes) {
+            Ok((values, _)) => {
+                let count = values.len();
+                values.into_iter().for_each(|value| put(Ok(value)));
+                count
+            }
+            Err(err) => {
+                put(Err(TaskError::codec(Some(origin.task), err)));
+                1
+            }
+        };
+    }
+    let mut bytes = items.bytes;
     let mut count = 0;
-    while !items.is_empty() {
+    while !bytes.is_empty() {
         count += 1;
-        let (outcome, used) = match codec::decode_value::<ItemOutcome<R>>(items) {
+        let (outcome, used) = match codec::decode_value::<ItemOutcome<R>>(bytes) {
             Ok(decoded) => decoded,
             Err(err) => {
                 put(Err(TaskError::codec(Some(origin.task), err)));
                 return count;
             }
         };
-        items = &items[used..];
+        bytes = &bytes[used..];
         put(match outcome {
             ItemOutcome::Returned(value) => Ok(value),
             ItemOutcome::Panicked(message) => Err(TaskError::Panicked {
@@ -231,6 +283,30 @@ impl ResultWriter {
             frame,
             flags_at,
         });
+    }
+
+    /// The fast path for a chunk whose every item returned: all values as one sequence in
+    /// one frame. Returns false, writing nothing, when that frame would be over the limit or
+    /// a value does not encode; the caller then adds the items one by one.
+    pub(crate) fn push_values<R: Serialize>(&mut self, values: &[R]) -> bool {
+        let Some(part) = self.part else {
+            return false;
+        };
+        if part.next_item != 0 || part.frame.payload_len(&self.out) != RESULT_HEADER_LEN {
+            return false;
+        }
+        let before = self.out.len();
+        let out = &mut self.out;
+        let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            codec::encode_value(values, out)
+        }));
+        if !matches!(encoded, Ok(Ok(()))) || part.frame.payload_len(&self.out) > self.max_len {
+            self.out.truncate(before);
+            return false;
+        }
+        self.part = None;
+        self.finish_part(part, LAST | VALUES);
+        true
     }
 
     /// Adds the outcome of the next item: the value (or the panic that replaced it).

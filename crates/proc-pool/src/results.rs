@@ -15,13 +15,20 @@ use proc_core::codec::CodecError;
 use serde::de::DeserializeOwned;
 
 use crate::error::TaskError;
-use crate::protocol::{self, Origin};
+use crate::protocol::{self, EncodedItems, Origin};
 
 /// What the manager needs from a result destination.
 pub(crate) trait ReplySink: Send + Sync {
     /// Items `first_item..` of chunk `chunk` arrived, encoded back to back in `items`; `last`
     /// when the chunk is complete.
-    fn deliver(&self, chunk: usize, first_item: usize, items: &[u8], last: bool, origin: Origin);
+    fn deliver(
+        &self,
+        chunk: usize,
+        first_item: usize,
+        items: EncodedItems<'_>,
+        last: bool,
+        origin: Origin,
+    );
     /// Every item of chunk `chunk` not delivered yet failed with `error`.
     fn fail(&self, chunk: usize, error: TaskError);
     /// Nobody wants the results any more: queued tasks may be dropped unsent.
@@ -55,7 +62,13 @@ impl Reply {
         }
     }
 
-    pub(crate) fn deliver(&mut self, first_item: usize, items: &[u8], last: bool, origin: Origin) {
+    pub(crate) fn deliver(
+        &mut self,
+        first_item: usize,
+        items: EncodedItems<'_>,
+        last: bool,
+        origin: Origin,
+    ) {
         self.sink
             .deliver(self.chunk, first_item, items, last, origin);
         self.settled |= last;
@@ -133,7 +146,14 @@ struct SlotState<R> {
 }
 
 impl<R: DeserializeOwned + Send> ReplySink for OneSlot<R> {
-    fn deliver(&self, _chunk: usize, _first: usize, items: &[u8], last: bool, origin: Origin) {
+    fn deliver(
+        &self,
+        _chunk: usize,
+        _first: usize,
+        items: EncodedItems<'_>,
+        last: bool,
+        origin: Origin,
+    ) {
         let mut state = lock(&self.state);
         protocol::decode_items::<R>(items, origin, |item| {
             state.value.get_or_insert(item);
@@ -251,7 +271,8 @@ impl<R> AsyncResult<R> {
 // ---------------------------------------------------------------------------------------------
 // map
 
-/// The sink of one `map`: values land at their input index.
+/// The sink of one `map`: each chunk's values collect in a vector of their own, joined in
+/// chunk order at the end. (A chunk that comes back whole is one decoded vector, moved in.)
 pub(crate) struct MapResults<R> {
     state: Mutex<MapState<R>>,
     changed: Condvar,
@@ -261,8 +282,7 @@ pub(crate) struct MapResults<R> {
 }
 
 struct MapState<R> {
-    values: Vec<Option<R>>,
-    delivered: Vec<usize>,
+    chunks: Vec<Vec<R>>,
     chunks_left: usize,
     error: Option<TaskError>,
 }
@@ -272,8 +292,7 @@ impl<R: DeserializeOwned + Send> MapResults<R> {
         let chunks = len.div_ceil(chunksize);
         Arc::new(MapResults {
             state: Mutex::new(MapState {
-                values: (0..len).map(|_| None).collect(),
-                delivered: vec![0; chunks],
+                chunks: (0..chunks).map(|_| Vec::new()).collect(),
                 chunks_left: chunks,
                 error: None,
             }),
@@ -299,12 +318,16 @@ impl<R: DeserializeOwned + Send> MapResults<R> {
             self.cancelled.store(true, Ordering::Relaxed);
             return Err(error);
         }
-        let values = std::mem::take(&mut state.values);
-        values
-            .into_iter()
-            .enumerate()
-            .map(|(index, value)| value.ok_or_else(|| missing_item(0, index)))
-            .collect()
+        let mut chunks = std::mem::take(&mut state.chunks);
+        drop(state);
+        if chunks.len() == 1 {
+            return Ok(chunks.pop().unwrap_or_default());
+        }
+        let mut values = Vec::with_capacity(self.len);
+        for chunk in chunks {
+            values.extend(chunk);
+        }
+        Ok(values)
     }
 
     pub(crate) fn cancel(&self) {
@@ -313,29 +336,39 @@ impl<R: DeserializeOwned + Send> MapResults<R> {
 }
 
 impl<R: DeserializeOwned + Send> ReplySink for MapResults<R> {
-    fn deliver(&self, chunk: usize, first: usize, items: &[u8], last: bool, origin: Origin) {
+    fn deliver(
+        &self,
+        chunk: usize,
+        _first: usize,
+        items: EncodedItems<'_>,
+        last: bool,
+        origin: Origin,
+    ) {
+        // Decode before taking the lock: the caller may be waiting on it.
+        let mut decoded = Vec::new();
+        let mut error = None;
+        protocol::decode_items_into::<R>(items, origin, &mut decoded, &mut error);
         let mut guard = lock(&self.state);
         let state = &mut *guard;
         if state.error.is_some() {
             return;
         }
-        let base = chunk * self.chunksize + first;
-        let mut index = base;
-        let end = chunk * self.chunksize + self.chunk_len(chunk);
-        protocol::decode_items::<R>(items, origin, |item| {
-            match item {
-                Ok(value) if index < end => state.values[index] = Some(value),
-                Ok(_) => {}
-                Err(err) => {
-                    state.error.get_or_insert(err);
-                }
-            }
-            index += 1;
-        });
-        state.delivered[chunk] += index - base;
-        if last && state.error.is_none() {
-            if state.delivered[chunk] != self.chunk_len(chunk) {
-                state.error = Some(missing_item(origin.task, state.delivered[chunk]));
+        if let Some(error) = error {
+            state.error = Some(error);
+            self.changed.notify_all();
+            return;
+        }
+        let expected = self.chunk_len(chunk);
+        let values = &mut state.chunks[chunk];
+        if values.is_empty() {
+            *values = decoded;
+        } else {
+            values.append(&mut decoded);
+        }
+        values.truncate(expected);
+        if last {
+            if values.len() != expected {
+                state.error = Some(missing_item(origin.task, values.len()));
             }
             state.chunks_left -= 1;
         }
@@ -506,7 +539,14 @@ impl<R: DeserializeOwned + Send> StreamResults<R> {
 }
 
 impl<R: DeserializeOwned + Send> ReplySink for StreamResults<R> {
-    fn deliver(&self, chunk: usize, _first: usize, items: &[u8], last: bool, origin: Origin) {
+    fn deliver(
+        &self,
+        chunk: usize,
+        _first: usize,
+        items: EncodedItems<'_>,
+        last: bool,
+        origin: Origin,
+    ) {
         let mut decoded = Vec::new();
         protocol::decode_items::<R>(items, origin, |item| decoded.push(item));
         let mut state = lock(&self.state);

@@ -95,6 +95,29 @@ where
             return;
         }
     };
+    // Run the items while they return; the values then go back as one sequence.
+    let mut values = Vec::with_capacity(items.len());
+    let mut items = items.into_iter();
+    let mut panicked = None;
+    for item in items.by_ref() {
+        match catch_unwind(AssertUnwindSafe(|| function(item))) {
+            Ok(value) => values.push(value),
+            Err(panic) => {
+                panicked = Some(panic);
+                break;
+            }
+        }
+    }
+    if panicked.is_none() && out.push_values(&values) {
+        return;
+    }
+    // The slow path: an outcome per item (a panic, a value too large to share a frame).
+    for value in values {
+        out.push_item(Ok(value));
+    }
+    if let Some(panic) = panicked {
+        out.push_item::<R>(Err(panic));
+    }
     for item in items {
         out.push_item(catch_unwind(AssertUnwindSafe(|| function(item))));
     }
