@@ -76,6 +76,14 @@ pub enum TaskError {
         /// Why, as the OS said it.
         message: String,
     },
+    /// The task was submitted from a forked copy of the pool's process (a `Process` child, a
+    /// task in a worker): the pool's manager thread lives only in the process that built it.
+    ForeignProcess {
+        /// The process the pool belongs to.
+        owner: Pid,
+        /// The process that tried to use it.
+        current: Pid,
+    },
     /// The pool was closed before the task was submitted.
     PoolClosed,
     /// The pool was terminated (or dropped) before the task finished.
@@ -136,6 +144,10 @@ impl fmt::Display for TaskError {
             TaskError::WorkerSpawnFailed { message } => {
                 write!(f, "no pool worker could be started: {message}")
             }
+            TaskError::ForeignProcess { owner, current } => write!(
+                f,
+                "the pool belongs to process {owner}; process {current}, a forked copy, cannot submit to it"
+            ),
             TaskError::PoolClosed => write!(f, "the pool is closed: it takes no new tasks"),
             TaskError::PoolTerminated => {
                 write!(f, "the pool was terminated before the task finished")

@@ -82,6 +82,8 @@ pub(crate) struct Shared {
     wake: File,
     next_task: AtomicU64,
     pids: Mutex<Vec<Pid>>,
+    /// The process the pool (and its manager thread) lives in.
+    owner: Pid,
 }
 
 #[derive(Debug, Default)]
@@ -106,6 +108,15 @@ impl Shared {
 
     /// Queues `tasks`; if the pool takes no more, hands them back with the reason.
     pub(crate) fn submit(&self, tasks: Vec<Task>) -> Result<(), (TaskError, Vec<Task>)> {
+        let current = fork_sys::getpid();
+        if current != self.owner {
+            // A forked copy of the pool has no manager thread: nothing would ever run.
+            let reason = TaskError::ForeignProcess {
+                owner: self.owner,
+                current,
+            };
+            return Err((reason, tasks));
+        }
         {
             let mut inbox = lock(&self.inbox);
             let refusal = if let Some(reason) = &inbox.refused {
@@ -166,6 +177,7 @@ pub(crate) fn start(config: Config) -> Result<(Arc<Shared>, JoinHandle<()>), Poo
         wake: File::from(wake_write),
         next_task: AtomicU64::new(1),
         pids: Mutex::new(Vec::new()),
+        owner: fork_sys::getpid(),
     });
     let (started_tx, started_rx) = mpsc::channel();
     let thread_shared = shared.clone();

@@ -158,3 +158,46 @@ fn a_slow_task_does_not_hold_back_the_tasks_queued_after_it() {
     assert!(!slow.ready(), "the fast tasks should finish first");
     let _ = pid_of_worker;
 }
+
+#[test]
+fn imap_pulls_its_input_only_as_results_are_consumed() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let pool = Pool::new(2).unwrap();
+    let pulled = Arc::new(AtomicU64::new(0));
+    let counter = pulled.clone();
+    let input = (0u64..).inspect(move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    let mut results = pool.imap(triple, input);
+    for i in 0..10 {
+        assert_eq!(results.next().unwrap().unwrap(), i * 3);
+    }
+    // At most the window (512 chunks per worker) plus one submission batch ahead.
+    let ahead = pulled.load(Ordering::Relaxed);
+    assert!(
+        ahead <= 2 * 512 + 256,
+        "pulled {ahead} items for 10 results"
+    );
+    drop(results);
+    assert_eq!(pool.apply(triple, 2).unwrap(), 6);
+}
+
+#[test]
+fn a_forked_copy_of_the_pool_is_refused_instead_of_hanging() {
+    let pool = Pool::new(1).unwrap();
+    let owner = fork_sys::getpid();
+    // A Process child has a copy of `pool`, but not its manager thread.
+    let outcome = proc_core::Process::spawn(|| match pool.apply(triple, 1) {
+        Err(TaskError::ForeignProcess { owner, current }) => Ok((owner.as_raw(), current.as_raw())),
+        other => Err(format!("{other:?}")),
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+    let (seen_owner, current) = outcome.unwrap();
+    assert_eq!(seen_owner, owner.as_raw());
+    assert_ne!(current, owner.as_raw());
+    assert_eq!(pool.apply(triple, 1).unwrap(), 3);
+}
