@@ -201,3 +201,28 @@ fn a_forked_copy_of_the_pool_is_refused_instead_of_hanging() {
     assert_ne!(current, owner.as_raw());
     assert_eq!(pool.apply(triple, 1).unwrap(), 3);
 }
+
+/// The descriptors a program started from here sees (its own listing fd included).
+#[cfg(target_os = "linux")]
+fn fds_seen_by_a_subprocess(_: ()) -> Vec<String> {
+    let output = std::process::Command::new("ls")
+        .arg("/proc/self/fd")
+        .output()
+        .unwrap();
+    let mut fds: Vec<String> = String::from_utf8(output.stdout)
+        .unwrap()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    fds.sort();
+    fds
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn programs_run_by_tasks_inherit_none_of_the_pools_pipes() {
+    let pool = Pool::new(2).unwrap();
+    let from_parent = fds_seen_by_a_subprocess(());
+    let from_task = pool.apply(fds_seen_by_a_subprocess, ()).unwrap();
+    assert_eq!(from_task, from_parent);
+}
