@@ -31,16 +31,24 @@ pub(crate) enum Unit {
         /// Bytes one op moves.
         bytes_per_op: u64,
     },
+    /// Ops per second, in millions (`M/s`): higher is better; a ratio of 2.00× means twice the
+    /// reference's rate.
+    Rate,
+    /// How far the measured process's resident memory rose above where it started, at its
+    /// peak, in MiB (contenders made with [`Contender::measuring_memory`]): lower is better.
+    PeakMemory,
 }
 
 impl Unit {
-    /// The value of one round in this unit, from its time per op.
-    fn value(self, per_op: Duration) -> f64 {
+    /// The value of one round in this unit, from its time per op and what it measured.
+    fn value(self, per_op: Duration, sample: Sample) -> f64 {
         // A batch never takes zero time; the clamp only keeps a throughput finite.
         let secs = per_op.as_secs_f64().max(1e-12);
         match self {
+            Unit::PeakMemory => sample.peak_memory.unwrap_or(0) as f64 / (1 << 20) as f64,
             Unit::TimePerOp => secs * 1e6,
             Unit::Throughput { bytes_per_op } => bytes_per_op as f64 / secs / 1e9,
+            Unit::Rate => 1.0 / secs / 1e6,
         }
     }
 
@@ -49,15 +57,19 @@ impl Unit {
         match self {
             Unit::TimePerOp => "µs",
             Unit::Throughput { .. } => "GB/s",
+            Unit::Rate => "M/s",
+            Unit::PeakMemory => "MiB",
         }
     }
 
     /// `value` with as many decimals as its size deserves, without the symbol.
     pub(crate) fn number(self, value: f64) -> String {
         match self {
-            Unit::TimePerOp if value >= 100.0 => format!("{value:.0}"),
-            Unit::TimePerOp if value >= 10.0 => format!("{value:.1}"),
-            Unit::TimePerOp | Unit::Throughput { .. } => format!("{value:.2}"),
+            Unit::TimePerOp | Unit::PeakMemory if value >= 100.0 => format!("{value:.0}"),
+            Unit::TimePerOp | Unit::PeakMemory if value >= 10.0 => format!("{value:.1}"),
+            Unit::TimePerOp | Unit::Throughput { .. } | Unit::Rate | Unit::PeakMemory => {
+                format!("{value:.2}")
+            }
         }
     }
 
@@ -66,12 +78,23 @@ impl Unit {
         match self {
             Unit::TimePerOp => "time / floor time, lower is better",
             Unit::Throughput { .. } => "throughput / floor throughput, higher is better",
+            Unit::Rate => "rate / reference rate, higher is better",
+            Unit::PeakMemory => "peak / reference peak, lower is better",
         }
     }
 }
 
-/// One batch: performs `ops` operations and returns the time they took.
-type Batch = Box<dyn FnMut(u64) -> BenchResult<Duration>>;
+/// What one batch measured.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Sample {
+    /// The time the batch's ops took.
+    pub(crate) elapsed: Duration,
+    /// For [`Unit::PeakMemory`]: the peak rise of resident memory during the batch, in bytes.
+    pub(crate) peak_memory: Option<u64>,
+}
+
+/// One batch: performs `ops` operations and returns what it measured.
+type Batch = Box<dyn FnMut(u64) -> BenchResult<Sample>>;
 
 /// One way of doing a scenario's operation.
 pub(crate) struct Contender {
@@ -102,7 +125,21 @@ impl Contender {
     /// they took, leaving out its setup (forking an echo child, starting an interpreter).
     pub(crate) fn self_timed(
         name: impl Into<String>,
-        batch: impl FnMut(u64) -> BenchResult<Duration> + 'static,
+        mut batch: impl FnMut(u64) -> BenchResult<Duration> + 'static,
+    ) -> Contender {
+        Contender::measuring_memory(name, move |ops| {
+            Ok(Sample {
+                elapsed: batch(ops)?,
+                peak_memory: None,
+            })
+        })
+    }
+
+    /// A contender that measures itself, memory included: `batch(ops)` returns the time and
+    /// the peak rise of resident memory (for [`Unit::PeakMemory`] scenarios).
+    pub(crate) fn measuring_memory(
+        name: impl Into<String>,
+        batch: impl FnMut(u64) -> BenchResult<Sample> + 'static,
     ) -> Contender {
         Contender {
             name: name.into(),
@@ -140,6 +177,10 @@ pub(crate) struct Scenario {
     unit: Unit,
     ops_per_batch: u64,
     contenders: Vec<Contender>,
+    /// What the first contender is called in the report: "floor", or "reference".
+    first_is: &'static str,
+    /// At most this many rounds, for scenarios whose batches take seconds.
+    max_rounds: Option<Rounds>,
 }
 
 impl Scenario {
@@ -160,6 +201,8 @@ impl Scenario {
             unit,
             ops_per_batch: ops_per_batch.max(1),
             contenders: vec![floor],
+            first_is: "floor",
+            max_rounds: None,
         }
     }
 
@@ -172,6 +215,21 @@ impl Scenario {
     /// Adds a paragraph for the document: how to read the figures, what they depend on.
     pub(crate) fn note(mut self, note: &'static str) -> Scenario {
         self.note = Some(note);
+        self
+    }
+
+    /// Marks the first contender as the *reference* rather than the floor: the figure the
+    /// others are compared with (what users would otherwise use, Python's pool say) where no
+    /// cheaper way than the contender under test is known.
+    pub(crate) fn reference(mut self) -> Scenario {
+        self.first_is = "reference";
+        self
+    }
+
+    /// Runs at most `rounds` (warm-up and measured) however many the run asks for: for batches
+    /// that take seconds.
+    pub(crate) fn max_rounds(mut self, rounds: Rounds) -> Scenario {
+        self.max_rounds = Some(rounds);
         self
     }
 
@@ -200,7 +258,16 @@ pub(crate) fn run(scenario: Scenario, rounds: Rounds) -> BenchResult<Report> {
         unit,
         ops_per_batch,
         mut contenders,
+        first_is,
+        max_rounds,
     } = scenario;
+    let rounds = match max_rounds {
+        Some(max) => Rounds {
+            warmup: rounds.warmup.min(max.warmup),
+            measured: rounds.measured.min(max.measured),
+        },
+        None => rounds,
+    };
     let mut samples: Vec<Vec<f64>> = contenders
         .iter()
         .map(|_| Vec::with_capacity(rounds.measured as usize))
@@ -215,11 +282,11 @@ pub(crate) fn run(scenario: Scenario, rounds: Rounds) -> BenchResult<Report> {
             // Children forked in the batch inherit stdout's buffer; empty it so nothing is
             // printed twice. Nothing prints during a batch, so this covers every fork in it.
             io::stdout().flush()?;
-            let elapsed = batch(ops_per_batch)
+            let sample = batch(ops_per_batch)
                 .map_err(|err| format!("{name}: contender {:?} failed: {err}", contender.name))?;
             if round >= rounds.warmup {
                 // `Duration / u32` keeps nanosecond precision.
-                samples.push(unit.value(elapsed / ops));
+                samples.push(unit.value(sample.elapsed / ops, sample));
             }
         }
         eprint!(".");
@@ -235,7 +302,7 @@ pub(crate) fn run(scenario: Scenario, rounds: Rounds) -> BenchResult<Report> {
         .zip(samples)
         .enumerate()
         .map(|(index, (contender, samples))| Row {
-            floor: index == 0,
+            marker: (index == 0).then_some(first_is),
             outcome: match contender.state {
                 ContenderState::Skipped(reason) => Outcome::Skipped(reason),
                 ContenderState::Ready(_) => Outcome::Measured(Stats::of(&samples, floor_median)),
@@ -247,6 +314,7 @@ pub(crate) fn run(scenario: Scenario, rounds: Rounds) -> BenchResult<Report> {
         name,
         op,
         note,
+        first_is,
         unit,
         ops_per_batch,
         rounds,
@@ -263,6 +331,8 @@ pub(crate) struct Report {
     pub(crate) op: &'static str,
     /// A paragraph on how to read the figures, if the scenario has one.
     pub(crate) note: Option<&'static str>,
+    /// What the first row is: "floor" or "reference".
+    pub(crate) first_is: &'static str,
     /// The unit of every figure.
     pub(crate) unit: Unit,
     /// Ops per batch.
@@ -278,8 +348,8 @@ pub(crate) struct Report {
 pub(crate) struct Row {
     /// The contender's name.
     pub(crate) name: String,
-    /// Whether this is the scenario's floor.
-    pub(crate) floor: bool,
+    /// `Some("floor")` (or `"reference"`) for the row the others are compared with.
+    pub(crate) marker: Option<&'static str>,
     /// Its figures, or why it did not run.
     pub(crate) outcome: Outcome,
 }
@@ -320,10 +390,10 @@ impl Stats {
 }
 
 impl Row {
-    /// The contender's name, marked when it is the floor.
+    /// The contender's name, marked when it is the floor or reference.
     pub(crate) fn label(&self) -> String {
-        if self.floor {
-            format!("{} [floor]", self.name)
+        if let Some(marker) = self.marker {
+            format!("{} [{marker}]", self.name)
         } else {
             self.name.clone()
         }
@@ -355,7 +425,8 @@ impl Report {
 
     /// The scenario as a plain-text table for the terminal.
     pub(crate) fn text_table(&self) -> String {
-        let header = ["contender", "median", "p10–p90", "vs floor"];
+        let versus = format!("vs {}", self.first_is);
+        let header = ["contender", "median", "p10–p90", versus.as_str()];
         let cells: Vec<[String; 4]> = self
             .rows
             .iter()

@@ -9,7 +9,7 @@ use std::io;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::harness::{BenchResult, Contender};
+use crate::harness::{BenchResult, Contender, Sample};
 
 /// `os.fork()`, `os._exit(0)` in the child, `os.waitpid` in the parent.
 pub(crate) const FORK_WAIT: &str = r#"
@@ -123,6 +123,65 @@ p.join()
 print(elapsed)
 "#;
 
+/// `multiprocessing.Pool(2)` (fork context) running an identity function: argument `mode` is
+/// `map` (all `N` items in one `map`), `apply_async` (`N` submissions, then every `get`) or
+/// `apply` (`N` sequential calls); then the number of items of an untimed warm-up pass of the
+/// same kind on the fresh pool, and for `map` an optional chunk size (default: Python's).
+pub(crate) const POOL: &str = r#"
+import multiprocessing as mp, sys, time
+def identity(x):
+    return x
+n, mode, warm = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+chunksize = int(sys.argv[4]) if len(sys.argv) > 4 else None
+def run(pool, n):
+    if mode == "map":
+        out = pool.map(identity, range(n), chunksize)
+        if out[-1] != n - 1 or len(out) != n:
+            sys.exit("wrong map result")
+    elif mode == "apply_async":
+        pending = [pool.apply_async(identity, (i,)) for i in range(n)]
+        if [r.get() for r in pending][-1] != n - 1:
+            sys.exit("wrong apply_async result")
+    else:
+        for i in range(n):
+            if pool.apply(identity, (i,)) != i:
+                sys.exit("wrong apply result")
+with mp.get_context("fork").Pool(2) as pool:
+    run(pool, warm)
+    start = time.perf_counter()
+    run(pool, n)
+    elapsed = time.perf_counter() - start
+print(elapsed)
+"#;
+
+/// `multiprocessing.Pool(2).imap` of an identity function over `range(N)` at chunk size
+/// `argv[2]`, consuming every result; prints the time and how far the process's resident
+/// memory rose at its peak (Linux: peak reset through `/proc/self/clear_refs`).
+pub(crate) const POOL_IMAP_MEMORY: &str = r#"
+import multiprocessing as mp, sys, time
+def identity(x):
+    return x
+def status_kib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1])
+n, chunksize = int(sys.argv[1]), int(sys.argv[2])
+with mp.get_context("fork").Pool(2) as pool:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = status_kib("VmRSS:")
+    start = time.perf_counter()
+    count = 0
+    for value in pool.imap(identity, range(n), chunksize):
+        count += 1
+    elapsed = time.perf_counter() - start
+    peak = status_kib("VmHWM:") - before
+if count != n:
+    sys.exit("imap lost results")
+print(elapsed, peak * 1024)
+"#;
+
 /// The Python interpreter found on `PATH`.
 #[derive(Debug, Clone)]
 pub(crate) struct Python {
@@ -164,11 +223,12 @@ pub(crate) fn contender(
         return Contender::skipped(name, "python3 not found on PATH");
     }
     let args: Vec<String> = args.into_iter().collect();
-    Contender::self_timed(name, move |ops| run_script(script, ops, &args))
+    Contender::measuring_memory(name, move |ops| run_script(script, ops, &args))
 }
 
-/// Runs `script` for `ops` ops and returns the time it reported.
-fn run_script(script: &str, ops: u64, args: &[String]) -> BenchResult<Duration> {
+/// Runs `script` for `ops` ops and returns the time it reported (and the peak memory rise,
+/// in bytes, when it printed one after the time).
+fn run_script(script: &str, ops: u64, args: &[String]) -> BenchResult<Sample> {
     let output = Command::new("python3")
         .arg("-c")
         .arg(script)
@@ -187,12 +247,25 @@ fn run_script(script: &str, ops: u64, args: &[String]) -> BenchResult<Duration> 
         )
         .into());
     }
-    let seconds: f64 = stdout.trim().parse().map_err(|_| {
+    let unexpected = || {
         format!(
-            "python3 printed {:?}, expected the elapsed seconds",
+            "python3 printed {:?}, expected the elapsed seconds (and a byte count)",
             stdout.trim()
         )
-    })?;
-    Duration::try_from_secs_f64(seconds)
-        .map_err(|_| format!("python3 reported {seconds} s, not a duration").into())
+    };
+    let mut words = stdout.split_whitespace();
+    let seconds: f64 = words
+        .next()
+        .and_then(|w| w.parse().ok())
+        .ok_or_else(unexpected)?;
+    let peak_memory = match words.next() {
+        Some(word) => Some(word.parse::<u64>().map_err(|_| unexpected())?),
+        None => None,
+    };
+    let elapsed = Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("python3 reported {seconds} s, not a duration"))?;
+    Ok(Sample {
+        elapsed,
+        peak_memory,
+    })
 }

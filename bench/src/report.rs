@@ -217,10 +217,13 @@ fn scenario_markdown(report: &Report) -> String {
         text += note;
         text += "\n\n";
     }
-    text += "| contender | median per op | p10–p90 | vs floor |\n|---|---:|---:|---:|\n";
+    text += &format!(
+        "| contender | median per op | p10–p90 | vs {} |\n|---|---:|---:|---:|\n",
+        report.first_is
+    );
     for row in &report.rows {
-        let name = if row.floor {
-            format!("**{}** (floor)", row.name)
+        let name = if let Some(marker) = row.marker {
+            format!("**{}** ({marker})", row.name)
         } else {
             row.name.clone()
         };

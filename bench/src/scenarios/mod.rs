@@ -12,6 +12,7 @@ mod connection_ping_pong;
 pub(crate) mod fork_wait;
 pub(crate) mod pipe_ping_pong;
 mod pipe_throughput;
+mod pool;
 mod process_join;
 mod spawn_true;
 
@@ -28,6 +29,11 @@ pub(crate) const ALL: &[Builder] = &[
     pipe_throughput::scenario,
     process_join::scenario,
     connection_ping_pong::scenario,
+    pool::map_default,
+    pool::map_chunksize_1,
+    pool::apply_async,
+    pool::apply_round_trip,
+    pool::imap_memory,
 ];
 
 /// What scenario builders may depend on.

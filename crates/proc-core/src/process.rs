@@ -190,6 +190,13 @@ impl<R: DeserializeOwned> Process<R> {
         self.child.pid()
     }
 
+    /// A descriptor that becomes readable when the child exits, for callers that wait on
+    /// many things in one `poll` (Linux: a pidfd). `None` where the platform has none: poll
+    /// [`status`](Process::status) in slices there.
+    pub fn exit_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.child.exit_fd()
+    }
+
     /// The name given to the builder, if any.
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()

@@ -10,6 +10,7 @@
 use std::process::ExitCode;
 
 mod fork_demo;
+mod pool_demo;
 mod process_demo;
 mod subprocess_demo;
 
@@ -30,6 +31,11 @@ const DEMOS: &[Demo] = &[
         name: "process",
         summary: "multiprocessing.Process: run a function in a child and join it",
         run: process_demo::run,
+    },
+    Demo {
+        name: "pool",
+        summary: "multiprocessing.Pool: five tasks with random sleeps on four workers",
+        run: pool_demo::run,
     },
     Demo {
         name: "subprocess",

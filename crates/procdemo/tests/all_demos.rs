@@ -7,9 +7,11 @@ use assert_cmd::Command;
 #[test]
 fn all_runs_every_demo_and_no_line_is_printed_twice() {
     for args in [&[][..], &["all"][..]] {
-        let stdout = common::run_procdemo(args);
+        let stdout = common::run_procdemo_with_env(args, &[("PROCDEMO_POOL_MAX_SLEEP", "0.1")]);
         assert!(stdout.contains("== fork:"), "{stdout}");
         assert!(stdout.contains("== process:"), "{stdout}");
+        assert!(stdout.contains("== pool:"), "{stdout}");
+        assert_eq!(stdout.matches("Run task ").count(), 5, "{stdout}");
         assert_eq!(
             stdout.matches("Run child process test (").count(),
             1,

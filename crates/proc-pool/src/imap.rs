@@ -1,0 +1,136 @@
+//! `imap` and `imap_unordered`: lazy maps with a bounded window of tasks in flight.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::TaskError;
+use crate::manager::Task;
+use crate::pool::Pool;
+use crate::results::{Next, Reply, StreamResults};
+use crate::task_fn::TaskFn;
+
+/// Chunks in flight per worker: enough to keep every worker's window full of small tasks.
+const CHUNKS_PER_WORKER: usize = 512;
+/// Chunks submitted in one go (one lock, one wake of the manager).
+const SUBMIT_BATCH: usize = 256;
+
+/// The iterator [`Pool::imap`] and [`Pool::imap_unordered`] return: yields one
+/// `Result<R, TaskError>` per input item.
+///
+/// It pulls items from the input only as results are consumed, keeping at most a few hundred
+/// chunks per worker in flight, so an endless or huge input runs in flat memory. Dropping it
+/// early drops the tasks not yet sent; those running finish and their values are discarded.
+pub struct Imap<'pool, I, R> {
+    pool: &'pool Pool,
+    function: TaskFn,
+    input: I,
+    input_done: bool,
+    chunksize: Option<usize>,
+    results: Arc<StreamResults<R>>,
+    /// Chunks submitted so far (the next chunk's number).
+    submitted: usize,
+    /// Ordered: the chunk whose items come next.
+    cursor: usize,
+    window: usize,
+}
+
+impl<I, R> std::fmt::Debug for Imap<'_, I, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Imap")
+            .field("submitted_chunks", &self.submitted)
+            .field("input_done", &self.input_done)
+            .field("chunksize", &self.chunksize)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'pool, I, A, R> Imap<'pool, I, R>
+where
+    I: Iterator<Item = A>,
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    pub(crate) fn new(pool: &'pool Pool, function: TaskFn, input: I, ordered: bool) -> Self {
+        Imap {
+            pool,
+            function,
+            input,
+            input_done: false,
+            chunksize: pool.default_chunksize(),
+            results: StreamResults::new(ordered),
+            submitted: 0,
+            cursor: 0,
+            window: pool.workers().saturating_mul(CHUNKS_PER_WORKER),
+        }
+    }
+
+    /// Sends items in chunks of `chunksize` (0 is taken as 1): fewer, bigger frames. Takes
+    /// effect for chunks not yet submitted, so set it before iterating.
+    pub fn chunksize(mut self, chunksize: usize) -> Self {
+        self.chunksize = Some(chunksize.max(1));
+        self
+    }
+
+    fn outstanding(&self) -> usize {
+        self.submitted - self.results.handed_out_chunks()
+    }
+
+    /// Submits chunks until the window is full or the input ends.
+    fn refill(&mut self) {
+        let chunksize = self.chunksize.unwrap_or(1);
+        while !self.input_done && self.outstanding() < self.window {
+            let room = (self.window - self.outstanding()).min(SUBMIT_BATCH);
+            let mut tasks = Vec::with_capacity(room);
+            for _ in 0..room {
+                let items: Vec<A> = self.input.by_ref().take(chunksize).collect();
+                if items.is_empty() {
+                    self.input_done = true;
+                    break;
+                }
+                let chunk = self.submitted;
+                self.submitted += 1;
+                self.results.expect(chunk, items.len());
+                let id = self.pool.next_task_id();
+                let mut reply = Reply::new(self.results.clone(), chunk);
+                match self.pool.encode(self.function, id, &items) {
+                    Ok(frame) => tasks.push(Task { id, frame, reply }),
+                    // This chunk's items come out as that error, in their place.
+                    Err(err) => reply.fail(err),
+                }
+            }
+            if self.pool.submit(tasks).is_err() {
+                // The refused chunks failed with the reason; the input ends here.
+                self.input_done = true;
+            }
+        }
+    }
+}
+
+impl<I, A, R> Iterator for Imap<'_, I, R>
+where
+    I: Iterator<Item = A>,
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    type Item = Result<R, TaskError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            self.refill();
+            match self.results.next(self.cursor, self.submitted) {
+                Next::Item(item) => return Some(item),
+                Next::ChunkDone => self.cursor += 1,
+                Next::Empty if self.input_done => return None,
+                Next::Empty => {}
+            }
+        }
+    }
+}
+
+impl<I, R> Drop for Imap<'_, I, R> {
+    fn drop(&mut self) {
+        self.results.cancel();
+    }
+}

@@ -1,0 +1,61 @@
+//! Python's `multiprocessing.Pool` for Rust: forked worker processes run plain functions
+//! `fn(A) -> R`, with arguments and values crossing as bincode frames over Unix pipes.
+//!
+//! ```
+//! use proc_pool::{Pool, TaskError};
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let pool = Pool::new(2)?;
+//!     assert_eq!(pool.map(square, 0..5)?, [0, 1, 4, 9, 16]);
+//!
+//!     let pending = pool.apply_async(square, 12)?;
+//!     assert_eq!(pending.get()?, 144);
+//!
+//!     // Errors are per task: this one panics, the pool goes on.
+//!     let err = pool.apply(|x: u64| if x == 0 { panic!("zero") } else { x }, 0).unwrap_err();
+//!     assert!(matches!(err, TaskError::Panicked { ref message, .. } if message == "zero"));
+//!
+//!     let total: u64 = pool.imap_unordered(square, 0..1000).map(|r| r.unwrap()).sum();
+//!     assert_eq!(total, 332_833_500);
+//!
+//!     pool.close();
+//!     pool.join()?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! What it does better than Python's pool:
+//!
+//! - **A dead worker never hangs the pool.** When a worker dies mid-task (SIGKILL, abort,
+//!   segfault, the OOM killer), exactly the task it was running fails with
+//!   [`TaskError::WorkerDied`] naming the pid and the signal; the worker is replaced and every
+//!   other task completes. Python's `Pool` waits for that task for ever.
+//! - **Timeouts per task** ([`PoolBuilder::task_timeout`]): an overrunning task's worker is
+//!   killed and replaced, and the task fails with [`TaskError::Timeout`].
+//! - **Throughput**: tasks and results travel in batches, many frames per `write`, so small
+//!   tasks cost hundreds of nanoseconds each rather than a pipe round trip.
+//! - **Nothing left behind**: dropping a pool kills and reaps its workers; every task gets an
+//!   answer, a value or an error, whatever happens.
+//!
+//! See docs/proc-pool.md for the protocol and the scheduling.
+
+#![deny(unsafe_code)]
+
+mod error;
+mod imap;
+mod manager;
+mod pool;
+mod protocol;
+mod results;
+mod task_fn;
+mod worker;
+
+pub use error::{PoolError, TaskError};
+pub use fork_sys::{ExitStatus, Pid, Signal};
+pub use imap::Imap;
+pub use pool::{Pool, PoolBuilder};
+pub use results::AsyncResult;

@@ -1,0 +1,848 @@
+//! The pool's manager thread: the only code that talks to workers.
+//!
+//! Callers on any thread encode their tasks and put them in the shared *inbox*, waking the
+//! manager through a pipe. The manager owns the workers (their processes, pipes and tasks in
+//! flight) and loops: take new tasks, keep the worker count, hand tasks to workers that have
+//! room, write, then sleep in one `poll` on the wake pipe, every worker's result pipe (and
+//! task pipe, when a write is pending) and exit fd, until something happens or a task's
+//! timeout is due. Nothing spins.
+//!
+//! **Scheduling.** Each worker gets a *window* of tasks in flight, sized from the measured
+//! time per task so that about [`TARGET_QUEUED_NANOS`] of work waits in its pipe: one task at
+//! a time when tasks are slow (a slow task then never holds back tasks queued behind it: they
+//! stay in the parent and go to whichever worker frees up), thousands when they are tiny (so
+//! the pipes always carry a batch and the per-task cost is a few hundred nanoseconds, not a
+//! round trip). A worker that has made no progress for [`STALL`] gets nothing more.
+//!
+//! **Failure.** When a worker dies, the task it had started (the counter it shares with the
+//! parent says which) fails with `WorkerDied`, or `Timeout` if the manager killed it for
+//! overrunning; the other tasks it held go back to the front of the queue, and a new worker
+//! is forked.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use fork_sys::{ExitStatus, Interest, Pid, SharedAtomics, Signal};
+use proc_core::codec::{self, CodecError, FrameBuffer};
+use proc_core::{Process, ProcessError};
+
+use crate::error::{PoolError, TaskError};
+use crate::protocol::{self, EncodedItems, FAILED, INIT_FAILED, LAST, Origin, VALUES};
+use crate::results::Reply;
+use crate::worker::{self, COUNTERS, STARTED, STARTED_AT, WorkerSetup};
+
+/// About this much expected work may wait in a worker's pipe.
+const TARGET_QUEUED_NANOS: f64 = 2_000_000.0;
+/// The most tasks in flight per worker.
+const MAX_WINDOW: usize = 4096;
+/// A worker with tasks in flight and no result for this long gets no more.
+const STALL: Duration = Duration::from_millis(2);
+/// Stop adding to a worker's unwritten bytes past this.
+const MAX_UNWRITTEN: usize = 4 << 20;
+/// Requested size of each worker pipe: room for a batch in one `write`.
+const PIPE_SIZE: usize = 1 << 20;
+/// Where the platform gives no exit fd, look at the workers this often.
+const EXIT_SLICE: Duration = Duration::from_millis(50);
+/// After a failed fork, wait this long before trying again.
+const SPAWN_RETRY: Duration = Duration::from_millis(100);
+/// How long a closed pool's idle worker may take to exit before it is killed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The pool's settings, as the builder left them.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) workers: usize,
+    pub(crate) initializer: Option<fn()>,
+    pub(crate) max_tasks_per_child: Option<u64>,
+    pub(crate) task_timeout: Option<Duration>,
+    pub(crate) max_frame_len: usize,
+}
+
+/// One encoded chunk and the answer owed for it.
+#[derive(Debug)]
+pub(crate) struct Task {
+    pub(crate) id: u64,
+    pub(crate) frame: Vec<u8>,
+    pub(crate) reply: Reply,
+}
+
+/// What the pool's handle and the manager share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    inbox: Mutex<Inbox>,
+    /// Set while a wake byte is unread, so a burst of submissions writes one byte.
+    wake_pending: AtomicBool,
+    wake: File,
+    next_task: AtomicU64,
+    pids: Mutex<Vec<Pid>>,
+    /// The process the pool (and its manager thread) lives in.
+    owner: Pid,
+}
+
+#[derive(Debug, Default)]
+struct Inbox {
+    tasks: VecDeque<Task>,
+    closed: bool,
+    terminate: bool,
+    /// Why submissions are refused, once the manager has stopped or the pool is broken.
+    refused: Option<TaskError>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    pub(crate) fn next_task_id(&self) -> u64 {
+        self.next_task.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Queues `tasks`; if the pool takes no more, hands them back with the reason.
+    pub(crate) fn submit(&self, tasks: Vec<Task>) -> Result<(), (TaskError, Vec<Task>)> {
+        let current = fork_sys::getpid();
+        if current != self.owner {
+            // A forked copy of the pool has no manager thread: nothing would ever run.
+            let reason = TaskError::ForeignProcess {
+                owner: self.owner,
+                current,
+            };
+            return Err((reason, tasks));
+        }
+        {
+            let mut inbox = lock(&self.inbox);
+            let refusal = if let Some(reason) = &inbox.refused {
+                Some(reason.clone())
+            } else if inbox.terminate {
+                Some(TaskError::PoolTerminated)
+            } else if inbox.closed {
+                Some(TaskError::PoolClosed)
+            } else {
+                None
+            };
+            if let Some(reason) = refusal {
+                return Err((reason, tasks));
+            }
+            inbox.tasks.extend(tasks);
+        }
+        self.wake_manager();
+        Ok(())
+    }
+
+    pub(crate) fn close(&self) {
+        lock(&self.inbox).closed = true;
+        self.wake_manager();
+    }
+
+    pub(crate) fn request_terminate(&self) {
+        lock(&self.inbox).terminate = true;
+        self.wake_manager();
+    }
+
+    /// Whether `join` can end: the pool is closed or terminated.
+    pub(crate) fn is_closed(&self) -> bool {
+        let inbox = lock(&self.inbox);
+        inbox.closed || inbox.terminate || inbox.refused.is_some()
+    }
+
+    pub(crate) fn worker_pids(&self) -> Vec<Pid> {
+        lock(&self.pids).clone()
+    }
+
+    fn wake_manager(&self) {
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
+            // A full pipe already holds a wake byte; any other error means the manager is
+            // gone, and then `refused` answers the next submission.
+            let _ = (&self.wake).write(&[1]);
+        }
+    }
+}
+
+/// Starts the manager thread and its workers; returns once every worker is running.
+pub(crate) fn start(config: Config) -> Result<(Arc<Shared>, JoinHandle<()>), PoolError> {
+    let io_error = |what| move |source| PoolError::Io { what, source };
+    let (wake_read, wake_write) =
+        fork_sys::pipe_nonblocking().map_err(io_error("creating the wake pipe"))?;
+    let shared = Arc::new(Shared {
+        inbox: Mutex::new(Inbox::default()),
+        wake_pending: AtomicBool::new(false),
+        wake: File::from(wake_write),
+        next_task: AtomicU64::new(1),
+        pids: Mutex::new(Vec::new()),
+        owner: fork_sys::getpid(),
+    });
+    let (started_tx, started_rx) = mpsc::channel();
+    let thread_shared = shared.clone();
+    let handle = std::thread::Builder::new()
+        .name("proc-pool".into())
+        .spawn(move || {
+            let mut manager = Manager {
+                shared: thread_shared,
+                wake: Some(File::from(wake_read)),
+                clock_base: Instant::now(),
+                workers: Vec::new(),
+                queue: VecDeque::new(),
+                closed: false,
+                broken: None,
+                est_nanos: None,
+                spawn_retry_at: None,
+                config,
+            };
+            for _ in 0..manager.config.workers {
+                if let Err(err) = manager.spawn_worker() {
+                    let _ = started_tx.send(Err(err));
+                    return; // Dropping the manager kills and reaps what it started.
+                }
+            }
+            let _ = started_tx.send(Ok(()));
+            drop(started_tx);
+            manager.run();
+        })
+        .map_err(io_error("starting the manager thread"))?;
+    match started_rx.recv() {
+        Ok(Ok(())) => Ok((shared, handle)),
+        Ok(Err(err)) => {
+            let _ = handle.join();
+            Err(PoolError::Spawn(err))
+        }
+        Err(_) => Err(match handle.join() {
+            Err(panic) => PoolError::ManagerPanicked {
+                message: protocol::panic_message(panic.as_ref()),
+            },
+            Ok(()) => PoolError::ManagerPanicked {
+                message: "the manager stopped before starting its workers".into(),
+            },
+        }),
+    }
+}
+
+struct Manager {
+    shared: Arc<Shared>,
+    /// The wake pipe's read end (an `Option` so that a forked worker can close its copy).
+    wake: Option<File>,
+    config: Config,
+    /// The zero of the task start times workers record.
+    clock_base: Instant,
+    workers: Vec<Worker>,
+    /// Tasks taken from the inbox and not yet handed to a worker.
+    queue: VecDeque<Task>,
+    closed: bool,
+    /// Set when the initializer failed: every task fails with this.
+    broken: Option<TaskError>,
+    /// Smoothed time per task, in nanoseconds, as seen from here.
+    est_nanos: Option<f64>,
+    spawn_retry_at: Option<Instant>,
+}
+
+struct Worker {
+    process: Process<()>,
+    /// The task pipe's write end, non-blocking.
+    tasks: Option<File>,
+    /// The result pipe's read end, non-blocking; `None` after end-of-file.
+    results: Option<File>,
+    frames: FrameBuffer,
+    unwritten: Vec<u8>,
+    written: usize,
+    in_flight: VecDeque<InFlight>,
+    /// Chunks sent, and chunks answered in full.
+    sent: u64,
+    /// Memory shared with the worker: see `worker::STARTED`.
+    counters: SharedAtomics,
+    last_progress: Instant,
+    /// Set when the manager killed the worker: the task it had started then (by sequence
+    /// number) overran this timeout.
+    timed_out: Option<(u64, Duration)>,
+    /// Killed for speaking out of protocol (or the shutdown frame was sent): takes nothing.
+    retired: bool,
+}
+
+struct InFlight {
+    task: Task,
+    /// 1 for the first chunk this worker was sent, and so on.
+    seq: u64,
+    dispatched: Instant,
+    /// Some of its results were delivered already.
+    partial: bool,
+}
+
+impl Worker {
+    fn pid(&self) -> Pid {
+        self.process.pid()
+    }
+
+    fn accepts(&self, max_tasks: Option<u64>) -> bool {
+        !self.retired
+            && self.tasks.is_some()
+            && self.timed_out.is_none()
+            && max_tasks.is_none_or(|max| self.sent < max)
+    }
+
+    fn has_unwritten(&self) -> bool {
+        self.written < self.unwritten.len()
+    }
+
+    /// In a freshly forked sibling: close this worker's parent-side pipes, which the new
+    /// worker inherited, so they do not outlive the parent's copies (a worker waiting for
+    /// end-of-file on its task pipe would wait for ever). Nothing else of the parent's state
+    /// is touched: the child never returns to it.
+    fn close_inherited_pipes(&mut self) {
+        self.tasks = None;
+        self.results = None;
+    }
+}
+
+impl Manager {
+    fn run(&mut self) {
+        loop {
+            let now = Instant::now();
+            if self.take_inbox() {
+                self.terminate();
+                return;
+            }
+            self.keep_worker_count(now);
+            self.dispatch(now);
+            self.write_pending();
+            if self.closed && self.queue.is_empty() && self.idle() {
+                self.shut_down();
+                return;
+            }
+            let timeout = self.next_wakeup(now);
+            if let Err(err) = self.wait(timeout) {
+                // poll itself failing (ENOMEM) leaves nothing to wait with: stop, failing
+                // every task rather than leaving one unanswered.
+                self.fail_everything(TaskError::WorkerSpawnFailed {
+                    message: format!("the pool manager's poll failed: {err}"),
+                });
+                self.terminate();
+                return;
+            }
+            self.enforce_timeouts(Instant::now());
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.workers.iter().all(|w| w.in_flight.is_empty())
+    }
+
+    /// Moves new tasks into the queue; true when terminate was requested.
+    fn take_inbox(&mut self) -> bool {
+        self.shared.wake_pending.store(false, Ordering::Release);
+        let mut inbox = lock(&self.shared.inbox);
+        self.closed |= inbox.closed;
+        if let Some(reason) = &self.broken {
+            inbox.refused.get_or_insert_with(|| reason.clone());
+        }
+        self.queue.extend(inbox.tasks.drain(..));
+        drop(inbox);
+        if let Some(reason) = self.broken.clone() {
+            for mut task in self.queue.drain(..) {
+                task.reply.fail(reason.clone());
+            }
+        }
+        lock(&self.shared.inbox).terminate
+    }
+
+    fn keep_worker_count(&mut self, now: Instant) {
+        let wanted = !(self.closed && self.queue.is_empty()) && self.broken.is_none();
+        if !wanted || self.spawn_retry_at.is_some_and(|at| now < at) {
+            return;
+        }
+        self.spawn_retry_at = None;
+        while self.workers.len() < self.config.workers {
+            if let Err(err) = self.spawn_worker() {
+                self.spawn_retry_at = Some(now + SPAWN_RETRY);
+                if self.workers.is_empty() {
+                    // Nobody can run the queue: fail it now rather than hang; later tasks
+                    // get another try at spawning.
+                    let error = TaskError::WorkerSpawnFailed {
+                        message: err.to_string(),
+                    };
+                    for mut task in self.queue.drain(..) {
+                        task.reply.fail(error.clone());
+                    }
+                }
+                return;
+            }
+        }
+    }
+
+    fn spawn_worker(&mut self) -> Result<(), ProcessError> {
+        let spawn_error = |source| ProcessError::Spawn {
+            name: Some("proc-pool worker".into()),
+            source,
+        };
+        let (tasks_read, tasks_write) = fork_sys::pipe().map_err(spawn_error)?;
+        let (results_read, results_write) = fork_sys::pipe().map_err(spawn_error)?;
+        // Bigger pipes carry bigger batches per write; the default is fine if refused.
+        let _ = fork_sys::set_pipe_size(&tasks_write, PIPE_SIZE);
+        let _ = fork_sys::set_pipe_size(&results_write, PIPE_SIZE);
+        fork_sys::set_nonblocking(&tasks_write, true).map_err(spawn_error)?;
+        fork_sys::set_nonblocking(&results_read, true).map_err(spawn_error)?;
+        let counters = SharedAtomics::new(COUNTERS).map_err(spawn_error)?;
+        let setup = WorkerSetup {
+            tasks: File::from(tasks_read),
+            results: File::from(results_write),
+            counters: &counters,
+            initializer: self.config.initializer,
+            max_tasks: self.config.max_tasks_per_child,
+            max_frame_len: self.config.max_frame_len,
+            clock_base: self.config.task_timeout.map(|_| self.clock_base),
+        };
+        let mut parent_ends = Some((File::from(tasks_write), File::from(results_read)));
+        let siblings = &mut self.workers;
+        let wake = &mut self.wake;
+        let process = Process::builder()
+            .name("proc-pool worker")
+            .daemon(true)
+            .spawn(|| {
+                // In the worker. It inherited every descriptor of the parent's: close the
+                // pool's own (its parent-side pipe ends, its siblings', the wake pipe).
+                drop(parent_ends.take());
+                drop(wake.take());
+                for sibling in siblings.iter_mut() {
+                    sibling.close_inherited_pipes();
+                }
+                worker::run(setup);
+            })?;
+        let Some((tasks, results)) = parent_ends else {
+            // Only the child takes them; in the parent they are always still here.
+            return Err(spawn_error(io::Error::other("worker pipes vanished")));
+        };
+        lock(&self.shared.pids).push(process.pid());
+        self.workers.push(Worker {
+            process,
+            tasks: Some(tasks),
+            results: Some(results),
+            frames: FrameBuffer::new(self.config.max_frame_len + protocol::RESULT_HEADER_LEN),
+            unwritten: Vec::new(),
+            written: 0,
+            in_flight: VecDeque::new(),
+            sent: 0,
+            counters,
+            last_progress: Instant::now(),
+            timed_out: None,
+            retired: false,
+        });
+        Ok(())
+    }
+
+    /// How many tasks a worker may have in flight.
+    fn window(&self) -> usize {
+        match self.est_nanos {
+            None => 1,
+            Some(nanos) => ((TARGET_QUEUED_NANOS / nanos.max(1.0)) as usize).clamp(1, MAX_WINDOW),
+        }
+    }
+
+    /// Hands queued tasks to the workers with room, least loaded first.
+    fn dispatch(&mut self, now: Instant) {
+        let window = self.window();
+        let max_tasks = self.config.max_tasks_per_child;
+        while let Some(task) = self.queue.front() {
+            if task.reply.is_cancelled() {
+                self.queue.pop_front();
+                continue;
+            }
+            let mut best: Option<(usize, usize)> = None;
+            for (index, worker) in self.workers.iter().enumerate() {
+                let load = worker.in_flight.len();
+                let has_room = load == 0
+                    || (load < window
+                        && now.duration_since(worker.last_progress) < STALL
+                        && worker.unwritten.len() - worker.written < MAX_UNWRITTEN);
+                if worker.accepts(max_tasks) && has_room && best.is_none_or(|(_, b)| load < b) {
+                    best = Some((index, load));
+                }
+            }
+            let Some((index, _)) = best else {
+                return;
+            };
+            let Some(task) = self.queue.pop_front() else {
+                return;
+            };
+            let worker = &mut self.workers[index];
+            worker.unwritten.extend_from_slice(&task.frame);
+            worker.sent += 1;
+            if worker.in_flight.is_empty() {
+                worker.last_progress = now;
+            }
+            worker.in_flight.push_back(InFlight {
+                task,
+                seq: worker.sent,
+                dispatched: now,
+                partial: false,
+            });
+        }
+    }
+
+    /// Writes what each worker's pipe takes without blocking.
+    fn write_pending(&mut self) {
+        for worker in &mut self.workers {
+            let Some(pipe) = worker.tasks.as_mut() else {
+                continue;
+            };
+            while worker.written < worker.unwritten.len() {
+                match pipe.write(&worker.unwritten[worker.written..]) {
+                    Ok(n) => worker.written += n,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        // EPIPE: the worker is gone; its exit is handled when it is reaped.
+                        worker.tasks = None;
+                        break;
+                    }
+                }
+            }
+            if worker.written == worker.unwritten.len() {
+                worker.unwritten.clear();
+                worker.written = 0;
+            }
+        }
+    }
+
+    /// The longest the next `poll` may sleep.
+    fn next_wakeup(&self, now: Instant) -> Option<Duration> {
+        let mut wake_at: Option<Instant> = self.spawn_retry_at;
+        let mut earliest = |at: Instant| {
+            wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
+        };
+        for worker in &self.workers {
+            if let Some(deadline) = self.timeout_wakeup(worker) {
+                earliest(deadline);
+            }
+            if worker.process.exit_fd().is_none() {
+                earliest(now + EXIT_SLICE);
+            }
+        }
+        wake_at.map(|at| at.saturating_duration_since(now))
+    }
+
+    /// With a task timeout: the sequence number of the chunk `worker` is running, and when
+    /// it overruns.
+    fn overrun_deadline(&self, worker: &Worker) -> Option<(u64, Instant)> {
+        let timeout = self.config.task_timeout?;
+        if worker.timed_out.is_some() {
+            return None;
+        }
+        let started = worker.counters.get(STARTED).load(Ordering::Acquire);
+        if !worker.in_flight.iter().any(|f| f.seq == started) {
+            return None;
+        }
+        let nanos = worker.counters.get(STARTED_AT).load(Ordering::Relaxed);
+        let started_at = self.clock_base + Duration::from_nanos(nanos);
+        Some((started, started_at + timeout))
+    }
+
+    /// When to look at `worker` again for a timeout: its running chunk's deadline, or, when
+    /// it has chunks in flight none of which has visibly started yet, the earliest deadline
+    /// one of them could have (none can have started before the worker's last progress).
+    fn timeout_wakeup(&self, worker: &Worker) -> Option<Instant> {
+        let timeout = self.config.task_timeout?;
+        if worker.in_flight.is_empty() || worker.timed_out.is_some() {
+            return None;
+        }
+        Some(match self.overrun_deadline(worker) {
+            Some((_, deadline)) => deadline,
+            None => worker.last_progress + timeout,
+        })
+    }
+
+    fn enforce_timeouts(&mut self, now: Instant) {
+        let Some(timeout) = self.config.task_timeout else {
+            return;
+        };
+        for index in 0..self.workers.len() {
+            if let Some((seq, deadline)) = self.overrun_deadline(&self.workers[index]) {
+                if now >= deadline {
+                    let worker = &mut self.workers[index];
+                    worker.timed_out = Some((seq, timeout));
+                    let _ = worker.process.send_signal(Signal::KILL);
+                }
+            }
+        }
+    }
+
+    /// Sleeps in `poll` until a worker writes, exits or can take more bytes, a caller
+    /// wakes us, or `timeout`; then reads results and handles exits.
+    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let readiness = {
+            let mut fds = Vec::with_capacity(1 + 3 * self.workers.len());
+            if let Some(wake) = &self.wake {
+                fds.push((wake.as_fd(), Interest::Read));
+            }
+            for worker in &self.workers {
+                if let Some(results) = &worker.results {
+                    fds.push((results.as_fd(), Interest::Read));
+                }
+                if let (Some(tasks), true) = (&worker.tasks, worker.has_unwritten()) {
+                    fds.push((tasks.as_fd(), Interest::Write));
+                }
+                if let Some(exit) = worker.process.exit_fd() {
+                    fds.push((exit, Interest::Read));
+                }
+            }
+            fork_sys::poll(&fds, timeout)?
+        };
+        // Walk the readiness list in the order it was built.
+        let mut ready = readiness.into_iter();
+        if self.wake.is_some() && ready.next().is_some_and(|r| r.is_ready()) {
+            self.drain_wake_pipe();
+        }
+        let now = Instant::now();
+        let mut exited = Vec::new();
+        for index in 0..self.workers.len() {
+            let worker = &self.workers[index];
+            let results_ready =
+                worker.results.is_some() && ready.next().is_some_and(|r| r.is_ready());
+            if worker.tasks.is_some() && worker.has_unwritten() {
+                ready.next();
+            }
+            let exit_fd = worker.process.exit_fd().is_some();
+            let exit_ready = exit_fd && ready.next().is_some_and(|r| r.is_ready());
+            if results_ready {
+                self.read_results(index, now);
+            }
+            let worker = &self.workers[index];
+            if exit_ready || !exit_fd || worker.results.is_none() {
+                exited.push(index);
+            }
+        }
+        // Highest index first, so removals do not shift the ones still to do.
+        for index in exited.into_iter().rev() {
+            self.reap_if_exited(index);
+        }
+        Ok(())
+    }
+
+    fn drain_wake_pipe(&mut self) {
+        let Some(wake) = self.wake.as_mut() else {
+            return;
+        };
+        let mut sink = [0u8; 64];
+        while matches!(io::Read::read(wake, &mut sink), Ok(n) if n > 0) {}
+    }
+
+    /// One bounded pass over a worker's result pipe, handling every whole frame; returns the
+    /// bytes read.
+    fn read_results(&mut self, index: usize, now: Instant) -> usize {
+        let worker = &mut self.workers[index];
+        let Some(pipe) = worker.results.as_mut() else {
+            return 0;
+        };
+        let (bytes, eof) = match worker.frames.read_available(pipe) {
+            Ok(pass) => (pass.bytes, pass.eof),
+            Err(_) => (0, true),
+        };
+        let pid = worker.pid();
+        loop {
+            let payload = match worker.frames.next_payload() {
+                Ok(Some(payload)) => payload,
+                Ok(None) => break,
+                Err(_) => {
+                    protocol_violation(worker);
+                    break;
+                }
+            };
+            let Some((header, items)) = protocol::parse_result(payload) else {
+                protocol_violation(worker);
+                break;
+            };
+            if header.flags & INIT_FAILED != 0 {
+                let message = codec::decode_value::<String>(items)
+                    .map_or_else(|err| err.to_string(), |(message, _)| message);
+                self.broken = Some(TaskError::InitializerFailed { pid, message });
+                continue;
+            }
+            let Some(front) = worker.in_flight.front_mut() else {
+                protocol_violation(worker);
+                break;
+            };
+            if front.task.id != header.id {
+                protocol_violation(worker);
+                break;
+            }
+            let origin = Origin {
+                task: header.id,
+                pid,
+            };
+            if header.flags & FAILED != 0 {
+                let message = codec::decode_value::<String>(items)
+                    .map_or_else(|err| err.to_string(), |(message, _)| message);
+                front.task.reply.fail(TaskError::codec(
+                    Some(header.id),
+                    CodecError::Decode {
+                        type_name: "task arguments",
+                        len: front.task.frame.len(),
+                        message,
+                    },
+                ));
+            } else {
+                let last = header.flags & LAST != 0;
+                let items = EncodedItems {
+                    bytes: items,
+                    values_only: header.flags & VALUES != 0,
+                };
+                front
+                    .task
+                    .reply
+                    .deliver(header.first_item as usize, items, last, origin);
+                front.partial = true;
+            }
+            if header.flags & LAST != 0 {
+                if let Some(done) = worker.in_flight.pop_front() {
+                    let began = worker.last_progress.max(done.dispatched);
+                    let sample = now.saturating_duration_since(began).as_nanos() as f64;
+                    self.est_nanos = Some(match self.est_nanos {
+                        None => sample,
+                        Some(est) => est * 0.9 + sample * 0.1,
+                    });
+                }
+            }
+            worker.last_progress = now;
+        }
+        if eof {
+            worker.results = None;
+        }
+        bytes
+    }
+
+    /// If the worker at `index` has exited: reads what it left in its pipe, settles its
+    /// tasks, and removes it (a replacement is forked on the next turn of the loop).
+    fn reap_if_exited(&mut self, index: usize) {
+        let status = match self.workers[index].process.status() {
+            Some(status) => status,
+            None => return,
+        };
+        // Everything it wrote is in the pipe now: read it all.
+        // (A grandchild may hold the pipe open: stop at the first empty read, not at EOF.)
+        while self.workers[index].results.is_some() {
+            if self.read_results(index, Instant::now()) == 0 {
+                break;
+            }
+        }
+        let worker = self.workers.remove(index);
+        let pid = worker.pid();
+        lock(&self.shared.pids).retain(|&p| p != pid);
+        self.settle_dead_worker(worker, status);
+    }
+
+    fn settle_dead_worker(&mut self, mut worker: Worker, status: ExitStatus) {
+        let pid = worker.pid();
+        let started = worker.counters.get(STARTED).load(Ordering::Acquire);
+        let mut requeue = Vec::new();
+        for mut flight in worker.in_flight.drain(..) {
+            if flight.seq == started || flight.partial {
+                let error = match worker.timed_out {
+                    Some((seq, after)) if seq == flight.seq => TaskError::Timeout {
+                        task: flight.task.id,
+                        pid,
+                        after,
+                    },
+                    _ => TaskError::WorkerDied {
+                        task: flight.task.id,
+                        pid,
+                        status,
+                    },
+                };
+                flight.task.reply.fail(error);
+            } else {
+                // Never started, or finished with its result unsent: run it again.
+                requeue.push(flight.task);
+            }
+        }
+        for task in requeue.into_iter().rev() {
+            self.queue.push_front(task);
+        }
+    }
+
+    /// Close, after the last task: ask every worker to exit, wait for them, reap them.
+    fn shut_down(&mut self) {
+        for worker in &mut self.workers {
+            if let Some(mut pipe) = worker.tasks.take() {
+                let mut frame = Vec::new();
+                protocol::encode_shutdown(&mut frame);
+                // The pipe is empty (every task was answered), so this small write fits.
+                let _ = pipe.write_all(&frame);
+            }
+        }
+        for mut worker in self.workers.drain(..) {
+            worker.results = None;
+            match worker.process.join_timeout(SHUTDOWN_GRACE) {
+                Ok(Some(())) | Err(_) => {}
+                Ok(None) => {
+                    let _ = worker.process.kill();
+                    let _ = worker.process.join();
+                }
+            }
+        }
+        lock(&self.shared.pids).clear();
+        self.refuse(TaskError::PoolClosed);
+    }
+
+    /// Kill every worker now, reap them, and fail every task with `PoolTerminated`.
+    fn terminate(&mut self) {
+        for worker in &self.workers {
+            let _ = worker.process.kill();
+        }
+        for worker in self.workers.drain(..) {
+            let _ = worker.process.join();
+        }
+        lock(&self.shared.pids).clear();
+        self.fail_everything(TaskError::PoolTerminated);
+        self.refuse(TaskError::PoolTerminated);
+    }
+
+    fn fail_everything(&mut self, error: TaskError) {
+        for worker in &mut self.workers {
+            for mut flight in worker.in_flight.drain(..) {
+                flight.task.reply.fail(error.clone());
+            }
+        }
+        for mut task in self.queue.drain(..) {
+            task.reply.fail(error.clone());
+        }
+    }
+
+    /// From now on the inbox refuses tasks; whatever is in it fails.
+    fn refuse(&mut self, reason: TaskError) {
+        let leftover: Vec<Task> = {
+            let mut inbox = lock(&self.shared.inbox);
+            inbox.refused.get_or_insert(reason.clone());
+            inbox.tasks.drain(..).collect()
+        };
+        for mut task in leftover {
+            task.reply.fail(reason.clone());
+        }
+    }
+}
+
+impl Drop for Manager {
+    /// Runs on every exit of the manager thread, a panic included: no worker outlives it
+    /// (each is killed and reaped) and no task is left unanswered.
+    fn drop(&mut self) {
+        for worker in &self.workers {
+            let _ = worker.process.kill();
+        }
+        for worker in self.workers.drain(..) {
+            let _ = worker.process.join();
+        }
+        lock(&self.shared.pids).clear();
+        self.fail_everything(TaskError::PoolTerminated);
+        self.refuse(TaskError::PoolTerminated);
+    }
+}
+
+/// The worker sent something that is not the frame expected: kill it; its tasks are then
+/// settled like any dead worker's.
+fn protocol_violation(worker: &mut Worker) {
+    worker.retired = true;
+    let _ = worker.process.send_signal(Signal::KILL);
+}

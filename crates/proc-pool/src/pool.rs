@@ -1,0 +1,421 @@
+//! The `Pool` handle and its builder.
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use fork_sys::Pid;
+use proc_core::codec::DEFAULT_MAX_FRAME_LEN;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{PoolError, TaskError};
+use crate::imap::Imap;
+use crate::manager::{self, Config, Shared, Task};
+use crate::protocol::{self, TaskHeader};
+use crate::results::{AsyncResult, MapResults, Reply};
+use crate::task_fn::TaskFn;
+
+/// A pool of forked worker processes running `fn(A) -> R` tasks: Python's
+/// `multiprocessing.Pool`, without its hangs.
+///
+/// A task is a plain function (a non-capturing closure coerces to one); its argument and value
+/// cross the process boundary as bincode frames, so both are `Serialize + DeserializeOwned`.
+/// Workers are forked from the pool's manager thread when the pool is built (and whenever one
+/// must be replaced), so they see the program as it was at that moment.
+///
+/// Errors are per task ([`TaskError`]): a task that panics, overruns its timeout or takes its
+/// worker down fails alone; the worker is replaced and every other task completes.
+///
+/// `Pool` is `Send + Sync`: share it between threads by reference or in an `Arc`.
+///
+/// # Dropping
+///
+/// Dropping a pool terminates it, like Python's: workers are killed and reaped at once, and
+/// tasks not finished yet fail with [`TaskError::PoolTerminated`]. To wait for the work
+/// instead, [`close`](Pool::close) and [`join`](Pool::join) first.
+#[derive(Debug)]
+pub struct Pool {
+    shared: Arc<Shared>,
+    manager: Mutex<Option<JoinHandle<()>>>,
+    workers: usize,
+    chunksize: Option<usize>,
+    max_frame_len: usize,
+}
+
+/// Options for a [`Pool`]: `Pool::builder().workers(4).task_timeout(d).build()?`.
+#[derive(Debug, Clone, Default)]
+pub struct PoolBuilder {
+    workers: Option<usize>,
+    initializer: Option<fn()>,
+    max_tasks_per_child: Option<u64>,
+    task_timeout: Option<Duration>,
+    chunksize: Option<usize>,
+    max_frame_len: Option<usize>,
+}
+
+impl PoolBuilder {
+    /// A builder with the defaults: one worker per available CPU, no initializer, workers
+    /// that live for ever, no timeout, Python's chunk sizes, 1 GiB frames.
+    pub fn new() -> PoolBuilder {
+        PoolBuilder::default()
+    }
+
+    /// How many worker processes (default: `std::thread::available_parallelism`).
+    pub fn workers(mut self, workers: usize) -> PoolBuilder {
+        self.workers = Some(workers);
+        self
+    }
+
+    /// A function each worker runs once, before its first task. If it panics, the pool
+    /// cannot run anything: every task then fails with
+    /// [`TaskError::InitializerFailed`] (Python's pool respawns such workers for ever).
+    pub fn initializer(mut self, initializer: fn()) -> PoolBuilder {
+        self.initializer = Some(initializer);
+        self
+    }
+
+    /// A worker exits after this many tasks (a `map` chunk counts as one) and a fresh one
+    /// takes its place: a bound on what a leaky task can accumulate.
+    pub fn max_tasks_per_child(mut self, tasks: u64) -> PoolBuilder {
+        self.max_tasks_per_child = Some(tasks);
+        self
+    }
+
+    /// A task (a chunk) running longer than this is stopped: its worker is killed and
+    /// replaced, and the task fails with [`TaskError::Timeout`].
+    pub fn task_timeout(mut self, timeout: Duration) -> PoolBuilder {
+        self.task_timeout = Some(timeout);
+        self
+    }
+
+    /// The default chunk size of `map`, `imap` and `imap_unordered` (default: for `map`,
+    /// Python's heuristic of about four chunks per worker; for the `imap`s, 1).
+    pub fn chunksize(mut self, chunksize: usize) -> PoolBuilder {
+        self.chunksize = Some(chunksize);
+        self
+    }
+
+    /// The largest frame, in bytes, a task's arguments or results may take (default 1 GiB).
+    /// Bigger arguments are refused when submitted; a bigger value fails its task with
+    /// [`TaskError::ResultTooLarge`].
+    pub fn max_frame_len(mut self, bytes: usize) -> PoolBuilder {
+        self.max_frame_len = Some(bytes);
+        self
+    }
+
+    /// Forks the workers and starts the pool.
+    pub fn build(self) -> Result<Pool, PoolError> {
+        let workers = match self.workers {
+            Some(0) => {
+                return Err(PoolError::InvalidOption {
+                    option: "workers",
+                    problem: "a pool needs at least one worker",
+                });
+            }
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, usize::from),
+        };
+        if self.max_tasks_per_child == Some(0) {
+            return Err(PoolError::InvalidOption {
+                option: "max_tasks_per_child",
+                problem: "must be at least 1",
+            });
+        }
+        if self.chunksize == Some(0) {
+            return Err(PoolError::InvalidOption {
+                option: "chunksize",
+                problem: "must be at least 1",
+            });
+        }
+        let max_frame_len = self
+            .max_frame_len
+            .unwrap_or(DEFAULT_MAX_FRAME_LEN)
+            .min(u32::MAX as usize);
+        let config = Config {
+            workers,
+            initializer: self.initializer,
+            max_tasks_per_child: self.max_tasks_per_child,
+            task_timeout: self.task_timeout,
+            max_frame_len,
+        };
+        let (shared, handle) = manager::start(config)?;
+        Ok(Pool {
+            shared,
+            manager: Mutex::new(Some(handle)),
+            workers,
+            chunksize: self.chunksize,
+            max_frame_len,
+        })
+    }
+}
+
+impl Pool {
+    /// A pool of `workers` processes with the default options.
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// let pool = proc_pool::Pool::new(2)?;
+    /// assert_eq!(pool.map(square, 1..=4)?, [1, 4, 9, 16]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new(workers: usize) -> Result<Pool, PoolError> {
+        PoolBuilder::new().workers(workers).build()
+    }
+
+    /// Starts configuring a pool.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::new()
+    }
+
+    /// How many workers the pool keeps.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// The pids of the workers running now (fewer than [`workers`](Pool::workers) for a moment
+    /// while one is being replaced; none after close, join or terminate).
+    pub fn worker_pids(&self) -> Vec<Pid> {
+        self.shared.worker_pids()
+    }
+
+    /// Runs `function(arg)` in a worker and waits for its value.
+    pub fn apply<A, R>(&self, function: fn(A) -> R, arg: A) -> Result<R, TaskError>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.apply_async(function, arg)?.get()
+    }
+
+    /// Submits `function(arg)` and returns at once; the [`AsyncResult`] gives the value.
+    /// Fails at once if the pool is closed or terminated, or the argument cannot be encoded
+    /// within the frame limit (nothing is sent then).
+    pub fn apply_async<A, R>(
+        &self,
+        function: fn(A) -> R,
+        arg: A,
+    ) -> Result<AsyncResult<R>, TaskError>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let id = self.shared.next_task_id();
+        let frame = self.encode(TaskFn::new(function), id, std::slice::from_ref(&arg))?;
+        let (result, reply) = AsyncResult::new(id);
+        self.submit(vec![Task { id, frame, reply }])?;
+        Ok(result)
+    }
+
+    /// Runs `function` on every item and returns the values in input order, or the first
+    /// error to arrive (then tasks not yet started are dropped; arguments that cannot be
+    /// encoded are such an error, and chunks already sent run with their values dropped). Items go out in chunks of
+    /// the pool's `chunksize`, by default Python's: about four chunks per worker.
+    pub fn map<A, R>(
+        &self,
+        function: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<R>, TaskError>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let items: Vec<A> = items.into_iter().collect();
+        let chunksize = self
+            .chunksize
+            .unwrap_or_else(|| default_map_chunksize(items.len(), self.workers));
+        self.map_items(function, items, chunksize)
+    }
+
+    /// [`map`](Pool::map) with an explicit chunk size (0 is taken as 1): each chunk is one
+    /// task, one frame each way.
+    pub fn map_chunked<A, R>(
+        &self,
+        function: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: usize,
+    ) -> Result<Vec<R>, TaskError>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.map_items(function, items.into_iter().collect(), chunksize.max(1))
+    }
+
+    fn map_items<A, R>(
+        &self,
+        function: fn(A) -> R,
+        items: Vec<A>,
+        chunksize: usize,
+    ) -> Result<Vec<R>, TaskError>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let function = TaskFn::new(function);
+        let results = MapResults::<R>::new(items.len(), chunksize);
+        // Chunks go out as they are encoded, in batches of about SUBMIT_BYTES, so the workers
+        // start on the first while the rest are being encoded.
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0;
+        let chunks = items.len().div_ceil(chunksize);
+        for (chunk, slice) in items.chunks(chunksize).enumerate() {
+            let id = self.shared.next_task_id();
+            let frame = match self.encode(function, id, slice) {
+                Ok(frame) => frame,
+                Err(err) => {
+                    // Chunks already sent run; their values are dropped with the sink.
+                    results.cancel();
+                    return Err(err);
+                }
+            };
+            batch_bytes += frame.len();
+            batch.push(Task {
+                id,
+                frame,
+                reply: Reply::new(results.clone(), chunk),
+            });
+            if batch_bytes >= SUBMIT_BYTES || chunk + 1 == chunks {
+                batch_bytes = 0;
+                if let Err(err) = self.submit(std::mem::take(&mut batch)) {
+                    results.cancel();
+                    return Err(err);
+                }
+            }
+        }
+        drop(items);
+        results.wait()
+    }
+
+    /// A lazy, ordered map: yields each item's outcome in input order, while only a bounded
+    /// window of tasks is in flight, so `items` may be endless and memory stays flat. Chunk
+    /// size: the pool's `chunksize`, else 1; change it with [`Imap::chunksize`].
+    pub fn imap<A, R, I>(&self, function: fn(A) -> R, items: I) -> Imap<'_, I::IntoIter, R>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        Imap::new(self, TaskFn::new(function), items.into_iter(), true)
+    }
+
+    /// Like [`imap`](Pool::imap), but yields outcomes as tasks complete, in any order.
+    pub fn imap_unordered<A, R, I>(
+        &self,
+        function: fn(A) -> R,
+        items: I,
+    ) -> Imap<'_, I::IntoIter, R>
+    where
+        I: IntoIterator<Item = A>,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        Imap::new(self, TaskFn::new(function), items.into_iter(), false)
+    }
+
+    /// Takes no new tasks (they fail with [`TaskError::PoolClosed`]); those submitted run to
+    /// the end. Then [`join`](Pool::join) waits for them.
+    pub fn close(&self) {
+        self.shared.close();
+    }
+
+    /// Waits until every task has finished and every worker has exited; for a pool that was
+    /// [closed](Pool::close) or [terminated](Pool::terminate) (else [`PoolError::NotClosed`],
+    /// as waiting would never end).
+    pub fn join(&self) -> Result<(), PoolError> {
+        if !self.shared.is_closed() {
+            return Err(PoolError::NotClosed);
+        }
+        self.join_manager()
+    }
+
+    /// Kills every worker now and reaps it; unfinished tasks fail with
+    /// [`TaskError::PoolTerminated`]. Returns once the workers are gone.
+    pub fn terminate(&self) -> Result<(), PoolError> {
+        self.shared.request_terminate();
+        self.join_manager()
+    }
+
+    fn join_manager(&self) -> Result<(), PoolError> {
+        let handle = self
+            .manager
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        match handle.map(JoinHandle::join) {
+            Some(Err(panic)) => Err(PoolError::ManagerPanicked {
+                message: protocol::panic_message(panic.as_ref()),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn next_task_id(&self) -> u64 {
+        self.shared.next_task_id()
+    }
+
+    pub(crate) fn default_chunksize(&self) -> Option<usize> {
+        self.chunksize
+    }
+
+    pub(crate) fn encode<A: Serialize>(
+        &self,
+        function: TaskFn,
+        id: u64,
+        items: &[A],
+    ) -> Result<Vec<u8>, TaskError> {
+        let mut frame = Vec::new();
+        protocol::encode_task(
+            &mut frame,
+            TaskHeader { id, function },
+            items,
+            self.max_frame_len,
+        )
+        .map_err(|err| TaskError::codec(None, err))?;
+        Ok(frame)
+    }
+
+    /// Queues tasks; if refused, they fail with the reason, which is returned.
+    pub(crate) fn submit(&self, tasks: Vec<Task>) -> Result<(), TaskError> {
+        self.shared.submit(tasks).map_err(|(reason, tasks)| {
+            for mut task in tasks {
+                task.reply.fail(reason.clone());
+            }
+            reason
+        })
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let _ = self.terminate();
+    }
+}
+
+/// How many encoded bytes `map` gathers before handing them to the pool.
+const SUBMIT_BYTES: usize = 64 * 1024;
+
+/// Python's `Pool.map` chunk size: the items split into about four chunks per worker.
+fn default_map_chunksize(items: usize, workers: usize) -> usize {
+    items.div_ceil(workers.max(1) * 4).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_chunksize_follows_python() {
+        // Python: chunksize, extra = divmod(len, 4 * workers); chunksize += bool(extra)
+        assert_eq!(default_map_chunksize(200_000, 2), 25_000);
+        assert_eq!(default_map_chunksize(10, 4), 1);
+        assert_eq!(default_map_chunksize(17, 2), 3);
+        assert_eq!(default_map_chunksize(0, 2), 1);
+    }
+}

@@ -1,0 +1,569 @@
+//! Where results go: the pool's manager thread hands each result frame to the *sink* of the
+//! call that submitted the task (one [`AsyncResult`], a `map`, an `imap`), which decodes the
+//! values with the types it knows and wakes whoever waits.
+//!
+//! Every task carries a [`Reply`], and a `Reply` that is dropped before it was answered fails
+//! its items with `PoolTerminated`. So whatever path a task takes (a value, a worker death, a
+//! timeout, terminate, even a panic in the manager), its waiter always hears back.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use proc_core::codec::CodecError;
+use serde::de::DeserializeOwned;
+
+use crate::error::TaskError;
+use crate::protocol::{self, EncodedItems, Origin};
+
+/// What the manager needs from a result destination.
+pub(crate) trait ReplySink: Send + Sync {
+    /// Items `first_item..` of chunk `chunk` arrived, encoded back to back in `items`; `last`
+    /// when the chunk is complete.
+    fn deliver(
+        &self,
+        chunk: usize,
+        first_item: usize,
+        items: EncodedItems<'_>,
+        last: bool,
+        origin: Origin,
+    );
+    /// Every item of chunk `chunk` not delivered yet failed with `error`.
+    fn fail(&self, chunk: usize, error: TaskError);
+    /// Nobody wants the results any more: queued tasks may be dropped unsent.
+    fn is_cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// The answer owed for one chunk.
+pub(crate) struct Reply {
+    sink: Arc<dyn ReplySink>,
+    chunk: usize,
+    settled: bool,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("chunk", &self.chunk)
+            .field("settled", &self.settled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reply {
+    pub(crate) fn new(sink: Arc<dyn ReplySink>, chunk: usize) -> Reply {
+        Reply {
+            sink,
+            chunk,
+            settled: false,
+        }
+    }
+
+    pub(crate) fn deliver(
+        &mut self,
+        first_item: usize,
+        items: EncodedItems<'_>,
+        last: bool,
+        origin: Origin,
+    ) {
+        self.sink
+            .deliver(self.chunk, first_item, items, last, origin);
+        self.settled |= last;
+    }
+
+    pub(crate) fn fail(&mut self, error: TaskError) {
+        if !self.settled {
+            self.settled = true;
+            self.sink.fail(self.chunk, error);
+        }
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.sink.is_cancelled()
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        self.fail(TaskError::PoolTerminated);
+    }
+}
+
+/// A mutex whose poisoning is ignored: sinks hold plain data that a panic cannot leave
+/// half-updated in a way that matters more than losing the results would.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn wait<'a, T>(condvar: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    condvar
+        .wait(guard)
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn wait_until<'a, T>(
+    condvar: &Condvar,
+    guard: MutexGuard<'a, T>,
+    deadline: Instant,
+) -> MutexGuard<'a, T> {
+    let timeout = deadline.saturating_duration_since(Instant::now());
+    condvar
+        .wait_timeout(guard, timeout)
+        .map(|(guard, _)| guard)
+        .unwrap_or_else(|poisoned| poisoned.into_inner().0)
+}
+
+/// The error for items a complete chunk did not contain (a worker and its parent disagreeing
+/// on the protocol; not expected).
+fn missing_item(task: u64, index: usize) -> TaskError {
+    TaskError::codec(
+        Some(task),
+        CodecError::Decode {
+            type_name: "result frame",
+            len: 0,
+            message: format!("the chunk's results ended before item {index}"),
+        },
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// apply_async
+
+/// The sink of one `apply_async` task.
+struct OneSlot<R> {
+    state: Mutex<SlotState<R>>,
+    ready: Condvar,
+}
+
+struct SlotState<R> {
+    value: Option<Result<R, TaskError>>,
+    done: bool,
+}
+
+impl<R: DeserializeOwned + Send> ReplySink for OneSlot<R> {
+    fn deliver(
+        &self,
+        _chunk: usize,
+        _first: usize,
+        items: EncodedItems<'_>,
+        last: bool,
+        origin: Origin,
+    ) {
+        let mut state = lock(&self.state);
+        protocol::decode_items::<R>(items, origin, |item| {
+            state.value.get_or_insert(item);
+        });
+        if last {
+            state
+                .value
+                .get_or_insert_with(|| Err(missing_item(origin.task, 0)));
+            state.done = true;
+            self.ready.notify_all();
+        }
+    }
+
+    fn fail(&self, _chunk: usize, error: TaskError) {
+        let mut state = lock(&self.state);
+        if !state.done {
+            state.value = Some(Err(error));
+            state.done = true;
+            self.ready.notify_all();
+        }
+    }
+}
+
+/// The value of a task submitted with [`Pool::apply_async`](crate::Pool::apply_async), once
+/// it is there: Python's `AsyncResult`.
+///
+/// The task runs whether or not anybody waits for it; dropping the `AsyncResult` only
+/// discards the value.
+pub struct AsyncResult<R> {
+    slot: Arc<OneSlot<R>>,
+    task: u64,
+}
+
+impl<R> std::fmt::Debug for AsyncResult<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncResult")
+            .field("task", &self.task)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> AsyncResult<R> {
+    /// A new empty slot, and the reply the task carries to fill it.
+    pub(crate) fn new(task: u64) -> (AsyncResult<R>, Reply) {
+        let slot = Arc::new(OneSlot {
+            state: Mutex::new(SlotState {
+                value: None,
+                done: false,
+            }),
+            ready: Condvar::new(),
+        });
+        let reply = Reply::new(slot.clone(), 0);
+        (AsyncResult { slot, task }, reply)
+    }
+}
+
+impl<R> AsyncResult<R> {
+    /// The task's number, as errors name it.
+    pub fn task(&self) -> u64 {
+        self.task
+    }
+
+    /// Whether the task has finished (with a value or an error).
+    pub fn ready(&self) -> bool {
+        lock(&self.slot.state).done
+    }
+
+    /// Waits until the task has finished.
+    pub fn wait(&self) {
+        let mut state = lock(&self.slot.state);
+        while !state.done {
+            state = wait(&self.slot.ready, state);
+        }
+    }
+
+    /// Waits at most `timeout` for the task; true if it has finished.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut state = lock(&self.slot.state);
+        while !state.done {
+            match deadline {
+                Some(deadline) if Instant::now() >= deadline => return false,
+                Some(deadline) => state = wait_until(&self.slot.ready, state, deadline),
+                None => state = wait(&self.slot.ready, state),
+            }
+        }
+        true
+    }
+
+    /// Waits for the task and returns its value, or why there is none.
+    pub fn get(self) -> Result<R, TaskError> {
+        self.wait();
+        self.take()
+    }
+
+    /// Waits at most `timeout`: the value once the task has finished, else
+    /// [`TaskError::NotReady`] (the task goes on; call again). Once the value has been
+    /// returned, later calls give [`TaskError::AlreadyTaken`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<R, TaskError> {
+        if self.wait_timeout(timeout) {
+            self.take()
+        } else {
+            Err(TaskError::NotReady { waited: timeout })
+        }
+    }
+
+    fn take(&self) -> Result<R, TaskError> {
+        lock(&self.slot.state)
+            .value
+            .take()
+            .unwrap_or(Err(TaskError::AlreadyTaken))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// map
+
+/// The sink of one `map`: each chunk's values collect in a vector of their own, joined in
+/// chunk order at the end. (A chunk that comes back whole is one decoded vector, moved in.)
+pub(crate) struct MapResults<R> {
+    state: Mutex<MapState<R>>,
+    changed: Condvar,
+    cancelled: AtomicBool,
+    len: usize,
+    chunksize: usize,
+}
+
+struct MapState<R> {
+    chunks: Vec<Vec<R>>,
+    chunks_left: usize,
+    error: Option<TaskError>,
+}
+
+impl<R: DeserializeOwned + Send> MapResults<R> {
+    pub(crate) fn new(len: usize, chunksize: usize) -> Arc<MapResults<R>> {
+        let chunks = len.div_ceil(chunksize);
+        Arc::new(MapResults {
+            state: Mutex::new(MapState {
+                chunks: (0..chunks).map(|_| Vec::new()).collect(),
+                chunks_left: chunks,
+                error: None,
+            }),
+            changed: Condvar::new(),
+            cancelled: AtomicBool::new(false),
+            len,
+            chunksize,
+        })
+    }
+
+    fn chunk_len(&self, chunk: usize) -> usize {
+        self.chunksize.min(self.len - chunk * self.chunksize)
+    }
+
+    /// Waits until every value is in, or the first error.
+    pub(crate) fn wait(&self) -> Result<Vec<R>, TaskError> {
+        let mut state = lock(&self.state);
+        while state.chunks_left > 0 && state.error.is_none() {
+            state = wait(&self.changed, state);
+        }
+        if let Some(error) = state.error.take() {
+            // Fail fast, like Python: tasks not yet sent are dropped, running ones discarded.
+            self.cancelled.store(true, Ordering::Relaxed);
+            return Err(error);
+        }
+        let mut chunks = std::mem::take(&mut state.chunks);
+        drop(state);
+        if chunks.len() == 1 {
+            return Ok(chunks.pop().unwrap_or_default());
+        }
+        let mut values = Vec::with_capacity(self.len);
+        for chunk in chunks {
+            values.extend(chunk);
+        }
+        Ok(values)
+    }
+
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+}
+
+impl<R: DeserializeOwned + Send> ReplySink for MapResults<R> {
+    fn deliver(
+        &self,
+        chunk: usize,
+        _first: usize,
+        items: EncodedItems<'_>,
+        last: bool,
+        origin: Origin,
+    ) {
+        // Decode before taking the lock: the caller may be waiting on it.
+        let mut decoded = Vec::new();
+        let mut error = None;
+        protocol::decode_items_into::<R>(items, origin, &mut decoded, &mut error);
+        let mut guard = lock(&self.state);
+        let state = &mut *guard;
+        if state.error.is_some() {
+            return;
+        }
+        if let Some(error) = error {
+            state.error = Some(error);
+            self.changed.notify_all();
+            return;
+        }
+        let expected = self.chunk_len(chunk);
+        let values = &mut state.chunks[chunk];
+        if values.is_empty() {
+            *values = decoded;
+        } else {
+            values.append(&mut decoded);
+        }
+        values.truncate(expected);
+        if last {
+            if values.len() != expected {
+                state.error = Some(missing_item(origin.task, values.len()));
+            }
+            state.chunks_left -= 1;
+        }
+        if state.chunks_left == 0 || state.error.is_some() {
+            self.changed.notify_all();
+        }
+    }
+
+    fn fail(&self, _chunk: usize, error: TaskError) {
+        let mut state = lock(&self.state);
+        state.error.get_or_insert(error);
+        self.changed.notify_all();
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// imap and imap_unordered
+
+/// The sink of one `imap` (ordered: items come out per chunk, in chunk order) or
+/// `imap_unordered` (items come out as they arrive).
+pub(crate) struct StreamResults<R> {
+    state: Mutex<StreamState<R>>,
+    changed: Condvar,
+    cancelled: AtomicBool,
+    ordered: bool,
+}
+
+struct StreamState<R> {
+    /// Chunks submitted and not yet handed out whole.
+    chunks: HashMap<usize, ChunkItems<R>>,
+    /// Unordered: items that arrived and were not handed out yet, with their chunk.
+    arrived: VecDeque<(usize, Result<R, TaskError>)>,
+    /// Chunks whose every item was handed out.
+    handed_out: usize,
+}
+
+struct ChunkItems<R> {
+    len: usize,
+    /// Items arrived (or failed).
+    delivered: usize,
+    /// Items handed out.
+    handed: usize,
+    /// Ordered: items arrived and not yet handed out.
+    items: VecDeque<Result<R, TaskError>>,
+}
+
+/// What [`StreamResults::next`] found.
+pub(crate) enum Next<R> {
+    Item(Result<R, TaskError>),
+    /// Ordered: the chunk at the cursor was handed out whole; move the cursor on.
+    ChunkDone,
+    /// Every submitted chunk has been handed out.
+    Empty,
+}
+
+impl<R> StreamResults<R> {
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+}
+
+impl<R: DeserializeOwned + Send> StreamResults<R> {
+    pub(crate) fn new(ordered: bool) -> Arc<StreamResults<R>> {
+        Arc::new(StreamResults {
+            state: Mutex::new(StreamState {
+                chunks: HashMap::new(),
+                arrived: VecDeque::new(),
+                handed_out: 0,
+            }),
+            changed: Condvar::new(),
+            cancelled: AtomicBool::new(false),
+            ordered,
+        })
+    }
+
+    /// Called before chunk `chunk` of `len` items is submitted.
+    pub(crate) fn expect(&self, chunk: usize, len: usize) {
+        lock(&self.state).chunks.insert(
+            chunk,
+            ChunkItems {
+                len,
+                delivered: 0,
+                handed: 0,
+                items: VecDeque::new(),
+            },
+        );
+    }
+
+    /// Chunks whose every item was handed out: the rest are outstanding.
+    pub(crate) fn handed_out_chunks(&self) -> usize {
+        lock(&self.state).handed_out
+    }
+
+    /// The next item, blocking until one arrives, given the ordered cursor and how many
+    /// chunks were submitted.
+    pub(crate) fn next(&self, cursor: usize, submitted: usize) -> Next<R> {
+        let mut guard = lock(&self.state);
+        loop {
+            let state = &mut *guard;
+            if self.ordered {
+                if let Some(chunk) = state.chunks.get_mut(&cursor) {
+                    if let Some(item) = chunk.items.pop_front() {
+                        chunk.handed += 1;
+                        return Next::Item(item);
+                    }
+                    if chunk.handed == chunk.len {
+                        state.chunks.remove(&cursor);
+                        state.handed_out += 1;
+                        return Next::ChunkDone;
+                    }
+                } else if cursor >= submitted {
+                    return Next::Empty;
+                }
+            } else {
+                if let Some((chunk, item)) = state.arrived.pop_front() {
+                    if let Some(entry) = state.chunks.get_mut(&chunk) {
+                        entry.handed += 1;
+                        if entry.handed == entry.len {
+                            state.chunks.remove(&chunk);
+                            state.handed_out += 1;
+                        }
+                    }
+                    return Next::Item(item);
+                }
+                if state.handed_out >= submitted {
+                    return Next::Empty;
+                }
+            }
+            guard = wait(&self.changed, guard);
+        }
+    }
+
+    /// Adds arrived items of `chunk`, at most the chunk's length in all.
+    fn push(&self, state: &mut StreamState<R>, chunk: usize, items: Vec<Result<R, TaskError>>) {
+        let Some(entry) = state.chunks.get_mut(&chunk) else {
+            return;
+        };
+        let room = entry.len - entry.delivered;
+        for item in items.into_iter().take(room) {
+            if self.ordered {
+                entry.items.push_back(item);
+            } else {
+                state.arrived.push_back((chunk, item));
+            }
+            entry.delivered += 1;
+        }
+    }
+
+    /// Fails the chunk's items that have not arrived.
+    fn finish_chunk(
+        &self,
+        state: &mut StreamState<R>,
+        chunk: usize,
+        error: impl Fn(usize) -> TaskError,
+    ) {
+        let Some(entry) = state.chunks.get(&chunk) else {
+            return;
+        };
+        let missing: Vec<_> = (entry.delivered..entry.len)
+            .map(|i| Err(error(i)))
+            .collect();
+        self.push(state, chunk, missing);
+    }
+}
+
+impl<R: DeserializeOwned + Send> ReplySink for StreamResults<R> {
+    fn deliver(
+        &self,
+        chunk: usize,
+        _first: usize,
+        items: EncodedItems<'_>,
+        last: bool,
+        origin: Origin,
+    ) {
+        let mut decoded = Vec::new();
+        protocol::decode_items::<R>(items, origin, |item| decoded.push(item));
+        let mut state = lock(&self.state);
+        self.push(&mut state, chunk, decoded);
+        if last {
+            self.finish_chunk(&mut state, chunk, |index| missing_item(origin.task, index));
+        }
+        self.changed.notify_all();
+    }
+
+    fn fail(&self, chunk: usize, error: TaskError) {
+        let mut state = lock(&self.state);
+        self.finish_chunk(&mut state, chunk, |_| error.clone());
+        self.changed.notify_all();
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+}
