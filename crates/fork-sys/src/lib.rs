@@ -1,6 +1,8 @@
 //! Thin, documented wrappers over the process syscalls prockit is built on: `fork`, pipes,
-//! `waitpid` (with timeouts that sleep in the kernel), signals, pidfds, and the child's side of
-//! `exec`. This is the only prockit crate with real `unsafe`; every other crate goes through it.
+//! `waitpid` (with timeouts that sleep in the kernel), signals, pidfds, the child's side of
+//! `exec`, [`spawn`] (a program started through `posix_spawn`, or fork+exec when the request
+//! needs it) and a background reaper. This is the only prockit crate with real `unsafe`; every
+//! other crate goes through it.
 //!
 //! Python's `os.fork` example, in Rust:
 //!
