@@ -242,6 +242,15 @@ impl<R: DeserializeOwned> Process<R> {
         self.child.try_wait().ok().flatten()
     }
 
+    /// Like [`status`](Process::status), but an error when the status cannot be had: `ECHILD`
+    /// when something else reaped the child (SIGCHLD set to `SIG_IGN`, a `waitpid(-1)`
+    /// elsewhere in the program), where `status` would say "still running" for ever.
+    pub fn try_status(&mut self) -> Result<Option<ExitStatus>, ProcessError> {
+        self.child
+            .try_wait()
+            .map_err(|source| self.io_error(source))
+    }
+
     /// Asks the child to stop with SIGTERM. A no-op once the child has been reaped.
     pub fn terminate(&self) -> Result<(), ProcessError> {
         self.send_signal(Signal::TERM)

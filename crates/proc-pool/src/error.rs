@@ -55,6 +55,17 @@ pub enum TaskError {
         /// The limit.
         limit: u64,
     },
+    /// The worker running the task vanished without an exit status for us: something else in
+    /// the program reaped it (SIGCHLD set to `SIG_IGN`, a `waitpid(-1)`). The worker is
+    /// replaced, as for `WorkerDied`.
+    WorkerLost {
+        /// The task's number.
+        task: u64,
+        /// The worker that vanished.
+        pid: Pid,
+        /// What the OS said when asked for its status.
+        reason: String,
+    },
     /// The arguments or the value could not be encoded or decoded (a failing `Serialize`
     /// impl, arguments over the frame limit, or `Serialize`/`Deserialize` impls that disagree).
     Codec {
@@ -116,6 +127,10 @@ impl fmt::Display for TaskError {
             TaskError::WorkerDied { task, pid, status } => write!(
                 f,
                 "worker {pid} died while running task {task}: {status}; the worker was replaced"
+            ),
+            TaskError::WorkerLost { task, pid, reason } => write!(
+                f,
+                "worker {pid} vanished while running task {task} (its exit status was taken elsewhere: {reason}); the worker was replaced"
             ),
             TaskError::Timeout { task, pid, after } => write!(
                 f,

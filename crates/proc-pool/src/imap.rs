@@ -15,6 +15,11 @@ use crate::task_fn::TaskFn;
 const CHUNKS_PER_WORKER: usize = 512;
 /// Chunks submitted in one go (one lock, one wake of the manager).
 const SUBMIT_BATCH: usize = 256;
+/// About this many encoded bytes of results may be in flight or waiting to be consumed: the
+/// window shrinks for large results (it is at most [`CHUNKS_PER_WORKER`] per worker).
+const HELD_BYTES_LIMIT: usize = 16 << 20;
+/// Chunks in flight before the size of a chunk's results is known.
+const FIRST_WINDOW: usize = 16;
 
 /// The iterator [`Pool::imap`] and [`Pool::imap_unordered`] return: yields one
 /// `Result<R, TaskError>` per input item.
@@ -80,8 +85,19 @@ where
     /// Submits chunks until the window is full or the input ends.
     fn refill(&mut self) {
         let chunksize = self.chunksize.unwrap_or(1);
-        while !self.input_done && self.outstanding() < self.window {
-            let room = (self.window - self.outstanding()).min(SUBMIT_BATCH);
+        loop {
+            // Until results show their size, a small window; then as many chunks as fit
+            // the byte budget, up to the window.
+            let (held, mean) = self.results.held_bytes();
+            let window = match mean {
+                None => FIRST_WINDOW,
+                Some(mean) => (HELD_BYTES_LIMIT / mean.max(1)).clamp(FIRST_WINDOW, self.window),
+            };
+            let outstanding = self.outstanding();
+            if self.input_done || outstanding >= window || held >= HELD_BYTES_LIMIT {
+                return;
+            }
+            let room = (window - outstanding).min(SUBMIT_BATCH);
             let mut tasks = Vec::with_capacity(room);
             for _ in 0..room {
                 let items: Vec<A> = self.input.by_ref().take(chunksize).collect();

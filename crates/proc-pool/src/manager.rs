@@ -36,24 +36,34 @@ use proc_core::{Process, ProcessError};
 use crate::error::{PoolError, TaskError};
 use crate::protocol::{self, EncodedItems, FAILED, INIT_FAILED, LAST, Origin, VALUES};
 use crate::results::Reply;
-use crate::worker::{self, COUNTERS, STARTED, STARTED_AT, WorkerSetup};
+use crate::worker::{self, CLAIM, COUNTERS, READY, REVOKED, STARTED_AT, WorkerSetup};
 
 /// About this much expected work may wait in a worker's pipe.
 const TARGET_QUEUED_NANOS: f64 = 2_000_000.0;
 /// The most tasks in flight per worker.
 const MAX_WINDOW: usize = 4096;
-/// A worker with tasks in flight and no result for this long gets no more.
-const STALL: Duration = Duration::from_millis(2);
+/// A worker with tasks in flight and no result for this long gets no more, and the tasks
+/// it has not started are taken back and given to others.
+const STALL: Duration = Duration::from_millis(5);
 /// Stop adding to a worker's unwritten bytes past this.
 const MAX_UNWRITTEN: usize = 4 << 20;
-/// Requested size of each worker pipe: room for a batch in one `write`.
-const PIPE_SIZE: usize = 1 << 20;
+/// Requested size of each worker pipe: room for a batch in one `write` (kept modest: the
+/// kernel caps the pipe memory of each user).
+const PIPE_SIZE: usize = 256 << 10;
 /// Where the platform gives no exit fd, look at the workers this often.
 const EXIT_SLICE: Duration = Duration::from_millis(50);
 /// After a failed fork, wait this long before trying again.
 const SPAWN_RETRY: Duration = Duration::from_millis(100);
 /// How long a closed pool's idle worker may take to exit before it is killed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// The slices in which a shutting-down manager looks for a terminate request.
+const SHUTDOWN_SLICE: Duration = Duration::from_millis(20);
+/// Workers dying before they are ready, in a row, that mark the pool broken (rather than
+/// forking replacements for ever).
+const EARLY_DEATHS_LIMIT: u32 = 5;
+/// While a worker holds tasks none of which has visibly started, look again this often (at
+/// most) for one that has, so its timeout can be enforced.
+const START_RECHECK: Duration = Duration::from_millis(100);
 
 /// The pool's settings, as the builder left them.
 #[derive(Debug, Clone)]
@@ -153,6 +163,11 @@ impl Shared {
         inbox.closed || inbox.terminate || inbox.refused.is_some()
     }
 
+    /// Whether this is the process the pool was built in (not a forked copy).
+    pub(crate) fn in_owner_process(&self) -> bool {
+        fork_sys::getpid() == self.owner
+    }
+
     pub(crate) fn worker_pids(&self) -> Vec<Pid> {
         lock(&self.pids).clone()
     }
@@ -194,6 +209,7 @@ pub(crate) fn start(config: Config) -> Result<(Arc<Shared>, JoinHandle<()>), Poo
                 broken: None,
                 est_nanos: None,
                 spawn_retry_at: None,
+                early_deaths: 0,
                 config,
             };
             for _ in 0..manager.config.workers {
@@ -240,6 +256,8 @@ struct Manager {
     /// Smoothed time per task, in nanoseconds, as seen from here.
     est_nanos: Option<f64>,
     spawn_retry_at: Option<Instant>,
+    /// Workers that died before their initializer returned, in a row.
+    early_deaths: u32,
 }
 
 struct Worker {
@@ -254,8 +272,11 @@ struct Worker {
     in_flight: VecDeque<InFlight>,
     /// Chunks sent, and chunks answered in full.
     sent: u64,
-    /// Memory shared with the worker: see `worker::STARTED`.
+    /// Memory shared with the worker: see `worker::CLAIM`.
     counters: SharedAtomics,
+    /// The last chunk the worker had started when the parent last revoked its queued
+    /// chunks (the claim word then holds the revocation, not this).
+    started_at_revoke: u64,
     last_progress: Instant,
     /// Set when the manager killed the worker: the task it had started then (by sequence
     /// number) overran this timeout.
@@ -287,6 +308,59 @@ impl Worker {
 
     fn has_unwritten(&self) -> bool {
         self.written < self.unwritten.len()
+    }
+
+    /// The sequence number of the last chunk the worker started.
+    fn started(&self) -> u64 {
+        let claim = self.counters.get(CLAIM).load(Ordering::Acquire);
+        if claim & REVOKED != 0 {
+            self.started_at_revoke
+        } else {
+            claim
+        }
+    }
+
+    /// Takes back the chunks the worker holds but has not started (it will skip them);
+    /// returns their tasks, in order.
+    fn revoke_unstarted(&mut self) -> Vec<Task> {
+        let last_sent = self.sent;
+        let claim = self.counters.get(CLAIM);
+        let mut current = claim.load(Ordering::Acquire);
+        let started = loop {
+            let started = if current & REVOKED != 0 {
+                self.started_at_revoke
+            } else {
+                current
+            };
+            if last_sent <= started {
+                return Vec::new();
+            }
+            match claim.compare_exchange(
+                current,
+                REVOKED | last_sent,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break started,
+                Err(now) => current = now,
+            }
+        };
+        self.started_at_revoke = started;
+        let mut revoked = Vec::new();
+        while self.in_flight.back().is_some_and(|f| f.seq > started) {
+            if let Some(flight) = self.in_flight.pop_back() {
+                revoked.push(flight.task);
+            }
+        }
+        revoked.reverse();
+        revoked
+    }
+
+    /// SIGKILL to the worker and its process group (what its tasks started), before it is
+    /// reaped (so the pid, which is also the group's id, cannot have been reused).
+    fn kill(&self) {
+        let _ = fork_sys::kill_group(self.pid(), Signal::KILL);
+        let _ = self.process.kill();
     }
 
     /// In a freshly forked sibling: close this worker's parent-side pipes, which the new
@@ -324,7 +398,23 @@ impl Manager {
                 self.terminate();
                 return;
             }
-            self.enforce_timeouts(Instant::now());
+            let now = Instant::now();
+            self.enforce_timeouts(now);
+            self.revoke_from_stalled_workers(now);
+        }
+    }
+
+    /// Tasks waiting behind a chunk that has run for [`STALL`] go back to the queue, for
+    /// workers that are free: one slow task never holds back the tasks queued after it.
+    fn revoke_from_stalled_workers(&mut self, now: Instant) {
+        let mut revoked = Vec::new();
+        for worker in &mut self.workers {
+            if worker.in_flight.len() > 1 && now.duration_since(worker.last_progress) >= STALL {
+                revoked.extend(worker.revoke_unstarted());
+            }
+        }
+        for task in revoked.into_iter().rev() {
+            self.queue.push_front(task);
         }
     }
 
@@ -350,9 +440,19 @@ impl Manager {
         lock(&self.shared.inbox).terminate
     }
 
+    /// From now on every task fails with `reason`; the pool winds down as if closed.
+    fn break_pool(&mut self, reason: TaskError) {
+        self.broken.get_or_insert(reason);
+        self.closed = true;
+    }
+
     fn keep_worker_count(&mut self, now: Instant) {
         let wanted = !(self.closed && self.queue.is_empty()) && self.broken.is_none();
-        if !wanted || self.spawn_retry_at.is_some_and(|at| now < at) {
+        if !wanted {
+            self.spawn_retry_at = None;
+            return;
+        }
+        if self.spawn_retry_at.is_some_and(|at| now < at) {
             return;
         }
         self.spawn_retry_at = None;
@@ -427,6 +527,7 @@ impl Manager {
             in_flight: VecDeque::new(),
             sent: 0,
             counters,
+            started_at_revoke: 0,
             last_progress: Instant::now(),
             timed_out: None,
             retired: false,
@@ -515,8 +616,11 @@ impl Manager {
             wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
         };
         for worker in &self.workers {
-            if let Some(deadline) = self.timeout_wakeup(worker) {
+            if let Some(deadline) = self.timeout_wakeup(worker, now) {
                 earliest(deadline);
+            }
+            if worker.in_flight.len() > 1 {
+                earliest(worker.last_progress + STALL);
             }
             if worker.process.exit_fd().is_none() {
                 earliest(now + EXIT_SLICE);
@@ -526,33 +630,33 @@ impl Manager {
     }
 
     /// With a task timeout: the sequence number of the chunk `worker` is running, and when
-    /// it overruns.
+    /// it overruns (`None` as well for a timeout too large to add to an `Instant`).
     fn overrun_deadline(&self, worker: &Worker) -> Option<(u64, Instant)> {
         let timeout = self.config.task_timeout?;
         if worker.timed_out.is_some() {
             return None;
         }
-        let started = worker.counters.get(STARTED).load(Ordering::Acquire);
+        let started = worker.started();
         if !worker.in_flight.iter().any(|f| f.seq == started) {
             return None;
         }
-        let nanos = worker.counters.get(STARTED_AT).load(Ordering::Relaxed);
-        let started_at = self.clock_base + Duration::from_nanos(nanos);
-        Some((started, started_at + timeout))
+        let nanos = worker.counters.get(STARTED_AT).load(Ordering::Acquire);
+        let started_at = self.clock_base.checked_add(Duration::from_nanos(nanos))?;
+        Some((started, started_at.checked_add(timeout)?))
     }
 
-    /// When to look at `worker` again for a timeout: its running chunk's deadline, or, when
-    /// it has chunks in flight none of which has visibly started yet, the earliest deadline
-    /// one of them could have (none can have started before the worker's last progress).
-    fn timeout_wakeup(&self, worker: &Worker) -> Option<Instant> {
+    /// When to look at `worker` again for a timeout: its running chunk's deadline; or, when
+    /// it holds chunks none of which has visibly started yet (it is between chunks, or in
+    /// its initializer), a recheck soon, since a chunk starting now is not announced.
+    fn timeout_wakeup(&self, worker: &Worker, now: Instant) -> Option<Instant> {
         let timeout = self.config.task_timeout?;
         if worker.in_flight.is_empty() || worker.timed_out.is_some() {
             return None;
         }
-        Some(match self.overrun_deadline(worker) {
-            Some((_, deadline)) => deadline,
-            None => worker.last_progress + timeout,
-        })
+        match self.overrun_deadline(worker) {
+            Some((_, deadline)) => Some(deadline),
+            None => now.checked_add((timeout / 4).clamp(Duration::from_millis(1), START_RECHECK)),
+        }
     }
 
     fn enforce_timeouts(&mut self, now: Instant) {
@@ -564,7 +668,7 @@ impl Manager {
                 if now >= deadline {
                     let worker = &mut self.workers[index];
                     worker.timed_out = Some((seq, timeout));
-                    let _ = worker.process.send_signal(Signal::KILL);
+                    worker.kill();
                 }
             }
         }
@@ -612,11 +716,16 @@ impl Manager {
             }
             let worker = &self.workers[index];
             if exit_ready || !exit_fd || worker.results.is_none() {
-                exited.push(index);
+                exited.push((index, exit_ready));
             }
         }
         // Highest index first, so removals do not shift the ones still to do.
-        for index in exited.into_iter().rev() {
+        for (index, known_exited) in exited.into_iter().rev() {
+            if known_exited {
+                // Exited, not yet reaped: its pid (its group's id) is still ours. Whatever
+                // its tasks started and left in its group goes with it.
+                let _ = fork_sys::kill_group(self.workers[index].pid(), Signal::KILL);
+            }
             self.reap_if_exited(index);
         }
         Ok(())
@@ -658,7 +767,9 @@ impl Manager {
             if header.flags & INIT_FAILED != 0 {
                 let message = codec::decode_value::<String>(items)
                     .map_or_else(|err| err.to_string(), |(message, _)| message);
-                self.broken = Some(TaskError::InitializerFailed { pid, message });
+                self.broken
+                    .get_or_insert(TaskError::InitializerFailed { pid, message });
+                self.closed = true;
                 continue;
             }
             let Some(front) = worker.in_flight.front_mut() else {
@@ -697,6 +808,7 @@ impl Manager {
                 front.partial = true;
             }
             if header.flags & LAST != 0 {
+                self.early_deaths = 0;
                 if let Some(done) = worker.in_flight.pop_front() {
                     let began = worker.last_progress.max(done.dispatched);
                     let sample = now.saturating_duration_since(began).as_nanos() as f64;
@@ -717,9 +829,12 @@ impl Manager {
     /// If the worker at `index` has exited: reads what it left in its pipe, settles its
     /// tasks, and removes it (a replacement is forked on the next turn of the loop).
     fn reap_if_exited(&mut self, index: usize) {
-        let status = match self.workers[index].process.status() {
-            Some(status) => status,
-            None => return,
+        let death = match self.workers[index].process.try_status() {
+            Ok(Some(status)) => Death::Exited(status),
+            Ok(None) => return,
+            // ECHILD: somebody else reaped it (SIGCHLD ignored, a `waitpid(-1)` elsewhere).
+            // It is gone all the same; only how it ended is lost.
+            Err(err) => Death::Lost(err.to_string()),
         };
         // Everything it wrote is in the pipe now: read it all.
         // (A grandchild may hold the pipe open: stop at the first empty read, not at EOF.)
@@ -731,39 +846,79 @@ impl Manager {
         let worker = self.workers.remove(index);
         let pid = worker.pid();
         lock(&self.shared.pids).retain(|&p| p != pid);
-        self.settle_dead_worker(worker, status);
+        self.settle_dead_worker(worker, death);
     }
 
-    fn settle_dead_worker(&mut self, mut worker: Worker, status: ExitStatus) {
+    fn settle_dead_worker(&mut self, mut worker: Worker, death: Death) {
         let pid = worker.pid();
-        let started = worker.counters.get(STARTED).load(Ordering::Acquire);
+        let started = worker.started();
+        let ready = worker.counters.get(READY).load(Ordering::Acquire) == 1;
         let mut requeue = Vec::new();
         for mut flight in worker.in_flight.drain(..) {
-            if flight.seq == started || flight.partial {
-                let error = match worker.timed_out {
-                    Some((seq, after)) if seq == flight.seq => TaskError::Timeout {
-                        task: flight.task.id,
-                        pid,
-                        after,
-                    },
-                    _ => TaskError::WorkerDied {
-                        task: flight.task.id,
-                        pid,
-                        status,
-                    },
-                };
-                flight.task.reply.fail(error);
-            } else {
+            let task = flight.task.id;
+            let running = flight.seq == started;
+            if !running && !flight.partial {
                 // Never started, or finished with its result unsent: run it again.
                 requeue.push(flight.task);
+                continue;
             }
+            let error = match (worker.timed_out, &death) {
+                (Some((seq, after)), _) if seq == flight.seq => {
+                    TaskError::Timeout { task, pid, after }
+                }
+                // Killed for a chunk that overran but finished before the signal landed:
+                // this one did nothing wrong.
+                (Some(_), _) if !flight.partial => {
+                    requeue.push(flight.task);
+                    continue;
+                }
+                (_, Death::Exited(status)) => TaskError::WorkerDied {
+                    task,
+                    pid,
+                    status: *status,
+                },
+                (_, Death::Lost(reason)) => TaskError::WorkerLost {
+                    task,
+                    pid,
+                    reason: reason.clone(),
+                },
+            };
+            flight.task.reply.fail(error);
         }
         for task in requeue.into_iter().rev() {
             self.queue.push_front(task);
         }
+        if ready {
+            self.early_deaths = 0;
+            return;
+        }
+        // Died before its initializer returned (abort, exit, a signal): after a few in a
+        // row, stop forking replacements that die the same way.
+        self.early_deaths += 1;
+        if self.early_deaths >= EARLY_DEATHS_LIMIT {
+            let how = match &death {
+                Death::Exited(status) => status.to_string(),
+                Death::Lost(reason) => reason.clone(),
+            };
+            let times = self.early_deaths;
+            self.break_pool(match self.config.initializer {
+                Some(_) => TaskError::InitializerFailed {
+                    pid,
+                    message: format!(
+                        "the worker died before its initializer returned ({how}), {times} workers in a row"
+                    ),
+                },
+                None => TaskError::WorkerSpawnFailed {
+                    message: format!(
+                        "workers die before they are ready ({how}), {times} in a row"
+                    ),
+                },
+            });
+        }
     }
 
-    /// Close, after the last task: ask every worker to exit, wait for them, reap them.
+    /// Close, after the last task: ask every worker to exit, wait for them, reap them. A
+    /// terminate request (or the grace period running out) turns the wait into a kill.
     fn shut_down(&mut self) {
         for worker in &mut self.workers {
             if let Some(mut pipe) = worker.tasks.take() {
@@ -772,14 +927,21 @@ impl Manager {
                 // The pipe is empty (every task was answered), so this small write fits.
                 let _ = pipe.write_all(&frame);
             }
-        }
-        for mut worker in self.workers.drain(..) {
             worker.results = None;
-            match worker.process.join_timeout(SHUTDOWN_GRACE) {
-                Ok(Some(())) | Err(_) => {}
+        }
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while let Some(worker) = self.workers.last_mut() {
+            match worker.process.join_timeout(SHUTDOWN_SLICE) {
                 Ok(None) => {
-                    let _ = worker.process.kill();
-                    let _ = worker.process.join();
+                    let terminate = lock(&self.shared.inbox).terminate;
+                    if terminate || Instant::now() >= deadline {
+                        for worker in &self.workers {
+                            worker.kill();
+                        }
+                    }
+                }
+                Ok(Some(())) | Err(_) => {
+                    self.workers.pop();
                 }
             }
         }
@@ -790,7 +952,7 @@ impl Manager {
     /// Kill every worker now, reap them, and fail every task with `PoolTerminated`.
     fn terminate(&mut self) {
         for worker in &self.workers {
-            let _ = worker.process.kill();
+            worker.kill();
         }
         for worker in self.workers.drain(..) {
             let _ = worker.process.join();
@@ -829,7 +991,7 @@ impl Drop for Manager {
     /// (each is killed and reaped) and no task is left unanswered.
     fn drop(&mut self) {
         for worker in &self.workers {
-            let _ = worker.process.kill();
+            worker.kill();
         }
         for worker in self.workers.drain(..) {
             let _ = worker.process.join();
@@ -844,5 +1006,12 @@ impl Drop for Manager {
 /// settled like any dead worker's.
 fn protocol_violation(worker: &mut Worker) {
     worker.retired = true;
-    let _ = worker.process.send_signal(Signal::KILL);
+    worker.kill();
+}
+
+/// How a worker ended.
+enum Death {
+    Exited(ExitStatus),
+    /// Its status was taken by someone else; the reason says what the OS said.
+    Lost(String),
 }

@@ -1,6 +1,6 @@
 //! The `Pool` handle and its builder.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -37,7 +37,7 @@ use crate::task_fn::TaskFn;
 #[derive(Debug)]
 pub struct Pool {
     shared: Arc<Shared>,
-    manager: Mutex<Option<JoinHandle<()>>>,
+    manager: ManagerThread,
     workers: usize,
     chunksize: Option<usize>,
     max_frame_len: usize,
@@ -142,7 +142,7 @@ impl PoolBuilder {
         let (shared, handle) = manager::start(config)?;
         Ok(Pool {
             shared,
-            manager: Mutex::new(Some(handle)),
+            manager: ManagerThread::new(handle),
             workers,
             chunksize: self.chunksize,
             max_frame_len,
@@ -343,17 +343,11 @@ impl Pool {
     }
 
     fn join_manager(&self) -> Result<(), PoolError> {
-        let handle = self
-            .manager
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
-        match handle.map(JoinHandle::join) {
-            Some(Err(panic)) => Err(PoolError::ManagerPanicked {
-                message: protocol::panic_message(panic.as_ref()),
-            }),
-            _ => Ok(()),
+        if !self.shared.in_owner_process() {
+            // A forked copy of the pool: its manager thread (and workers) are the parent's.
+            return Ok(());
         }
+        self.manager.join()
     }
 
     pub(crate) fn next_task_id(&self) -> u64 {
@@ -395,6 +389,65 @@ impl Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         let _ = self.terminate();
+    }
+}
+
+/// The manager thread's handle, joined once; every caller of `join`/`terminate` waits until
+/// it has ended, not only the one that joins it.
+#[derive(Debug)]
+struct ManagerThread {
+    state: Mutex<ManagerState>,
+    ended: Condvar,
+}
+
+#[derive(Debug)]
+struct ManagerState {
+    handle: Option<JoinHandle<()>>,
+    /// `Some` once the thread has been joined: how it ended.
+    outcome: Option<Result<(), String>>,
+}
+
+impl ManagerThread {
+    fn new(handle: JoinHandle<()>) -> ManagerThread {
+        ManagerThread {
+            state: Mutex::new(ManagerState {
+                handle: Some(handle),
+                outcome: None,
+            }),
+            ended: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ManagerState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn join(&self) -> Result<(), PoolError> {
+        let mut state = self.lock();
+        loop {
+            if let Some(outcome) = &state.outcome {
+                return outcome
+                    .clone()
+                    .map_err(|message| PoolError::ManagerPanicked { message });
+            }
+            if let Some(handle) = state.handle.take() {
+                drop(state);
+                let outcome = handle
+                    .join()
+                    .map_err(|panic| protocol::panic_message(panic.as_ref()));
+                state = self.lock();
+                state.outcome = Some(outcome);
+                self.ended.notify_all();
+                continue;
+            }
+            // Another thread is joining it: wait for that.
+            state = self
+                .ended
+                .wait(state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
     }
 }
 

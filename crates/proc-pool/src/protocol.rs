@@ -260,6 +260,12 @@ impl ResultWriter {
         &self.out
     }
 
+    /// Exchanges the pending bytes with `other` (which must be empty).
+    pub(crate) fn swap_pending(&mut self, other: &mut Vec<u8>) {
+        debug_assert!(self.part.is_none() && other.is_empty());
+        std::mem::swap(&mut self.out, other);
+    }
+
     /// After the pending bytes were written.
     pub(crate) fn clear(&mut self) {
         debug_assert!(self.part.is_none(), "cleared in the middle of a chunk");
@@ -343,8 +349,9 @@ impl ResultWriter {
         let room = self.max_len.saturating_sub(RESULT_HEADER_LEN);
         if item_len > room {
             self.out.truncate(before);
+            // The size of the frame it would need, to compare with the frame limit.
             let _ = self.encode_failure(ItemOutcome::TooLarge {
-                len: item_len as u64,
+                len: (item_len + RESULT_HEADER_LEN) as u64,
                 limit: self.max_len as u64,
             });
         }
@@ -381,8 +388,14 @@ impl ResultWriter {
         }
     }
 
-    /// The frame a worker sends when its initializer panicked.
+    /// The frame a worker sends when its initializer panicked (the message cut to fit).
     pub(crate) fn initializer_failed(&mut self, message: &str) {
+        let room = self.max_len.saturating_sub(RESULT_HEADER_LEN + 16);
+        let mut end = message.len().min(room);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        let message = &message[..end];
         self.start_part(0, 0);
         if let Some(part) = self.part.take() {
             let _ = codec::encode_value(message, &mut self.out);

@@ -313,9 +313,11 @@ impl<R: DeserializeOwned + Send> MapResults<R> {
         while state.chunks_left > 0 && state.error.is_none() {
             state = wait(&self.changed, state);
         }
-        if let Some(error) = state.error.take() {
-            // Fail fast, like Python: tasks not yet sent are dropped, running ones discarded.
+        if let Some(error) = state.error.clone() {
+            // Fail fast, like Python: tasks not yet sent are dropped, running ones discarded
+            // (the error stays, so later results are not even decoded).
             self.cancelled.store(true, Ordering::Relaxed);
+            state.chunks = Vec::new();
             return Err(error);
         }
         let mut chunks = std::mem::take(&mut state.chunks);
@@ -407,6 +409,11 @@ struct StreamState<R> {
     arrived: VecDeque<(usize, Result<R, TaskError>)>,
     /// Chunks whose every item was handed out.
     handed_out: usize,
+    /// Encoded bytes of the results held here (arrived, chunk not yet handed out whole).
+    held_bytes: usize,
+    /// Encoded bytes of every result that arrived, and how many chunks they completed.
+    total_bytes: usize,
+    total_chunks: usize,
 }
 
 struct ChunkItems<R> {
@@ -417,6 +424,8 @@ struct ChunkItems<R> {
     handed: usize,
     /// Ordered: items arrived and not yet handed out.
     items: VecDeque<Result<R, TaskError>>,
+    /// Encoded bytes of its results that arrived.
+    bytes: usize,
 }
 
 /// What [`StreamResults::next`] found.
@@ -441,6 +450,9 @@ impl<R: DeserializeOwned + Send> StreamResults<R> {
                 chunks: HashMap::new(),
                 arrived: VecDeque::new(),
                 handed_out: 0,
+                held_bytes: 0,
+                total_bytes: 0,
+                total_chunks: 0,
             }),
             changed: Condvar::new(),
             cancelled: AtomicBool::new(false),
@@ -457,8 +469,17 @@ impl<R: DeserializeOwned + Send> StreamResults<R> {
                 delivered: 0,
                 handed: 0,
                 items: VecDeque::new(),
+                bytes: 0,
             },
         );
+    }
+
+    /// Encoded bytes of the results that arrived and wait to be handed out, and the mean
+    /// encoded size of a chunk's results so far (`None` before the first chunk completed).
+    pub(crate) fn held_bytes(&self) -> (usize, Option<usize>) {
+        let state = lock(&self.state);
+        let mean = (state.total_chunks > 0).then(|| state.total_bytes / state.total_chunks);
+        (state.held_bytes, mean)
     }
 
     /// Chunks whose every item was handed out: the rest are outstanding.
@@ -479,8 +500,10 @@ impl<R: DeserializeOwned + Send> StreamResults<R> {
                         return Next::Item(item);
                     }
                     if chunk.handed == chunk.len {
+                        let bytes = chunk.bytes;
                         state.chunks.remove(&cursor);
                         state.handed_out += 1;
+                        state.held_bytes -= bytes;
                         return Next::ChunkDone;
                     }
                 } else if cursor >= submitted {
@@ -491,8 +514,10 @@ impl<R: DeserializeOwned + Send> StreamResults<R> {
                     if let Some(entry) = state.chunks.get_mut(&chunk) {
                         entry.handed += 1;
                         if entry.handed == entry.len {
+                            let bytes = entry.bytes;
                             state.chunks.remove(&chunk);
                             state.handed_out += 1;
+                            state.held_bytes -= bytes;
                         }
                     }
                     return Next::Item(item);
@@ -550,6 +575,12 @@ impl<R: DeserializeOwned + Send> ReplySink for StreamResults<R> {
         let mut decoded = Vec::new();
         protocol::decode_items::<R>(items, origin, |item| decoded.push(item));
         let mut state = lock(&self.state);
+        if let Some(entry) = state.chunks.get_mut(&chunk) {
+            entry.bytes += items.bytes.len();
+            state.held_bytes += items.bytes.len();
+        }
+        state.total_bytes += items.bytes.len();
+        state.total_chunks += usize::from(last);
         self.push(&mut state, chunk, decoded);
         if last {
             self.finish_chunk(&mut state, chunk, |index| missing_item(origin.task, index));

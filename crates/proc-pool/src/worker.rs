@@ -1,16 +1,21 @@
-//! A worker process's main loop: read task frames, run them, write result frames.
+//! A worker process's main loop: read task frames, run them, hand the result frames to a
+//! flusher thread that writes them out.
 //!
-//! Results are written in batches: after a chunk, the worker flushes only when it has no
-//! further whole task frame buffered, when the chunk took long enough that a `write` is noise
-//! next to it, or when a lot has piled up. That is how a pool of `fn(u64) -> u64` tasks moves
-//! hundreds of thousands of results per second over one pipe. Before each chunk the worker
-//! stores how many chunks it has started (and, with a task timeout, when) in memory shared
-//! with the parent, so that if the chunk kills it, the parent knows exactly which task did.
+//! **Batching.** The flusher writes whatever results have piled up, at most [`BATCH_WAIT`]
+//! after the first of them, or at once when the main thread is about to wait for more tasks.
+//! One `write` (and one wake-up of the parent) thus carries hundreds of small results, and
+//! no result waits behind a slow task that follows it.
+//!
+//! **Claiming.** Before each chunk the worker *claims* it in memory shared with the parent
+//! (`claim` below): if the chunk then kills the worker, the parent knows exactly which task
+//! did; and the parent can *revoke* the chunks queued behind a slow one, which the worker then
+//! skips, so they run elsewhere instead of waiting.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::panic::catch_unwind;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use fork_sys::SharedAtomics;
@@ -18,18 +23,24 @@ use proc_core::codec::FrameBuffer;
 
 use crate::protocol::{self, ResultWriter, TaskRequest};
 
-/// Index in a worker's shared counters: chunks started.
-pub(crate) const STARTED: usize = 0;
+/// Index in a worker's shared counters: the claim word. Normally the sequence number of the
+/// last chunk the worker started. The parent may set it to `REVOKED | m`: chunks up to `m`
+/// that are not started yet are taken back, and the worker must skip them.
+pub(crate) const CLAIM: usize = 0;
 /// Index in a worker's shared counters: when the current chunk started, in nanoseconds
 /// after the pool's clock base (written only when the pool has a task timeout).
 pub(crate) const STARTED_AT: usize = 1;
+/// Index in a worker's shared counters: 1 once the initializer has returned.
+pub(crate) const READY: usize = 2;
 /// How many shared counters a worker has.
-pub(crate) const COUNTERS: usize = 2;
+pub(crate) const COUNTERS: usize = 3;
+/// The flag of a claim word whose chunks up to the rest were revoked by the parent.
+pub(crate) const REVOKED: u64 = 1 << 63;
 
-/// A chunk that took at least this long is followed by a flush of its results.
-const EAGER_FLUSH: Duration = Duration::from_micros(20);
-/// Flush once this much output has piled up.
-const FLUSH_BYTES: usize = 256 * 1024;
+/// How long the flusher lets results pile up before writing them.
+const BATCH_WAIT: Duration = Duration::from_micros(50);
+/// Write at once when this much is waiting.
+const BATCH_BYTES: usize = 256 * 1024;
 
 /// Everything a worker starts with, moved into the forked child.
 #[derive(Debug)]
@@ -46,23 +57,61 @@ pub(crate) struct WorkerSetup<'a> {
 }
 
 /// Runs the worker until the parent sends the shutdown frame, closes the task pipe, or the
-/// task budget is spent. Returns normally in every case (the caller `_exit`s).
-pub(crate) fn run(mut setup: WorkerSetup<'_>) {
+/// task budget is spent. Returns normally in every case (the caller `_exit`s), once every
+/// result has been written.
+pub(crate) fn run(setup: WorkerSetup<'_>) {
+    // A group of its own: a timeout or terminate then kills what its tasks started, too.
+    let _ = fork_sys::exec::setpgid(None);
     let mut out = ResultWriter::new(setup.max_frame_len);
     if let Some(initializer) = setup.initializer {
         if let Err(panic) = catch_unwind(initializer) {
             out.initializer_failed(&protocol::panic_message(panic.as_ref()));
-            let _ = flush(&mut setup.results, &mut out);
+            let mut results = setup.results;
+            let _ = results.write_all(out.pending());
             return;
         }
     }
+    setup.counters.get(READY).store(1, Ordering::Release);
+    let outbox = Arc::new(Outbox::default());
+    let flusher = {
+        let outbox = outbox.clone();
+        let results = setup.results;
+        std::thread::Builder::new()
+            .name("pool-flusher".into())
+            .spawn(move || outbox.flush_until_closed(results))
+    };
+    let Ok(flusher) = flusher else {
+        return; // No thread, no results: the parent sees the worker exit and replaces it.
+    };
+    let plan = Plan {
+        counters: setup.counters,
+        max_tasks: setup.max_tasks,
+        max_frame_len: setup.max_frame_len,
+        clock_base: setup.clock_base,
+    };
+    run_tasks(&setup.tasks, &plan, &mut out, &outbox);
+    outbox.close();
+    let _ = flusher.join();
+}
+
+/// What the task loop needs of the setup.
+struct Plan<'a> {
+    counters: &'a SharedAtomics,
+    max_tasks: Option<u64>,
+    max_frame_len: usize,
+    clock_base: Option<Instant>,
+}
+
+fn run_tasks(mut tasks: &File, setup: &Plan<'_>, out: &mut ResultWriter, outbox: &Outbox) {
+    let claim = setup.counters.get(CLAIM);
     // Task frames are at most the frame limit plus their own header.
     let mut frames = FrameBuffer::new(
         setup
             .max_frame_len
             .saturating_add(protocol::TASK_HEADER_LEN),
     );
-    let mut started: u64 = 0;
+    let mut seq: u64 = 0;
+    let mut ran: u64 = 0;
     loop {
         loop {
             let request = match frames.next_payload() {
@@ -73,36 +122,31 @@ pub(crate) fn run(mut setup: WorkerSetup<'_>) {
                 Err(_) => return,
             };
             let Some(TaskRequest::Run { header, args }) = request else {
-                let _ = flush(&mut setup.results, &mut out);
-                return;
+                return; // Shutdown.
             };
-            started += 1;
+            seq += 1;
+            if !try_claim(claim, seq) {
+                continue; // Revoked: the parent gave it to another worker.
+            }
             if let Some(base) = setup.clock_base {
                 let nanos = u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 setup
                     .counters
                     .get(STARTED_AT)
-                    .store(nanos, Ordering::Relaxed);
+                    .store(nanos, Ordering::Release);
             }
-            setup
-                .counters
-                .get(STARTED)
-                .store(started, Ordering::Release);
-            let chunk_start = Instant::now();
             out.begin(header.id);
-            header.function.run(args, &mut out);
-            let done = setup.max_tasks.is_some_and(|max| started >= max);
-            let slow = chunk_start.elapsed() >= EAGER_FLUSH;
+            header.function.run(args, out);
             let more = frames.has_frame().unwrap_or(false);
-            let flush_now = done || slow || !more || out.pending().len() >= FLUSH_BYTES;
-            if flush_now && flush(&mut setup.results, &mut out).is_err() {
+            if !outbox.post(out, !more) {
                 return; // The parent is gone.
             }
-            if done {
+            ran += 1;
+            if setup.max_tasks.is_some_and(|max| ran >= max) {
                 return;
             }
         }
-        match frames.read_from(&mut setup.tasks) {
+        match frames.read_from(&mut tasks) {
             Ok(0) => return,
             Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -111,13 +155,109 @@ pub(crate) fn run(mut setup: WorkerSetup<'_>) {
     }
 }
 
-/// Writes the pending results (and whatever the tasks printed).
-fn flush(results: &mut File, out: &mut ResultWriter) -> io::Result<()> {
-    let _ = io::stdout().flush();
-    if out.pending().is_empty() {
-        return Ok(());
+/// Claims chunk `seq` before running it; false if the parent revoked it.
+fn try_claim(claim: &AtomicU64, seq: u64) -> bool {
+    let mut current = claim.load(Ordering::Acquire);
+    loop {
+        if current & REVOKED != 0 && seq <= current & !REVOKED {
+            return false;
+        }
+        match claim.compare_exchange_weak(current, seq, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return true,
+            Err(now) => current = now,
+        }
     }
-    let written = results.write_all(out.pending());
-    out.clear();
-    written
+}
+
+/// Result frames on their way from the main thread to the flusher.
+#[derive(Debug, Default)]
+struct Outbox {
+    state: Mutex<OutboxState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct OutboxState {
+    pending: Vec<u8>,
+    /// Write now: the main thread is about to wait for tasks.
+    urgent: bool,
+    closed: bool,
+    /// A write failed: the parent is gone.
+    failed: bool,
+}
+
+impl Outbox {
+    fn lock(&self) -> MutexGuard<'_, OutboxState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Hands over the finished chunk's frames; `urgent` when no further task is buffered.
+    /// False once the parent is gone.
+    fn post(&self, out: &mut ResultWriter, urgent: bool) -> bool {
+        let mut state = self.lock();
+        if state.failed {
+            return false;
+        }
+        let was_empty = state.pending.is_empty();
+        if was_empty {
+            // Hand the buffer over whole instead of copying it.
+            out.swap_pending(&mut state.pending);
+        } else {
+            state.pending.extend_from_slice(out.pending());
+            out.clear();
+        }
+        state.urgent |= urgent;
+        if was_empty || urgent || state.pending.len() >= BATCH_BYTES {
+            self.changed.notify_one();
+        }
+        true
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_one();
+    }
+
+    /// The flusher thread: writes batches until closed and drained.
+    fn flush_until_closed(&self, mut results: File) {
+        let mut batch = Vec::new();
+        loop {
+            {
+                let mut state = self.lock();
+                while state.pending.is_empty() && !state.closed {
+                    state = self
+                        .changed
+                        .wait(state)
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                }
+                // Let a batch form, unless it is wanted now.
+                let deadline = Instant::now() + BATCH_WAIT;
+                while !state.urgent && !state.closed && state.pending.len() < BATCH_BYTES {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    state = self
+                        .changed
+                        .wait_timeout(state, left)
+                        .map(|(state, _)| state)
+                        .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+                }
+                if state.pending.is_empty() && state.closed {
+                    return;
+                }
+                std::mem::swap(&mut state.pending, &mut batch);
+                state.urgent = false;
+            }
+            // What the tasks printed goes out before their results.
+            let _ = io::stdout().flush();
+            if results.write_all(&batch).is_err() {
+                self.lock().failed = true;
+                return;
+            }
+            batch.clear();
+        }
+    }
 }
