@@ -329,3 +329,119 @@ fn builder_options_out_of_range_are_refused() {
         Err(PoolError::InvalidOption { .. })
     ));
 }
+
+#[test]
+fn an_initializer_that_aborts_fails_the_tasks_after_a_few_workers() {
+    let _watchdog = test_support::watchdog(Duration::from_secs(60), "the aborting initializer");
+    let pool = Pool::builder()
+        .workers(2)
+        .initializer(|| std::process::abort())
+        .build()
+        .unwrap();
+    let err = pool.apply(pid, ()).unwrap_err();
+    match &err {
+        TaskError::InitializerFailed { message, .. } => {
+            assert!(message.contains("SIGABRT"), "{message}");
+        }
+        other => panic!("expected InitializerFailed, got {other}"),
+    }
+    // A broken pool winds down: join returns without close.
+    pool.join().unwrap();
+    assert!(pool.worker_pids().is_empty());
+}
+
+#[test]
+fn join_returns_for_a_pool_whose_initializer_panicked() {
+    let _watchdog = test_support::watchdog(Duration::from_secs(30), "join on a broken pool");
+    let pool = Pool::builder()
+        .workers(1)
+        .initializer(|| panic!("no config"))
+        .build()
+        .unwrap();
+    assert!(pool.apply(pid, ()).is_err());
+    pool.join().unwrap();
+}
+
+#[test]
+fn a_huge_task_timeout_is_no_timeout() {
+    let pool = Pool::builder()
+        .workers(1)
+        .task_timeout(Duration::MAX)
+        .build()
+        .unwrap();
+    assert_eq!(pool.apply(sleep_ms, 20).unwrap(), 20);
+    assert_eq!(pool.apply(sleep_ms, 1).unwrap(), 1);
+    pool.terminate().unwrap();
+}
+
+#[test]
+fn terminate_from_another_thread_waits_for_the_workers_while_join_runs() {
+    let pool = std::sync::Arc::new(Pool::new(1).unwrap());
+    let pending = pool.apply_async(sleep_ms, 30_000).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let workers = pool.worker_pids();
+    pool.close();
+    let joiner = {
+        let pool = pool.clone();
+        std::thread::spawn(move || pool.join())
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let started = Instant::now();
+    pool.terminate().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // When terminate returns, the workers are gone, whichever thread joined the manager.
+    assert!(
+        workers.iter().all(|&w| !is_alive(w)),
+        "workers left: {workers:?}"
+    );
+    joiner.join().unwrap().unwrap();
+    assert!(matches!(pending.get(), Err(TaskError::PoolTerminated)));
+}
+
+/// Starts `sleep 30` in the worker's process group and returns its pid.
+#[cfg(target_os = "linux")]
+fn start_a_sleeper(_: ()) -> i32 {
+    let child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    std::mem::forget(child);
+    pid
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn processes_started_by_tasks_go_with_their_worker() {
+    let pool = Pool::builder()
+        .workers(1)
+        .task_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    // The worker is killed by a timeout: what its task started dies with it.
+    let first = pool.apply(start_a_sleeper, ()).unwrap();
+    assert!(pool.apply(sleep_ms, 10_000).is_err());
+    assert!(
+        test_support::eventually(Duration::from_secs(10), || !is_running(first)),
+        "sleep {first} outlived its worker"
+    );
+    // Terminating the pool takes the rest.
+    let second = pool.apply(start_a_sleeper, ()).unwrap();
+    pool.terminate().unwrap();
+    assert!(
+        test_support::eventually(Duration::from_secs(10), || !is_running(second)),
+        "sleep {second} outlived the pool"
+    );
+}
+
+/// Whether `pid` exists and is not a zombie.
+#[cfg(target_os = "linux")]
+fn is_running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next().map(str::to_owned))
+        })
+        .is_some_and(|state| state != "Z")
+}

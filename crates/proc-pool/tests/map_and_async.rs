@@ -226,3 +226,46 @@ fn programs_run_by_tasks_inherit_none_of_the_pools_pipes() {
     let from_task = pool.apply(fds_seen_by_a_subprocess, ()).unwrap();
     assert_eq!(from_task, from_parent);
 }
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+#[test]
+fn tasks_queued_behind_a_slow_one_on_the_same_worker_are_moved_to_a_free_one() {
+    let pool = Pool::new(2).unwrap();
+    // Make the pool see tiny tasks, so windows grow and many tasks go to each worker.
+    pool.map_chunked(triple, 0..5_000, 1).unwrap();
+    let mut items = vec![3_000u64];
+    items.extend(std::iter::repeat_n(0, 200));
+    let started = std::time::Instant::now();
+    let mut fast_done_after_slow = 0;
+    let mut slow_seen = false;
+    for outcome in pool.imap_unordered(sleep_ms, items) {
+        match outcome.unwrap() {
+            3_000 => slow_seen = true,
+            _ if slow_seen => fast_done_after_slow += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(
+        fast_done_after_slow, 0,
+        "fast tasks waited for the slow one"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(3));
+}
+
+#[test]
+fn a_finished_value_is_not_held_back_by_the_slow_task_after_it() {
+    let pool = Pool::new(1).unwrap();
+    let started = std::time::Instant::now();
+    let mut results = pool.imap(sleep_ms, [0, 3_000]);
+    assert_eq!(results.next().unwrap().unwrap(), 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the first value came after {:?}",
+        started.elapsed()
+    );
+    drop(results);
+}
