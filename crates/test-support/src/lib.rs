@@ -128,3 +128,27 @@ impl Drop for Watchdog {
         self.disarmed.store(true, Ordering::Release);
     }
 }
+
+/// CPU time (user + system) used so far by this process's threads named `name`: Linux reads
+/// `/proc/self/task/*/stat`, whose figures are in `USER_HZ` ticks, which the kernel's ABI fixes
+/// at 100 per second. `None` elsewhere, or when no thread has that name. For tests that check
+/// a background thread sleeps rather than spins.
+pub fn thread_cpu_time(name: &str) -> Option<Duration> {
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    let mut ticks = None;
+    for task in tasks.filter_map(Result::ok) {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+        // After "pid (comm) ": state ppid pgrp session tty_nr tpgid flags minflt cminflt
+        // majflt cmajflt utime stime: utime and stime are the 12th and 13th fields.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let utime: u64 = fields.get(11)?.parse().ok()?;
+        let stime: u64 = fields.get(12)?.parse().ok()?;
+        *ticks.get_or_insert(0) += utime + stime;
+    }
+    ticks.map(|t| Duration::from_millis(t * 10))
+}
