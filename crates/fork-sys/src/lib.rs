@@ -35,6 +35,7 @@
 mod child;
 pub mod exec;
 mod fork;
+mod interrupt;
 mod pid;
 mod pipe;
 mod poll;
@@ -48,6 +49,10 @@ mod wait;
 
 pub use child::ChildHandle;
 pub use fork::{Fork, exit_immediately, fork};
+pub use interrupt::{
+    count_signal_interrupting, restore_default_action, set_interval_timer, set_signal_blocked,
+    signals_caught,
+};
 pub use pid::{Pid, getpid, getppid};
 pub use pipe::{is_cloexec, pipe, pipe_nonblocking, set_nonblocking, set_pipe_size};
 pub use poll::{Interest, Readiness, poll, set_thread_name};
