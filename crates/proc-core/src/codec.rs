@@ -20,20 +20,25 @@ pub const HEADER_LEN: usize = 4;
 /// hard ceiling is `u32::MAX`, what the prefix can express.
 pub const DEFAULT_MAX_FRAME_LEN: usize = 1 << 30;
 
-/// The most memory a decoded value may claim, summed over its containers: 4 GiB, the frame
-/// ceiling. bincode allocates a container's claimed length before reading its elements, so
-/// without a limit a corrupt 10-byte frame could ask for 2^60 bytes (a capacity-overflow panic
-/// or an abort). bincode's limit is a compile-time constant, hence one fixed figure.
+/// The most memory a decoded value may claim, summed over its strings and byte buffers: 4 GiB,
+/// the frame ceiling. bincode allocates a string's or byte buffer's claimed length *before*
+/// reading its bytes, and counts each claim against its configured limit; without a limit a
+/// corrupt 10-byte frame could ask for 2^60 bytes (a capacity-overflow panic or an abort).
+/// It is the last of the steps `decode_value` chooses from (see there).
 const DECODE_MEMORY_LIMIT: usize = u32::MAX as usize;
 
-type Config = bincode::config::Configuration<
+type Config<const LIMIT: usize> = bincode::config::Configuration<
     bincode::config::LittleEndian,
     bincode::config::Varint,
-    bincode::config::Limit<DECODE_MEMORY_LIMIT>,
+    bincode::config::Limit<LIMIT>,
 >;
 
-fn config() -> Config {
-    bincode::config::standard().with_limit::<DECODE_MEMORY_LIMIT>()
+fn config() -> Config<DECODE_MEMORY_LIMIT> {
+    config_with_limit::<DECODE_MEMORY_LIMIT>()
+}
+
+fn config_with_limit<const LIMIT: usize>() -> Config<LIMIT> {
+    bincode::config::standard().with_limit::<LIMIT>()
 }
 
 /// Why a frame could not be written or read.
@@ -199,12 +204,41 @@ impl bincode::enc::write::Writer for VecAppender<'_> {
 
 /// Decodes one value from the front of `bytes` (a frame's payload, or what is left of it);
 /// returns it and how many bytes it used. Bytes after the value are not looked at.
+///
+/// What a corrupt length inside the payload can make this allocate is bounded by 16 times
+/// `bytes.len()` (at least 4 KiB), never by the length claimed.
 pub fn decode_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), CodecError> {
-    bincode::serde::decode_from_slice::<T, _>(bytes, config()).map_err(|err| CodecError::Decode {
+    // bincode's claim limit is a compile-time constant, so pick the smallest of a few steps
+    // that is at least the payload's length. Through serde, bincode claims memory only for
+    // strings and byte buffers, exactly their length, and a valid payload holds at most its
+    // own length of them: a claim past the step is corrupt, refused before any allocation.
+    // Steps of 16 keep the copies of each type's decoder few (six). Before this, a 22-byte
+    // frame claiming a 4 GiB string committed 4 GiB (the soak suite's fuzz found it).
+    let len = bytes.len();
+    let decoded = if len <= 4 << 10 {
+        decode_with_limit::<T, { 4 << 10 }>(bytes)
+    } else if len <= 64 << 10 {
+        decode_with_limit::<T, { 64 << 10 }>(bytes)
+    } else if len <= 1 << 20 {
+        decode_with_limit::<T, { 1 << 20 }>(bytes)
+    } else if len <= 16 << 20 {
+        decode_with_limit::<T, { 16 << 20 }>(bytes)
+    } else if len <= 256 << 20 {
+        decode_with_limit::<T, { 256 << 20 }>(bytes)
+    } else {
+        decode_with_limit::<T, DECODE_MEMORY_LIMIT>(bytes)
+    };
+    decoded.map_err(|err| CodecError::Decode {
         type_name: std::any::type_name::<T>(),
-        len: bytes.len(),
+        len,
         message: err.to_string(),
     })
+}
+
+fn decode_with_limit<T: DeserializeOwned, const LIMIT: usize>(
+    bytes: &[u8],
+) -> Result<(T, usize), bincode::error::DecodeError> {
+    bincode::serde::decode_from_slice::<T, _>(bytes, config_with_limit::<LIMIT>())
 }
 
 /// Decodes one frame from the front of `buf`: `Ok(None)` when `buf` does not hold a whole
