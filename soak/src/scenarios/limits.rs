@@ -1,0 +1,213 @@
+//! Resource exhaustion: a low `RLIMIT_NOFILE`, then a low `RLIMIT_NPROC`. Every operation of
+//! every crate must fail with an error that names the cause (no panic, no hang, no fd or child
+//! left behind by the failed attempt), and work again once the limit is lifted.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+use proc_core::Process;
+use proc_pool::Pool;
+use proc_spawn::Command;
+use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+
+use crate::outcome::{Baseline, Outcome};
+use crate::scenarios::Config;
+
+/// One operation under test: its name and a run that says `Ok` or the error's text.
+type Operation = (&'static str, fn() -> Result<(), String>);
+
+fn increment(x: u64) -> u64 {
+    x + 1
+}
+
+/// Everything that creates fds, threads or processes, one crate call each.
+const OPERATIONS: &[Operation] = &[
+    ("proc_core::pipe", || {
+        proc_core::pipe::<u8, u8>()
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }),
+    ("Process::spawn+join", || {
+        match Process::spawn(|| 7u8).and_then(Process::join) {
+            Ok(7) => Ok(()),
+            Ok(other) => Err(format!("wrong value {other}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }),
+    ("Command::call (posix_spawn)", || {
+        match Command::new("/bin/true").call() {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(format!("wrong status {status}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }),
+    ("Command::call (fork+exec)", || {
+        match Command::new("/bin/true").umask(0o022).call() {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(format!("wrong status {status}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }),
+    ("Command::run capture", || {
+        match Command::new("/bin/echo").arg("x").capture_output().run() {
+            Ok(done) if done.stdout == b"x\n" => Ok(()),
+            Ok(done) => Err(format!("wrong output {:?}", done.stdout)),
+            Err(e) => Err(e.to_string()),
+        }
+    }),
+    ("Pool::new+apply", || {
+        let pool = Pool::new(2).map_err(|e| e.to_string())?;
+        match pool.apply(increment, 41) {
+            Ok(42) => Ok(()),
+            Ok(other) => Err(format!("wrong value {other}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }),
+];
+
+/// Runs every operation once; each must succeed.
+fn all_succeed(scenario: &str, when: &str, outcome: &mut Outcome) {
+    for (name, operation) in OPERATIONS {
+        match catch_unwind(AssertUnwindSafe(operation)) {
+            Ok(Ok(())) => outcome.operations += 1,
+            Ok(Err(err)) => outcome.violation(scenario, format!("{when}: {name}: {err}")),
+            Err(_) => outcome.violation(scenario, format!("{when}: {name} panicked")),
+        }
+    }
+}
+
+/// Runs every operation under the current (low) limit: each may succeed or fail with an error
+/// naming `cause`, never panic or leave an fd or child behind.
+fn under_limit(
+    scenario: &str,
+    level: &str,
+    causes: &[&str],
+    baseline_fds: usize,
+    outcome: &mut Outcome,
+) {
+    for (name, operation) in OPERATIONS {
+        outcome.operations += 1;
+        match catch_unwind(AssertUnwindSafe(operation)) {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) if causes.iter().any(|cause| err.contains(cause)) => outcome.faults += 1,
+            Ok(Err(err)) => {
+                outcome.violation(scenario, format!("{level}: {name}: unclear error: {err}"));
+            }
+            Err(_) => outcome.violation(scenario, format!("{level}: {name} panicked")),
+        }
+        let settled = test_support::eventually(Duration::from_secs(5), || {
+            test_support::open_fd_count() <= baseline_fds && test_support::child_count() == 0
+        });
+        if !settled {
+            outcome.violation(
+                scenario,
+                format!(
+                    "{level}: {name} left {} fds (baseline {baseline_fds}) and {} children",
+                    test_support::open_fd_count(),
+                    test_support::child_count()
+                ),
+            );
+        }
+    }
+}
+
+/// The highest fd number open now.
+fn highest_fd() -> u64 {
+    let dir = if cfg!(target_os = "linux") { "/proc/self/fd" } else { "/dev/fd" };
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+                .max()
+                .unwrap_or(2)
+        })
+        .unwrap_or(2)
+}
+
+/// Lowers the soft limit of `resource` to `soft` (the hard limit stays, so it can be lifted).
+fn set_soft(resource: Resource, soft: u64, original: &Rlimit) -> std::io::Result<()> {
+    setrlimit(
+        resource,
+        Rlimit {
+            current: Some(soft),
+            maximum: original.maximum,
+        },
+    )
+    .map_err(std::io::Error::from)
+}
+
+/// `RLIMIT_NOFILE` from "no fd left at all" to a dozen spare, then lifted.
+pub(crate) fn fd_exhaustion(config: &Config) -> Outcome {
+    const NAME: &str = "fd-exhaustion";
+    let mut outcome = Outcome::default();
+    all_succeed(NAME, "before", &mut outcome);
+    test_support::eventually(Duration::from_secs(5), || test_support::child_count() == 0);
+    let baseline = Baseline::take();
+    let baseline_fds = test_support::open_fd_count();
+    let original = getrlimit(Resource::Nofile);
+    let top = highest_fd() + 1;
+    let spare_levels = config.size(16, 8);
+    for spare in 0..spare_levels {
+        let level = format!("RLIMIT_NOFILE {} ({spare} spare)", top + spare);
+        if let Err(err) = set_soft(Resource::Nofile, top + spare, &original) {
+            outcome.violation(NAME, format!("setrlimit: {err}"));
+            break;
+        }
+        under_limit(
+            NAME,
+            &level,
+            &["Too many open files", "os error 24"],
+            baseline_fds,
+            &mut outcome,
+        );
+    }
+    if let Err(err) = setrlimit(Resource::Nofile, original) {
+        outcome.violation(NAME, format!("lifting the limit: {err}"));
+    }
+    all_succeed(NAME, "after lifting the limit", &mut outcome);
+    baseline.check(&mut outcome);
+    outcome
+}
+
+/// Threads and processes of this process (Linux counts both against `RLIMIT_NPROC`).
+fn own_tasks() -> u64 {
+    std::fs::read_dir("/proc/self/task").map_or(1, |entries| entries.count() as u64)
+}
+
+/// `RLIMIT_NPROC` at 1 (no new process or thread at all), then a few above what this process
+/// has; lifted. Root is exempt from the limit, so the driver runs this as `nobody` then.
+pub(crate) fn nproc_exhaustion(config: &Config) -> Outcome {
+    const NAME: &str = "nproc-exhaustion";
+    let mut outcome = Outcome::default();
+    if rustix::process::geteuid().is_root() {
+        outcome.violation(NAME, "running as root, whom RLIMIT_NPROC does not bind");
+        return outcome;
+    }
+    all_succeed(NAME, "before", &mut outcome);
+    test_support::eventually(Duration::from_secs(5), || test_support::child_count() == 0);
+    let baseline = Baseline::take();
+    let baseline_fds = test_support::open_fd_count();
+    let original = getrlimit(Resource::Nproc);
+    let mut levels = vec![1];
+    levels.extend((1..=config.size(6, 3)).map(|extra| own_tasks() + extra));
+    for limit in levels {
+        let level = format!("RLIMIT_NPROC {limit}");
+        if let Err(err) = set_soft(Resource::Nproc, limit, &original) {
+            outcome.violation(NAME, format!("setrlimit: {err}"));
+            break;
+        }
+        under_limit(
+            NAME,
+            &level,
+            &["Resource temporarily unavailable", "os error 11"],
+            baseline_fds,
+            &mut outcome,
+        );
+    }
+    if let Err(err) = setrlimit(Resource::Nproc, original) {
+        outcome.violation(NAME, format!("lifting the limit: {err}"));
+    }
+    all_succeed(NAME, "after lifting the limit", &mut outcome);
+    baseline.check(&mut outcome);
+    outcome
+}

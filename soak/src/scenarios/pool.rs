@@ -1,0 +1,312 @@
+//! Pool scenarios: a kill storm, and tasks that fail in every way a task can, mixed at random.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use proc_pool::{ExitStatus, Pool, Signal, TaskError};
+
+use crate::outcome::{Baseline, Outcome};
+use crate::rng::Rng;
+use crate::scenarios::Config;
+
+/// How long a result may take before the scenario calls it a hang.
+const RESULT_DEADLINE: Duration = Duration::from_secs(120);
+
+/// About 200 µs of work, so a kill usually lands on a worker mid-task.
+fn busy(x: u64) -> u64 {
+    let until = Instant::now() + Duration::from_micros(200);
+    let mut acc = x;
+    while Instant::now() < until {
+        acc = std::hint::black_box(acc.rotate_left(7) ^ 0x5bd1_e995);
+    }
+    std::hint::black_box(acc);
+    x.wrapping_mul(3) + 1
+}
+
+/// A pool and a baseline taken after a warm-up pool came and went (the reaper thread and the
+/// panic hook exist from then on, and are not leaks).
+fn warm_baseline(scenario: &str, outcome: &mut Outcome) -> Baseline {
+    match Pool::new(1).and_then(|pool| {
+        let _ = pool.apply(busy, 1);
+        pool.terminate()
+    }) {
+        Ok(()) => {}
+        Err(err) => outcome.violation(scenario, format!("warm-up pool: {err}")),
+    }
+    test_support::eventually(Duration::from_secs(5), || test_support::child_count() == 0);
+    Baseline::take()
+}
+
+/// Checks one kill-storm result: the value, or `WorkerDied`.
+fn settle(
+    name: &str,
+    x: u64,
+    result: Result<u64, TaskError>,
+    died: &mut u64,
+    outcome: &mut Outcome,
+) {
+    match result {
+        Ok(value) if value == x.wrapping_mul(3) + 1 => outcome.operations += 1,
+        Ok(value) => outcome.violation(name, format!("task {x}: wrong value {value}")),
+        Err(TaskError::WorkerDied { .. }) => {
+            *died += 1;
+            outcome.operations += 1;
+        }
+        Err(TaskError::NotReady { .. }) => {
+            outcome.hang(name, format!("task {x}: no answer after {RESULT_DEADLINE:?}"));
+        }
+        Err(other) => outcome.lost(name, format!("task {x}: {other}")),
+    }
+}
+
+/// 10,000 tasks (half `apply_async`, half through `imap` on a second thread) while a third
+/// thread SIGKILLs a random worker every 1-5 ms.
+pub(crate) fn kill_storm(config: &Config) -> Outcome {
+    const NAME: &str = "pool-kill-storm";
+    const WORKERS: usize = 4;
+    let tasks = config.size(10_000, 1_000);
+    let mut outcome = Outcome::default();
+    let baseline = warm_baseline(NAME, &mut outcome);
+    let pool = match Pool::new(WORKERS) {
+        Ok(pool) => pool,
+        Err(err) => {
+            outcome.violation(NAME, format!("Pool::new: {err}"));
+            return outcome;
+        }
+    };
+    let stop = AtomicBool::new(false);
+    let kills = AtomicU64::new(0);
+    let mut died = 0;
+    std::thread::scope(|scope| {
+        let (pool, stop, kills) = (&pool, &stop, &kills);
+        scope.spawn(move || {
+            let mut rng = Rng::new(0x6b69_6c6c);
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_micros(1_000 + rng.below(4_000)));
+                let pids = pool.worker_pids();
+                if pids.is_empty() {
+                    continue;
+                }
+                let victim = pids[rng.below(pids.len() as u64) as usize];
+                if fork_sys::kill(victim, Signal::KILL).is_ok() {
+                    kills.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        let half = tasks / 2;
+        let imap_side = scope.spawn(move || {
+            let mut side = Outcome::default();
+            let mut side_died = 0;
+            let mut seen = 0;
+            for (i, result) in pool.imap(busy, half..tasks).enumerate() {
+                seen += 1;
+                settle(NAME, half + i as u64, result, &mut side_died, &mut side);
+            }
+            for missing in seen..(tasks - half) {
+                side.lost(NAME, format!("imap item {} never came", half + missing));
+            }
+            (side, side_died)
+        });
+        let pending: Vec<_> = (0..half)
+            .map(|x| (x, pool.apply_async(busy, x)))
+            .collect();
+        for (x, submitted) in pending {
+            match submitted {
+                Ok(result) => {
+                    settle(NAME, x, result.get_timeout(RESULT_DEADLINE), &mut died, &mut outcome);
+                }
+                Err(err) => outcome.lost(NAME, format!("apply_async({x}): {err}")),
+            }
+        }
+        match imap_side.join() {
+            Ok((side, side_died)) => {
+                died += side_died;
+                outcome.operations += side.operations;
+                outcome.lost += side.lost;
+                outcome.hangs += side.hangs;
+                outcome.violations += side.violations;
+            }
+            Err(_) => outcome.violation(NAME, "the imap thread panicked"),
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    outcome.faults = kills.load(Ordering::Relaxed);
+    if died > outcome.faults {
+        outcome.violation(
+            NAME,
+            format!("{died} tasks failed with WorkerDied, but only {} kills", outcome.faults),
+        );
+    }
+    let full = test_support::eventually(Duration::from_secs(10), || {
+        pool.worker_pids().len() == WORKERS
+    });
+    if !full {
+        outcome.violation(
+            NAME,
+            format!("the pool ended with {} of its {WORKERS} workers", pool.worker_pids().len()),
+        );
+    }
+    // It still works after the storm.
+    match pool.map(busy, 0..100) {
+        Ok(values) if values.iter().enumerate().all(|(i, v)| *v == i as u64 * 3 + 1) => {}
+        Ok(_) => outcome.violation(NAME, "map after the storm: wrong values"),
+        Err(err) => outcome.violation(NAME, format!("map after the storm: {err}")),
+    }
+    pool.close();
+    if let Err(err) = pool.join() {
+        outcome.violation(NAME, format!("join: {err}"));
+    }
+    drop(pool);
+    eprintln!(
+        "soak: {NAME}: {} kills, {died} tasks failed with WorkerDied",
+        outcome.faults
+    );
+    baseline.check(&mut outcome);
+    outcome
+}
+
+/// What a mixed-fault task does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    Panic,
+    Abort,
+    Segfault,
+    Overrun,
+    Oversize,
+}
+
+impl Fault {
+    fn from_code(code: u8) -> Fault {
+        match code {
+            1 => Fault::Panic,
+            2 => Fault::Abort,
+            3 => Fault::Segfault,
+            4 => Fault::Overrun,
+            5 => Fault::Oversize,
+            _ => Fault::None,
+        }
+    }
+
+    fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// 80 % plain tasks, the rest spread over the five faults.
+    fn pick(rng: &mut Rng) -> Fault {
+        match rng.below(100) {
+            0..80 => Fault::None,
+            80..84 => Fault::Panic,
+            84..88 => Fault::Abort,
+            88..92 => Fault::Segfault,
+            92..94 => Fault::Overrun,
+            _ => Fault::Oversize,
+        }
+    }
+}
+
+/// The frame limit of the mixed-fault pool; `Oversize` returns more than this.
+const FRAME_LIMIT: usize = 64 * 1024;
+/// The task timeout of the mixed-fault pool; `Overrun` sleeps ten times this.
+const TASK_TIMEOUT: Duration = Duration::from_millis(200);
+
+fn faulty((code, seed): (u8, u64)) -> Vec<u8> {
+    match Fault::from_code(code) {
+        Fault::None => seed.to_le_bytes().repeat(4),
+        Fault::Panic => panic!("planned panic {seed}"),
+        Fault::Abort => std::process::abort(),
+        Fault::Segfault => crate::crash::segfault(),
+        Fault::Overrun => {
+            std::thread::sleep(TASK_TIMEOUT * 10);
+            Vec::new()
+        }
+        Fault::Oversize => vec![7; 2 * FRAME_LIMIT],
+    }
+}
+
+fn killed_by(status: &ExitStatus, wanted: Signal) -> bool {
+    matches!(status, ExitStatus::Signaled { signal, .. } if *signal == wanted)
+}
+
+/// Tasks that panic, abort, segfault, overrun their timeout or return oversize values, mixed
+/// at random among plain ones: each gets exactly its own error, every plain task its value.
+pub(crate) fn mixed_faults(config: &Config) -> Outcome {
+    const NAME: &str = "pool-mixed-faults";
+    const WORKERS: usize = 3;
+    let tasks = config.size(2_000, 300);
+    let mut outcome = Outcome::default();
+    let baseline = warm_baseline(NAME, &mut outcome);
+    let pool = match Pool::builder()
+        .workers(WORKERS)
+        .task_timeout(TASK_TIMEOUT)
+        .max_frame_len(FRAME_LIMIT)
+        .build()
+    {
+        Ok(pool) => pool,
+        Err(err) => {
+            outcome.violation(NAME, format!("Pool::builder().build(): {err}"));
+            return outcome;
+        }
+    };
+    let mut rng = Rng::new(0x6661_756c_7473);
+    let jobs: Vec<(Fault, u64)> = (0..tasks).map(|seed| (Fault::pick(&mut rng), seed)).collect();
+    let pending: Vec<_> = jobs
+        .iter()
+        .map(|&(fault, seed)| pool.apply_async(faulty, (fault.code(), seed)))
+        .collect();
+    for (&(fault, seed), submitted) in jobs.iter().zip(pending) {
+        if fault != Fault::None {
+            outcome.faults += 1;
+        }
+        let result = match submitted {
+            Ok(result) => result.get_timeout(RESULT_DEADLINE),
+            Err(err) => {
+                outcome.lost(NAME, format!("task {seed} ({fault:?}) not submitted: {err}"));
+                continue;
+            }
+        };
+        let expected = match (&fault, &result) {
+            (Fault::None, Ok(value)) => *value == seed.to_le_bytes().repeat(4),
+            (Fault::Panic, Err(TaskError::Panicked { message, .. })) => {
+                message.contains(&format!("planned panic {seed}"))
+            }
+            (Fault::Abort, Err(TaskError::WorkerDied { status, .. })) => {
+                killed_by(status, Signal::ABRT)
+            }
+            (Fault::Segfault, Err(TaskError::WorkerDied { status, .. })) => {
+                killed_by(status, Signal::SEGV)
+            }
+            (Fault::Overrun, Err(TaskError::Timeout { after, .. })) => *after == TASK_TIMEOUT,
+            (Fault::Oversize, Err(TaskError::ResultTooLarge { len, .. })) => {
+                *len > FRAME_LIMIT as u64
+            }
+            (_, Err(TaskError::NotReady { .. })) => {
+                outcome.hang(NAME, format!("task {seed} ({fault:?}): no answer"));
+                continue;
+            }
+            _ => false,
+        };
+        if expected {
+            outcome.operations += 1;
+        } else {
+            let got = match &result {
+                Ok(value) => format!("a value of {} bytes", value.len()),
+                Err(err) => err.to_string(),
+            };
+            outcome.violation(NAME, format!("task {seed} ({fault:?}) ended with {got}"));
+        }
+    }
+    let full = test_support::eventually(Duration::from_secs(10), || {
+        pool.worker_pids().len() == WORKERS
+    });
+    if !full {
+        outcome.violation(NAME, "the pool did not get back to its full worker count");
+    }
+    pool.close();
+    if let Err(err) = pool.join() {
+        outcome.violation(NAME, format!("join: {err}"));
+    }
+    drop(pool);
+    baseline.check(&mut outcome);
+    outcome
+}
