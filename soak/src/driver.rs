@@ -87,7 +87,10 @@ pub(crate) fn run(options: &Options) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let selected: Vec<&Scenario> = scenarios::ALL.iter().filter(|s| options.selects(s)).collect();
+    let selected: Vec<&Scenario> = scenarios::ALL
+        .iter()
+        .filter(|s| options.selects(s))
+        .collect();
     if selected.is_empty() {
         eprintln!("soak: no scenario matches {:?} (see --list)", options.only);
         return ExitCode::from(2);
@@ -95,7 +98,11 @@ pub(crate) fn run(options: &Options) -> ExitCode {
     let started = Instant::now();
     let mut rows = Vec::new();
     for scenario in selected {
-        println!("==> soak {}{}", scenario.name, if options.quick { " (quick)" } else { "" });
+        println!(
+            "==> soak {}{}",
+            scenario.name,
+            if options.quick { " (quick)" } else { "" }
+        );
         let row = run_one(&exe, scenario, options);
         rows.push(row);
     }
@@ -180,7 +187,10 @@ fn run_one(exe: &std::path::Path, scenario: &Scenario, options: &Options) -> Row
         (None, found) => {
             row.outcome = found.unwrap_or_default();
             row.outcome.hangs += 1;
-            eprintln!("soak: {}: still running after {deadline:?}; killed", scenario.name);
+            eprintln!(
+                "soak: {}: still running after {deadline:?}; killed",
+                scenario.name
+            );
         }
         (Some(status), Some(outcome)) => {
             row.outcome = outcome;
@@ -255,9 +265,15 @@ mod tests {
 
     #[test]
     fn options_parse_and_pass_on_to_the_scenario_children() {
-        let options = Options::parse(&strings(&["--quick", "--only", "pool", "--fuzz-minutes", "5"]))
-            .unwrap()
-            .unwrap();
+        let options = Options::parse(&strings(&[
+            "--quick",
+            "--only",
+            "pool",
+            "--fuzz-minutes",
+            "5",
+        ]))
+        .unwrap()
+        .unwrap();
         assert_eq!(
             options,
             Options {
@@ -266,7 +282,10 @@ mod tests {
                 fuzz_minutes: Some(5.0)
             }
         );
-        assert_eq!(options.child_args(), strings(&["--quick", "--fuzz-minutes", "5"]));
+        assert_eq!(
+            options.child_args(),
+            strings(&["--quick", "--fuzz-minutes", "5"])
+        );
         assert!(Options::parse(&strings(&["--fuzz-minutes", "x"])).is_err());
         assert!(Options::parse(&strings(&["--fuzz-minutes", "-1"])).is_err());
         assert!(Options::parse(&strings(&["--bogus"])).is_err());

@@ -49,7 +49,9 @@ fn random_shape(rng: &mut Rng, depth: u32) -> Shape {
     let small = |rng: &mut Rng| rng.below(8) as usize;
     let text = |rng: &mut Rng| {
         let len = small(rng);
-        (0..len).map(|_| char::from(b'a' + rng.below(26) as u8)).collect::<String>()
+        (0..len)
+            .map(|_| char::from(b'a' + rng.below(26) as u8))
+            .collect::<String>()
     };
     match rng.below(if depth > 2 { 3 } else { 6 }) {
         0 => Shape::Unit,
@@ -69,15 +71,32 @@ fn random_shape(rng: &mut Rng, depth: u32) -> Shape {
         },
         4 => Shape::Nested(
             (0..small(rng))
-                .map(|_| (0..small(rng)).map(|_| rng.next_u64() >> rng.below(64)).collect())
+                .map(|_| {
+                    (0..small(rng))
+                        .map(|_| rng.next_u64() >> rng.below(64))
+                        .collect()
+                })
                 .collect(),
         ),
-        _ => Shape::Boxed(rng.percent(70).then(|| Box::new(random_shape(rng, depth + 1)))),
+        _ => Shape::Boxed(
+            rng.percent(70)
+                .then(|| Box::new(random_shape(rng, depth + 1))),
+        ),
     }
 }
 
 /// Frame limits an input may be decoded under.
-const LIMITS: &[usize] = &[0, 1, 7, 64, 1000, 4096, 65_536, 1 << 20, codec::DEFAULT_MAX_FRAME_LEN];
+const LIMITS: &[usize] = &[
+    0,
+    1,
+    7,
+    64,
+    1000,
+    4096,
+    65_536,
+    1 << 20,
+    codec::DEFAULT_MAX_FRAME_LEN,
+];
 
 /// A length prefix chosen to probe the limit's edges.
 fn hostile_len(rng: &mut Rng, max_len: usize, honest: usize) -> u32 {
@@ -160,7 +179,11 @@ impl io::Read for ChoppyReader<'_> {
             _ => {}
         }
         let most = buf.len().min(self.bytes.len());
-        let take = if most == 0 { 0 } else { 1 + self.rng.below(most as u64) as usize };
+        let take = if most == 0 {
+            0
+        } else {
+            1 + self.rng.below(most as u64) as usize
+        };
         buf[..take].copy_from_slice(&self.bytes[..take]);
         self.bytes = &self.bytes[take..];
         Ok(take)
@@ -170,9 +193,14 @@ impl io::Read for ChoppyReader<'_> {
 /// Decodes `stream` straight from the slice as several types.
 fn decode_directly(stream: &[u8], max_len: usize) -> u64 {
     let mut decoded = 0;
-    decoded += u64::from(matches!(codec::decode_frame::<Shape>(stream, max_len), Ok(Some(_))));
-    decoded +=
-        u64::from(matches!(codec::decode_frame::<Vec<String>>(stream, max_len), Ok(Some(_))));
+    decoded += u64::from(matches!(
+        codec::decode_frame::<Shape>(stream, max_len),
+        Ok(Some(_))
+    ));
+    decoded += u64::from(matches!(
+        codec::decode_frame::<Vec<String>>(stream, max_len),
+        Ok(Some(_))
+    ));
     decoded += u64::from(matches!(
         codec::decode_frame::<(u128, f64, char, bool)>(stream, max_len),
         Ok(Some(_))

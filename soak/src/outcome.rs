@@ -125,17 +125,14 @@ impl Baseline {
                 && test_support::child_count() <= self.children
         });
         let fds = test_support::open_fd_count();
-        outcome.fds_leaked = i64::try_from(fds).unwrap_or(i64::MAX)
-            - i64::try_from(self.fds).unwrap_or(i64::MAX);
+        outcome.fds_leaked =
+            i64::try_from(fds).unwrap_or(i64::MAX) - i64::try_from(self.fds).unwrap_or(i64::MAX);
         let children = test_support::child_count();
         let zombies = test_support::zombie_children();
         let extra_children = children.saturating_sub(self.children);
         outcome.zombies = u64::try_from(zombies.max(extra_children)).unwrap_or(u64::MAX);
         if outcome.fds_leaked != 0 {
-            eprintln!(
-                "soak: {} fds open before, {fds} after",
-                self.fds
-            );
+            eprintln!("soak: {} fds open before, {fds} after", self.fds);
         }
     }
 }

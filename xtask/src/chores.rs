@@ -39,6 +39,19 @@ pub(crate) fn bench(workspace: &Workspace, args: &[String]) -> Result<(), Error>
     workspace.run(&command)
 }
 
+/// `cargo xtask soak [args...]`: builds the soak suite in release mode and runs it with `args`
+/// (`--quick`, `--only <substring>`, `--fuzz-minutes <m>`, `--list`). Its exit code is ours:
+/// non-zero when any scenario's table row is not all zeros.
+pub(crate) fn soak(workspace: &Workspace, args: &[String]) -> Result<(), Error> {
+    workspace.run(&soak_command(args))
+}
+
+/// The cargo command line behind `cargo xtask soak <args>`.
+fn soak_command(args: &[String]) -> CargoInvocation {
+    CargoInvocation::new(["run", "--release", "--quiet", "--package", "soak", "--"])
+        .args(args.iter().map(String::as_str))
+}
+
 /// `cargo xtask ci`: exactly what the CI workflow runs, so a green local `ci` predicts a green CI.
 ///
 /// The demo runs even when the matrix failed: a CI log that shows both answers more in one run.

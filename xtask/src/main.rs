@@ -12,6 +12,7 @@
 //! cargo xtask demo [args...]
 //! cargo xtask ci
 //! cargo xtask bench [args...]
+//! cargo xtask soak [--quick] [--only <substring>]... [--fuzz-minutes <m>]
 //! cargo xtask check-macos
 //! ```
 //!
@@ -45,6 +46,11 @@ Commands:
   ci               What CI runs: `test`, then `demo`. Non-zero if either failed.
   bench [args...]  Run the benchmark suite in release mode (it writes docs/BENCHMARKS.md);
                    args are passed through, e.g. `cargo xtask bench --quick`.
+  soak [args...]   Run the fault-injection and soak suite in release mode: every scenario
+                   checks its invariants and the table (operations, faults injected, tasks
+                   lost, fds leaked, zombies left, hangs) must be all zeros. args are passed
+                   through: --quick, --only <substring>, --fuzz-minutes <m>, --list.
+                   `test` runs `soak --quick` as a leg of its own.
   check-macos      `cargo clippy -D warnings` every target for x86_64-apple-darwin, if that target
                    is installed; otherwise say so and succeed. Not part of `test` or `ci`.
   help             Print this message.
@@ -88,6 +94,7 @@ fn dispatch(args: &[String]) -> Result<(), Error> {
             chores::ci(&Workspace::locate())
         }
         "bench" => chores::bench(&Workspace::locate(), rest),
+        "soak" => chores::soak(&Workspace::locate(), rest),
         "check-macos" => {
             no_arguments("check-macos", rest)?;
             chores::check_macos(&Workspace::locate())

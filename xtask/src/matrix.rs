@@ -12,6 +12,9 @@ use crate::workspace::{CargoInvocation, Workspace};
 /// Name of the leg that `--quick` skips.
 const RELEASE_LEG: &str = "release tests";
 
+/// Name of the soak suite's short leg.
+const SOAK_LEG: &str = "soak --quick";
+
 /// What the user asked of `cargo xtask test`.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct MatrixOptions {
@@ -127,6 +130,12 @@ fn all_legs(crates: &[String], runner: TestRunner) -> Vec<Leg> {
     for name in crates {
         legs.push(Leg::new(format!("test {name}"), runner.package_tests(name)));
     }
+    // The soak suite's short form: every scenario at small sizes (`cargo xtask soak` runs the
+    // full one). A debug build, so it reuses what the test legs just compiled.
+    legs.push(Leg::new(
+        SOAK_LEG,
+        CargoInvocation::new(["run", "--quiet", "--package", "soak", "--", "--quick"]),
+    ));
     // nextest cannot run doctests, so they always go through `cargo test`.
     legs.push(Leg::new(
         "doc tests",
@@ -347,6 +356,7 @@ mod tests {
             "clippy",
             "test fork-sys",
             "test procdemo",
+            "soak --quick",
             "doc tests",
             "release tests",
             "docs",
@@ -360,7 +370,14 @@ mod tests {
         let names = leg_names(&["fork-sys"], &quick);
         assert_eq!(
             names,
-            ["fmt", "clippy", "test fork-sys", "doc tests", "docs"]
+            [
+                "fmt",
+                "clippy",
+                "test fork-sys",
+                "soak --quick",
+                "doc tests",
+                "docs"
+            ]
         );
     }
 

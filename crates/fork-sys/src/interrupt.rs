@@ -30,7 +30,10 @@ extern "C" fn count_delivery(signal: libc::c_int) {
 ///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sigaction.html)
 ///  - [Linux](https://man7.org/linux/man-pages/man2/sigaction.2.html)
 pub fn count_signal_interrupting(signal: Signal) -> io::Result<()> {
-    set_action(signal, count_delivery as extern "C" fn(libc::c_int) as libc::sighandler_t)
+    set_action(
+        signal,
+        count_delivery as extern "C" fn(libc::c_int) as libc::sighandler_t,
+    )
 }
 
 /// Puts `signal` back to its default action (`SIG_DFL`).
@@ -78,7 +81,8 @@ pub fn set_interval_timer(interval: Option<Duration>) -> io::Result<()> {
     let period = interval.unwrap_or(Duration::ZERO);
     let tick = libc::timeval {
         tv_sec: libc::time_t::try_from(period.as_secs()).unwrap_or(libc::time_t::MAX),
-        tv_usec: libc::suseconds_t::try_from(period.subsec_micros()).unwrap_or(0),
+        // Below 1,000,000: fits `suseconds_t` everywhere (i64 on Linux, i32 on macOS).
+        tv_usec: period.subsec_micros() as libc::suseconds_t,
     };
     let timer = libc::itimerval {
         it_interval: tick,
@@ -144,7 +148,11 @@ mod tests {
                     let err = rustix::io::read(&reader, &mut byte).err()?;
                     set_interval_timer(None).ok()?;
                     let counted = signals_caught(Signal::ALRM) > 0;
-                    Some(if err == rustix::io::Errno::INTR && counted { 0 } else { 2 })
+                    Some(if err == rustix::io::Errno::INTR && counted {
+                        0
+                    } else {
+                        2
+                    })
                 })();
                 crate::exit_immediately(code.unwrap_or(1));
             }

@@ -62,11 +62,16 @@ fn lying_string_frame(claim: u32, present: usize) -> Vec<u8> {
 #[test]
 fn a_string_claiming_gigabytes_allocates_only_about_what_arrived() {
     // One test function: the allocator is global, parallel tests would blur the figures.
-    for (claim, present) in [(u32::MAX - 8, 0), (3 << 30, 17), (1 << 20, 100), (70_000, 5_000)] {
+    for (claim, present) in [
+        (u32::MAX - 8, 0),
+        (3 << 30, 17),
+        (1 << 20, 100),
+        (70_000, 5_000),
+    ] {
         let frame = lying_string_frame(claim, present);
         let peak = peak_during(|| {
-            let err = codec::decode_frame::<String>(&frame, codec::DEFAULT_MAX_FRAME_LEN)
-                .unwrap_err();
+            let err =
+                codec::decode_frame::<String>(&frame, codec::DEFAULT_MAX_FRAME_LEN).unwrap_err();
             assert!(err.to_string().contains("alloc::string::String"), "{err}");
         });
         let bound = 16 * frame.len() + (4 << 10) + 4096; // + the error message
@@ -81,8 +86,9 @@ fn a_string_claiming_gigabytes_allocates_only_about_what_arrived() {
         let text = "x".repeat(len);
         let mut frame = Vec::new();
         codec::encode_frame(&text, &mut frame, codec::DEFAULT_MAX_FRAME_LEN).unwrap();
-        let (back, used) =
-            codec::decode_frame::<String>(&frame, codec::DEFAULT_MAX_FRAME_LEN).unwrap().unwrap();
+        let (back, used) = codec::decode_frame::<String>(&frame, codec::DEFAULT_MAX_FRAME_LEN)
+            .unwrap()
+            .unwrap();
         assert_eq!((back.len(), used), (len, frame.len()));
     }
 }

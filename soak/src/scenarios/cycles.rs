@@ -70,7 +70,10 @@ pub(crate) fn process_cycles(config: &Config) -> Outcome {
                     Ok(None) => {}
                     Ok(Some(other)) => outcome.violation(
                         NAME,
-                        format!("cycle {i}: 1 MiB value ended as {:?}", other.map(|v| v.len())),
+                        format!(
+                            "cycle {i}: 1 MiB value ended as {:?}",
+                            other.map(|v| v.len())
+                        ),
                     ),
                     Err(err) => outcome.violation(NAME, format!("cycle {i}: spawn: {err}")),
                 }
@@ -111,8 +114,7 @@ pub(crate) fn process_cycles(config: &Config) -> Outcome {
                     Err(err) => outcome.violation(NAME, format!("cycle {i}: spawn: {err}")),
                 }
             }
-            _ => match Process::spawn(move || i * 2).map(|p| join_or_hang(NAME, p, &mut outcome))
-            {
+            _ => match Process::spawn(move || i * 2).map(|p| join_or_hang(NAME, p, &mut outcome)) {
                 Ok(Some(Ok(value))) if value == i * 2 => outcome.operations += 1,
                 Ok(None) => {}
                 Ok(Some(other)) => {
@@ -137,7 +139,9 @@ pub(crate) fn subprocess_cycles(config: &Config) -> Outcome {
     for i in 0..cycles {
         let result = match i % 5 {
             // posix_spawn path
-            0 => Command::new("/bin/true").call().map(|status| status.success()),
+            0 => Command::new("/bin/true")
+                .call()
+                .map(|status| status.success()),
             // fork+exec path: a umask is something posix_spawn cannot express
             1 => Command::new("/bin/true")
                 .umask(0o022)

@@ -84,7 +84,11 @@ fn process_round(round: u64, tally: &Tally) {
     })
     .and_then(Process::join)
     .map(|value| {
-        value.len() == 2 << 20 && value.iter().enumerate().all(|(i, b)| *b == (i as u64 ^ round) as u8)
+        value.len() == 2 << 20
+            && value
+                .iter()
+                .enumerate()
+                .all(|(i, b)| *b == (i as u64 ^ round) as u8)
     });
     tally.check("a 2 MiB Process result", big.map_err(|e| e.to_string()));
 
@@ -167,7 +171,7 @@ pub(crate) fn storm(config: &Config) -> Outcome {
     std::thread::scope(|scope| {
         let (stop, tally, pool) = (&stop, &tally, &pool);
         scope.spawn(move || {
-            let mut rng = Rng::new(0x6569_6e74_72);
+            let mut rng = Rng::new(0x0065_696e_7472);
             while !stop.load(Ordering::Relaxed) {
                 subprocess_round(&mut rng, tally);
             }
@@ -206,7 +210,10 @@ pub(crate) fn storm(config: &Config) -> Outcome {
     if outcome.faults < run_for.as_millis() as u64 / 4 {
         outcome.violation(
             NAME,
-            format!("only {} signals delivered in {run_for:?}: no storm", outcome.faults),
+            format!(
+                "only {} signals delivered in {run_for:?}: no storm",
+                outcome.faults
+            ),
         );
     }
     pool.close();

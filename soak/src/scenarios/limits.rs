@@ -113,7 +113,11 @@ fn under_limit(
 
 /// The highest fd number open now.
 fn highest_fd() -> u64 {
-    let dir = if cfg!(target_os = "linux") { "/proc/self/fd" } else { "/dev/fd" };
+    let dir = if cfg!(target_os = "linux") {
+        "/proc/self/fd"
+    } else {
+        "/dev/fd"
+    };
     std::fs::read_dir(dir)
         .map(|entries| {
             entries

@@ -53,7 +53,10 @@ fn settle(
             outcome.operations += 1;
         }
         Err(TaskError::NotReady { .. }) => {
-            outcome.hang(name, format!("task {x}: no answer after {RESULT_DEADLINE:?}"));
+            outcome.hang(
+                name,
+                format!("task {x}: no answer after {RESULT_DEADLINE:?}"),
+            );
         }
         Err(other) => outcome.lost(name, format!("task {x}: {other}")),
     }
@@ -107,13 +110,17 @@ pub(crate) fn kill_storm(config: &Config) -> Outcome {
             }
             (side, side_died)
         });
-        let pending: Vec<_> = (0..half)
-            .map(|x| (x, pool.apply_async(busy, x)))
-            .collect();
+        let pending: Vec<_> = (0..half).map(|x| (x, pool.apply_async(busy, x))).collect();
         for (x, submitted) in pending {
             match submitted {
                 Ok(result) => {
-                    settle(NAME, x, result.get_timeout(RESULT_DEADLINE), &mut died, &mut outcome);
+                    settle(
+                        NAME,
+                        x,
+                        result.get_timeout(RESULT_DEADLINE),
+                        &mut died,
+                        &mut outcome,
+                    );
                 }
                 Err(err) => outcome.lost(NAME, format!("apply_async({x}): {err}")),
             }
@@ -134,7 +141,10 @@ pub(crate) fn kill_storm(config: &Config) -> Outcome {
     if died > outcome.faults {
         outcome.violation(
             NAME,
-            format!("{died} tasks failed with WorkerDied, but only {} kills", outcome.faults),
+            format!(
+                "{died} tasks failed with WorkerDied, but only {} kills",
+                outcome.faults
+            ),
         );
     }
     let full = test_support::eventually(Duration::from_secs(10), || {
@@ -143,12 +153,19 @@ pub(crate) fn kill_storm(config: &Config) -> Outcome {
     if !full {
         outcome.violation(
             NAME,
-            format!("the pool ended with {} of its {WORKERS} workers", pool.worker_pids().len()),
+            format!(
+                "the pool ended with {} of its {WORKERS} workers",
+                pool.worker_pids().len()
+            ),
         );
     }
     // It still works after the storm.
     match pool.map(busy, 0..100) {
-        Ok(values) if values.iter().enumerate().all(|(i, v)| *v == i as u64 * 3 + 1) => {}
+        Ok(values)
+            if values
+                .iter()
+                .enumerate()
+                .all(|(i, v)| *v == i as u64 * 3 + 1) => {}
         Ok(_) => outcome.violation(NAME, "map after the storm: wrong values"),
         Err(err) => outcome.violation(NAME, format!("map after the storm: {err}")),
     }
@@ -249,7 +266,9 @@ pub(crate) fn mixed_faults(config: &Config) -> Outcome {
         }
     };
     let mut rng = Rng::new(0x6661_756c_7473);
-    let jobs: Vec<(Fault, u64)> = (0..tasks).map(|seed| (Fault::pick(&mut rng), seed)).collect();
+    let jobs: Vec<(Fault, u64)> = (0..tasks)
+        .map(|seed| (Fault::pick(&mut rng), seed))
+        .collect();
     let pending: Vec<_> = jobs
         .iter()
         .map(|&(fault, seed)| pool.apply_async(faulty, (fault.code(), seed)))
@@ -261,7 +280,10 @@ pub(crate) fn mixed_faults(config: &Config) -> Outcome {
         let result = match submitted {
             Ok(result) => result.get_timeout(RESULT_DEADLINE),
             Err(err) => {
-                outcome.lost(NAME, format!("task {seed} ({fault:?}) not submitted: {err}"));
+                outcome.lost(
+                    NAME,
+                    format!("task {seed} ({fault:?}) not submitted: {err}"),
+                );
                 continue;
             }
         };

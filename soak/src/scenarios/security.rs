@@ -79,7 +79,10 @@ fn inheritable(fd: OwnedFd) -> Result<OwnedFd, String> {
 fn expect_fds(outcome: &mut Outcome, case: &str, got: Result<Vec<i32>, String>, want: &[i32]) {
     match got {
         Ok(fds) if fds == want => outcome.operations += 1,
-        Ok(fds) => outcome.violation(NAME, format!("{case}: the child had fds {fds:?}, not {want:?}")),
+        Ok(fds) => outcome.violation(
+            NAME,
+            format!("{case}: the child had fds {fds:?}, not {want:?}"),
+        ),
         Err(err) => outcome.violation(NAME, format!("{case}: {err}")),
     }
 }
@@ -97,7 +100,12 @@ fn parent_env() -> BTreeSet<String> {
         .collect()
 }
 
-fn expect_env(outcome: &mut Outcome, case: &str, got: Result<BTreeSet<String>, String>, want: &BTreeSet<String>) {
+fn expect_env(
+    outcome: &mut Outcome,
+    case: &str,
+    got: Result<BTreeSet<String>, String>,
+    want: &BTreeSet<String>,
+) {
     match got {
         Ok(env) if env == *want => outcome.operations += 1,
         Ok(env) => outcome.violation(
@@ -119,8 +127,15 @@ fn fd_checks(outcome: &mut Outcome) -> Result<(), String> {
     let inherited = inheritable_fds()?;
     let pool = Pool::new(2).map_err(|e| e.to_string())?;
     for task in 0..4 {
-        let seen = pool.apply(fds_seen_from_a_task, task).map_err(|e| e.to_string())?;
-        expect_fds(outcome, "a pool task's program (close_fds off)", seen, &inherited);
+        let seen = pool
+            .apply(fds_seen_from_a_task, task)
+            .map_err(|e| e.to_string())?;
+        expect_fds(
+            outcome,
+            "a pool task's program (close_fds off)",
+            seen,
+            &inherited,
+        );
     }
     drop(pool);
 
@@ -137,7 +152,12 @@ fn fd_checks(outcome: &mut Outcome) -> Result<(), String> {
         .collect();
 
     for round in 0..3 {
-        expect_fds(outcome, "posix_spawn", child_fds(&mut Command::new("/bin/sh")), &[0, 1, 2]);
+        expect_fds(
+            outcome,
+            "posix_spawn",
+            child_fds(&mut Command::new("/bin/sh")),
+            &[0, 1, 2],
+        );
         expect_fds(
             outcome,
             "fork+exec",
@@ -193,13 +213,28 @@ fn env_checks(outcome: &mut Outcome) {
             }
             command
         };
-        let path = if fork_exec { "fork+exec" } else { "posix_spawn" };
-        expect_env(outcome, &format!("{path}: inherited"), env_of(&mut env()), &inherited);
+        let path = if fork_exec {
+            "fork+exec"
+        } else {
+            "posix_spawn"
+        };
+        expect_env(
+            outcome,
+            &format!("{path}: inherited"),
+            env_of(&mut env()),
+            &inherited,
+        );
         let want: BTreeSet<String> = ["A=1", "B=two words", "C="].map(str::to_owned).into();
         expect_env(
             outcome,
             &format!("{path}: env_clear"),
-            env_of(env().env_clear().env("A", "1").env("B", "two words").env("C", "")),
+            env_of(
+                env()
+                    .env_clear()
+                    .env("A", "1")
+                    .env("B", "two words")
+                    .env("C", ""),
+            ),
             &want,
         );
         let mut removed = inherited.clone();
@@ -224,7 +259,11 @@ fn env_checks(outcome: &mut Outcome) {
 fn shell_checks(outcome: &mut Outcome) {
     // Metacharacters in an argument reach the program untouched.
     let hostile = "$HOME; `id` $(id) | cat > /tmp/soak-pwned && * \"'\\";
-    match Command::new("/bin/echo").arg(hostile).capture_output().run() {
+    match Command::new("/bin/echo")
+        .arg(hostile)
+        .capture_output()
+        .run()
+    {
         Ok(done) if done.stdout == format!("{hostile}\n").into_bytes() => outcome.operations += 1,
         other => outcome.violation(NAME, format!("echo of metacharacters: {other:?}")),
     }
