@@ -348,7 +348,15 @@ mod posix {
                 ))?;
             }
             if request.close_fds {
-                check(libc::posix_spawn_file_actions_addclosefrom_np(actions, 3))?;
+                // glibc refuses closefrom(3) with EBADF when RLIMIT_NOFILE is 3 or less ("not
+                // a valid fd"), though fds above the limit may still be open. The fork+exec
+                // path closes them whatever the limit; without this, a spawn at a low fd limit
+                // failed with a misleading "Bad file descriptor" (found by the soak suite).
+                let added = libc::posix_spawn_file_actions_addclosefrom_np(actions, 3);
+                if added == libc::EBADF {
+                    return super::fork_exec(request);
+                }
+                check(added)?;
             }
             check(libc::posix_spawnattr_setsigmask(attributes, &empty))?;
             check(libc::posix_spawnattr_setsigdefault(attributes, &sigpipe))?;

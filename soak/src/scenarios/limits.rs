@@ -111,21 +111,15 @@ fn under_limit(
     }
 }
 
-/// The highest fd number open now.
-fn highest_fd() -> u64 {
-    let dir = if cfg!(target_os = "linux") {
-        "/proc/self/fd"
-    } else {
-        "/dev/fd"
-    };
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
-                .max()
-                .unwrap_or(2)
-        })
-        .unwrap_or(2)
+/// The lowest fd number not open now (`open` always takes the lowest free one). Under a limit
+/// of `n`, new fds may only take free numbers below `n` (fds above it stay open and usable), so
+/// a limit of `lowest_free_fd() + k` leaves at most `k` fds to open.
+fn lowest_free_fd() -> u64 {
+    use std::os::fd::AsRawFd;
+    std::fs::File::open("/dev/null")
+        .ok()
+        .and_then(|probe| u64::try_from(probe.as_raw_fd()).ok())
+        .unwrap_or(3)
 }
 
 /// Lowers the soft limit of `resource` to `soft` (the hard limit stays, so it can be lifted).
@@ -149,7 +143,7 @@ pub(crate) fn fd_exhaustion(config: &Config) -> Outcome {
     let baseline = Baseline::take();
     let baseline_fds = test_support::open_fd_count();
     let original = getrlimit(Resource::Nofile);
-    let top = highest_fd() + 1;
+    let top = lowest_free_fd();
     let spare_levels = config.size(16, 8);
     for spare in 0..spare_levels {
         let level = format!("RLIMIT_NOFILE {} ({spare} spare)", top + spare);
