@@ -89,7 +89,10 @@ fn under_limit(
         outcome.operations += 1;
         match catch_unwind(AssertUnwindSafe(operation)) {
             Ok(Ok(())) => {}
-            Ok(Err(err)) if causes.iter().any(|cause| err.contains(cause)) => outcome.faults += 1,
+            Ok(Err(err)) if causes.iter().any(|cause| err.contains(cause)) => {
+                outcome.faults += 1;
+                eprintln!("soak: {scenario}: {level}: {name} refused: {err}");
+            }
             Ok(Err(err)) => {
                 outcome.violation(scenario, format!("{level}: {name}: unclear error: {err}"));
             }
