@@ -132,9 +132,6 @@ fn run_one(exe: &std::path::Path, scenario: &Scenario, options: &Options) -> Row
         .env(scenarios::SECRET_VAR, "hunter2")
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
-    if scenario.unprivileged {
-        drop_root(&mut command);
-    }
     let started = Instant::now();
     let mut row = Row {
         name: scenario.name,
@@ -202,21 +199,6 @@ fn run_one(exe: &std::path::Path, scenario: &Scenario, options: &Options) -> Row
     }
     row
 }
-
-/// Runs the scenario child as `nobody` when we are root: `RLIMIT_NPROC` does not apply to
-/// root, so the process-count scenario would prove nothing.
-#[cfg(target_os = "linux")]
-fn drop_root(command: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    /// `nobody` and `nogroup` on Debian-like systems; any unprivileged ids would do.
-    const NOBODY: u32 = 65_534;
-    if rustix::process::geteuid().is_root() {
-        command.uid(NOBODY).gid(NOBODY);
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn drop_root(_command: &mut Command) {}
 
 /// The table, as Markdown so it can be pasted into docs/RELIABILITY.md as it is.
 fn render_table(rows: &[Row], quick: bool) -> String {

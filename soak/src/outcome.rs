@@ -54,6 +54,15 @@ impl Outcome {
         }
     }
 
+    /// Adds `other`'s counts to these (the fd and zombie columns are the caller's to fill).
+    pub(crate) fn absorb(&mut self, other: &Outcome) {
+        self.operations += other.operations;
+        self.faults += other.faults;
+        self.lost += other.lost;
+        self.hangs += other.hangs;
+        self.violations += other.violations;
+    }
+
     /// Whether every column that must be zero is.
     pub(crate) fn passed(&self) -> bool {
         self.lost == 0

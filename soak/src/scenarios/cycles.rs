@@ -36,19 +36,54 @@ fn join_or_hang<R: serde::de::DeserializeOwned>(
 /// 10,000 `Process` lifetimes: plain values, 1 MiB values, panics, kills, and processes dropped
 /// while they run (left to the reaper). Same fds and no child before and after.
 pub(crate) fn process_cycles(config: &Config) -> Outcome {
-    const NAME: &str = "process-cycles";
     let cycles = config.size(10_000, 500);
-    let mut outcome = Outcome::default();
     if let Ok(process) = Process::spawn(|| 1u8) {
         let _ = process.join();
     }
     let baseline = Baseline::take();
-    for i in 0..cycles {
+    let mut outcome = on_threads(cycles, process_cycle);
+    baseline.check(&mut outcome);
+    outcome
+}
+
+/// Runs cycles `0..cycles` spread over [`THREADS`] threads (cycle `i` on thread `i % THREADS`),
+/// so spawns, forks, joins and the reaper race each other; merges the outcomes.
+fn on_threads(cycles: u64, cycle: fn(u64, &mut Outcome)) -> Outcome {
+    let mut outcome = Outcome::default();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                scope.spawn(move || {
+                    let mut mine = Outcome::default();
+                    for i in (t..cycles).step_by(THREADS as usize) {
+                        cycle(i, &mut mine);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        for worker in workers {
+            match worker.join() {
+                Ok(mine) => outcome.absorb(&mine),
+                Err(_) => outcome.violation("cycles", "a cycle thread panicked"),
+            }
+        }
+    });
+    outcome
+}
+
+/// Threads running cycles at once.
+const THREADS: u64 = 4;
+
+/// One `Process` lifetime of [`process_cycles`].
+fn process_cycle(i: u64, outcome: &mut Outcome) {
+    const NAME: &str = "process-cycles";
+    {
         match i % 20 {
             0 => {
                 outcome.faults += 1;
                 let spawned = Process::spawn(move || -> u64 { panic!("planned panic {i}") });
-                match spawned.map(|p| join_or_hang(NAME, p, &mut outcome)) {
+                match spawned.map(|p| join_or_hang(NAME, p, outcome)) {
                     Ok(Some(Err(ProcessError::Panicked { message, .. })))
                         if message.contains(&format!("planned panic {i}")) =>
                     {
@@ -63,7 +98,7 @@ pub(crate) fn process_cycles(config: &Config) -> Outcome {
             }
             1 => {
                 let spawned = Process::spawn(move || vec![i as u8; 1 << 20]);
-                match spawned.map(|p| join_or_hang(NAME, p, &mut outcome)) {
+                match spawned.map(|p| join_or_hang(NAME, p, outcome)) {
                     Ok(Some(Ok(value))) if value.len() == 1 << 20 && value[4242] == i as u8 => {
                         outcome.operations += 1;
                     }
@@ -87,7 +122,7 @@ pub(crate) fn process_cycles(config: &Config) -> Outcome {
                 match spawned {
                     Ok(process) => {
                         let _ = process.kill();
-                        match join_or_hang(NAME, process, &mut outcome) {
+                        match join_or_hang(NAME, process, outcome) {
                             Some(Err(ProcessError::Signaled { signal, .. }))
                                 if signal == Signal::KILL =>
                             {
@@ -114,7 +149,7 @@ pub(crate) fn process_cycles(config: &Config) -> Outcome {
                     Err(err) => outcome.violation(NAME, format!("cycle {i}: spawn: {err}")),
                 }
             }
-            _ => match Process::spawn(move || i * 2).map(|p| join_or_hang(NAME, p, &mut outcome)) {
+            _ => match Process::spawn(move || i * 2).map(|p| join_or_hang(NAME, p, outcome)) {
                 Ok(Some(Ok(value))) if value == i * 2 => outcome.operations += 1,
                 Ok(None) => {}
                 Ok(Some(other)) => {
@@ -124,19 +159,23 @@ pub(crate) fn process_cycles(config: &Config) -> Outcome {
             },
         }
     }
-    baseline.check(&mut outcome);
-    outcome
 }
 
 /// 10,000 subprocess lifetimes over both spawn paths: `wait`, captured output, a non-zero
 /// exit, and children dropped with a pipe still open. Same fds and no child before and after.
 pub(crate) fn subprocess_cycles(config: &Config) -> Outcome {
-    const NAME: &str = "subprocess-cycles";
     let cycles = config.size(10_000, 500);
-    let mut outcome = Outcome::default();
     let _ = Command::new("/bin/true").call();
     let baseline = Baseline::take();
-    for i in 0..cycles {
+    let mut outcome = on_threads(cycles, subprocess_cycle);
+    baseline.check(&mut outcome);
+    outcome
+}
+
+/// One subprocess lifetime of [`subprocess_cycles`].
+fn subprocess_cycle(i: u64, outcome: &mut Outcome) {
+    const NAME: &str = "subprocess-cycles";
+    {
         let result = match i % 5 {
             // posix_spawn path
             0 => Command::new("/bin/true")
@@ -175,8 +214,6 @@ pub(crate) fn subprocess_cycles(config: &Config) -> Outcome {
             Err(err) => outcome.violation(NAME, format!("cycle {i}: {err}")),
         }
     }
-    baseline.check(&mut outcome);
-    outcome
 }
 
 /// Forks from a parent with 8 threads that allocate, lock a shared mutex and print, for 1,000

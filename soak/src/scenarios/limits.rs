@@ -147,7 +147,7 @@ pub(crate) fn fd_exhaustion(config: &Config) -> Outcome {
     let baseline_fds = test_support::open_fd_count();
     let original = getrlimit(Resource::Nofile);
     let top = lowest_free_fd();
-    let spare_levels = config.size(16, 8);
+    let spare_levels = config.size(24, 8);
     for spare in 0..spare_levels {
         let level = format!("RLIMIT_NOFILE {} ({spare} spare)", top + spare);
         if let Err(err) = set_soft(Resource::Nofile, top + spare, &original) {

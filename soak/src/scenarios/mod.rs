@@ -141,6 +141,39 @@ pub(crate) const ALL: &[Scenario] = &[
     },
 ];
 
+/// Becomes `nobody` when running as root: root is exempt from `RLIMIT_NPROC`, so the
+/// process-count scenario would prove nothing. Done in this process, not by the driver's exec,
+/// so the binary need not be reachable by `nobody` (a checkout under `/root` is not). Must run
+/// while this process has one thread: the raw `setuid` family changes the calling thread only.
+#[cfg(target_os = "linux")]
+fn drop_root() -> std::io::Result<()> {
+    use rustix::process::{DumpableBehavior, Gid, Uid, set_dumpable_behavior};
+    use rustix::thread::{set_thread_groups, set_thread_res_gid, set_thread_res_uid};
+    /// `nobody` and `nogroup` on Debian-like systems; any unprivileged ids would do.
+    const NOBODY: u32 = 65_534;
+    if !rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    let tasks = std::fs::read_dir("/proc/self/task").map_or(0, Iterator::count);
+    if tasks != 1 {
+        return Err(std::io::Error::other(format!(
+            "{tasks} threads: the uid change would only reach one"
+        )));
+    }
+    let (uid, gid) = (Uid::from_raw(NOBODY), Gid::from_raw(NOBODY));
+    set_thread_groups(&[])?;
+    set_thread_res_gid(gid, gid, gid)?;
+    set_thread_res_uid(uid, uid, uid)?;
+    // A uid change makes the process undumpable, which hands /proc/self (fd counts) to root.
+    set_dumpable_behavior(DumpableBehavior::Dumpable)?;
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn drop_root() -> std::io::Result<()> {
+    Ok(())
+}
+
 /// `soak --run-scenario <name> [--quick] [--fuzz-minutes <m>]`: runs one scenario in this
 /// process and prints its row.
 pub(crate) fn run_in_this_process(args: &[String]) -> ExitCode {
@@ -164,6 +197,12 @@ pub(crate) fn run_in_this_process(args: &[String]) -> ExitCode {
         None => Duration::from_secs(60),
     };
     let config = Config { quick, fuzz_for };
+    if scenario.unprivileged {
+        if let Err(err) = drop_root() {
+            eprintln!("soak: {}: cannot drop root: {err}", scenario.name);
+            return ExitCode::FAILURE;
+        }
+    }
     let outcome = (scenario.run)(&config);
     println!("{}", outcome.to_line());
     if outcome.passed() {
