@@ -118,6 +118,39 @@ fn process_round(round: u64, tally: &Tally) {
         Ok(all_back && count == 10)
     })();
     tally.check("a Connection echo", echoed);
+
+    // Timed waits: join_timeout while running, wait_any, and recv_timeout on a slow sender.
+    let timed = (|| -> Result<bool, String> {
+        let (mut here, mut there) = proc_core::pipe::<u64, u64>().map_err(|e| e.to_string())?;
+        let mut slow = Process::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            there.send(&round).is_ok()
+        })
+        .map_err(|e| e.to_string())?;
+        let still_running = slow
+            .join_timeout(Duration::from_millis(5))
+            .map_err(|e| e.to_string())?
+            .is_none();
+        let mut received = None;
+        while received.is_none() {
+            received = here
+                .recv_timeout(Duration::from_millis(3))
+                .map_err(|e| e.to_string())?;
+        }
+        let mut group = vec![
+            slow,
+            Process::spawn(move || round < u64::MAX).map_err(|e| e.to_string())?,
+        ];
+        let mut values = Vec::new();
+        while !group.is_empty() {
+            let first = proc_core::wait_any(&mut group, Some(Duration::from_secs(30)))
+                .map_err(|e| e.to_string())?
+                .ok_or("wait_any timed out")?;
+            values.push(group.remove(first).join().map_err(|e| e.to_string())?);
+        }
+        Ok(still_running && received == Some(round) && values == [true, true])
+    })();
+    tally.check("join_timeout, recv_timeout and wait_any", timed);
 }
 
 fn pool_round(pool: &Pool, round: u64, tally: &Tally) {
@@ -153,7 +186,12 @@ pub(crate) fn storm(config: &Config) -> Outcome {
     }
     test_support::eventually(Duration::from_secs(5), || test_support::child_count() == 0);
     let baseline = Baseline::take();
-    let pool = match Pool::new(2) {
+    // A task timeout puts the manager on its timed-poll path, which the storm interrupts too.
+    let pool = match Pool::builder()
+        .workers(2)
+        .task_timeout(Duration::from_secs(30))
+        .build()
+    {
         Ok(pool) => pool,
         Err(err) => {
             outcome.violation(NAME, format!("Pool::new: {err}"));

@@ -62,8 +62,9 @@ fn settle(
     }
 }
 
-/// 10,000 tasks (half `apply_async`, half through `imap` on a second thread) while a third
-/// thread SIGKILLs a random worker every 1-5 ms.
+/// 10,000 tasks (half `apply_async`, half through `imap` on a second thread), and twenty `map`s
+/// of 100 in chunks of 7 on a third, while a fourth thread SIGKILLs a random worker every
+/// 1-5 ms.
 pub(crate) fn kill_storm(config: &Config) -> Outcome {
     const NAME: &str = "pool-kill-storm";
     const WORKERS: usize = 4;
@@ -110,6 +111,27 @@ pub(crate) fn kill_storm(config: &Config) -> Outcome {
             }
             (side, side_died)
         });
+        // Whole maps in chunks of 7 on a third thread: a kill fails one chunk, and map
+        // returns that first error (dropping its other tasks) or every value in order.
+        let map_side = scope.spawn(move || {
+            let mut side = Outcome::default();
+            let mut side_died = 0;
+            for round in 0..20 {
+                let items = round * 1_000..round * 1_000 + tasks / 100;
+                match pool.map_chunked(busy, items.clone(), 7) {
+                    Ok(values)
+                        if values.len() == items.clone().count()
+                            && items.zip(&values).all(|(x, v)| *v == x.wrapping_mul(3) + 1) =>
+                    {
+                        side.operations += values.len() as u64;
+                    }
+                    Ok(_) => side.violation(NAME, format!("map {round}: wrong values")),
+                    Err(TaskError::WorkerDied { .. }) => side_died += 1,
+                    Err(other) => side.lost(NAME, format!("map {round}: {other}")),
+                }
+            }
+            (side, side_died)
+        });
         let pending: Vec<_> = (0..half).map(|x| (x, pool.apply_async(busy, x))).collect();
         for (x, submitted) in pending {
             match submitted {
@@ -124,6 +146,13 @@ pub(crate) fn kill_storm(config: &Config) -> Outcome {
                 }
                 Err(err) => outcome.lost(NAME, format!("apply_async({x}): {err}")),
             }
+        }
+        match map_side.join() {
+            Ok((side, side_died)) => {
+                died += side_died;
+                outcome.absorb(&side);
+            }
+            Err(_) => outcome.violation(NAME, "the map thread panicked"),
         }
         match imap_side.join() {
             Ok((side, side_died)) => {
@@ -175,8 +204,8 @@ pub(crate) fn kill_storm(config: &Config) -> Outcome {
     }
     drop(pool);
     eprintln!(
-        "soak: {NAME}: {} kills, {died} tasks failed with WorkerDied",
-        outcome.faults
+        "soak: {NAME}: {} kills, {died} tasks or maps failed with WorkerDied, {} tasks done",
+        outcome.faults, outcome.operations
     );
     baseline.check(&mut outcome);
     outcome
