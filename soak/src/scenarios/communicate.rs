@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use proc_spawn::{Command, ExitStatus, Signal, Stdio};
+use proc_spawn::{Command, Error, ExitStatus, Signal, Stdio};
 
 use crate::outcome::{Baseline, Outcome};
 use crate::rng::Rng;
@@ -37,6 +37,13 @@ fn killed(status: ExitStatus) -> bool {
     matches!(status, ExitStatus::Signaled { signal, .. } if signal == Signal::KILL)
 }
 
+/// Says how many timed-out calls a sliced round took (the first round only: they vary).
+fn outcome_timeouts(round: u64, timeouts: u64) {
+    if round == 0 {
+        eprintln!("soak: {NAME}: cat of 4 MiB took {timeouts} timed-out communicate calls");
+    }
+}
+
 /// One case: its name, and whether the result is what it must be.
 fn check(
     outcome: &mut Outcome,
@@ -60,6 +67,46 @@ fn check(
         }
         Err(err) => outcome.violation(NAME, format!("{case}: {err}")),
     }
+}
+
+/// Calls `communicate` with a short timeout until it returns, keeping what each timed-out call
+/// read (the error holds it; the next call continues the input where the last one stopped).
+/// Returns everything read, the status, and how many calls timed out.
+fn communicate_in_slices(
+    script: &str,
+    input: &[u8],
+    slice: Duration,
+) -> Result<(Vec<u8>, Vec<u8>, ExitStatus, u64), String> {
+    let mut child = Command::new("/bin/sh")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let (mut out, mut err, mut timeouts) = (Vec::new(), Vec::new(), 0);
+    loop {
+        match child.communicate(Some(input), Some(slice)) {
+            Ok((more_out, more_err)) => {
+                out.extend(more_out);
+                err.extend(more_err);
+                break;
+            }
+            Err(Error::TimeoutExpired { stdout, stderr, .. }) => {
+                out.extend(stdout);
+                err.extend(stderr);
+                timeouts += 1;
+                if started.elapsed() > DEADLINE {
+                    let _ = child.kill();
+                    return Err(format!("still running after {timeouts} timeouts: timeout"));
+                }
+            }
+            Err(other) => return Err(other.to_string()),
+        }
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    Ok((out, err, status, timeouts))
 }
 
 /// The scenario; see the module docs.
@@ -110,6 +157,31 @@ pub(crate) fn faults(config: &Config) -> Outcome {
             "dies mid-read",
             communicate("head -c 1000000; kill -9 $$", &input),
             |out, _, status| out == &input[..1_000_000] && killed(status),
+        );
+    }
+    // Input and output across many timed-out calls: nothing lost, nothing doubled.
+    for round in 0..rounds {
+        let sliced = communicate_in_slices("cat", &input[..4 << 20], Duration::from_millis(1));
+        check(
+            &mut outcome,
+            "cat across timeouts",
+            sliced.map(|(out, err, status, timeouts)| {
+                outcome_timeouts(round, timeouts);
+                (out, err, status)
+            }),
+            |out, err, status| out == &input[..4 << 20] && err.is_empty() && status.success(),
+        );
+        let script = "i=0; while [ $i -lt 40 ]; do printf '%05d\\n' $i; printf e >&2; \
+                      i=$((i+1)); sleep 0.002; done; kill -9 $$";
+        let want: Vec<u8> = (0..40)
+            .flat_map(|i| format!("{i:05}\n").into_bytes())
+            .collect();
+        check(
+            &mut outcome,
+            "a slow writer that dies, across timeouts",
+            communicate_in_slices(script, b"", Duration::from_millis(3))
+                .map(|(out, err, status, _)| (out, err, status)),
+            |out, err, status| out == want.as_slice() && err == [b'e'; 40] && killed(status),
         );
     }
     // Floods stdout and stderr at once: a reader that drains one stream at a time deadlocks.
