@@ -162,7 +162,8 @@ fn process_cycle(i: u64, outcome: &mut Outcome) {
 }
 
 /// 10,000 subprocess lifetimes over both spawn paths: `wait`, captured output, a non-zero
-/// exit, and children dropped with a pipe still open. Same fds and no child before and after.
+/// exit, a `run` killed at its timeout, a pipeline whose first stage dies of SIGPIPE, and
+/// children dropped with a pipe still open. Same fds and no child before and after.
 pub(crate) fn subprocess_cycles(config: &Config) -> Outcome {
     let cycles = config.size(10_000, 500);
     let _ = Command::new("/bin/true").call();
@@ -176,7 +177,7 @@ pub(crate) fn subprocess_cycles(config: &Config) -> Outcome {
 fn subprocess_cycle(i: u64, outcome: &mut Outcome) {
     const NAME: &str = "subprocess-cycles";
     {
-        let result = match i % 5 {
+        let result = match i % 7 {
             // posix_spawn path
             0 => Command::new("/bin/true")
                 .call()
@@ -198,6 +199,26 @@ fn subprocess_cycle(i: u64, outcome: &mut Outcome) {
                     .call()
                     .map(|status| status == ExitStatus::Exited(3))
             }
+            // Killed (with its group) and reaped by `run` at its timeout.
+            5 => {
+                outcome.faults += 1;
+                match Command::new("/bin/sleep")
+                    .arg("10")
+                    .timeout(Duration::from_millis(5))
+                    .run()
+                {
+                    Err(proc_spawn::Error::TimeoutExpired { .. }) => Ok(true),
+                    Err(err) => Err(err),
+                    Ok(_) => Ok(false),
+                }
+            }
+            // A pipeline whose first stage dies of SIGPIPE.
+            6 => (Command::new("/usr/bin/yes")
+                | Command::new("/usr/bin/head")
+                    .args(["-n", "2"])
+                    .capture_output())
+            .run()
+            .map(|done| done.stdout == b"y\ny\n"),
             // Dropped with its stdin pipe open, still running: the reaper's job.
             _ => Command::new("/bin/cat")
                 .stdin(Stdio::piped())

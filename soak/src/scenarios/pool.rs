@@ -9,8 +9,34 @@ use crate::outcome::{Baseline, Outcome};
 use crate::rng::Rng;
 use crate::scenarios::Config;
 
-/// How long a result may take before the scenario calls it a hang.
-const RESULT_DEADLINE: Duration = Duration::from_secs(120);
+/// How long all of a scenario's results may take, from the first submission, before the ones
+/// still missing count as hangs (a third of it in quick runs): one deadline for all, so a stuck
+/// pool costs the scenario a minute, not a wait per task.
+const RESULT_DEADLINE: Duration = Duration::from_secs(60);
+
+/// What is left of the result deadline counted from `started`.
+fn left(started: Instant, quick: bool) -> Duration {
+    let deadline = if quick {
+        RESULT_DEADLINE / 3
+    } else {
+        RESULT_DEADLINE
+    };
+    deadline.saturating_sub(started.elapsed())
+}
+
+/// Ends a pool: `close` and `join` normally, but `terminate` when tasks hung (a `join` would
+/// wait for them for ever).
+fn finish(pool: Pool, name: &str, outcome: &mut Outcome) {
+    let ended = if outcome.hangs > 0 {
+        pool.terminate()
+    } else {
+        pool.close();
+        pool.join()
+    };
+    if let Err(err) = ended {
+        outcome.violation(name, format!("ending the pool: {err}"));
+    }
+}
 
 /// About 200 µs of work, so a kill usually lands on a worker mid-task.
 fn busy(x: u64) -> u64 {
@@ -53,10 +79,7 @@ fn settle(
             outcome.operations += 1;
         }
         Err(TaskError::NotReady { .. }) => {
-            outcome.hang(
-                name,
-                format!("task {x}: no answer after {RESULT_DEADLINE:?}"),
-            );
+            outcome.hang(name, format!("task {x}: no answer by the deadline"));
         }
         Err(other) => outcome.lost(name, format!("task {x}: {other}")),
     }
@@ -66,6 +89,7 @@ fn settle(
 /// of 100 in chunks of 7 on a third, while a fourth thread SIGKILLs a random worker every
 /// 1-5 ms.
 pub(crate) fn kill_storm(config: &Config) -> Outcome {
+    let quick = config.quick;
     const NAME: &str = "pool-kill-storm";
     const WORKERS: usize = 4;
     let tasks = config.size(10_000, 1_000);
@@ -81,6 +105,7 @@ pub(crate) fn kill_storm(config: &Config) -> Outcome {
     let stop = AtomicBool::new(false);
     let kills = AtomicU64::new(0);
     let mut died = 0;
+    let started = Instant::now();
     std::thread::scope(|scope| {
         let (pool, stop, kills) = (&pool, &stop, &kills);
         scope.spawn(move || {
@@ -139,7 +164,7 @@ pub(crate) fn kill_storm(config: &Config) -> Outcome {
                     settle(
                         NAME,
                         x,
-                        result.get_timeout(RESULT_DEADLINE),
+                        result.get_timeout(left(started, quick)),
                         &mut died,
                         &mut outcome,
                     );
@@ -198,17 +223,60 @@ pub(crate) fn kill_storm(config: &Config) -> Outcome {
         Ok(_) => outcome.violation(NAME, "map after the storm: wrong values"),
         Err(err) => outcome.violation(NAME, format!("map after the storm: {err}")),
     }
-    pool.close();
-    if let Err(err) = pool.join() {
-        outcome.violation(NAME, format!("join: {err}"));
-    }
-    drop(pool);
+    finish(pool, NAME, &mut outcome);
+    terminate_mid_storm(config.quick, &mut outcome);
     eprintln!(
         "soak: {NAME}: {} kills, {died} tasks or maps failed with WorkerDied, {} tasks done",
         outcome.faults, outcome.operations
     );
     baseline.check(&mut outcome);
     outcome
+}
+
+/// A second pool, terminated while a thousand tasks are queued or running and a worker is
+/// being killed: every task still ends, with its value, `WorkerDied` or `PoolTerminated`.
+fn terminate_mid_storm(quick: bool, outcome: &mut Outcome) {
+    const NAME: &str = "pool-kill-storm";
+    let pool = match Pool::new(3) {
+        Ok(pool) => pool,
+        Err(err) => {
+            outcome.violation(NAME, format!("Pool::new: {err}"));
+            return;
+        }
+    };
+    let started = Instant::now();
+    let pending: Vec<_> = (0..1_000u64)
+        .map(|x| (x, pool.apply_async(busy, x)))
+        .collect();
+    std::thread::sleep(Duration::from_millis(20));
+    if let Some(&victim) = pool.worker_pids().first() {
+        if fork_sys::kill(victim, Signal::KILL).is_ok() {
+            outcome.faults += 1;
+        }
+    }
+    if let Err(err) = pool.terminate() {
+        outcome.violation(NAME, format!("terminate: {err}"));
+    }
+    outcome.faults += 1;
+    let (mut done, mut terminated) = (0, 0);
+    for (x, submitted) in pending {
+        match submitted.map(|result| result.get_timeout(left(started, quick))) {
+            Ok(Ok(value)) if value == x.wrapping_mul(3) + 1 => done += 1,
+            Ok(Err(TaskError::WorkerDied { .. })) => done += 1,
+            Ok(Err(TaskError::PoolTerminated)) => terminated += 1,
+            Ok(Err(TaskError::NotReady { .. })) => {
+                outcome.hang(NAME, format!("task {x} after terminate: no answer"));
+            }
+            Ok(other) => outcome.lost(NAME, format!("task {x} after terminate: {other:?}")),
+            Err(err) => outcome.lost(NAME, format!("apply_async({x}): {err}")),
+        }
+    }
+    outcome.operations += done + terminated;
+    if !pool.worker_pids().is_empty() {
+        outcome.violation(NAME, "workers still listed after terminate");
+    }
+    drop(pool);
+    eprintln!("soak: {NAME}: terminate mid-storm: {done} tasks ended, {terminated} terminated");
 }
 
 /// What a mixed-fault task does.
@@ -277,13 +345,16 @@ fn killed_by(status: &ExitStatus, wanted: Signal) -> bool {
 /// Tasks that panic, abort, segfault, overrun their timeout or return oversize values, mixed
 /// at random among plain ones: each gets exactly its own error, every plain task its value.
 pub(crate) fn mixed_faults(config: &Config) -> Outcome {
+    let quick = config.quick;
     const NAME: &str = "pool-mixed-faults";
     const WORKERS: usize = 3;
     let tasks = config.size(2_000, 300);
     let mut outcome = Outcome::default();
     let baseline = warm_baseline(NAME, &mut outcome);
+    // Workers also retire every 25 tasks, so replacements for crashes and for recycling mix.
     let pool = match Pool::builder()
         .workers(WORKERS)
+        .max_tasks_per_child(25)
         .task_timeout(TASK_TIMEOUT)
         .max_frame_len(FRAME_LIMIT)
         .build()
@@ -298,6 +369,7 @@ pub(crate) fn mixed_faults(config: &Config) -> Outcome {
     let jobs: Vec<(Fault, u64)> = (0..tasks)
         .map(|seed| (Fault::pick(&mut rng), seed))
         .collect();
+    let started = Instant::now();
     let pending: Vec<_> = jobs
         .iter()
         .map(|&(fault, seed)| pool.apply_async(faulty, (fault.code(), seed)))
@@ -307,7 +379,7 @@ pub(crate) fn mixed_faults(config: &Config) -> Outcome {
             outcome.faults += 1;
         }
         let result = match submitted {
-            Ok(result) => result.get_timeout(RESULT_DEADLINE),
+            Ok(result) => result.get_timeout(left(started, quick)),
             Err(err) => {
                 outcome.lost(
                     NAME,
@@ -353,11 +425,7 @@ pub(crate) fn mixed_faults(config: &Config) -> Outcome {
     if !full {
         outcome.violation(NAME, "the pool did not get back to its full worker count");
     }
-    pool.close();
-    if let Err(err) = pool.join() {
-        outcome.violation(NAME, format!("join: {err}"));
-    }
-    drop(pool);
+    finish(pool, NAME, &mut outcome);
     baseline.check(&mut outcome);
     outcome
 }
