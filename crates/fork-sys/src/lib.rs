@@ -57,7 +57,7 @@ pub use signal::{Signal, kill, kill_group};
 pub use socket::{forbid_sigpipe, recv_nonblocking, send_nosignal, shutdown, socketpair};
 pub use spawn::{ProcessGroup, SpawnMethod, SpawnRequest, spawn};
 pub use status::ExitStatus;
-pub use wait::{try_wait, wait, wait_timeout};
+pub use wait::{NotAChild, is_not_a_child, try_wait, wait, wait_timeout};
 
 /// Runs a rustix call again for as long as a signal interrupts it (`EINTR`). Allocation-free,
 /// so the child's side of exec may use it too.

@@ -88,14 +88,19 @@ impl<'a> SpawnRequest<'a> {
     }
 
     /// The method [`spawn`] will use: `posix_spawn` on Linux with glibc unless the request
-    /// asks for something it cannot express (`uid`, `gid`, `umask`, `pass_fds`), fork+exec
-    /// otherwise and on every other platform.
+    /// asks for something it cannot express (`uid`, `gid`, `umask`, `pass_fds`), or something
+    /// this glibc lacks (a `cwd` before glibc 2.29, which added `addchdir_np`; `close_fds`
+    /// before 2.34, which added `addclosefrom_np`); fork+exec otherwise and on every other
+    /// platform.
     pub fn method(&self) -> SpawnMethod {
         let expressible = self.uid.is_none()
             && self.gid.is_none()
             && self.umask.is_none()
             && self.pass_fds.is_empty();
-        if cfg!(all(target_os = "linux", target_env = "gnu")) && expressible {
+        if cfg!(all(target_os = "linux", target_env = "gnu"))
+            && expressible
+            && posix_spawn_supports(self)
+        {
             SpawnMethod::PosixSpawn
         } else {
             SpawnMethod::ForkExec
@@ -142,6 +147,20 @@ pub fn spawn(request: &SpawnRequest<'_>) -> io::Result<Pid> {
         SpawnMethod::PosixSpawn => posix::spawn(&request),
         _ => fork_exec(&request),
     }
+}
+
+/// Whether this glibc has the `posix_spawn` extensions `request` needs. They are looked up at
+/// run time, never linked: a hard reference would stop every program using fork-sys from
+/// starting on an older glibc.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn posix_spawn_supports(request: &SpawnRequest<'_>) -> bool {
+    (request.cwd.is_none() || posix::ADDCHDIR.get().is_some())
+        && (!request.close_fds || posix::ADDCLOSEFROM.get().is_some())
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn posix_spawn_supports(_request: &SpawnRequest<'_>) -> bool {
+    false
 }
 
 const STDIO_TARGETS: [StdioFd; 3] = [StdioFd::Stdin, StdioFd::Stdout, StdioFd::Stderr];
@@ -244,12 +263,67 @@ mod posix {
     //! glibc's `posix_spawn`, with its file actions and attributes owned so that every early
     //! return destroys them.
 
+    use std::ffi::CStr;
     use std::io;
     use std::mem::MaybeUninit;
     use std::os::fd::AsRawFd;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::{ProcessGroup, SpawnRequest};
     use crate::Pid;
+
+    /// A glibc function that may be missing, looked up with `dlsym` on first use and cached
+    /// (std's `weak!` does the same), so the binary carries no hard reference to it.
+    pub(super) struct WeakFn {
+        name: &'static CStr,
+        /// 0: not looked up yet; 1: missing; anything else: the address.
+        address: AtomicUsize,
+    }
+
+    impl WeakFn {
+        const fn new(name: &'static CStr) -> WeakFn {
+            WeakFn {
+                name,
+                address: AtomicUsize::new(0),
+            }
+        }
+
+        /// The function's address, or `None` when this glibc does not have it.
+        pub(super) fn get(&self) -> Option<usize> {
+            let mut address = self.address.load(Ordering::Relaxed);
+            if address == 0 {
+                // SAFETY: `name` is a NUL-terminated string; RTLD_DEFAULT searches the global
+                // scope, which is what a link-time reference would have bound to.
+                let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, self.name.as_ptr()) };
+                address = if found.is_null() { 1 } else { found as usize };
+                // Racing threads find the same address: storing it twice is harmless.
+                self.address.store(address, Ordering::Relaxed);
+            }
+            (address != 1).then_some(address)
+        }
+    }
+
+    /// `posix_spawn_file_actions_addchdir_np` (glibc 2.29).
+    pub(super) static ADDCHDIR: WeakFn = WeakFn::new(c"posix_spawn_file_actions_addchdir_np");
+    /// `posix_spawn_file_actions_addclosefrom_np` (glibc 2.34).
+    pub(super) static ADDCLOSEFROM: WeakFn =
+        WeakFn::new(c"posix_spawn_file_actions_addclosefrom_np");
+
+    type AddChdir = unsafe extern "C" fn(
+        *mut libc::posix_spawn_file_actions_t,
+        *const libc::c_char,
+    ) -> libc::c_int;
+    type AddClosefrom =
+        unsafe extern "C" fn(*mut libc::posix_spawn_file_actions_t, libc::c_int) -> libc::c_int;
+
+    /// A request for an extension this glibc lacks; `method` sends such requests to fork+exec,
+    /// so this only guards against a caller that bypassed it.
+    fn missing(name: &CStr) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("this glibc has no {}", name.to_string_lossy()),
+        )
+    }
 
     /// Turns a `posix_spawn*` return value (0 or an errno) into a result.
     fn check(rc: libc::c_int) -> io::Result<()> {
@@ -342,13 +416,19 @@ mod posix {
                 }
             }
             if let Some(cwd) = request.cwd {
-                check(libc::posix_spawn_file_actions_addchdir_np(
-                    actions,
-                    cwd.as_ptr(),
-                ))?;
+                let address = ADDCHDIR.get().ok_or_else(|| missing(ADDCHDIR.name))?;
+                // SAFETY (transmute): the address dlsym gave for this name, whose glibc
+                // prototype `AddChdir` is.
+                let addchdir = std::mem::transmute::<usize, AddChdir>(address);
+                check(addchdir(actions, cwd.as_ptr()))?;
             }
             if request.close_fds {
-                check(libc::posix_spawn_file_actions_addclosefrom_np(actions, 3))?;
+                let address = ADDCLOSEFROM
+                    .get()
+                    .ok_or_else(|| missing(ADDCLOSEFROM.name))?;
+                // SAFETY (transmute): as above, with the prototype `AddClosefrom`.
+                let addclosefrom = std::mem::transmute::<usize, AddClosefrom>(address);
+                check(addclosefrom(actions, 3))?;
             }
             check(libc::posix_spawnattr_setsigmask(attributes, &empty))?;
             check(libc::posix_spawnattr_setsigdefault(attributes, &sigpipe))?;

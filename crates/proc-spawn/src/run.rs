@@ -15,6 +15,10 @@ pub struct CompletedProcess {
     pub args: Vec<OsString>,
     /// How it ended; `status.code()` is Python's `returncode` (`-9` for SIGKILL).
     pub status: ExitStatus,
+    /// True when the child's status was lost because something else reaped it (`SIGCHLD`
+    /// set to `SIG_IGN`); `status` is then `Exited(0)`, as in Python. See
+    /// [`Child::status_lost`](crate::Child::status_lost).
+    pub status_lost: bool,
     /// Captured stdout (empty unless captured).
     pub stdout: Vec<u8>,
     /// Captured stderr (empty unless captured).
@@ -99,6 +103,7 @@ pub(crate) fn run(command: &Command) -> Result<CompletedProcess, Error> {
     let completed = CompletedProcess {
         args: command.get_args(),
         status,
+        status_lost: child.status_lost(),
         stdout,
         stderr,
     };
