@@ -270,8 +270,11 @@ struct Worker {
     unwritten: Vec<u8>,
     written: usize,
     in_flight: VecDeque<InFlight>,
-    /// Chunks sent, and chunks answered in full.
+    /// Chunks sent (the last one's sequence number).
     sent: u64,
+    /// Chunks sent and then revoked: they do not count against `max_tasks_per_child`, since
+    /// the worker never runs them.
+    revoked: u64,
     /// Memory shared with the worker: see `worker::CLAIM`.
     counters: SharedAtomics,
     /// The last chunk the worker had started when the parent last revoked its queued
@@ -303,7 +306,7 @@ impl Worker {
         !self.retired
             && self.tasks.is_some()
             && self.timed_out.is_none()
-            && max_tasks.is_none_or(|max| self.sent < max)
+            && max_tasks.is_none_or(|max| self.sent - self.revoked < max)
     }
 
     fn has_unwritten(&self) -> bool {
@@ -353,6 +356,7 @@ impl Worker {
             }
         }
         revoked.reverse();
+        self.revoked += revoked.len() as u64;
         revoked
     }
 
@@ -526,6 +530,7 @@ impl Manager {
             written: 0,
             in_flight: VecDeque::new(),
             sent: 0,
+            revoked: 0,
             counters,
             started_at_revoke: 0,
             last_progress: Instant::now(),

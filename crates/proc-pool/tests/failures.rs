@@ -445,3 +445,28 @@ fn is_running(pid: i32) -> bool {
         })
         .is_some_and(|state| state != "Z")
 }
+
+#[test]
+fn revoked_tasks_do_not_use_up_a_workers_task_budget() {
+    let _watchdog = test_support::watchdog(Duration::from_secs(60), "revocation with a budget");
+    let pool = Pool::builder()
+        .workers(1)
+        .max_tasks_per_child(3)
+        .build()
+        .unwrap();
+    // Tiny tasks first, so the pool hands out several at a time.
+    assert_eq!(
+        pool.map_chunked(sleep_ms, vec![0; 30], 1).unwrap().len(),
+        30
+    );
+    // The worker gets the slow task and the fast ones behind it; those are revoked while the
+    // slow one runs. The worker has then run one task of its three and must get them back.
+    let slow = pool.apply_async(sleep_ms, 300).unwrap();
+    let fast: Vec<_> = (0..5)
+        .map(|_| pool.apply_async(sleep_ms, 0).unwrap())
+        .collect();
+    assert_eq!(slow.get().unwrap(), 300);
+    for result in fast {
+        assert_eq!(result.get().unwrap(), 0);
+    }
+}
