@@ -323,6 +323,16 @@ impl Worker {
         }
     }
 
+    /// Whether the worker holds chunks behind the one it runs that it has not started: what
+    /// a revocation would take back.
+    fn holds_unstarted(&self) -> bool {
+        self.in_flight.len() > 1
+            && self
+                .in_flight
+                .back()
+                .is_some_and(|f| f.seq > self.started())
+    }
+
     /// Takes back the chunks the worker holds but has not started (it will skip them);
     /// returns their tasks, in order.
     fn revoke_unstarted(&mut self) -> Vec<Task> {
@@ -413,7 +423,7 @@ impl Manager {
     fn revoke_from_stalled_workers(&mut self, now: Instant) {
         let mut revoked = Vec::new();
         for worker in &mut self.workers {
-            if worker.in_flight.len() > 1 && now.duration_since(worker.last_progress) >= STALL {
+            if worker.holds_unstarted() && now.duration_since(worker.last_progress) >= STALL {
                 revoked.extend(worker.revoke_unstarted());
             }
         }
@@ -624,7 +634,7 @@ impl Manager {
             if let Some(deadline) = self.timeout_wakeup(worker, now) {
                 earliest(deadline);
             }
-            if worker.in_flight.len() > 1 {
+            if worker.holds_unstarted() {
                 earliest(worker.last_progress + STALL);
             }
             if worker.process.exit_fd().is_none() {
