@@ -55,7 +55,9 @@ pub use reaper::{ReaperLink, reap_in_background, reaper_lock};
 pub use shared_memory::SharedAtomics;
 pub use signal::{Signal, kill, kill_group};
 pub use socket::{forbid_sigpipe, recv_nonblocking, send_nosignal, shutdown, socketpair};
-pub use spawn::{ProcessGroup, SpawnMethod, SpawnRequest, spawn};
+pub use spawn::{
+    ProcessGroup, SpawnFailure, SpawnMethod, SpawnRequest, SpawnStep, check_executable, spawn,
+};
 pub use status::ExitStatus;
 pub use wait::{NotAChild, is_not_a_child, try_wait, wait, wait_timeout};
 

@@ -7,11 +7,10 @@ use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use fork_sys::exec::CStringArray;
-use fork_sys::{ChildHandle, Pid, ProcessGroup, SpawnRequest};
+use fork_sys::{ChildHandle, Pid, ProcessGroup, SpawnRequest, SpawnStep};
 
 use crate::stdio::{self, Kind, PreparedStream, Stream};
 use crate::{Child, Command, Error, Stdio};
@@ -101,15 +100,27 @@ pub(crate) fn spawn_with_streams(command: &Command, streams: [Stdio; 3]) -> Resu
     ))
 }
 
-/// The typed error for a failed spawn: a missing program or working directory named.
+/// The typed error for a failed spawn, from the step fork-sys says failed: the working
+/// directory named for `chdir`, the program for `exec`, the step itself for anything else
+/// (`setuid: operation not permitted`).
 fn spawn_failure(command: &Command, err: io::Error) -> Error {
     let program = command.program.clone();
-    if let Some(cwd) = &command.cwd {
-        if let Err(source) = std::fs::read_dir(cwd) {
+    let failure = fork_sys::SpawnFailure::of(&err);
+    match (failure.map(|f| f.step), &command.cwd) {
+        (Some(SpawnStep::Chdir), Some(cwd)) => {
             return Error::BadWorkingDirectory {
                 program,
                 cwd: cwd.clone(),
-                source,
+                source: failure.map_or(err, |f| f.os_error()),
+            };
+        }
+        (Some(SpawnStep::Exec), _) => {}
+        // Another step, or not from the child's set-up at all (out of processes before one
+        // started): say what the system said, the step included.
+        _ => {
+            return Error::Spawn {
+                program,
+                source: err,
             };
         }
     }
@@ -132,8 +143,13 @@ fn c_string(s: &OsStr) -> io::Result<CString> {
     })
 }
 
-/// The program's path: as given when it contains a `/`, else the first executable file of
-/// that name in `PATH` (the child's `PATH` when the command sets one), as `execvp` searches.
+/// The program's path: as given when it contains a `/`, else the first file of that name in
+/// `PATH` (the child's `PATH` when the command sets one) that we may execute, as `execvp`
+/// searches: a candidate we may not execute (no `x` bit for us, a directory) is passed over,
+/// and `PermissionDenied` only when no executable one was found but such a candidate was.
+/// Relative entries (`.`, an empty entry, `bin`) are relative to the directory the child
+/// execs in: the command's `current_dir` when it sets one.
+///
 /// Looking up here, before the spawn, keeps the lookup's allocations out of the child and
 /// turns "not found" into an error that needs no process.
 fn resolve_program(command: &Command) -> Result<PathBuf, Error> {
@@ -160,12 +176,19 @@ fn resolve_program(command: &Command) -> Result<PathBuf, Error> {
             Path::new(OsStr::from_bytes(dir))
         };
         let candidate = dir.join(program);
-        match std::fs::metadata(&candidate) {
-            Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => {
-                return Ok(candidate);
-            }
-            Ok(meta) if meta.is_file() => found_unexecutable = true,
-            _ => {}
+        // Exec'd as `candidate` in the child's working directory; checked here from ours.
+        let on_disk = match &command.cwd {
+            Some(cwd) if candidate.is_relative() => cwd.join(&candidate),
+            _ => candidate.clone(),
+        };
+        match std::fs::metadata(&on_disk) {
+            Ok(meta) if meta.is_file() => match fork_sys::check_executable(&on_disk) {
+                Ok(()) => return Ok(candidate),
+                Err(_) => found_unexecutable = true,
+            },
+            // A directory: execve says EACCES, and execvp goes on to the next entry.
+            Ok(_) => found_unexecutable = true,
+            Err(_) => {}
         }
     }
     let program = program.clone();

@@ -1,0 +1,80 @@
+//! A failed spawn blames the step that failed: a working directory we may not enter is named
+//! even when it can be listed, a missing program is named even when its directory cannot be
+//! listed, and another step (`setuid`) is named as that step. Both spawn methods; run as `nobody` when the tests run as root (root may enter
+//! any directory).
+
+#![allow(clippy::unwrap_used)] // In tests a failed unwrap is a failed test, with its location.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use proc_spawn::{Command, Error};
+
+const AS_NOBODY: &str = "PROC_SPAWN_TEST_FAILURES_AS_NOBODY";
+
+#[test]
+fn the_failed_step_is_blamed() {
+    let id = Command::new("id").arg("-u").capture_output().run().unwrap();
+    if id.stdout == b"0\n" && std::env::var_os(AS_NOBODY).is_none() {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "the_failed_step_is_blamed", "--nocapture"])
+            .env(AS_NOBODY, "1")
+            .uid(65534)
+            .gid(65534)
+            .current_dir("/")
+            .capture_output()
+            .run()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("checked as uid"),
+            "{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Listable but not enterable, and enterable but not listable.
+    let no_search = dir.path().join("no-search");
+    let no_read = dir.path().join("no-read");
+    for (path, mode) in [(&no_search, 0o644), (&no_read, 0o311)] {
+        fs::create_dir(path).unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+    for umask in [None, Some(0o022)] {
+        let with_umask = |mut command: Command| {
+            if let Some(mask) = umask {
+                command.umask(mask);
+            }
+            command
+        };
+        let err = with_umask(Command::new("ls"))
+            .current_dir(&no_search)
+            .call()
+            .unwrap_err();
+        match &err {
+            Error::BadWorkingDirectory { cwd, source, .. } => {
+                assert_eq!(cwd, &no_search);
+                assert_eq!(source.kind(), std::io::ErrorKind::PermissionDenied);
+            }
+            other => panic!("umask {umask:?}: {other:?}"),
+        }
+        let err = with_umask(Command::new("./missing"))
+            .current_dir(&no_read)
+            .call()
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::NotFound { program } if program == "./missing"),
+            "umask {umask:?}: {err:?}"
+        );
+    }
+    // Another step of the set-up (fork+exec path) is named as such, not blamed on `true`.
+    let err = Command::new("true").uid(0).call().unwrap_err();
+    assert!(matches!(&err, Error::Spawn { .. }), "{err:?}");
+    assert!(err.to_string().contains("user and group ids"), "{err}");
+    let uid = Command::new("id").arg("-u").capture_output().run().unwrap();
+    println!(
+        "checked as uid {}",
+        String::from_utf8_lossy(&uid.stdout).trim()
+    );
+}
