@@ -37,10 +37,28 @@ pub(crate) fn communicate(
         // Nothing (left) to write: close stdin so the child sees end-of-file.
         child.stdin = None;
     }
+    let result = set_up_pipes(child)
+        .map_err(|err| child.io_error("preparing pipes", err))
+        .and_then(|()| drive(child, input, deadline, timeout));
+    if result.is_err() {
+        // The pipes still open go back to blocking mode, whatever stopped the loop, for the
+        // caller's own reads and writes on them.
+        for fd in open_pipes(child).into_iter().flatten() {
+            let _ = fork_sys::set_nonblocking(fd, false);
+        }
+    }
+    result
+}
+
+/// The `poll` loop, then the wait; leaves the pipes still open non-blocking when it fails.
+fn drive(
+    child: &mut Child,
+    input: &[u8],
+    deadline: Option<Option<Instant>>,
+    timeout: Option<Duration>,
+) -> Result<(Vec<u8>, Vec<u8>), Error> {
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
-    set_up_pipes(child).map_err(|err| child.io_error("preparing pipes", err))?;
-
     while child.stdin.is_some() || child.stdout.is_some() || child.stderr.is_some() {
         let remaining = match deadline {
             None | Some(None) => None,
@@ -153,12 +171,8 @@ fn read_available(pipe: &mut impl Read, buffer: &mut Vec<u8>) -> io::Result<bool
     }
 }
 
-/// The timeout error; the pipes still open go back to blocking mode, for the caller's own
-/// reads and writes on them.
+/// The timeout error, with everything read so far.
 fn timed_out(child: &Child, timeout: Option<Duration>, stdout: Vec<u8>, stderr: Vec<u8>) -> Error {
-    for fd in open_pipes(child).into_iter().flatten() {
-        let _ = fork_sys::set_nonblocking(fd, false);
-    }
     Error::TimeoutExpired {
         args: child.args().to_vec(),
         timeout: timeout.unwrap_or_default(),

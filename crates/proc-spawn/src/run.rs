@@ -93,8 +93,10 @@ pub(crate) fn run(command: &Command) -> Result<CompletedProcess, Error> {
         Ok(output) => output,
         Err(err @ Error::TimeoutExpired { .. }) => {
             // Python kills only the child; a child in its own group takes its group with it,
-            // so no grandchild is left running.
-            child.kill_and_reap()?;
+            // so no grandchild is left running. Best effort: the timeout, with every byte it
+            // holds, is the error to report; a child we failed to kill or reap here is reaped
+            // when `child` drops.
+            let _ = child.kill_and_reap();
             return Err(err);
         }
         Err(err) => return Err(err),
