@@ -56,7 +56,8 @@ pub use shared_memory::SharedAtomics;
 pub use signal::{Signal, kill, kill_group};
 pub use socket::{forbid_sigpipe, recv_nonblocking, send_nosignal, shutdown, socketpair};
 pub use spawn::{
-    ProcessGroup, SpawnFailure, SpawnMethod, SpawnRequest, SpawnStep, check_executable, spawn,
+    ProcessGroup, SpawnFailure, SpawnMethod, SpawnRequest, SpawnStep, SpawnWindow,
+    check_executable, spawn, spawn_in_window, spawn_window,
 };
 pub use status::ExitStatus;
 pub use wait::{NotAChild, is_not_a_child, try_wait, wait, wait_timeout};

@@ -211,6 +211,34 @@ impl<'a> SpawnRequest<'a> {
 ///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/posix_spawn.html)
 ///  - [Linux](https://man7.org/linux/man-pages/man3/posix_spawn.3.html)
 pub fn spawn(request: &SpawnRequest<'_>) -> io::Result<Pid> {
+    spawn_in_window(request, &spawn_window())
+}
+
+/// The shared side of the fork lock (Go's `syscall.ForkLock`), held by a spawner from
+/// creating the pipes its child will get until it has closed its copies of their child-side
+/// ends. [`fork`](crate::fork) waits while any thread holds one, so a child forked by another
+/// thread (a proc-core `Process`, which never execs) never holds a copy of those ends, which
+/// would keep the spawner's reads from seeing end-of-file until that child exits.
+///
+/// Many spawners hold windows at once. Hold one for as short a time as you can: every `fork`
+/// waits for it. While holding one, start programs with [`spawn_in_window`], never [`spawn`],
+/// and never call [`fork`](crate::fork): taking the lock again can deadlock.
+#[derive(Debug)]
+#[must_use = "the window closes when it drops"]
+pub struct SpawnWindow {
+    _shared: std::sync::RwLockReadGuard<'static, ()>,
+}
+
+/// Opens a [`SpawnWindow`].
+pub fn spawn_window() -> SpawnWindow {
+    SpawnWindow {
+        _shared: crate::fork::fork_lock_shared(),
+    }
+}
+
+/// [`spawn`] inside a [`SpawnWindow`] the caller holds (and keeps until it has closed the
+/// child-side ends of the child's pipes).
+pub fn spawn_in_window(request: &SpawnRequest<'_>, window: &SpawnWindow) -> io::Result<Pid> {
     // A source fd below 3 could be overwritten by an earlier `dup2` onto 0, 1 or 2 before it is
     // read; a copy numbered 3 or higher (and close-on-exec) cannot.
     let mut copies: [Option<OwnedFd>; 3] = [None, None, None];
@@ -235,7 +263,7 @@ pub fn spawn(request: &SpawnRequest<'_>) -> io::Result<Pid> {
     match request.method() {
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         SpawnMethod::PosixSpawn => posix::spawn(&request),
-        _ => fork_exec(&request),
+        _ => fork_exec(&request, window),
     }
 }
 
@@ -274,10 +302,11 @@ const STDIO_TARGETS: [StdioFd; 3] = [StdioFd::Stdin, StdioFd::Stdout, StdioFd::S
 
 /// The fork+exec path: every allocation (the fds to keep, the error pipe) happens before the
 /// fork; the child only makes async-signal-safe calls.
-fn fork_exec(request: &SpawnRequest<'_>) -> io::Result<Pid> {
-    // Shared fork lock from the pipe's creation until our copy of its write end is closed:
-    // no other thread's `fork` can copy the write end into a child that never execs.
-    let pipe_window = crate::fork::fork_lock_shared();
+///
+/// The caller's window (the shared fork lock) is held from the error pipe's creation until
+/// our copy of its write end is closed: no other thread's `fork` can copy the write end into
+/// a child that never execs.
+fn fork_exec(request: &SpawnRequest<'_>, _window: &SpawnWindow) -> io::Result<Pid> {
     let (err_read, err_write) = crate::pipe()?;
     let mut keep: Vec<RawFd> = request.pass_fds.iter().map(AsRawFd::as_raw_fd).collect();
     keep.push(err_write.as_raw_fd());
@@ -294,7 +323,6 @@ fn fork_exec(request: &SpawnRequest<'_>) -> io::Result<Pid> {
         }
         Fork::Parent(pid) => {
             drop(err_write);
-            drop(pipe_window);
             match read_failure(err_read) {
                 Ok(None) => Ok(pid),
                 Ok(Some(err)) | Err(err) => {

@@ -47,6 +47,11 @@ pub(crate) fn spawn_with_streams(command: &Command, streams: [Stdio; 3]) -> Resu
         .map_err(spawn_error)?;
 
     let [stdin, stdout, stderr] = &streams;
+    // From the first pipe to the closing of the child-side ends, no thread forks through
+    // fork-sys (a `Process`): its child would keep copies of those ends, and our reads would
+    // see end-of-file only when it exits. Declared before the ends, so it outlives them on
+    // every early return.
+    let window = fork_sys::spawn_window();
     let stdin_end = stdio::prepare(stdin, Stream::Stdin).map_err(spawn_error)?;
     let stdout_end = stdio::prepare(stdout, Stream::Stdout).map_err(spawn_error)?;
     let merge_stderr = matches!(stderr.0, Kind::Stdout);
@@ -87,14 +92,17 @@ pub(crate) fn spawn_with_streams(command: &Command, streams: [Stdio; 3]) -> Resu
     request.gid = command.gid;
     request.umask = command.umask;
 
-    let pid = fork_sys::spawn(&request).map_err(|err| spawn_failure(command, err))?;
+    let pid =
+        fork_sys::spawn_in_window(&request, &window).map_err(|err| spawn_failure(command, err))?;
     let own_group = command.new_session || command.process_group == Some(0);
     // The child-side ends (pipe ends, /dev/null) close here, as the streams drop: the child
     // has its copies, and our readers see end-of-file when it closes them.
+    let parent_ends = [stdin_end, stdout_end, stderr_end].map(|end| end.parent_end);
+    drop(window);
     Ok(Child::new(
         ChildHandle::new(pid),
         command.get_args(),
-        [stdin_end, stdout_end, stderr_end].map(|end| end.parent_end),
+        parent_ends,
         own_group,
         command.kill_on_drop,
     ))
