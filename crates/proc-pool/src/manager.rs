@@ -1005,15 +1005,8 @@ impl Drop for Manager {
     /// Runs on every exit of the manager thread, a panic included: no worker outlives it
     /// (each is killed and reaped) and no task is left unanswered.
     fn drop(&mut self) {
-        for worker in &self.workers {
-            worker.kill();
-        }
-        for worker in self.workers.drain(..) {
-            let _ = worker.process.join();
-        }
-        lock(&self.shared.pids).clear();
-        self.fail_everything(TaskError::PoolTerminated);
-        self.refuse(TaskError::PoolTerminated);
+        // After a normal exit there is nothing left to kill or fail: this changes nothing.
+        self.terminate();
     }
 }
 
