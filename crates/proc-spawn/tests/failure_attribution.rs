@@ -10,27 +10,11 @@ use std::os::unix::fs::PermissionsExt;
 
 use proc_spawn::{Command, Error};
 
-const AS_NOBODY: &str = "PROC_SPAWN_TEST_FAILURES_AS_NOBODY";
+mod common;
 
 #[test]
 fn the_failed_step_is_blamed() {
-    let id = Command::new("id").arg("-u").capture_output().run().unwrap();
-    if id.stdout == b"0\n" && std::env::var_os(AS_NOBODY).is_none() {
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "the_failed_step_is_blamed", "--nocapture"])
-            .env(AS_NOBODY, "1")
-            .uid(65534)
-            .gid(65534)
-            .current_dir("/")
-            .capture_output()
-            .run()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && text.contains("checked as uid"),
-            "{text}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    if common::reran_as_nobody("the_failed_step_is_blamed") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -72,9 +56,5 @@ fn the_failed_step_is_blamed() {
     let err = Command::new("true").uid(0).call().unwrap_err();
     assert!(matches!(&err, Error::Spawn { .. }), "{err:?}");
     assert!(err.to_string().contains("user and group ids"), "{err}");
-    let uid = Command::new("id").arg("-u").capture_output().run().unwrap();
-    println!(
-        "checked as uid {}",
-        String::from_utf8_lossy(&uid.stdout).trim()
-    );
+    common::report_uid();
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use proc_spawn::{Command, Error};
 
-const AS_NOBODY: &str = "PROC_SPAWN_TEST_PATH_AS_NOBODY";
+mod common;
 
 fn write_script(path: &Path, text: &str, mode: u32) {
     fs::write(path, format!("#!/bin/sh\necho {text}\n")).unwrap();
@@ -58,27 +58,7 @@ fn relative_path_entries_are_relative_to_the_childs_cwd() {
 /// `nobody` (through proc-spawn's own `uid`/`gid`).
 #[test]
 fn candidates_we_may_not_execute_are_passed_over() {
-    let am_root = stdout_of(Command::new("id").arg("-u")).unwrap() == "0\n";
-    if am_root && std::env::var_os(AS_NOBODY).is_none() {
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "candidates_we_may_not_execute_are_passed_over",
-                "--nocapture",
-            ])
-            .env(AS_NOBODY, "1")
-            .uid(65534)
-            .gid(65534)
-            .current_dir("/")
-            .capture_output()
-            .run()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && text.contains("checked as uid"),
-            "{out:?}\n{text}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    if common::reran_as_nobody("candidates_we_may_not_execute_are_passed_over") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -110,8 +90,5 @@ fn candidates_we_may_not_execute_are_passed_over() {
         .call()
         .unwrap_err();
     assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
-    println!(
-        "checked as uid {}",
-        stdout_of(Command::new("id").arg("-u")).unwrap().trim()
-    );
+    common::report_uid();
 }
