@@ -53,7 +53,7 @@ pub use pipe::{is_cloexec, pipe, pipe_nonblocking, set_nonblocking, set_pipe_siz
 pub use poll::{Interest, Readiness, poll, set_thread_name};
 pub use reaper::{ReaperLink, reap_in_background, reaper_lock};
 pub use shared_memory::SharedAtomics;
-pub use signal::{Signal, kill, kill_group};
+pub use signal::{Signal, ignore_signal, kill, kill_group};
 pub use socket::{forbid_sigpipe, recv_nonblocking, send_nosignal, shutdown, socketpair};
 pub use spawn::{
     ProcessGroup, SpawnFailure, SpawnMethod, SpawnRequest, SpawnStep, SpawnWindow,

@@ -729,8 +729,9 @@ impl Manager {
             if results_ready {
                 self.read_results(index, now);
             }
-            let worker = &self.workers[index];
-            if exit_ready || !exit_fd || worker.results.is_none() {
+            // Without an exit fd, ask each turn; with one, only once it says so (an end of
+            // file on the results can come first, and the group is killed before the reap).
+            if exit_ready || !exit_fd {
                 exited.push((index, exit_ready));
             }
         }
@@ -946,6 +947,14 @@ impl Manager {
         }
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         while let Some(worker) = self.workers.last_mut() {
+            if let Some(exit_fd) = worker.process.exit_fd() {
+                // Exited, not yet reaped: what its tasks left in its group goes with it.
+                let exited = fork_sys::poll(&[(exit_fd, Interest::Read)], Some(SHUTDOWN_SLICE))
+                    .is_ok_and(|ready| ready.first().is_some_and(|r| r.is_ready()));
+                if exited {
+                    let _ = fork_sys::kill_group(worker.pid(), Signal::KILL);
+                }
+            }
             match worker.process.join_timeout(SHUTDOWN_SLICE) {
                 Ok(None) => {
                     let terminate = lock(&self.shared.inbox).terminate;

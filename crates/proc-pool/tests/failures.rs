@@ -470,3 +470,55 @@ fn revoked_tasks_do_not_use_up_a_workers_task_budget() {
         assert_eq!(result.get().unwrap(), 0);
     }
 }
+
+/// Starts `sleep 30` in the worker's group, notes its pid in the file `notes`, then ends the
+/// worker with `exit(3)`.
+#[cfg(target_os = "linux")]
+fn start_a_sleeper_and_exit(notes: String) -> i32 {
+    use std::io::Write as _;
+    let pid = start_a_sleeper(());
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(notes)
+        .unwrap();
+    writeln!(file, "{pid}").unwrap();
+    std::process::exit(3);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn processes_started_by_tasks_go_with_a_worker_that_exits_or_is_closed() {
+    let notes = std::env::temp_dir().join(format!("proc-pool-sleepers-{}", std::process::id()));
+    let notes_path = notes.to_string_lossy().into_owned();
+    let pool = Pool::new(1).unwrap();
+    // A worker that exits by itself: its group is killed before it is reaped, whichever of
+    // its pipe's end-of-file and its exit the pool sees first.
+    for _ in 0..20 {
+        let err = pool
+            .apply(start_a_sleeper_and_exit, notes_path.clone())
+            .unwrap_err();
+        assert!(matches!(err, TaskError::WorkerDied { .. }), "{err}");
+    }
+    let sleepers: Vec<i32> = std::fs::read_to_string(&notes)
+        .unwrap()
+        .lines()
+        .map(|line| line.parse().unwrap())
+        .collect();
+    let _ = std::fs::remove_file(&notes);
+    assert_eq!(sleepers.len(), 20);
+    for sleeper in sleepers {
+        assert!(
+            test_support::eventually(Duration::from_secs(10), || !is_running(sleeper)),
+            "sleep {sleeper} outlived its worker"
+        );
+    }
+    // A pool that is closed and joined takes what its workers' tasks left behind, too.
+    let sleeper = pool.apply(start_a_sleeper, ()).unwrap();
+    pool.close();
+    pool.join().unwrap();
+    assert!(
+        test_support::eventually(Duration::from_secs(10), || !is_running(sleeper)),
+        "sleep {sleeper} outlived close and join"
+    );
+}

@@ -297,3 +297,24 @@ fn a_pool_and_its_results_can_be_shared_and_sent_between_threads() {
         12
     );
 }
+
+fn hold_stdout(ms: u64) -> u64 {
+    let _locked = std::io::stdout().lock();
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+#[test]
+fn a_task_holding_stdout_does_not_hold_back_the_value_before_it() {
+    let pool = Pool::new(1).unwrap();
+    let started = std::time::Instant::now();
+    let first = pool.apply_async(sleep_ms, 0).unwrap();
+    let holder = pool.apply_async(hold_stdout, 2_000).unwrap();
+    assert_eq!(first.get().unwrap(), 0);
+    assert!(
+        started.elapsed() < Duration::from_millis(1_500),
+        "the first value came after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(holder.get().unwrap(), 2_000);
+}
