@@ -41,6 +41,9 @@ pub struct Child {
     /// How much of `communicate`'s input went out before a timeout, so a second call
     /// continues where the first stopped (as Python's does).
     pub(crate) input_written: usize,
+    /// `communicate` closed stdin itself (all input written, or the child stopped reading),
+    /// so a later call with the same input has nothing to complain about.
+    pub(crate) input_closed: bool,
     /// The child has ended but something else reaped it, so its status is lost.
     status_lost: bool,
 }
@@ -62,6 +65,7 @@ impl Child {
             own_group,
             kill_on_drop,
             input_written: 0,
+            input_closed: false,
             status_lost: false,
         }
     }

@@ -24,7 +24,7 @@ pub(crate) fn communicate(
 ) -> Result<(Vec<u8>, Vec<u8>), Error> {
     let deadline = timeout.map(|t| Instant::now().checked_add(t));
     let input = input.unwrap_or_default();
-    if !input.is_empty() && child.stdin.is_none() {
+    if !input.is_empty() && child.stdin.is_none() && !child.input_closed {
         return Err(child.io_error(
             "communicating",
             io::Error::new(
@@ -35,7 +35,7 @@ pub(crate) fn communicate(
     }
     if child.input_written >= input.len() {
         // Nothing (left) to write: close stdin so the child sees end-of-file.
-        child.stdin = None;
+        close_input(child);
     }
     let result = set_up_pipes(child)
         .map_err(|err| child.io_error("preparing pipes", err))
@@ -133,6 +133,13 @@ fn set_up_pipes(child: &Child) -> io::Result<()> {
     Ok(())
 }
 
+/// Closes the child's stdin on `communicate`'s behalf (end-of-file for the child).
+fn close_input(child: &mut Child) {
+    if child.stdin.take().is_some() {
+        child.input_closed = true;
+    }
+}
+
 /// Writes as much of what is left of `input` as the pipe takes; closes stdin when all is
 /// written or the child stopped reading (`EPIPE`, absorbed as in Python).
 fn write_input(child: &mut Child, input: &[u8]) -> Result<(), Error> {
@@ -142,7 +149,7 @@ fn write_input(child: &mut Child, input: &[u8]) -> Result<(), Error> {
     loop {
         let rest = input.get(child.input_written..).unwrap_or_default();
         if rest.is_empty() {
-            child.stdin = None;
+            close_input(child);
             return Ok(());
         }
         match stdin.write(rest) {
@@ -150,7 +157,7 @@ fn write_input(child: &mut Child, input: &[u8]) -> Result<(), Error> {
             Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(()),
             Err(err) if err.kind() == ErrorKind::Interrupted => {}
             Err(err) if err.kind() == ErrorKind::BrokenPipe => {
-                child.stdin = None;
+                close_input(child);
                 return Ok(());
             }
             Err(err) => return Err(child.io_error("writing stdin", err)),
