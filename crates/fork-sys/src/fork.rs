@@ -5,11 +5,13 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use crate::Pid;
 
-/// Go's `syscall.ForkLock`: [`fork`] takes it exclusively; the fork+exec spawn path
-/// ([`spawn`](crate::spawn)) holds it shared from creating its exec-error pipe until the
-/// parent has closed the pipe's write end. Without it, a child forked by another thread in
-/// that window (a `Process` running Rust code, which never execs) would inherit the write end
-/// and keep the spawner's `read_exec_error` waiting until that child exits.
+/// Go's `syscall.ForkLock`: [`fork`] takes it exclusively; a spawn ([`spawn_window`]
+/// (crate::spawn_window), both the posix_spawn and the fork+exec path) holds it shared from
+/// creating its first pipe (the child's stdio pipes, the exec-error pipe) until the parent has
+/// closed the child's ends. Without it, a child forked by another thread in that window (a
+/// `Process` running Rust code, which never execs) would inherit those ends: the spawner's
+/// `read_exec_error` would wait, and its `communicate` would see no end-of-file, until that
+/// child exits.
 static FORK_LOCK: RwLock<()> = RwLock::new(());
 
 /// The shared side of the fork lock, for a spawner's pipe window.
@@ -33,9 +35,10 @@ pub enum Fork {
 ///
 /// rustix deliberately has no public `fork`; this is the one place the workspace calls it.
 ///
-/// Waits while another thread is inside [`spawn`](crate::spawn)'s fork+exec pipe window (the
-/// fork lock, held for microseconds), so the new child never holds a copy of a spawner's
-/// exec-error pipe.
+/// Waits while another thread is inside a spawn's pipe window (the fork lock, held for the
+/// microseconds between creating a child's pipes and closing the parent's copies of the
+/// child's ends), so the new child never holds a copy of another spawn's pipes. Never call it
+/// (or spawn) from a signal handler, nor while holding the lock's shared side.
 ///
 /// # Safety
 ///

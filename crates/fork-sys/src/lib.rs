@@ -58,11 +58,14 @@ pub use pipe::{is_cloexec, pipe, pipe_nonblocking, set_nonblocking, set_pipe_siz
 pub use poll::{Interest, Readiness, poll, set_thread_name};
 pub use reaper::{ReaperLink, reap_in_background, reaper_lock};
 pub use shared_memory::SharedAtomics;
-pub use signal::{Signal, kill, kill_group};
+pub use signal::{Signal, ignore_signal, kill, kill_group};
 pub use socket::{forbid_sigpipe, recv_nonblocking, send_nosignal, shutdown, socketpair};
-pub use spawn::{ProcessGroup, SpawnMethod, SpawnRequest, spawn};
+pub use spawn::{
+    ProcessGroup, SpawnFailure, SpawnMethod, SpawnRequest, SpawnStep, SpawnWindow,
+    check_executable, spawn, spawn_in_window, spawn_window,
+};
 pub use status::ExitStatus;
-pub use wait::{try_wait, wait, wait_timeout};
+pub use wait::{NotAChild, is_not_a_child, try_wait, wait, wait_timeout};
 
 /// Runs a rustix call again for as long as a signal interrupts it (`EINTR`). Allocation-free,
 /// so the child's side of exec may use it too.

@@ -238,3 +238,21 @@ pub fn kill_group(pgid: Pid, signal: Signal) -> io::Result<()> {
         signal.to_rustix()?,
     )?)
 }
+
+/// Makes this process ignore `signal` (`SIG_IGN`). An ignored signal stays ignored across
+/// `exec`. For pool workers, which live in a process group of their own: with SIGTTIN and
+/// SIGTTOU ignored, a task that touches the terminal gets an error (`EIO`) instead of the
+/// whole worker being stopped for ever.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sigaction.html)
+pub fn ignore_signal(signal: Signal) -> io::Result<()> {
+    // SAFETY: installing SIG_IGN runs no handler code, so nothing about async-signal-safety
+    // or the handler's lifetime is at stake; `signal` is a valid, catchable number (SIGKILL
+    // and SIGSTOP make the call fail with EINVAL, reported as an error).
+    let previous = unsafe { libc::signal(signal.as_raw(), libc::SIG_IGN) };
+    if previous == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -3,9 +3,10 @@
 //! parent's size), fork+exec otherwise. Everything the child needs is in a [`SpawnRequest`]
 //! built before either starts; nothing allocates in the child.
 //!
-//! Exec failure comes back as an `io::Error` with the child's errno either way: `posix_spawn`
-//! returns it itself (glibc), and the fork+exec path reads it from a close-on-exec pipe
-//! ([`report_errno_and_exit`](crate::exec::report_errno_and_exit)).
+//! A failure in the child comes back as an `io::Error` of the errno's kind holding a
+//! [`SpawnFailure`]: the errno and the step that failed (`chdir`, `exec`, ...). `posix_spawn`
+//! returns the errno itself (glibc), and the step is worked out after the fact; the fork+exec
+//! path reads both from a close-on-exec pipe, as CPython's `_posixsubprocess` does.
 
 use std::ffi::CStr;
 use std::io;
@@ -54,6 +55,94 @@ pub struct SpawnRequest<'a> {
     pub umask: Option<u32>,
 }
 
+/// The step of a child's set-up that failed, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SpawnStep {
+    /// Resetting the signal mask and dispositions.
+    Signals,
+    /// `setsid`.
+    NewSession,
+    /// `setpgid`.
+    ProcessGroup,
+    /// `dup2` of stdin, stdout or stderr.
+    Stdio,
+    /// `chdir` into the working directory.
+    Chdir,
+    /// `setgid`, `setgroups` or `setuid`.
+    Ids,
+    /// Closing the fds not passed.
+    CloseFds,
+    /// Clearing close-on-exec on a passed fd.
+    PassFds,
+    /// `execve` itself.
+    Exec,
+}
+
+impl SpawnStep {
+    const ALL: [SpawnStep; 9] = [
+        SpawnStep::Signals,
+        SpawnStep::NewSession,
+        SpawnStep::ProcessGroup,
+        SpawnStep::Stdio,
+        SpawnStep::Chdir,
+        SpawnStep::Ids,
+        SpawnStep::CloseFds,
+        SpawnStep::PassFds,
+        SpawnStep::Exec,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            SpawnStep::Signals => "resetting signals",
+            SpawnStep::NewSession => "setsid",
+            SpawnStep::ProcessGroup => "setpgid",
+            SpawnStep::Stdio => "redirecting stdio",
+            SpawnStep::Chdir => "chdir",
+            SpawnStep::Ids => "setting user and group ids",
+            SpawnStep::CloseFds => "closing fds",
+            SpawnStep::PassFds => "passing fds",
+            SpawnStep::Exec => "exec",
+        }
+    }
+}
+
+/// What [`spawn`] reports when the child could not be started: which step failed, with what
+/// errno. It is the inner error of the `io::Error` that `spawn` returns (whose kind is the
+/// errno's); get it back with [`SpawnFailure::of`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpawnFailure {
+    /// The step that failed.
+    pub step: SpawnStep,
+    /// Its errno.
+    pub errno: i32,
+}
+
+impl SpawnFailure {
+    /// The failure inside an error returned by [`spawn`]; `None` for errors that did not come
+    /// from the child's set-up (out of memory or fds before it started, say).
+    pub fn of(err: &io::Error) -> Option<SpawnFailure> {
+        err.get_ref()?.downcast_ref::<SpawnFailure>().copied()
+    }
+
+    /// The errno as an `io::Error`, without the step.
+    pub fn os_error(&self) -> io::Error {
+        io::Error::from_raw_os_error(self.errno)
+    }
+
+    fn into_io_error(self) -> io::Error {
+        io::Error::new(self.os_error().kind(), self)
+    }
+}
+
+impl std::fmt::Display for SpawnFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.step.name(), self.os_error())
+    }
+}
+
+impl std::error::Error for SpawnFailure {}
+
 /// How [`spawn`] starts a given request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpawnMethod {
@@ -88,14 +177,19 @@ impl<'a> SpawnRequest<'a> {
     }
 
     /// The method [`spawn`] will use: `posix_spawn` on Linux with glibc unless the request
-    /// asks for something it cannot express (`uid`, `gid`, `umask`, `pass_fds`), fork+exec
-    /// otherwise and on every other platform.
+    /// asks for something it cannot express (`uid`, `gid`, `umask`, `pass_fds`), or something
+    /// this glibc lacks (a `cwd` before glibc 2.29, which added `addchdir_np`; `close_fds`
+    /// before 2.34, which added `addclosefrom_np`); fork+exec otherwise and on every other
+    /// platform.
     pub fn method(&self) -> SpawnMethod {
         let expressible = self.uid.is_none()
             && self.gid.is_none()
             && self.umask.is_none()
             && self.pass_fds.is_empty();
-        if cfg!(all(target_os = "linux", target_env = "gnu")) && expressible {
+        if cfg!(all(target_os = "linux", target_env = "gnu"))
+            && expressible
+            && posix_spawn_supports(self)
+        {
             SpawnMethod::PosixSpawn
         } else {
             SpawnMethod::ForkExec
@@ -108,14 +202,43 @@ impl<'a> SpawnRequest<'a> {
 /// pid in a [`ChildHandle`](crate::ChildHandle).
 ///
 /// Fails with the child's errno when the program cannot be executed (`NotFound`,
-/// `PermissionDenied`, ...) or the working directory cannot be entered (also `NotFound`:
-/// callers that want to tell the two apart check the directory). No child is left behind on
-/// failure.
+/// `PermissionDenied`, ...), the working directory cannot be entered, or another step of the
+/// set-up fails; [`SpawnFailure::of`] on the error says which step. (`posix_spawn` does not
+/// say: when its error comes with a `cwd` we cannot enter, the step is `Chdir`, else `Exec`.)
+/// No child is left behind on failure.
 ///
 /// # References
 ///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/posix_spawn.html)
 ///  - [Linux](https://man7.org/linux/man-pages/man3/posix_spawn.3.html)
 pub fn spawn(request: &SpawnRequest<'_>) -> io::Result<Pid> {
+    spawn_in_window(request, &spawn_window())
+}
+
+/// The shared side of the fork lock (Go's `syscall.ForkLock`), held by a spawner from
+/// creating the pipes its child will get until it has closed its copies of their child-side
+/// ends. [`fork`](crate::fork) waits while any thread holds one, so a child forked by another
+/// thread (a proc-core `Process`, which never execs) never holds a copy of those ends, which
+/// would keep the spawner's reads from seeing end-of-file until that child exits.
+///
+/// Many spawners hold windows at once. Hold one for as short a time as you can: every `fork`
+/// waits for it. While holding one, start programs with [`spawn_in_window`], never [`spawn`],
+/// and never call [`fork`](crate::fork): taking the lock again can deadlock.
+#[derive(Debug)]
+#[must_use = "the window closes when it drops"]
+pub struct SpawnWindow {
+    _shared: std::sync::RwLockReadGuard<'static, ()>,
+}
+
+/// Opens a [`SpawnWindow`].
+pub fn spawn_window() -> SpawnWindow {
+    SpawnWindow {
+        _shared: crate::fork::fork_lock_shared(),
+    }
+}
+
+/// [`spawn`] inside a [`SpawnWindow`] the caller holds (and keeps until it has closed the
+/// child-side ends of the child's pipes).
+pub fn spawn_in_window(request: &SpawnRequest<'_>, window: &SpawnWindow) -> io::Result<Pid> {
     // A source fd below 3 could be overwritten by an earlier `dup2` onto 0, 1 or 2 before it is
     // read; a copy numbered 3 or higher (and close-on-exec) cannot.
     let mut copies: [Option<OwnedFd>; 3] = [None, None, None];
@@ -139,19 +262,51 @@ pub fn spawn(request: &SpawnRequest<'_>) -> io::Result<Pid> {
     };
     match request.method() {
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        SpawnMethod::PosixSpawn => posix::spawn(&request),
-        _ => fork_exec(&request),
+        SpawnMethod::PosixSpawn => posix::spawn(&request, window),
+        _ => fork_exec(&request, window),
     }
+}
+
+/// Whether this glibc has the `posix_spawn` extensions `request` needs. They are looked up at
+/// run time, never linked: a hard reference would stop every program using fork-sys from
+/// starting on an older glibc.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn posix_spawn_supports(request: &SpawnRequest<'_>) -> bool {
+    (request.cwd.is_none() || posix::ADDCHDIR.get().is_some())
+        && (!request.close_fds || posix::ADDCLOSEFROM.get().is_some())
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn posix_spawn_supports(_request: &SpawnRequest<'_>) -> bool {
+    false
+}
+
+/// Whether this process may execute `path` (or, for a directory, search it), judged with its
+/// effective ids as `execve` and `chdir` judge: `faccessat(AT_FDCWD, path, X_OK, AT_EACCESS)`.
+/// `Ok(())` when it may; the `EACCES` (or `ENOENT`, ...) otherwise. Root passes for any file
+/// with at least one `x` bit; a `noexec` mount is not seen here, only by `execve`.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/access.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/faccessat.2.html)
+pub fn check_executable(path: &std::path::Path) -> io::Result<()> {
+    Ok(rustix::fs::accessat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::Access::EXEC_OK,
+        rustix::fs::AtFlags::EACCESS,
+    )?)
 }
 
 const STDIO_TARGETS: [StdioFd; 3] = [StdioFd::Stdin, StdioFd::Stdout, StdioFd::Stderr];
 
 /// The fork+exec path: every allocation (the fds to keep, the error pipe) happens before the
 /// fork; the child only makes async-signal-safe calls.
-fn fork_exec(request: &SpawnRequest<'_>) -> io::Result<Pid> {
-    // Shared fork lock from the pipe's creation until our copy of its write end is closed:
-    // no other thread's `fork` can copy the write end into a child that never execs.
-    let pipe_window = crate::fork::fork_lock_shared();
+///
+/// The caller's window (the shared fork lock) is held from the error pipe's creation until
+/// our copy of its write end is closed: no other thread's `fork` can copy the write end into
+/// a child that never execs.
+fn fork_exec(request: &SpawnRequest<'_>, _window: &SpawnWindow) -> io::Result<Pid> {
     let (err_read, err_write) = crate::pipe()?;
     let mut keep: Vec<RawFd> = request.pass_fds.iter().map(AsRawFd::as_raw_fd).collect();
     keep.push(err_write.as_raw_fd());
@@ -161,15 +316,14 @@ fn fork_exec(request: &SpawnRequest<'_>) -> io::Result<Pid> {
     // before the fork, no allocation) and leaves through `report_errno_and_exit` if exec fails.
     match unsafe { crate::fork::fork_unlocked()? } {
         Fork::Child => {
-            let err = set_up_child(request, &keep).unwrap_or_else(|err| err);
+            let (step, err) = set_up_child(request, &keep);
             // A bare kind (never from exec, but from a setup step) has no errno: say EINVAL.
             let errno = err.raw_os_error().unwrap_or(libc::EINVAL);
-            exec::report_errno_and_exit(err_write.as_fd(), errno)
+            report_failure_and_exit(err_write.as_fd(), step, errno)
         }
         Fork::Parent(pid) => {
             drop(err_write);
-            drop(pipe_window);
-            match exec::read_exec_error(err_read) {
+            match read_failure(err_read) {
                 Ok(None) => Ok(pid),
                 Ok(Some(err)) | Err(err) => {
                     // The child has exited (127) or is about to: reap it, leave nothing behind.
@@ -181,39 +335,100 @@ fn fork_exec(request: &SpawnRequest<'_>) -> io::Result<Pid> {
     }
 }
 
-/// The child's side of [`fork_exec`], up to and including `execve`; returns the error that
-/// stopped it. Async-signal-safe: no allocation, no locks.
-fn set_up_child(request: &SpawnRequest<'_>, keep: &[RawFd]) -> Result<io::Error, io::Error> {
-    exec::reset_signals_for_exec()?;
-    if request.new_session {
-        exec::setsid()?;
+/// The child's side of [`fork_exec`], up to and including `execve`; returns the step that
+/// stopped it and its error. Async-signal-safe: no allocation, no locks.
+fn set_up_child(request: &SpawnRequest<'_>, keep: &[RawFd]) -> (SpawnStep, io::Error) {
+    let at = |step: SpawnStep| move |err: io::Error| (step, err);
+    let set_up = || -> Result<(), (SpawnStep, io::Error)> {
+        exec::reset_signals_for_exec().map_err(at(SpawnStep::Signals))?;
+        if request.new_session {
+            exec::setsid().map_err(at(SpawnStep::NewSession))?;
+        }
+        match request.process_group {
+            Some(ProcessGroup::New) => exec::setpgid(None),
+            Some(ProcessGroup::Join(pgid)) => exec::setpgid(Some(pgid)),
+            None => Ok(()),
+        }
+        .map_err(at(SpawnStep::ProcessGroup))?;
+        for (source, target) in request.stdio.iter().zip(STDIO_TARGETS) {
+            if let Some(fd) = source {
+                exec::redirect_stdio(*fd, target).map_err(at(SpawnStep::Stdio))?;
+            }
+        }
+        if let Some(cwd) = request.cwd {
+            crate::retry_eintr(|| rustix::process::chdir(cwd)).map_err(at(SpawnStep::Chdir))?;
+        }
+        if let Some(mask) = request.umask {
+            rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask as _));
+        }
+        set_ids(request.uid, request.gid).map_err(at(SpawnStep::Ids))?;
+        if request.close_fds {
+            // SAFETY: this child execs or exits next and never uses the fds it closes; `keep`
+            // (sorted before the fork) holds the error pipe and the passed fds.
+            unsafe { exec::close_fds_from(3, keep) }.map_err(at(SpawnStep::CloseFds))?;
+        }
+        for fd in request.pass_fds {
+            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())
+                .map_err(|err| (SpawnStep::PassFds, err.into()))?;
+        }
+        Ok(())
+    };
+    match set_up() {
+        Ok(()) => (
+            SpawnStep::Exec,
+            exec::exec(request.program, request.argv, request.envp),
+        ),
+        Err(failed) => failed,
     }
-    match request.process_group {
-        Some(ProcessGroup::New) => exec::setpgid(None)?,
-        Some(ProcessGroup::Join(pgid)) => exec::setpgid(Some(pgid))?,
-        None => {}
-    }
-    for (source, target) in request.stdio.iter().zip(STDIO_TARGETS) {
-        if let Some(fd) = source {
-            exec::redirect_stdio(*fd, target)?;
+}
+
+/// The child's report of a failed step: the step's index and the errno, 4 bytes each, then
+/// `_exit(127)`. Async-signal-safe.
+fn report_failure_and_exit(fd: BorrowedFd<'_>, step: SpawnStep, errno: i32) -> ! {
+    let index = SpawnStep::ALL.iter().position(|&s| s == step).unwrap_or(0) as u32;
+    let mut bytes = [0u8; 8];
+    bytes[..4].copy_from_slice(&index.to_ne_bytes());
+    bytes[4..].copy_from_slice(&errno.to_ne_bytes());
+    let _ = crate::retry_eintr(|| rustix::io::write(fd, &bytes));
+    crate::exit_immediately(127)
+}
+
+/// The parent's side of [`report_failure_and_exit`]: `Ok(None)` at end-of-file (exec
+/// succeeded and closed the pipe), the failure otherwise.
+fn read_failure(read_end: OwnedFd) -> io::Result<Option<io::Error>> {
+    let mut buf = [0u8; 8];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match crate::retry_eintr(|| rustix::io::read(read_end.as_fd(), &mut buf[filled..]))? {
+            0 => break,
+            n => filled += n,
         }
     }
-    if let Some(cwd) = request.cwd {
-        crate::retry_eintr(|| rustix::process::chdir(cwd))?;
+    let word = |at: usize| [buf[at], buf[at + 1], buf[at + 2], buf[at + 3]];
+    match filled {
+        0 => Ok(None),
+        8 => {
+            let step = SpawnStep::ALL
+                .get(u32::from_ne_bytes(word(0)) as usize)
+                .copied()
+                .unwrap_or(SpawnStep::Exec);
+            let errno = i32::from_ne_bytes(word(4));
+            Ok(Some(SpawnFailure { step, errno }.into_io_error()))
+        }
+        n => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("spawn error pipe: expected 8 bytes (step, errno), got {n}"),
+        )),
     }
-    if let Some(mask) = request.umask {
-        rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask as _));
-    }
-    set_ids(request.uid, request.gid)?;
-    if request.close_fds {
-        // SAFETY: this child execs or exits next and never uses the fds it closes; `keep`
-        // (sorted before the fork) holds the error pipe and the passed fds.
-        unsafe { exec::close_fds_from(3, keep) }?;
-    }
-    for fd in request.pass_fds {
-        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
-    }
-    Ok(exec::exec(request.program, request.argv, request.envp))
+}
+
+/// Whether `cwd` is a directory this process may enter, to tell a `chdir` failure from an
+/// `exec` one when `posix_spawn` gives only the errno.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn can_enter(cwd: &CStr) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(cwd.to_bytes()));
+    path.is_dir() && check_executable(path).is_ok()
 }
 
 /// `setgid`, then `setuid` (after which `setgid` would no longer be permitted); a root parent
@@ -244,12 +459,67 @@ mod posix {
     //! glibc's `posix_spawn`, with its file actions and attributes owned so that every early
     //! return destroys them.
 
+    use std::ffi::CStr;
     use std::io;
     use std::mem::MaybeUninit;
     use std::os::fd::AsRawFd;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use super::{ProcessGroup, SpawnRequest};
+    use super::{ProcessGroup, SpawnFailure, SpawnRequest, SpawnStep};
     use crate::Pid;
+
+    /// A glibc function that may be missing, looked up with `dlsym` on first use and cached
+    /// (std's `weak!` does the same), so the binary carries no hard reference to it.
+    pub(super) struct WeakFn {
+        name: &'static CStr,
+        /// 0: not looked up yet; 1: missing; anything else: the address.
+        address: AtomicUsize,
+    }
+
+    impl WeakFn {
+        const fn new(name: &'static CStr) -> WeakFn {
+            WeakFn {
+                name,
+                address: AtomicUsize::new(0),
+            }
+        }
+
+        /// The function's address, or `None` when this glibc does not have it.
+        pub(super) fn get(&self) -> Option<usize> {
+            let mut address = self.address.load(Ordering::Relaxed);
+            if address == 0 {
+                // SAFETY: `name` is a NUL-terminated string; RTLD_DEFAULT searches the global
+                // scope, which is what a link-time reference would have bound to.
+                let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, self.name.as_ptr()) };
+                address = if found.is_null() { 1 } else { found as usize };
+                // Racing threads find the same address: storing it twice is harmless.
+                self.address.store(address, Ordering::Relaxed);
+            }
+            (address != 1).then_some(address)
+        }
+    }
+
+    /// `posix_spawn_file_actions_addchdir_np` (glibc 2.29).
+    pub(super) static ADDCHDIR: WeakFn = WeakFn::new(c"posix_spawn_file_actions_addchdir_np");
+    /// `posix_spawn_file_actions_addclosefrom_np` (glibc 2.34).
+    pub(super) static ADDCLOSEFROM: WeakFn =
+        WeakFn::new(c"posix_spawn_file_actions_addclosefrom_np");
+
+    type AddChdir = unsafe extern "C" fn(
+        *mut libc::posix_spawn_file_actions_t,
+        *const libc::c_char,
+    ) -> libc::c_int;
+    type AddClosefrom =
+        unsafe extern "C" fn(*mut libc::posix_spawn_file_actions_t, libc::c_int) -> libc::c_int;
+
+    /// A request for an extension this glibc lacks; `method` sends such requests to fork+exec,
+    /// so this only guards against a caller that bypassed it.
+    fn missing(name: &CStr) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("this glibc has no {}", name.to_string_lossy()),
+        )
+    }
 
     /// Turns a `posix_spawn*` return value (0 or an errno) into a result.
     fn check(rc: libc::c_int) -> io::Result<()> {
@@ -309,7 +579,10 @@ mod posix {
         }
     }
 
-    pub(super) fn spawn(request: &SpawnRequest<'_>) -> io::Result<Pid> {
+    pub(super) fn spawn(
+        request: &SpawnRequest<'_>,
+        window: &super::SpawnWindow,
+    ) -> io::Result<Pid> {
         // SAFETY: each init is paired with its own destroy.
         let mut actions = unsafe {
             SpawnObject::new(
@@ -342,19 +615,25 @@ mod posix {
                 }
             }
             if let Some(cwd) = request.cwd {
-                check(libc::posix_spawn_file_actions_addchdir_np(
-                    actions,
-                    cwd.as_ptr(),
-                ))?;
+                let address = ADDCHDIR.get().ok_or_else(|| missing(ADDCHDIR.name))?;
+                // SAFETY (transmute): the address dlsym gave for this name, whose glibc
+                // prototype `AddChdir` is.
+                let addchdir = std::mem::transmute::<usize, AddChdir>(address);
+                check(addchdir(actions, cwd.as_ptr()))?;
             }
             if request.close_fds {
+                let address = ADDCLOSEFROM
+                    .get()
+                    .ok_or_else(|| missing(ADDCLOSEFROM.name))?;
+                // SAFETY (transmute): as above, with the prototype `AddClosefrom`.
+                let addclosefrom = std::mem::transmute::<usize, AddClosefrom>(address);
                 // glibc refuses closefrom(3) with EBADF when RLIMIT_NOFILE is 3 or less ("not
                 // a valid fd"), though fds above the limit may still be open. The fork+exec
                 // path closes them whatever the limit; without this, a spawn at a low fd limit
                 // failed with a misleading "Bad file descriptor" (found by the soak suite).
-                let added = libc::posix_spawn_file_actions_addclosefrom_np(actions, 3);
+                let added = addclosefrom(actions, 3);
                 if added == libc::EBADF {
-                    return super::fork_exec(request);
+                    return super::fork_exec(request, window);
                 }
                 check(added)?;
             }
@@ -376,14 +655,25 @@ mod posix {
                 flags as libc::c_short,
             ))?;
             let mut pid: libc::pid_t = 0;
-            check(libc::posix_spawn(
+            let spawned = libc::posix_spawn(
                 &mut pid,
                 request.program.as_ptr(),
                 actions,
                 attributes,
                 request.argv.as_ptr().cast(),
                 request.envp.as_ptr().cast(),
-            ))?;
+            );
+            if spawned != 0 {
+                let step = match request.cwd {
+                    Some(cwd) if !super::can_enter(cwd) => SpawnStep::Chdir,
+                    _ => SpawnStep::Exec,
+                };
+                return Err(SpawnFailure {
+                    step,
+                    errno: spawned,
+                }
+                .into_io_error());
+            }
             Pid::from_raw(pid).ok_or_else(|| {
                 io::Error::other(format!("posix_spawn returned an invalid pid {pid}"))
             })

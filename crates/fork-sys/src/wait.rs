@@ -88,17 +88,42 @@ fn waitpid(pid: Pid, options: WaitOptions) -> io::Result<Option<ExitStatus>> {
             Ok(None) => return Ok(None),
             Err(Errno::INTR) => continue,
             Err(Errno::CHILD) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!(
-                        "process {pid} is not an unreaped child of this process \
-                         (already waited for, or SIGCHLD is ignored)"
-                    ),
-                ));
+                return Err(io::Error::new(io::ErrorKind::NotFound, NotAChild { pid }));
             }
             Err(err) => return Err(err.into()),
         }
     }
+}
+
+/// The error inside the `io::Error` (kind `NotFound`) that the waits return for `ECHILD`: `pid`
+/// is not an unreaped child of this process. For a child nothing in this process waited for,
+/// that means it has ended and the kernel (SIGCHLD set to `SIG_IGN`, `SA_NOCLDWAIT`) or some
+/// other code (a `waitpid(-1)`) reaped it: how it ended is lost. Test for it with
+/// [`is_not_a_child`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotAChild {
+    /// The pid waited for.
+    pub pid: Pid,
+}
+
+impl std::fmt::Display for NotAChild {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "process {} is not an unreaped child of this process \
+             (already waited for, or SIGCHLD is ignored)",
+            self.pid
+        )
+    }
+}
+
+impl std::error::Error for NotAChild {}
+
+/// True when `err` is a wait's `ECHILD` ([`NotAChild`]): the child is gone and its status with
+/// it.
+pub fn is_not_a_child(err: &io::Error) -> bool {
+    err.get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<NotAChild>().is_some())
 }
 
 /// Something that becomes ready when one child exits, so a timed wait can sleep in the kernel.

@@ -140,3 +140,49 @@ fn exec_failure_is_the_childs_errno() {
         }
     }
 }
+
+/// glibc's `posix_spawn_file_actions_addchdir_np` (2.29) and `addclosefrom_np` (2.34) are looked
+/// up at run time: a hard (non-weak) reference in the dynamic symbol table would keep any
+/// program using fork-sys from starting on an older glibc. Checked on this test binary, which
+/// links `spawn`; std's own weak reference to `addchdir_np` is allowed.
+#[test]
+fn newer_glibc_spawn_extensions_are_not_hard_references() {
+    if !cfg!(all(target_os = "linux", target_env = "gnu")) {
+        return;
+    }
+    let me = std::env::current_exe().unwrap();
+    let Ok(dump) = std::process::Command::new("objdump")
+        .arg("-T")
+        .arg(&me)
+        .output()
+    else {
+        eprintln!("skipped: no objdump");
+        return;
+    };
+    let symbols = String::from_utf8_lossy(&dump.stdout);
+    assert!(
+        symbols.contains("posix_spawn"),
+        "objdump -T saw no posix_spawn:\n{symbols}"
+    );
+    for name in [
+        "posix_spawn_file_actions_addchdir_np",
+        "posix_spawn_file_actions_addclosefrom_np",
+    ] {
+        assert!(
+            !symbols.lines().any(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                // std's own weak reference (flag `w`) does not stop a program from loading.
+                fields.last() == Some(&name) && !fields.contains(&"w")
+            }),
+            "{name} is a hard dynamic reference:\n{symbols}"
+        );
+    }
+    // Present on this glibc, so both options still go through posix_spawn.
+    let program = CString::new("/bin/true").unwrap();
+    let argv = CStringArray::new(["true"]).unwrap();
+    let envp = CStringArray::from_current_env().unwrap();
+    let root = CString::new("/").unwrap();
+    let mut request = SpawnRequest::new(&program, &argv, &envp);
+    request.cwd = Some(&root);
+    assert_eq!(request.method(), SpawnMethod::PosixSpawn);
+}

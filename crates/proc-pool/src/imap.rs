@@ -91,7 +91,11 @@ where
             let (held, mean) = self.results.held_bytes();
             let window = match mean {
                 None => FIRST_WINDOW,
-                Some(mean) => (HELD_BYTES_LIMIT / mean.max(1)).clamp(FIRST_WINDOW, self.window),
+                // At least a chunk per worker, so none idles; beyond that, the byte budget.
+                Some(mean) => {
+                    let least = self.pool.workers().min(self.window);
+                    (HELD_BYTES_LIMIT / mean.max(1)).clamp(least, self.window)
+                }
             };
             let outstanding = self.outstanding();
             if self.input_done || outstanding >= window || held >= HELD_BYTES_LIMIT {

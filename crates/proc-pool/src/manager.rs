@@ -270,8 +270,11 @@ struct Worker {
     unwritten: Vec<u8>,
     written: usize,
     in_flight: VecDeque<InFlight>,
-    /// Chunks sent, and chunks answered in full.
+    /// Chunks sent (the last one's sequence number).
     sent: u64,
+    /// Chunks sent and then revoked: they do not count against `max_tasks_per_child`, since
+    /// the worker never runs them.
+    revoked: u64,
     /// Memory shared with the worker: see `worker::CLAIM`.
     counters: SharedAtomics,
     /// The last chunk the worker had started when the parent last revoked its queued
@@ -303,7 +306,7 @@ impl Worker {
         !self.retired
             && self.tasks.is_some()
             && self.timed_out.is_none()
-            && max_tasks.is_none_or(|max| self.sent < max)
+            && max_tasks.is_none_or(|max| self.sent - self.revoked < max)
     }
 
     fn has_unwritten(&self) -> bool {
@@ -318,6 +321,16 @@ impl Worker {
         } else {
             claim
         }
+    }
+
+    /// Whether the worker holds chunks behind the one it runs that it has not started: what
+    /// a revocation would take back.
+    fn holds_unstarted(&self) -> bool {
+        self.in_flight.len() > 1
+            && self
+                .in_flight
+                .back()
+                .is_some_and(|f| f.seq > self.started())
     }
 
     /// Takes back the chunks the worker holds but has not started (it will skip them);
@@ -353,6 +366,7 @@ impl Worker {
             }
         }
         revoked.reverse();
+        self.revoked += revoked.len() as u64;
         revoked
     }
 
@@ -409,7 +423,7 @@ impl Manager {
     fn revoke_from_stalled_workers(&mut self, now: Instant) {
         let mut revoked = Vec::new();
         for worker in &mut self.workers {
-            if worker.in_flight.len() > 1 && now.duration_since(worker.last_progress) >= STALL {
+            if worker.holds_unstarted() && now.duration_since(worker.last_progress) >= STALL {
                 revoked.extend(worker.revoke_unstarted());
             }
         }
@@ -526,6 +540,7 @@ impl Manager {
             written: 0,
             in_flight: VecDeque::new(),
             sent: 0,
+            revoked: 0,
             counters,
             started_at_revoke: 0,
             last_progress: Instant::now(),
@@ -619,7 +634,7 @@ impl Manager {
             if let Some(deadline) = self.timeout_wakeup(worker, now) {
                 earliest(deadline);
             }
-            if worker.in_flight.len() > 1 {
+            if worker.holds_unstarted() {
                 earliest(worker.last_progress + STALL);
             }
             if worker.process.exit_fd().is_none() {
@@ -714,8 +729,9 @@ impl Manager {
             if results_ready {
                 self.read_results(index, now);
             }
-            let worker = &self.workers[index];
-            if exit_ready || !exit_fd || worker.results.is_none() {
+            // Without an exit fd, ask each turn; with one, only once it says so (an end of
+            // file on the results can come first, and the group is killed before the reap).
+            if exit_ready || !exit_fd {
                 exited.push((index, exit_ready));
             }
         }
@@ -931,6 +947,14 @@ impl Manager {
         }
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         while let Some(worker) = self.workers.last_mut() {
+            if let Some(exit_fd) = worker.process.exit_fd() {
+                // Exited, not yet reaped: what its tasks left in its group goes with it.
+                let exited = fork_sys::poll(&[(exit_fd, Interest::Read)], Some(SHUTDOWN_SLICE))
+                    .is_ok_and(|ready| ready.first().is_some_and(|r| r.is_ready()));
+                if exited {
+                    let _ = fork_sys::kill_group(worker.pid(), Signal::KILL);
+                }
+            }
             match worker.process.join_timeout(SHUTDOWN_SLICE) {
                 Ok(None) => {
                     let terminate = lock(&self.shared.inbox).terminate;
@@ -990,15 +1014,8 @@ impl Drop for Manager {
     /// Runs on every exit of the manager thread, a panic included: no worker outlives it
     /// (each is killed and reaped) and no task is left unanswered.
     fn drop(&mut self) {
-        for worker in &self.workers {
-            worker.kill();
-        }
-        for worker in self.workers.drain(..) {
-            let _ = worker.process.join();
-        }
-        lock(&self.shared.pids).clear();
-        self.fail_everything(TaskError::PoolTerminated);
-        self.refuse(TaskError::PoolTerminated);
+        // After a normal exit there is nothing left to kill or fail: this changes nothing.
+        self.terminate();
     }
 }
 

@@ -14,7 +14,10 @@
 //! types.
 //!
 //! The one hole: code loaded with `dlopen` *after* a worker was forked is not mapped in that
-//! worker. Its tasks would crash the worker (`WorkerDied`), not the parent.
+//! worker. There its address is unmapped (the worker dies: `WorkerDied`) or, worse, holds
+//! other code: undefined behaviour, though confined to the worker (the parent only decodes
+//! the bytes a worker sends back, under the frame limit). Do not submit functions of a
+//! library loaded after the pool was built.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 

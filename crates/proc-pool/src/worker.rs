@@ -60,8 +60,12 @@ pub(crate) struct WorkerSetup<'a> {
 /// task budget is spent. Returns normally in every case (the caller `_exit`s), once every
 /// result has been written.
 pub(crate) fn run(setup: WorkerSetup<'_>) {
-    // A group of its own: a timeout or terminate then kills what its tasks started, too.
+    // A group of its own: a timeout or terminate then kills what its tasks started, too. Out
+    // of the terminal's foreground group, a task touching the terminal would stop the worker
+    // for ever (SIGTTIN, SIGTTOU); ignored, the read or write fails with EIO instead.
     let _ = fork_sys::exec::setpgid(None);
+    let _ = fork_sys::ignore_signal(fork_sys::Signal::TTIN);
+    let _ = fork_sys::ignore_signal(fork_sys::Signal::TTOU);
     let mut out = ResultWriter::new(setup.max_frame_len);
     if let Some(initializer) = setup.initializer {
         if let Err(panic) = catch_unwind(initializer) {
@@ -71,7 +75,6 @@ pub(crate) fn run(setup: WorkerSetup<'_>) {
             return;
         }
     }
-    setup.counters.get(READY).store(1, Ordering::Release);
     let outbox = Arc::new(Outbox::default());
     let flusher = {
         let outbox = outbox.clone();
@@ -81,8 +84,11 @@ pub(crate) fn run(setup: WorkerSetup<'_>) {
             .spawn(move || outbox.flush_until_closed(results))
     };
     let Ok(flusher) = flusher else {
-        return; // No thread, no results: the parent sees the worker exit and replaces it.
+        // No thread, no results: the worker exits before it is ready, which the parent
+        // counts towards giving up on forking replacements.
+        return;
     };
+    setup.counters.get(READY).store(1, Ordering::Release);
     let plan = Plan {
         counters: setup.counters,
         max_tasks: setup.max_tasks,
@@ -125,9 +131,8 @@ fn run_tasks(mut tasks: &File, setup: &Plan<'_>, out: &mut ResultWriter, outbox:
                 return; // Shutdown.
             };
             seq += 1;
-            if !try_claim(claim, seq) {
-                continue; // Revoked: the parent gave it to another worker.
-            }
+            // The start time first: the parent reads the claim, then the time, so it never
+            // pairs this chunk with the previous chunk's start.
             if let Some(base) = setup.clock_base {
                 let nanos = u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 setup
@@ -135,8 +140,14 @@ fn run_tasks(mut tasks: &File, setup: &Plan<'_>, out: &mut ResultWriter, outbox:
                     .get(STARTED_AT)
                     .store(nanos, Ordering::Release);
             }
+            if !try_claim(claim, seq) {
+                continue; // Revoked: the parent gave it to another worker.
+            }
             out.begin(header.id);
             header.function.run(args, out);
+            // What the task printed goes out before its result. Here, not in the flusher,
+            // which must never wait on a lock a task may hold.
+            let _ = io::stdout().flush();
             let more = frames.has_frame().unwrap_or(false);
             if !outbox.post(out, !more) {
                 return; // The parent is gone.
@@ -251,8 +262,6 @@ impl Outbox {
                 std::mem::swap(&mut state.pending, &mut batch);
                 state.urgent = false;
             }
-            // What the tasks printed goes out before their results.
-            let _ = io::stdout().flush();
             if results.write_all(&batch).is_err() {
                 self.lock().failed = true;
                 return;

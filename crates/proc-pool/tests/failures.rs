@@ -445,3 +445,80 @@ fn is_running(pid: i32) -> bool {
         })
         .is_some_and(|state| state != "Z")
 }
+
+#[test]
+fn revoked_tasks_do_not_use_up_a_workers_task_budget() {
+    let _watchdog = test_support::watchdog(Duration::from_secs(60), "revocation with a budget");
+    let pool = Pool::builder()
+        .workers(1)
+        .max_tasks_per_child(3)
+        .build()
+        .unwrap();
+    // Tiny tasks first, so the pool hands out several at a time.
+    assert_eq!(
+        pool.map_chunked(sleep_ms, vec![0; 30], 1).unwrap().len(),
+        30
+    );
+    // The worker gets the slow task and the fast ones behind it; those are revoked while the
+    // slow one runs. The worker has then run one task of its three and must get them back.
+    let slow = pool.apply_async(sleep_ms, 300).unwrap();
+    let fast: Vec<_> = (0..5)
+        .map(|_| pool.apply_async(sleep_ms, 0).unwrap())
+        .collect();
+    assert_eq!(slow.get().unwrap(), 300);
+    for result in fast {
+        assert_eq!(result.get().unwrap(), 0);
+    }
+}
+
+/// Starts `sleep 30` in the worker's group, notes its pid in the file `notes`, then ends the
+/// worker with `exit(3)`.
+#[cfg(target_os = "linux")]
+fn start_a_sleeper_and_exit(notes: String) -> i32 {
+    use std::io::Write as _;
+    let pid = start_a_sleeper(());
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(notes)
+        .unwrap();
+    writeln!(file, "{pid}").unwrap();
+    std::process::exit(3);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn processes_started_by_tasks_go_with_a_worker_that_exits_or_is_closed() {
+    let notes = std::env::temp_dir().join(format!("proc-pool-sleepers-{}", std::process::id()));
+    let notes_path = notes.to_string_lossy().into_owned();
+    let pool = Pool::new(1).unwrap();
+    // A worker that exits by itself: its group is killed before it is reaped, whichever of
+    // its pipe's end-of-file and its exit the pool sees first.
+    for _ in 0..20 {
+        let err = pool
+            .apply(start_a_sleeper_and_exit, notes_path.clone())
+            .unwrap_err();
+        assert!(matches!(err, TaskError::WorkerDied { .. }), "{err}");
+    }
+    let sleepers: Vec<i32> = std::fs::read_to_string(&notes)
+        .unwrap()
+        .lines()
+        .map(|line| line.parse().unwrap())
+        .collect();
+    let _ = std::fs::remove_file(&notes);
+    assert_eq!(sleepers.len(), 20);
+    for sleeper in sleepers {
+        assert!(
+            test_support::eventually(Duration::from_secs(10), || !is_running(sleeper)),
+            "sleep {sleeper} outlived its worker"
+        );
+    }
+    // A pool that is closed and joined takes what its workers' tasks left behind, too.
+    let sleeper = pool.apply(start_a_sleeper, ()).unwrap();
+    pool.close();
+    pool.join().unwrap();
+    assert!(
+        test_support::eventually(Duration::from_secs(10), || !is_running(sleeper)),
+        "sleep {sleeper} outlived close and join"
+    );
+}

@@ -269,3 +269,52 @@ fn a_finished_value_is_not_held_back_by_the_slow_task_after_it() {
     );
     drop(results);
 }
+
+#[test]
+fn a_pool_and_its_results_can_be_shared_and_sent_between_threads() {
+    fn send_and_sync<T: Send + Sync>(_: &T) {}
+    let pool = std::sync::Arc::new(Pool::new(2).unwrap());
+    send_and_sync(&*pool);
+    let handles: Vec<_> = (0..4u64)
+        .map(|t| {
+            let pool = pool.clone();
+            std::thread::spawn(move || pool.map(triple, t * 100..t * 100 + 100).unwrap())
+        })
+        .collect();
+    for (t, handle) in handles.into_iter().enumerate() {
+        let t = t as u64;
+        assert_eq!(
+            handle.join().unwrap(),
+            (t * 100..t * 100 + 100).map(|x| x * 3).collect::<Vec<_>>()
+        );
+    }
+    let pending = pool.apply_async(triple, 4).unwrap();
+    send_and_sync(&pending);
+    assert_eq!(
+        std::thread::spawn(move || pending.get().unwrap())
+            .join()
+            .unwrap(),
+        12
+    );
+}
+
+fn hold_stdout(ms: u64) -> u64 {
+    let _locked = std::io::stdout().lock();
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+#[test]
+fn a_task_holding_stdout_does_not_hold_back_the_value_before_it() {
+    let pool = Pool::new(1).unwrap();
+    let started = std::time::Instant::now();
+    let first = pool.apply_async(sleep_ms, 0).unwrap();
+    let holder = pool.apply_async(hold_stdout, 2_000).unwrap();
+    assert_eq!(first.get().unwrap(), 0);
+    assert!(
+        started.elapsed() < Duration::from_millis(1_500),
+        "the first value came after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(holder.get().unwrap(), 2_000);
+}

@@ -13,6 +13,10 @@ use crate::{ChildStderr, ChildStdin, ChildStdout, Error};
 /// `ESRCH` ("no such process"), 3 on Linux and on macOS.
 const ESRCH: i32 = 3;
 
+/// The status reported for a child whose real status was lost (see [`Child::status_lost`]):
+/// exit code 0, as Python's `Popen` reports.
+const LOST_STATUS: ExitStatus = ExitStatus::Exited(0);
+
 /// A child process started by [`Command::spawn`](crate::Command::spawn): Python's `Popen`.
 ///
 /// Its pipes (when piped) are the public fields, std's `Read`/`Write` handles; take them, or
@@ -37,6 +41,11 @@ pub struct Child {
     /// How much of `communicate`'s input went out before a timeout, so a second call
     /// continues where the first stopped (as Python's does).
     pub(crate) input_written: usize,
+    /// `communicate` closed stdin itself (all input written, or the child stopped reading),
+    /// so a later call with the same input has nothing to complain about.
+    pub(crate) input_closed: bool,
+    /// The child has ended but something else reaped it, so its status is lost.
+    status_lost: bool,
 }
 
 impl Child {
@@ -56,6 +65,8 @@ impl Child {
             own_group,
             kill_on_drop,
             input_written: 0,
+            input_closed: false,
+            status_lost: false,
         }
     }
 
@@ -71,33 +82,71 @@ impl Child {
 
     /// How it ended, if it has been reaped already (Python's `returncode`, as a status).
     pub fn status(&self) -> Option<ExitStatus> {
-        self.handle.status()
+        match self.status_lost {
+            true => Some(LOST_STATUS),
+            false => self.handle.status(),
+        }
+    }
+
+    /// True when the child has ended but something else reaped it, so how it ended is
+    /// unknown: the program set `SIGCHLD` to `SIG_IGN` (the kernel then reaps every child
+    /// itself) or some code called `waitpid(-1)`. The waits then report
+    /// `ExitStatus::Exited(0)`, as Python's `Popen` does (`returncode` 0), rather than fail:
+    /// `call`, `run` and `check_output` still work and return what they read. Check this when
+    /// the difference matters.
+    pub fn status_lost(&self) -> bool {
+        self.status_lost
     }
 
     /// Reaps the child if it has ended, without blocking; `Ok(None)` while it runs (Python's
     /// `poll`).
     pub fn poll(&mut self) -> Result<Option<ExitStatus>, Error> {
         let result = self.handle.try_wait();
-        result.map_err(|source| self.io_error("polling", source))
+        self.settle(result, "polling")
     }
 
     /// Blocks until the child ends. Does not close stdin first: drop [`Child::stdin`] (or use
     /// [`communicate`](Child::communicate)) if the child waits for end-of-file.
     pub fn wait(&mut self) -> Result<ExitStatus, Error> {
-        let result = self.handle.wait();
-        result.map_err(|source| self.io_error("waiting", source))
+        let result = self.handle.wait().map(Some);
+        let status = self.settle(result, "waiting")?;
+        // `settle` turns every `Ok` into `Some` here: a blocking wait only returns at the end.
+        Ok(status.unwrap_or(LOST_STATUS))
     }
 
     /// Waits at most `timeout`; `Ok(None)` if the child still runs then (it keeps running).
     /// Sleeps in the kernel on a pidfd (Linux) or kqueue (macOS): no busy wait.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<ExitStatus>, Error> {
         let result = self.handle.wait_timeout(timeout);
-        result.map_err(|source| self.io_error("waiting", source))
+        self.settle(result, "waiting")
+    }
+
+    /// A wait's result, with `ECHILD` for this (unreaped, ours alone) child read as "ended,
+    /// status lost" ([`status_lost`](Child::status_lost)).
+    fn settle(
+        &mut self,
+        result: std::io::Result<Option<ExitStatus>>,
+        during: &'static str,
+    ) -> Result<Option<ExitStatus>, Error> {
+        if self.status_lost {
+            return Ok(Some(LOST_STATUS));
+        }
+        match result {
+            Err(err) if fork_sys::is_not_a_child(&err) && self.handle.status().is_none() => {
+                self.status_lost = true;
+                Ok(Some(LOST_STATUS))
+            }
+            other => other.map_err(|source| self.io_error(during, source)),
+        }
     }
 
     /// Sends `signal` to the child; does nothing once it has been reaped (its pid may belong
     /// to someone else by then), as in Python.
     pub fn send_signal(&self, signal: Signal) -> Result<(), Error> {
+        if self.status_lost {
+            // Reaped by someone else: the pid may be another process's by now.
+            return Ok(());
+        }
         self.handle
             .send_signal(signal)
             .map_err(|source| self.io_error("sending a signal", source))
@@ -118,7 +167,7 @@ impl Child {
     /// [`new_session`](crate::Command::new_session)); to the child alone otherwise. Does
     /// nothing once the child has been reaped: its group id may be reused after that.
     pub fn signal_group(&self, signal: Signal) -> Result<(), Error> {
-        if !self.own_group || self.handle.status().is_some() {
+        if !self.own_group || self.status().is_some() {
             return self.send_signal(signal);
         }
         match fork_sys::kill_group(self.pid(), signal) {

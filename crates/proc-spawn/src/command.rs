@@ -245,7 +245,8 @@ impl Command {
     }
 
     /// For [`run`](Command::run): bytes to write to the child's stdin (a pipe, unless stdin
-    /// was set explicitly), which is then closed.
+    /// was set explicitly), which is then closed. Set on a pipeline stage it is an error: use
+    /// [`Pipeline::input`](crate::Pipeline::input).
     pub fn input(&mut self, input: impl Into<Vec<u8>>) -> &mut Command {
         self.run.input = Some(Arc::from(input.into()));
         self
@@ -253,14 +254,16 @@ impl Command {
 
     /// For [`run`](Command::run) and the functions built on it: give up after `timeout`,
     /// kill the child (its group, when it has its own) and return
-    /// [`Error::TimeoutExpired`] with the output read so far.
+    /// [`Error::TimeoutExpired`] with the output read so far. Set on a pipeline stage it is an
+    /// error: use [`Pipeline::timeout`](crate::Pipeline::timeout).
     pub fn timeout(&mut self, timeout: Duration) -> &mut Command {
         self.run.timeout = Some(timeout);
         self
     }
 
     /// For [`run`](Command::run): turn an unsuccessful exit into
-    /// [`Error::CalledProcessError`].
+    /// [`Error::CalledProcessError`]. `check(true)` on a pipeline stage is an error: use
+    /// [`Pipeline::check`](crate::Pipeline::check).
     pub fn check(&mut self, check: bool) -> &mut Command {
         self.run.check = check;
         self

@@ -24,7 +24,7 @@ pub(crate) fn communicate(
 ) -> Result<(Vec<u8>, Vec<u8>), Error> {
     let deadline = timeout.map(|t| Instant::now().checked_add(t));
     let input = input.unwrap_or_default();
-    if !input.is_empty() && child.stdin.is_none() {
+    if !input.is_empty() && child.stdin.is_none() && !child.input_closed {
         return Err(child.io_error(
             "communicating",
             io::Error::new(
@@ -35,12 +35,30 @@ pub(crate) fn communicate(
     }
     if child.input_written >= input.len() {
         // Nothing (left) to write: close stdin so the child sees end-of-file.
-        child.stdin = None;
+        close_input(child);
     }
+    let result = set_up_pipes(child)
+        .map_err(|err| child.io_error("preparing pipes", err))
+        .and_then(|()| drive(child, input, deadline, timeout));
+    if result.is_err() {
+        // The pipes still open go back to blocking mode, whatever stopped the loop, for the
+        // caller's own reads and writes on them.
+        for fd in open_pipes(child).into_iter().flatten() {
+            let _ = fork_sys::set_nonblocking(fd, false);
+        }
+    }
+    result
+}
+
+/// The `poll` loop, then the wait; leaves the pipes still open non-blocking when it fails.
+fn drive(
+    child: &mut Child,
+    input: &[u8],
+    deadline: Option<Option<Instant>>,
+    timeout: Option<Duration>,
+) -> Result<(Vec<u8>, Vec<u8>), Error> {
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
-    set_up_pipes(child).map_err(|err| child.io_error("preparing pipes", err))?;
-
     while child.stdin.is_some() || child.stdout.is_some() || child.stderr.is_some() {
         let remaining = match deadline {
             None | Some(None) => None,
@@ -115,6 +133,13 @@ fn set_up_pipes(child: &Child) -> io::Result<()> {
     Ok(())
 }
 
+/// Closes the child's stdin on `communicate`'s behalf (end-of-file for the child).
+fn close_input(child: &mut Child) {
+    if child.stdin.take().is_some() {
+        child.input_closed = true;
+    }
+}
+
 /// Writes as much of what is left of `input` as the pipe takes; closes stdin when all is
 /// written or the child stopped reading (`EPIPE`, absorbed as in Python).
 fn write_input(child: &mut Child, input: &[u8]) -> Result<(), Error> {
@@ -124,7 +149,7 @@ fn write_input(child: &mut Child, input: &[u8]) -> Result<(), Error> {
     loop {
         let rest = input.get(child.input_written..).unwrap_or_default();
         if rest.is_empty() {
-            child.stdin = None;
+            close_input(child);
             return Ok(());
         }
         match stdin.write(rest) {
@@ -132,7 +157,7 @@ fn write_input(child: &mut Child, input: &[u8]) -> Result<(), Error> {
             Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(()),
             Err(err) if err.kind() == ErrorKind::Interrupted => {}
             Err(err) if err.kind() == ErrorKind::BrokenPipe => {
-                child.stdin = None;
+                close_input(child);
                 return Ok(());
             }
             Err(err) => return Err(child.io_error("writing stdin", err)),
@@ -153,12 +178,8 @@ fn read_available(pipe: &mut impl Read, buffer: &mut Vec<u8>) -> io::Result<bool
     }
 }
 
-/// The timeout error; the pipes still open go back to blocking mode, for the caller's own
-/// reads and writes on them.
+/// The timeout error, with everything read so far.
 fn timed_out(child: &Child, timeout: Option<Duration>, stdout: Vec<u8>, stderr: Vec<u8>) -> Error {
-    for fd in open_pipes(child).into_iter().flatten() {
-        let _ = fork_sys::set_nonblocking(fd, false);
-    }
     Error::TimeoutExpired {
         args: child.args().to_vec(),
         timeout: timeout.unwrap_or_default(),

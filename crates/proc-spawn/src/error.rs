@@ -89,6 +89,8 @@ pub enum Error {
         statuses: Vec<ExitStatus>,
         /// The last stage's captured stdout.
         stdout: Vec<u8>,
+        /// The last stage's captured stderr.
+        stderr: Vec<u8>,
     },
     /// Output asked for as text is not UTF-8.
     NotUtf8 {

@@ -3,9 +3,12 @@
 
 use std::ffi::OsString;
 use std::ops::BitOr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use fork_sys::{ExitStatus, Signal};
 
+use crate::stdio::Kind;
 use crate::{Child, Command, Error, Stdio};
 
 /// Commands connected stdout to stdin, like a shell's `a | b | c`; build one with `|` on
@@ -16,10 +19,16 @@ use crate::{Child, Command, Error, Stdio};
 /// of `SIGPIPE`. The last stage's stdout and stderr are captured when it sets them to
 /// [`Stdio::piped`] or asks for [`capture_output`](Command::capture_output); other streams are
 /// as each command sets them (stderr inherited by default).
+///
+/// `input`, `timeout` and `check` belong to the pipeline ([`Pipeline::input`],
+/// [`Pipeline::timeout`], [`Pipeline::check`]): set on a stage's `Command` they are an error,
+/// never silently ignored.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     stages: Vec<Command>,
     check: bool,
+    input: Option<Arc<[u8]>>,
+    timeout: Option<Duration>,
 }
 
 /// How a pipeline ended: every stage's status, and the last stage's captured output.
@@ -61,6 +70,7 @@ impl PipelineOutput {
                 status: self.statuses[stage],
                 statuses: self.statuses,
                 stdout: self.stdout,
+                stderr: self.stderr,
             }),
         }
     }
@@ -72,6 +82,8 @@ impl Pipeline {
         Pipeline {
             stages: vec![first],
             check: false,
+            input: None,
+            timeout: None,
         }
     }
 
@@ -87,13 +99,60 @@ impl Pipeline {
         self
     }
 
+    /// For [`run`](Pipeline::run): feed `input` to the first stage's stdin (piped, written
+    /// in the same `poll` loop that reads the last stage's output, so no size deadlocks).
+    pub fn input(mut self, input: impl Into<Vec<u8>>) -> Pipeline {
+        self.input = Some(Arc::from(input.into()));
+        self
+    }
+
+    /// For [`run`](Pipeline::run): give up after `timeout`. Every stage is then killed (its
+    /// whole group when it has its own) and reaped, and the error is
+    /// [`Error::TimeoutExpired`] with the last stage's output read so far and the stages'
+    /// command lines joined by `"|"`.
+    pub fn timeout(mut self, timeout: Duration) -> Pipeline {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The options `run` alone reads, set on a stage where they would be ignored.
+    fn reject_stage_run_options(&self) -> Result<(), Error> {
+        for (i, stage) in self.stages.iter().enumerate() {
+            let misplaced = [
+                (stage.run.input.is_some(), "input", "Pipeline::input"),
+                (stage.run.timeout.is_some(), "timeout", "Pipeline::timeout"),
+                (stage.run.check, "check", "Pipeline::check"),
+            ];
+            if let Some((_, option, instead)) = misplaced.iter().find(|(set, ..)| *set) {
+                return Err(invalid(
+                    stage,
+                    format!(
+                        "{option} is set on pipeline stage {i}, where it would be ignored: \
+                         use {instead}"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Starts every stage, connected; the last stage's pipes (if any) are on its `Child`.
     /// If a stage cannot start, the ones already started are killed and reaped.
+    ///
+    /// A stage's `input`, `timeout` or `check` is an error here too (they are `run`'s).
     pub fn spawn(&self) -> Result<Vec<Child>, Error> {
+        self.reject_stage_run_options()?;
+        self.spawn_stages()
+    }
+
+    fn spawn_stages(&self) -> Result<Vec<Child>, Error> {
         let mut children: Vec<Child> = Vec::with_capacity(self.stages.len());
         let last = self.stages.len().saturating_sub(1);
         for (i, stage) in self.stages.iter().enumerate() {
             let mut command = stage.clone();
+            if i == 0 && self.input.is_some() && command.stdin.is_none() {
+                command.stdin(Stdio::piped());
+            }
             if let Some(previous) = children.last_mut().and_then(|c| c.stdout.take()) {
                 command.stdin(previous);
             }
@@ -122,16 +181,63 @@ impl Pipeline {
         Ok(children)
     }
 
-    /// Runs every stage to completion and collects the statuses and the last stage's output.
+    /// Runs every stage to completion and collects the statuses and the last stage's output,
+    /// writing [`input`](Pipeline::input) to the first stage meanwhile; with a
+    /// [`timeout`](Pipeline::timeout), kills every stage when it passes.
+    ///
+    /// Only the last stage's stdout and stderr can be captured: a piped stderr on an earlier
+    /// stage would fill up unread and stall the pipeline, so it is an error (read it through
+    /// [`spawn`](Pipeline::spawn), or send it elsewhere).
     pub fn run(&self) -> Result<PipelineOutput, Error> {
-        let mut children = self.spawn()?;
-        let (stdout, stderr) = match children.last_mut() {
-            Some(last) => last.communicate(None, None)?,
-            None => (Vec::new(), Vec::new()),
+        self.reject_stage_run_options()?;
+        let last = self.stages.len().saturating_sub(1);
+        for (i, stage) in self.stages.iter().enumerate().take(last) {
+            if matches!(stage.stderr, Some(Stdio(Kind::Piped))) {
+                return Err(invalid(
+                    stage,
+                    format!(
+                        "stderr of pipeline stage {i} is piped, but run reads only the last \
+                         stage's: it would fill up and stall the pipeline"
+                    ),
+                ));
+            }
+        }
+        if let (Some(_), Some(first)) = (&self.input, self.stages.first()) {
+            if first
+                .stdin
+                .as_ref()
+                .is_some_and(|s| !matches!(s.0, Kind::Piped))
+            {
+                return Err(invalid(
+                    first,
+                    "input was given but the first stage's stdin is set to something other \
+                     than a pipe"
+                        .to_owned(),
+                ));
+            }
+        }
+        let deadline = self.timeout.and_then(|t| Instant::now().checked_add(t));
+        let mut children = self.spawn_stages()?;
+        let (stdout, stderr) = match self.communicate(&mut children) {
+            Ok(output) => output,
+            Err(Error::TimeoutExpired { stdout, stderr, .. }) => {
+                return Err(self.timed_out(&mut children, stdout, stderr));
+            }
+            Err(err) => return Err(err),
         };
         let mut statuses = Vec::with_capacity(children.len());
-        for child in &mut children {
-            statuses.push(child.wait()?);
+        for i in 0..children.len() {
+            let status = match deadline {
+                None => children[i].wait()?,
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match children[i].wait_timeout(left)? {
+                        Some(status) => status,
+                        None => return Err(self.timed_out(&mut children, stdout, stderr)),
+                    }
+                }
+            };
+            statuses.push(status);
         }
         let output = PipelineOutput {
             args: children.iter().map(|c| c.args().to_vec()).collect(),
@@ -144,6 +250,48 @@ impl Pipeline {
         } else {
             Ok(output)
         }
+    }
+
+    /// Writes the input to the first stage while reading the last stage's output, in one
+    /// `communicate` loop: the first stage's stdin is lent to the last `Child`, whose
+    /// `communicate` drives its stdin, stdout and stderr together.
+    fn communicate(&self, children: &mut [Child]) -> Result<(Vec<u8>, Vec<u8>), Error> {
+        let first_stdin = children.first_mut().and_then(|first| first.stdin.take());
+        let Some(last) = children.last_mut() else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        // No input: a piped first stdin is closed at once (end-of-file), as `run` does.
+        last.stdin = first_stdin;
+        last.communicate(self.input.as_deref(), self.timeout)
+    }
+
+    /// Kills every stage (its group when it has its own), reaps it, and builds the error.
+    fn timed_out(&self, children: &mut [Child], stdout: Vec<u8>, stderr: Vec<u8>) -> Error {
+        for child in children.iter_mut() {
+            // Best effort: the timeout, with its bytes, is the error to report.
+            let _ = child.kill_and_reap();
+        }
+        let mut args = Vec::new();
+        for (i, child) in children.iter().enumerate() {
+            if i > 0 {
+                args.push(OsString::from("|"));
+            }
+            args.extend(child.args().iter().cloned());
+        }
+        Error::TimeoutExpired {
+            args,
+            timeout: self.timeout.unwrap_or_default(),
+            stdout,
+            stderr,
+        }
+    }
+}
+
+/// The error for an option a pipeline cannot honour where it was set.
+fn invalid(stage: &Command, message: String) -> Error {
+    Error::Spawn {
+        program: stage.program.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, message),
     }
 }
 

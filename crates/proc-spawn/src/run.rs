@@ -15,6 +15,10 @@ pub struct CompletedProcess {
     pub args: Vec<OsString>,
     /// How it ended; `status.code()` is Python's `returncode` (`-9` for SIGKILL).
     pub status: ExitStatus,
+    /// True when the child's status was lost because something else reaped it (`SIGCHLD`
+    /// set to `SIG_IGN`); `status` is then `Exited(0)`, as in Python. See
+    /// [`Child::status_lost`](crate::Child::status_lost).
+    pub status_lost: bool,
     /// Captured stdout (empty unless captured).
     pub stdout: Vec<u8>,
     /// Captured stderr (empty unless captured).
@@ -89,8 +93,10 @@ pub(crate) fn run(command: &Command) -> Result<CompletedProcess, Error> {
         Ok(output) => output,
         Err(err @ Error::TimeoutExpired { .. }) => {
             // Python kills only the child; a child in its own group takes its group with it,
-            // so no grandchild is left running.
-            child.kill_and_reap()?;
+            // so no grandchild is left running. Best effort: the timeout, with every byte it
+            // holds, is the error to report; a child we failed to kill or reap here is reaped
+            // when `child` drops.
+            let _ = child.kill_and_reap();
             return Err(err);
         }
         Err(err) => return Err(err),
@@ -99,6 +105,7 @@ pub(crate) fn run(command: &Command) -> Result<CompletedProcess, Error> {
     let completed = CompletedProcess {
         args: command.get_args(),
         status,
+        status_lost: child.status_lost(),
         stdout,
         stderr,
     };

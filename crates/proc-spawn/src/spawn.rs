@@ -7,11 +7,10 @@ use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use fork_sys::exec::CStringArray;
-use fork_sys::{ChildHandle, Pid, ProcessGroup, SpawnRequest};
+use fork_sys::{ChildHandle, Pid, ProcessGroup, SpawnRequest, SpawnStep};
 
 use crate::stdio::{self, Kind, PreparedStream, Stream};
 use crate::{Child, Command, Error, Stdio};
@@ -48,6 +47,11 @@ pub(crate) fn spawn_with_streams(command: &Command, streams: [Stdio; 3]) -> Resu
         .map_err(spawn_error)?;
 
     let [stdin, stdout, stderr] = &streams;
+    // From the first pipe to the closing of the child-side ends, no thread forks through
+    // fork-sys (a `Process`): its child would keep copies of those ends, and our reads would
+    // see end-of-file only when it exits. Declared before the ends, so it outlives them on
+    // every early return.
+    let window = fork_sys::spawn_window();
     let stdin_end = stdio::prepare(stdin, Stream::Stdin).map_err(spawn_error)?;
     let stdout_end = stdio::prepare(stdout, Stream::Stdout).map_err(spawn_error)?;
     let merge_stderr = matches!(stderr.0, Kind::Stdout);
@@ -88,28 +92,43 @@ pub(crate) fn spawn_with_streams(command: &Command, streams: [Stdio; 3]) -> Resu
     request.gid = command.gid;
     request.umask = command.umask;
 
-    let pid = fork_sys::spawn(&request).map_err(|err| spawn_failure(command, err))?;
+    let pid =
+        fork_sys::spawn_in_window(&request, &window).map_err(|err| spawn_failure(command, err))?;
     let own_group = command.new_session || command.process_group == Some(0);
     // The child-side ends (pipe ends, /dev/null) close here, as the streams drop: the child
     // has its copies, and our readers see end-of-file when it closes them.
+    let parent_ends = [stdin_end, stdout_end, stderr_end].map(|end| end.parent_end);
+    drop(window);
     Ok(Child::new(
         ChildHandle::new(pid),
         command.get_args(),
-        [stdin_end, stdout_end, stderr_end].map(|end| end.parent_end),
+        parent_ends,
         own_group,
         command.kill_on_drop,
     ))
 }
 
-/// The typed error for a failed spawn: a missing program or working directory named.
+/// The typed error for a failed spawn, from the step fork-sys says failed: the working
+/// directory named for `chdir`, the program for `exec`, the step itself for anything else
+/// (`setuid: operation not permitted`).
 fn spawn_failure(command: &Command, err: io::Error) -> Error {
     let program = command.program.clone();
-    if let Some(cwd) = &command.cwd {
-        if let Err(source) = std::fs::read_dir(cwd) {
+    let failure = fork_sys::SpawnFailure::of(&err);
+    match (failure.map(|f| f.step), &command.cwd) {
+        (Some(SpawnStep::Chdir), Some(cwd)) => {
             return Error::BadWorkingDirectory {
                 program,
                 cwd: cwd.clone(),
-                source,
+                source: failure.map_or(err, |f| f.os_error()),
+            };
+        }
+        (Some(SpawnStep::Exec), _) => {}
+        // Another step, or not from the child's set-up at all (out of processes before one
+        // started): say what the system said, the step included.
+        _ => {
+            return Error::Spawn {
+                program,
+                source: err,
             };
         }
     }
@@ -132,8 +151,13 @@ fn c_string(s: &OsStr) -> io::Result<CString> {
     })
 }
 
-/// The program's path: as given when it contains a `/`, else the first executable file of
-/// that name in `PATH` (the child's `PATH` when the command sets one), as `execvp` searches.
+/// The program's path: as given when it contains a `/`, else the first file of that name in
+/// `PATH` (the child's `PATH` when the command sets one) that we may execute, as `execvp`
+/// searches: a candidate we may not execute (no `x` bit for us, a directory) is passed over,
+/// and `PermissionDenied` only when no executable one was found but such a candidate was.
+/// Relative entries (`.`, an empty entry, `bin`) are relative to the directory the child
+/// execs in: the command's `current_dir` when it sets one.
+///
 /// Looking up here, before the spawn, keeps the lookup's allocations out of the child and
 /// turns "not found" into an error that needs no process.
 fn resolve_program(command: &Command) -> Result<PathBuf, Error> {
@@ -160,12 +184,19 @@ fn resolve_program(command: &Command) -> Result<PathBuf, Error> {
             Path::new(OsStr::from_bytes(dir))
         };
         let candidate = dir.join(program);
-        match std::fs::metadata(&candidate) {
-            Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => {
-                return Ok(candidate);
-            }
-            Ok(meta) if meta.is_file() => found_unexecutable = true,
-            _ => {}
+        // Exec'd as `candidate` in the child's working directory; checked here from ours.
+        let on_disk = match &command.cwd {
+            Some(cwd) if candidate.is_relative() => cwd.join(&candidate),
+            _ => candidate.clone(),
+        };
+        match std::fs::metadata(&on_disk) {
+            Ok(meta) if meta.is_file() => match fork_sys::check_executable(&on_disk) {
+                Ok(()) => return Ok(candidate),
+                Err(_) => found_unexecutable = true,
+            },
+            // A directory: execve says EACCES, and execvp goes on to the next entry.
+            Ok(_) => found_unexecutable = true,
+            Err(_) => {}
         }
     }
     let program = program.clone();

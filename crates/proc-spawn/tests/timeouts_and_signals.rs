@@ -180,3 +180,25 @@ fn a_new_session_or_group_is_signalled_as_a_whole() {
         }
     }
 }
+
+#[test]
+fn communicate_continues_after_a_timeout_that_followed_the_last_input_byte() {
+    let mut child = Command::new("/bin/sh")
+        .args(["-c", "cat; sleep 0.3; echo done"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = b"hello\n";
+    // The first call writes all of the input (and closes stdin), then times out.
+    match child.communicate(Some(input), Some(Duration::from_millis(100))) {
+        Err(Error::TimeoutExpired { stdout, .. }) => assert_eq!(stdout, input),
+        other => panic!("expected a timeout after the echo, got {other:?}"),
+    }
+    // Called again with the same input, as documented: it goes on reading.
+    let (rest, _) = child
+        .communicate(Some(input), Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(rest, b"done\n");
+    assert!(child.wait().unwrap().success());
+}
