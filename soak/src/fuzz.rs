@@ -256,15 +256,17 @@ fn decode_buffered(stream: &[u8], max_len: usize, rng: &mut Rng) -> u64 {
     }
 }
 
-/// The most a single input may allocate: a few times the bytes that arrived (the buffer
-/// doubles; the decoded value and its error message are copies), plus two read chunks, plus
+/// The most a single input may allocate: 64 times the bytes that arrived (what the codec lets a
+/// corrupt string length claim; the buffer doubles; the decoded value and its error message
+/// are copies), plus 64 KiB (the codec's smallest claim limit), two read chunks, and
 /// serde's cautious pre-allocation for a container whose length is claimed but whose elements
 /// have not arrived (1 MiB per container open at once, and the types here nest at most four
 /// deep). Nothing here scales with a length prefix or a claimed container length.
 fn allocation_bound(input_len: usize) -> usize {
     const READ_CHUNKS: usize = 2 * 64 * 1024;
     const SERDE_PREALLOCATION: usize = 4 << 20;
-    8 * input_len + READ_CHUNKS + SERDE_PREALLOCATION
+    const SMALLEST_CLAIM_LIMIT: usize = 64 * 1024;
+    64 * input_len + SMALLEST_CLAIM_LIMIT + READ_CHUNKS + SERDE_PREALLOCATION
 }
 
 /// The fuzz; see the module docs.

@@ -20,8 +20,8 @@ pub const HEADER_LEN: usize = 4;
 /// hard ceiling is `u32::MAX`, what the prefix can express.
 pub const DEFAULT_MAX_FRAME_LEN: usize = 1 << 30;
 
-/// The most memory a decoded value may claim, summed over its strings and byte buffers: 4 GiB,
-/// the frame ceiling. bincode allocates a string's or byte buffer's claimed length *before*
+/// The most memory a decoded value may claim, summed over its primitives, strings and byte
+/// buffers: 4 GiB, the frame ceiling. bincode allocates a string's or byte buffer's claimed length *before*
 /// reading its bytes, and counts each claim against its configured limit; without a limit a
 /// corrupt 10-byte frame could ask for 2^60 bytes (a capacity-overflow panic or an abort).
 /// It is the last of the steps `decode_value` chooses from (see there).
@@ -205,26 +205,35 @@ impl bincode::enc::write::Writer for VecAppender<'_> {
 /// Decodes one value from the front of `bytes` (a frame's payload, or what is left of it);
 /// returns it and how many bytes it used. Bytes after the value are not looked at.
 ///
-/// What a corrupt length inside the payload can make this allocate is bounded by 16 times
-/// `bytes.len()` (at least 4 KiB), never by the length claimed.
+/// What a corrupt length inside the payload can make this allocate is bounded by 64 times
+/// `bytes.len()` (at least 64 KiB), never by the length claimed.
 pub fn decode_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), CodecError> {
-    // bincode's claim limit is a compile-time constant, so pick the smallest of a few steps
-    // that is at least the payload's length. Through serde, bincode claims memory only for
-    // strings and byte buffers, exactly their length, and a valid payload holds at most its
-    // own length of them: a claim past the step is corrupt, refused before any allocation.
-    // Steps of 16 keep the copies of each type's decoder few (six). Before this, a 22-byte
-    // frame claiming a 4 GiB string committed 4 GiB (the soak suite's fuzz found it).
+    // bincode counts, against its claim limit, the in-memory size of every primitive it decodes
+    // and the claimed length of every string or byte buffer, which it allocates *before*
+    // reading. A valid payload claims at most 16 times its length (a 1-byte varint decoding to
+    // a 16-byte u128 is the worst case), so the limit is the smallest of a few steps at least
+    // 16 times the payload: a larger claim is corrupt and refused before any allocation. The
+    // limit is a compile-time constant, so steps of 4 keep the copies of each type's decoder
+    // few (nine). Before this, one 4 GiB limit let a 22-byte frame claiming a 4 GiB string
+    // commit 4 GiB (the soak suite's fuzz found it). Payloads over 256 MiB keep that ceiling.
     let len = bytes.len();
-    let decoded = if len <= 4 << 10 {
-        decode_with_limit::<T, { 4 << 10 }>(bytes)
-    } else if len <= 64 << 10 {
+    let claims = len.saturating_mul(16);
+    let decoded = if claims <= 64 << 10 {
         decode_with_limit::<T, { 64 << 10 }>(bytes)
-    } else if len <= 1 << 20 {
+    } else if claims <= 256 << 10 {
+        decode_with_limit::<T, { 256 << 10 }>(bytes)
+    } else if claims <= 1 << 20 {
         decode_with_limit::<T, { 1 << 20 }>(bytes)
-    } else if len <= 16 << 20 {
+    } else if claims <= 4 << 20 {
+        decode_with_limit::<T, { 4 << 20 }>(bytes)
+    } else if claims <= 16 << 20 {
         decode_with_limit::<T, { 16 << 20 }>(bytes)
-    } else if len <= 256 << 20 {
+    } else if claims <= 64 << 20 {
+        decode_with_limit::<T, { 64 << 20 }>(bytes)
+    } else if claims <= 256 << 20 {
         decode_with_limit::<T, { 256 << 20 }>(bytes)
+    } else if claims <= 1 << 30 {
+        decode_with_limit::<T, { 1 << 30 }>(bytes)
     } else {
         decode_with_limit::<T, DECODE_MEMORY_LIMIT>(bytes)
     };
