@@ -34,7 +34,9 @@ use proc_core::codec::{self, CodecError, FrameBuffer};
 use proc_core::{Process, ProcessError};
 
 use crate::error::{PoolError, TaskError};
-use crate::protocol::{self, EncodedItems, FAILED, INIT_FAILED, LAST, Origin, VALUES};
+use crate::protocol::{
+    self, EncodedItems, FAILED, INIT_FAILED, LAST, Origin, SETUP_FAILED, VALUES,
+};
 use crate::results::Reply;
 use crate::worker::{self, CLAIM, COUNTERS, READY, REVOKED, STARTED_AT, WorkerSetup};
 
@@ -286,6 +288,8 @@ struct Worker {
     timed_out: Option<(u64, Duration)>,
     /// Killed for speaking out of protocol (or the shutdown frame was sent): takes nothing.
     retired: bool,
+    /// The worker could not set itself up, and said why: it exits.
+    setup_failed: Option<String>,
 }
 
 struct InFlight {
@@ -546,6 +550,7 @@ impl Manager {
             last_progress: Instant::now(),
             timed_out: None,
             retired: false,
+            setup_failed: None,
         });
         Ok(())
     }
@@ -780,6 +785,12 @@ impl Manager {
                 protocol_violation(worker);
                 break;
             };
+            if header.flags & SETUP_FAILED != 0 {
+                let message = codec::decode_value::<String>(items)
+                    .map_or_else(|err| err.to_string(), |(message, _)| message);
+                worker.setup_failed = Some(message);
+                continue;
+            }
             if header.flags & INIT_FAILED != 0 {
                 let message = codec::decode_value::<String>(items)
                     .map_or_else(|err| err.to_string(), |(message, _)| message);
@@ -866,6 +877,21 @@ impl Manager {
     }
 
     fn settle_dead_worker(&mut self, mut worker: Worker, death: Death) {
+        if let Some(reason) = worker.setup_failed.take() {
+            // Like a failed fork: its tasks never started; try again later, and if no worker
+            // is left meanwhile, fail the queue with the reason rather than let it wait.
+            for flight in worker.in_flight.drain(..).rev() {
+                self.queue.push_front(flight.task);
+            }
+            self.spawn_retry_at = Some(Instant::now() + SPAWN_RETRY);
+            if self.workers.is_empty() {
+                let error = TaskError::WorkerSpawnFailed { message: reason };
+                for mut task in self.queue.drain(..) {
+                    task.reply.fail(error.clone());
+                }
+            }
+            return;
+        }
         let pid = worker.pid();
         let started = worker.started();
         let ready = worker.counters.get(READY).load(Ordering::Acquire) == 1;

@@ -12,7 +12,8 @@
 //! and whose values fit in one frame: the payload is one bincode sequence `[R]` instead of
 //! per-item outcomes (one encode and one decode call for the whole chunk). Flag `FAILED`: the
 //! payload is a bincode `String` saying why the whole chunk failed (its arguments did not
-//! decode). Flag `INIT_FAILED`: the initializer panicked, the payload is its message, and the
+//! decode). Flag `SETUP_FAILED`: the worker could not start its result thread; the payload is
+//! why, and the worker exits. Flag `INIT_FAILED`: the initializer panicked, the payload is its message, and the
 //! worker exits.
 
 use std::any::Any;
@@ -37,6 +38,9 @@ pub(crate) const FAILED: u8 = 2;
 pub(crate) const INIT_FAILED: u8 = 4;
 /// Every item returned: the payload is the values as one sequence.
 pub(crate) const VALUES: u8 = 8;
+/// The worker could not set itself up (its result thread did not start); the payload is
+/// the OS's reason, and the worker exits.
+pub(crate) const SETUP_FAILED: u8 = 16;
 
 /// How one item of a chunk ended, as the worker reports it. `T` is `&R` when encoding.
 #[derive(Debug, Serialize, Deserialize)]
@@ -390,6 +394,15 @@ impl ResultWriter {
 
     /// The frame a worker sends when its initializer panicked (the message cut to fit).
     pub(crate) fn initializer_failed(&mut self, message: &str) {
+        self.worker_failed(message, INIT_FAILED);
+    }
+
+    /// The frame a worker sends when it could not set itself up.
+    pub(crate) fn setup_failed(&mut self, message: &str) {
+        self.worker_failed(message, SETUP_FAILED);
+    }
+
+    fn worker_failed(&mut self, message: &str, flag: u8) {
         let room = self.max_len.saturating_sub(RESULT_HEADER_LEN + 16);
         let mut end = message.len().min(room);
         while !message.is_char_boundary(end) {
@@ -399,7 +412,7 @@ impl ResultWriter {
         self.start_part(0, 0);
         if let Some(part) = self.part.take() {
             let _ = codec::encode_value(message, &mut self.out);
-            self.finish_part(part, LAST | INIT_FAILED);
+            self.finish_part(part, LAST | flag);
         }
     }
 

@@ -76,17 +76,25 @@ pub(crate) fn run(setup: WorkerSetup<'_>) {
         }
     }
     let outbox = Arc::new(Outbox::default());
+    let results = Arc::new(setup.results);
     let flusher = {
         let outbox = outbox.clone();
-        let results = setup.results;
+        let results = results.clone();
         std::thread::Builder::new()
             .name("pool-flusher".into())
-            .spawn(move || outbox.flush_until_closed(results))
+            .spawn(move || outbox.flush_until_closed(&results))
     };
-    let Ok(flusher) = flusher else {
-        // No thread, no results: the worker exits before it is ready, which the parent
-        // counts towards giving up on forking replacements.
-        return;
+    let flusher = match flusher {
+        Ok(flusher) => flusher,
+        Err(err) => {
+            // Say why (a process limit, say) and exit: the parent treats it like a failed
+            // fork, retrying later and failing the queue meanwhile with this reason.
+            out.setup_failed(&format!(
+                "a worker could not start its result thread: {err}"
+            ));
+            let _ = (&*results).write_all(out.pending());
+            return;
+        }
     };
     setup.counters.get(READY).store(1, Ordering::Release);
     let plan = Plan {
@@ -232,7 +240,8 @@ impl Outbox {
     }
 
     /// The flusher thread: writes batches until closed and drained.
-    fn flush_until_closed(&self, mut results: File) {
+    fn flush_until_closed(&self, results: &File) {
+        let mut results = results;
         let mut batch = Vec::new();
         loop {
             {
