@@ -15,16 +15,21 @@ const NAME: &str = "communicate-faults";
 /// A `communicate` that outlives this is a hang.
 const DEADLINE: Duration = Duration::from_secs(120);
 
-/// Starts `sh -c script` with all three streams piped and communicates `input`; returns
-/// stdout, stderr and the status, or a description of what went wrong.
-fn communicate(script: &str, input: &[u8]) -> Result<(Vec<u8>, Vec<u8>, ExitStatus), String> {
-    let mut child = Command::new("/bin/sh")
+/// Starts `sh -c script` with all three streams piped.
+fn spawn_sh(script: &str) -> Result<proc_spawn::Child, String> {
+    Command::new("/bin/sh")
         .args(["-c", script])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())
+}
+
+/// Starts `sh -c script` with all three streams piped and communicates `input`; returns
+/// stdout, stderr and the status, or a description of what went wrong.
+fn communicate(script: &str, input: &[u8]) -> Result<(Vec<u8>, Vec<u8>, ExitStatus), String> {
+    let mut child = spawn_sh(script)?;
     let started = Instant::now();
     let (out, err) = child
         .communicate(Some(input), Some(DEADLINE))
@@ -77,13 +82,7 @@ fn communicate_in_slices(
     input: &[u8],
     slice: Duration,
 ) -> Result<(Vec<u8>, Vec<u8>, ExitStatus, u64), String> {
-    let mut child = Command::new("/bin/sh")
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
+    let mut child = spawn_sh(script)?;
     let started = Instant::now();
     let (mut out, mut err, mut timeouts) = (Vec::new(), Vec::new(), 0);
     loop {

@@ -141,33 +141,54 @@ fn set_soft(resource: Resource, soft: u64, original: &Rlimit) -> std::io::Result
 pub(crate) fn fd_exhaustion(config: &Config) -> Outcome {
     const NAME: &str = "fd-exhaustion";
     let mut outcome = Outcome::default();
-    all_succeed(NAME, "before", &mut outcome);
+    exhaust(
+        NAME,
+        Resource::Nofile,
+        &["Too many open files", "os error 24"],
+        &mut outcome,
+        || {
+            let top = lowest_free_fd();
+            (0..config.size(24, 8))
+                .map(|spare| {
+                    (
+                        top + spare,
+                        format!("RLIMIT_NOFILE {} ({spare} spare)", top + spare),
+                    )
+                })
+                .collect()
+        },
+    );
+    outcome
+}
+
+/// The walk both exhaustion scenarios share: checks that everything works, takes the
+/// baselines, sets the soft limit of `resource` to each of the `levels` (limit and its name,
+/// computed after the baselines) checking that the crates refuse with one of `errors` and
+/// leak nothing, then lifts the limit and checks that everything works again.
+fn exhaust(
+    name: &'static str,
+    resource: Resource,
+    errors: &[&str],
+    outcome: &mut Outcome,
+    levels: impl FnOnce() -> Vec<(u64, String)>,
+) {
+    all_succeed(name, "before", outcome);
     test_support::eventually(Duration::from_secs(5), || test_support::child_count() == 0);
     let baseline = Baseline::take();
     let baseline_fds = test_support::open_fd_count();
-    let original = getrlimit(Resource::Nofile);
-    let top = lowest_free_fd();
-    let spare_levels = config.size(24, 8);
-    for spare in 0..spare_levels {
-        let level = format!("RLIMIT_NOFILE {} ({spare} spare)", top + spare);
-        if let Err(err) = set_soft(Resource::Nofile, top + spare, &original) {
-            outcome.violation(NAME, format!("setrlimit: {err}"));
+    let original = getrlimit(resource);
+    for (limit, level) in levels() {
+        if let Err(err) = set_soft(resource, limit, &original) {
+            outcome.violation(name, format!("setrlimit: {err}"));
             break;
         }
-        under_limit(
-            NAME,
-            &level,
-            &["Too many open files", "os error 24"],
-            baseline_fds,
-            &mut outcome,
-        );
+        under_limit(name, &level, errors, baseline_fds, outcome);
     }
-    if let Err(err) = setrlimit(Resource::Nofile, original) {
-        outcome.violation(NAME, format!("lifting the limit: {err}"));
+    if let Err(err) = setrlimit(resource, original) {
+        outcome.violation(name, format!("lifting the limit: {err}"));
     }
-    all_succeed(NAME, "after lifting the limit", &mut outcome);
-    baseline.check(&mut outcome);
-    outcome
+    all_succeed(name, "after lifting the limit", outcome);
+    baseline.check(outcome);
 }
 
 /// Threads and processes of this process (Linux counts both against `RLIMIT_NPROC`).
@@ -184,31 +205,19 @@ pub(crate) fn nproc_exhaustion(config: &Config) -> Outcome {
         outcome.violation(NAME, "running as root, whom RLIMIT_NPROC does not bind");
         return outcome;
     }
-    all_succeed(NAME, "before", &mut outcome);
-    test_support::eventually(Duration::from_secs(5), || test_support::child_count() == 0);
-    let baseline = Baseline::take();
-    let baseline_fds = test_support::open_fd_count();
-    let original = getrlimit(Resource::Nproc);
-    let mut levels = vec![1];
-    levels.extend((1..=config.size(6, 3)).map(|extra| own_tasks() + extra));
-    for limit in levels {
-        let level = format!("RLIMIT_NPROC {limit}");
-        if let Err(err) = set_soft(Resource::Nproc, limit, &original) {
-            outcome.violation(NAME, format!("setrlimit: {err}"));
-            break;
-        }
-        under_limit(
-            NAME,
-            &level,
-            &["Resource temporarily unavailable", "os error 11"],
-            baseline_fds,
-            &mut outcome,
-        );
-    }
-    if let Err(err) = setrlimit(Resource::Nproc, original) {
-        outcome.violation(NAME, format!("lifting the limit: {err}"));
-    }
-    all_succeed(NAME, "after lifting the limit", &mut outcome);
-    baseline.check(&mut outcome);
+    exhaust(
+        NAME,
+        Resource::Nproc,
+        &["Resource temporarily unavailable", "os error 11"],
+        &mut outcome,
+        || {
+            let mut levels = vec![1];
+            levels.extend((1..=config.size(6, 3)).map(|extra| own_tasks() + extra));
+            levels
+                .into_iter()
+                .map(|limit| (limit, format!("RLIMIT_NPROC {limit}")))
+                .collect()
+        },
+    );
     outcome
 }
