@@ -47,6 +47,7 @@
 
 mod error;
 mod imap;
+mod locking;
 mod manager;
 mod pool;
 mod protocol;

@@ -25,7 +25,7 @@ use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,7 @@ use proc_core::codec::{self, CodecError, FrameBuffer};
 use proc_core::{Process, ProcessError};
 
 use crate::error::{PoolError, TaskError};
+use crate::locking::lock;
 use crate::protocol::{
     self, EncodedItems, FAILED, INIT_FAILED, LAST, Origin, SETUP_FAILED, VALUES,
 };
@@ -105,12 +106,6 @@ struct Inbox {
     terminate: bool,
     /// Why submissions are refused, once the manager has stopped or the pool is broken.
     refused: Option<TaskError>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shared {

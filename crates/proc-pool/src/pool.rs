@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{PoolError, TaskError};
 use crate::imap::Imap;
+use crate::locking::{lock, wait};
 use crate::manager::{self, Config, Shared, Task};
 use crate::protocol::{self, TaskHeader};
 use crate::results::{AsyncResult, MapResults, Reply};
@@ -419,9 +420,7 @@ impl ManagerThread {
     }
 
     fn lock(&self) -> MutexGuard<'_, ManagerState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.state)
     }
 
     fn join(&self) -> Result<(), PoolError> {
@@ -443,10 +442,7 @@ impl ManagerThread {
                 continue;
             }
             // Another thread is joining it: wait for that.
-            state = self
-                .ended
-                .wait(state)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            state = wait(&self.ended, state);
         }
     }
 }

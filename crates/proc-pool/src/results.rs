@@ -8,13 +8,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use proc_core::codec::CodecError;
 use serde::de::DeserializeOwned;
 
 use crate::error::TaskError;
+use crate::locking::{lock, wait, wait_until};
 use crate::protocol::{self, EncodedItems, Origin};
 
 /// What the manager needs from a result destination.
@@ -90,32 +91,6 @@ impl Drop for Reply {
     fn drop(&mut self) {
         self.fail(TaskError::PoolTerminated);
     }
-}
-
-/// A mutex whose poisoning is ignored: sinks hold plain data that a panic cannot leave
-/// half-updated in a way that matters more than losing the results would.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn wait<'a, T>(condvar: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
-    condvar
-        .wait(guard)
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn wait_until<'a, T>(
-    condvar: &Condvar,
-    guard: MutexGuard<'a, T>,
-    deadline: Instant,
-) -> MutexGuard<'a, T> {
-    let timeout = deadline.saturating_duration_since(Instant::now());
-    condvar
-        .wait_timeout(guard, timeout)
-        .map(|(guard, _)| guard)
-        .unwrap_or_else(|poisoned| poisoned.into_inner().0)
 }
 
 /// The error for items a complete chunk did not contain (a worker and its parent disagreeing

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use fork_sys::SharedAtomics;
 use proc_core::codec::FrameBuffer;
 
+use crate::locking::{lock, wait, wait_until};
 use crate::protocol::{self, ResultWriter, TaskRequest};
 
 /// Index in a worker's shared counters: the claim word. Normally the sequence number of the
@@ -207,9 +208,7 @@ struct OutboxState {
 
 impl Outbox {
     fn lock(&self) -> MutexGuard<'_, OutboxState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.state)
     }
 
     /// Hands over the finished chunk's frames; `urgent` when no further task is buffered.
@@ -247,23 +246,15 @@ impl Outbox {
             {
                 let mut state = self.lock();
                 while state.pending.is_empty() && !state.closed {
-                    state = self
-                        .changed
-                        .wait(state)
-                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    state = wait(&self.changed, state);
                 }
                 // Let a batch form, unless it is wanted now.
                 let deadline = Instant::now() + BATCH_WAIT;
                 while !state.urgent && !state.closed && state.pending.len() < BATCH_BYTES {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
+                    if Instant::now() >= deadline {
                         break;
                     }
-                    state = self
-                        .changed
-                        .wait_timeout(state, left)
-                        .map(|(state, _)| state)
-                        .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+                    state = wait_until(&self.changed, state, deadline);
                 }
                 if state.pending.is_empty() && state.closed {
                     return;
