@@ -36,6 +36,7 @@ mod child;
 pub mod exec;
 mod fork;
 mod interrupt;
+mod parent_watch;
 mod pid;
 mod pipe;
 mod poll;
@@ -47,19 +48,23 @@ mod spawn;
 mod status;
 mod wait;
 
-pub use child::ChildHandle;
+pub use child::{ChildHandle, StatusLost};
 pub use fork::{Fork, exit_immediately, fork};
 pub use interrupt::{
     count_signal_interrupting, restore_default_action, set_interval_timer, set_signal_blocked,
     signals_caught,
 };
+pub use parent_watch::{alive_pipe, die_with_parent_process};
 pub use pid::{Pid, getpid, getppid};
 pub use pipe::{is_cloexec, pipe, pipe_nonblocking, set_nonblocking, set_pipe_size};
-pub use poll::{Interest, Readiness, poll, set_thread_name};
+pub use poll::{Interest, Readiness, monotonic_now, poll, set_thread_name, thread_count};
 pub use reaper::{ReaperLink, reap_in_background, reaper_lock};
 pub use shared_memory::SharedAtomics;
 pub use signal::{Signal, ignore_signal, kill, kill_group};
-pub use socket::{forbid_sigpipe, recv_nonblocking, send_nosignal, shutdown, socketpair};
+pub use socket::{
+    forbid_sigpipe, recv_nonblocking, recv_with_fds, send_nosignal, send_with_fds, shutdown,
+    socketpair,
+};
 pub use spawn::{
     ProcessGroup, SpawnFailure, SpawnMethod, SpawnRequest, SpawnStep, SpawnWindow,
     check_executable, spawn, spawn_in_window, spawn_window,

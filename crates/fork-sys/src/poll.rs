@@ -103,3 +103,43 @@ pub fn set_thread_name(name: &str) -> io::Result<()> {
         Ok(())
     }
 }
+
+/// How many threads this process has right now, or `None` where the platform does not say.
+/// Linux: the `Threads:` line of `/proc/self/status`. For tests and diagnostics (a process
+/// about to fork can check it is single-threaded); the count may change the instant after.
+///
+/// # References
+///  - [Linux proc_pid_status(5)](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
+pub fn thread_count() -> Option<usize> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("Threads:"))
+            .and_then(|count| count.trim().parse().ok())
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        None
+    }
+}
+
+/// The system-wide monotonic clock (`CLOCK_MONOTONIC`), as the time since its unspecified
+/// start. Unlike [`Instant`](std::time::Instant), the value means the same in every process of
+/// the machine, so one process can stamp a deadline or a start time that another compares with
+/// its own reading (in shared memory, say). It never goes back, and does not follow changes to
+/// the wall clock. On Linux it is the clock behind `Instant` and stops while the system is
+/// suspended; macOS's `Instant` reads `CLOCK_UPTIME_RAW` instead, so do not mix the two there.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/clock_gettime.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/clock_gettime.2.html)
+pub fn monotonic_now() -> Duration {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    // The kernel keeps both fields in range: seconds since boot, nanoseconds below 10^9.
+    Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
+    )
+}

@@ -1,7 +1,9 @@
 //! Atomic counters that a parent and its forked children all see: an anonymous `MAP_SHARED`
-//! mapping, which `fork` shares instead of copying.
+//! mapping, which `fork` shares instead of copying; or, for processes that are not forks of
+//! the creator (a fork server's children), a mapping of a memory file whose fd travels to them.
 
 use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
 
@@ -34,6 +36,8 @@ use std::sync::atomic::AtomicU64;
 pub struct SharedAtomics {
     base: NonNull<AtomicU64>,
     len: usize,
+    /// The memory file behind a shareable array; `None` for an anonymous mapping.
+    file: Option<OwnedFd>,
 }
 
 // SAFETY: the mapping is plain memory holding only atomics, which are `Sync`; the pointer is
@@ -47,27 +51,75 @@ impl SharedAtomics {
     /// process and its future forked children; exec drops it.
     pub fn new(len: usize) -> io::Result<SharedAtomics> {
         let len = len.max(1);
-        let bytes = len
-            .checked_mul(size_of::<AtomicU64>())
-            .ok_or_else(|| io::Error::other("shared counter array too large"))?;
-        // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing touches no
-        // existing memory; the result is checked before use.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
+        let base = map_shared(None, byte_len(len)?)?;
+        Ok(SharedAtomics {
+            base,
+            len,
+            file: None,
+        })
+    }
+
+    /// Like [`new`](Self::new) (zeroed, `len` of 0 taken as 1), but backed by a memory file
+    /// that another process can map with [`attach`](Self::attach) once it has the fd
+    /// ([`fd`](Self::fd)), received by `SCM_RIGHTS` ([`send_with_fds`](crate::send_with_fds))
+    /// or inherited. Linux: `memfd_create` with `MFD_CLOEXEC`; elsewhere `shm_open` of a fresh
+    /// random name with `O_EXCL`, unlinked at once, so no name outlives this call.
+    ///
+    /// # References
+    ///  - [Linux memfd_create](https://man7.org/linux/man-pages/man2/memfd_create.2.html)
+    ///  - [POSIX shm_open](https://pubs.opengroup.org/onlinepubs/9799919799/functions/shm_open.html)
+    ///  - [POSIX ftruncate](https://pubs.opengroup.org/onlinepubs/9799919799/functions/ftruncate.html)
+    ///  - [POSIX mmap](https://pubs.opengroup.org/onlinepubs/9799919799/functions/mmap.html)
+    pub fn new_shareable(len: usize) -> io::Result<SharedAtomics> {
+        let len = len.max(1);
+        let bytes = byte_len(len)?;
+        let file = memory_file::create()?;
+        // A fresh memory file is empty; growing it fills it with zeros.
+        rustix::fs::ftruncate(&file, bytes as u64)?;
+        memory_file::seal_size(&file)?;
+        let base = map_shared(Some(file.as_fd()), bytes)?;
+        Ok(SharedAtomics {
+            base,
+            len,
+            file: Some(file),
+        })
+    }
+
+    /// Maps the `len` counters (0 taken as 1) of a memory file made by
+    /// [`new_shareable`](Self::new_shareable), in this or another process: stores through
+    /// either mapping are seen through the other. Takes `fd` (closed on drop). A file shorter
+    /// than `len` counters (`fstat`) is `InvalidInput` naming both sizes, rather than a
+    /// `SIGBUS` on first touch.
+    ///
+    /// # References
+    ///  - [POSIX fstat](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fstat.html)
+    ///  - [POSIX mmap](https://pubs.opengroup.org/onlinepubs/9799919799/functions/mmap.html)
+    pub fn attach(fd: OwnedFd, len: usize) -> io::Result<SharedAtomics> {
+        let len = len.max(1);
+        let bytes = byte_len(len)?;
+        let size = rustix::fs::fstat(&fd)?.st_size;
+        if u64::try_from(size).map_or(true, |size| size < bytes as u64) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "shared memory file holds {size} bytes, fewer than the {bytes} bytes of \
+                     {len} counters"
+                ),
+            ));
         }
-        let base = NonNull::new(addr.cast::<AtomicU64>())
-            .ok_or_else(|| io::Error::other("mmap returned a null mapping"))?;
-        Ok(SharedAtomics { base, len })
+        let base = map_shared(Some(fd.as_fd()), bytes)?;
+        Ok(SharedAtomics {
+            base,
+            len,
+            file: Some(fd),
+        })
+    }
+
+    /// The memory file behind an array made by [`new_shareable`](Self::new_shareable) or
+    /// [`attach`](Self::attach), to pass to another process; `None` for [`new`](Self::new)'s
+    /// anonymous mapping, which only forked children can share.
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.file.as_ref().map(AsFd::as_fd)
     }
 
     /// How many counters there are.
@@ -92,9 +144,10 @@ impl SharedAtomics {
             self.len
         );
         // SAFETY: in bounds (checked above) of a live, page-aligned (hence `AtomicU64`-aligned)
-        // mapping that anonymous mmap zero-filled, a valid `AtomicU64` bit pattern; the memory
-        // is only ever accessed through atomics, so sharing it with other processes is no data
-        // race; the borrow cannot outlive `self`, which unmaps it.
+        // mapping at least `len` counters long (a memory file was checked or made that long,
+        // and on Linux sealed against shrinking); every bit pattern is a valid `AtomicU64`; the
+        // memory is only ever accessed through atomics, so sharing it with other processes is
+        // no data race; the borrow cannot outlive `self`, which unmaps it.
         unsafe { &*self.base.as_ptr().add(index) }
     }
 }
@@ -103,17 +156,137 @@ impl std::fmt::Debug for SharedAtomics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedAtomics")
             .field("len", &self.len)
+            .field("fd", &self.file.as_ref().map(AsRawFd::as_raw_fd))
             .finish_non_exhaustive()
     }
 }
 
 impl Drop for SharedAtomics {
     fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping `new` created; no borrow of it can outlive `self`.
-        // Forked children keep their own reference to the pages until they exit.
+        // SAFETY: unmaps exactly the mapping the constructor created (its length cannot
+        // overflow: the constructor computed it with a checked multiplication); no borrow of it
+        // can outlive `self`. Forked children and other mappings of the file keep their own
+        // reference to the pages. The memory file, if any, is closed after this, by its field.
         unsafe {
             libc::munmap(self.base.as_ptr().cast(), self.len * size_of::<AtomicU64>());
         }
+    }
+}
+
+/// The size in bytes of `len` counters, or an error when it does not fit a `usize`.
+fn byte_len(len: usize) -> io::Result<usize> {
+    len.checked_mul(size_of::<AtomicU64>()).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{len} shared counters do not fit in memory"),
+        )
+    })
+}
+
+/// Maps `bytes` shared, readable and writable: anonymous memory, or the start of `file`.
+fn map_shared(file: Option<BorrowedFd<'_>>, bytes: usize) -> io::Result<NonNull<AtomicU64>> {
+    let (flags, fd) = match file {
+        Some(file) => (libc::MAP_SHARED, file.as_raw_fd()),
+        None => (libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1),
+    };
+    // SAFETY: a fresh mapping at an address of the kernel's choosing touches no existing
+    // memory; a file mapping's fd is borrowed for the call (the mapping keeps its own reference
+    // to the file); the result is checked before use.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            flags,
+            fd,
+            0,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    NonNull::new(addr.cast::<AtomicU64>())
+        .ok_or_else(|| io::Error::other("mmap returned a null mapping"))
+}
+
+/// The one platform split of this module: an anonymous memory file, close-on-exec.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod memory_file {
+    use std::io;
+    use std::os::fd::OwnedFd;
+
+    use rustix::fs::MemfdFlags;
+
+    pub(super) fn create() -> io::Result<OwnedFd> {
+        Ok(rustix::fs::memfd_create(
+            c"fork-sys-shared-atomics",
+            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+        )?)
+    }
+
+    /// Fixes the file's size for good (`F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`): no process
+    /// holding the fd can shrink it under another's mapping, which would turn a counter access
+    /// into `SIGBUS`.
+    pub(super) fn seal_size(file: &OwnedFd) -> io::Result<()> {
+        use rustix::fs::SealFlags;
+        Ok(rustix::fs::fcntl_add_seals(
+            file,
+            SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
+        )?)
+    }
+}
+
+/// Without `memfd_create`: `shm_open` a name nobody else can have picked (`O_EXCL`), then
+/// unlink it at once; the fd keeps the memory alive.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod memory_file {
+    use std::io;
+    use std::os::fd::OwnedFd;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use rustix::fs::Mode;
+    use rustix::io::Errno;
+    use rustix::shm;
+
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+
+    pub(super) fn create() -> io::Result<OwnedFd> {
+        let pid = u64::from(crate::getpid().as_raw().unsigned_abs());
+        for _ in 0..64 {
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos().into());
+            let call = CALLS.fetch_add(1, Ordering::Relaxed);
+            // Unique within this process by the counter; across processes by the pid, while
+            // the clock guards against a pid reused since a crash left a name behind. macOS
+            // allows 31 bytes: "/fork-sys-" and 16 hex digits is 26.
+            let mixed = (pid << 40) ^ (call << 30) ^ nanos;
+            let name = format!("/fork-sys-{mixed:016x}");
+            match shm::open(
+                name.as_str(),
+                shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
+                Mode::RUSR | Mode::WUSR,
+            ) {
+                Ok(file) => {
+                    let _ = shm::unlink(name.as_str());
+                    // POSIX makes shm_open close-on-exec; say so anyway where it is cheap.
+                    rustix::io::fcntl_setfd(&file, rustix::io::FdFlags::CLOEXEC)?;
+                    return Ok(file);
+                }
+                Err(Errno::EXIST) | Err(Errno::INTR) => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "could not find a free shared memory name in 64 tries",
+        ))
+    }
+
+    /// POSIX shared memory has no seals.
+    pub(super) fn seal_size(_file: &OwnedFd) -> io::Result<()> {
+        Ok(())
     }
 }
 

@@ -4,12 +4,11 @@
 use std::any::Any;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use fork_sys::{Pid, Signal};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, CodecError};
@@ -83,8 +82,8 @@ pub(crate) fn mark_forked_child() {
 /// How the child should set itself up before running the closure.
 pub(crate) struct ChildSetup<'a> {
     pub(crate) name: Option<&'a str>,
-    /// Set for daemon processes: die with this signal when the parent goes.
-    pub(crate) parent_death: Option<(Pid, Signal)>,
+    /// Set for daemon processes: the parent's alive pipe; die when the parent process goes.
+    pub(crate) watch_parent: Option<BorrowedFd<'a>>,
     pub(crate) max_frame_len: usize,
 }
 
@@ -106,12 +105,11 @@ where
     F: FnOnce() -> R,
     R: Serialize,
 {
-    if let Some((parent, signal)) = setup.parent_death {
-        // Where the platform has no parent-death signal, the daemon is still killed when its
-        // handle is dropped; only an abrupt parent death can orphan it there.
-        let _ = fork_sys::exec::set_parent_death_signal(Some(signal));
-        if fork_sys::getppid() != Some(parent) {
-            // The parent died before we asked: the signal will never come.
+    if let Some(alive) = setup.watch_parent {
+        // A thread that kills this process when the parent *process* exits (the kernel's
+        // parent-death signal follows the thread that forked, which may be long gone). If the
+        // parent is already gone, this kills us at once.
+        if fork_sys::die_with_parent_process(alive).is_err() {
             return EXIT_FAILED;
         }
     }

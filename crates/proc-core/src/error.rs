@@ -72,6 +72,34 @@ pub enum ProcessError {
         /// What the OS said.
         source: io::Error,
     },
+    /// A `ForkServer` or `Spawn` child (or the fork server itself) runs another build of the
+    /// program than this one: its executable's identity (build id) differs, so the functions
+    /// this program names would be other code there. It was killed before it was told anything.
+    ExecutableMismatch {
+        /// The child's pid.
+        pid: Pid,
+        /// The name given to the builder, if any.
+        name: Option<String>,
+        /// The executable it was started from.
+        program: std::path::PathBuf,
+        /// This program's identity.
+        expected: String,
+        /// The child's.
+        found: String,
+    },
+    /// A `ForkServer` or `Spawn` child never reached proc-core's entry: the executable it was
+    /// started from is not a program built with proc-core (see
+    /// [`set_executable`](crate::set_executable)), or it died first.
+    NoEntry {
+        /// The child's pid.
+        pid: Pid,
+        /// The name given to the builder, if any.
+        name: Option<String>,
+        /// The executable it was started from.
+        program: std::path::PathBuf,
+        /// What happened instead.
+        reason: String,
+    },
     /// The value was already taken by an earlier `join_timeout` or `wait_any` + join.
     AlreadyJoined {
         /// The child's pid.
@@ -91,6 +119,8 @@ impl ProcessError {
             | ProcessError::Signaled { pid, .. }
             | ProcessError::Codec { pid, .. }
             | ProcessError::Io { pid, .. }
+            | ProcessError::ExecutableMismatch { pid, .. }
+            | ProcessError::NoEntry { pid, .. }
             | ProcessError::AlreadyJoined { pid, .. } => Some(*pid),
         }
     }
@@ -143,6 +173,31 @@ impl fmt::Display for ProcessError {
                 write!(f, "{}: {source}", Label(Some(*pid), name))
             }
             ProcessError::Wait { source } => write!(f, "waiting for processes failed: {source}"),
+            ProcessError::ExecutableMismatch {
+                pid,
+                name,
+                program,
+                expected,
+                found,
+            } => write!(
+                f,
+                "{} was refused: {} is another build than this program ({found}, expected \
+                 {expected}); the functions it would run are not the same code",
+                Label(Some(*pid), name),
+                program.display()
+            ),
+            ProcessError::NoEntry {
+                pid,
+                name,
+                program,
+                reason,
+            } => write!(
+                f,
+                "{} started from {} never reached proc-core's entry ({reason}); is it this \
+                 program, built with proc-core?",
+                Label(Some(*pid), name),
+                program.display()
+            ),
             ProcessError::AlreadyJoined { pid, name } => write!(
                 f,
                 "{} was already joined; its value was taken",

@@ -40,16 +40,29 @@
 // `Process::spawn`, is allowed where it stands, with its SAFETY argument.
 #![deny(unsafe_code)]
 
+mod bootstrap;
 mod child_side;
+pub mod code_offset;
 pub mod codec;
 mod connection;
 mod error;
+mod exec_self;
+mod fork_server;
+mod identity;
+mod launcher;
 mod process;
 mod reaper;
+mod spawn_fn;
+mod start_method;
 mod wait_any;
 
 pub use connection::{Connection, ConnectionError, pipe};
 pub use error::ProcessError;
 pub use fork_sys::{ExitStatus, Pid, Signal};
 pub use process::{Process, ProcessBuilder};
+pub use fork_server::fork_server_pid;
+pub use spawn_fn::FnProcessBuilder;
+pub use start_method::{
+    StartMethod, default_start_method, init, is_initialized, set_executable, set_fork_warning,
+};
 pub use wait_any::wait_any;

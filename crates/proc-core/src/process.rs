@@ -2,10 +2,12 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use fork_sys::{ChildHandle, ExitStatus, Fork, Interest, Pid, Signal};
+
+use crate::start_method::{self, StartMethod};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -38,6 +40,7 @@ pub struct Process<R> {
     report: Option<Result<Report<R>, CodecError>>,
     /// Set once the value (or error) has been handed out.
     taken: bool,
+    method: StartMethod,
 }
 
 impl<R> std::fmt::Debug for Process<R> {
@@ -46,6 +49,7 @@ impl<R> std::fmt::Debug for Process<R> {
             .field("pid", &self.child.pid())
             .field("name", &self.name)
             .field("daemon", &self.daemon)
+            .field("start_method", &self.method)
             .field("status", &self.child.status())
             .field("result_received", &self.report.is_some())
             .finish_non_exhaustive()
@@ -58,6 +62,15 @@ pub struct ProcessBuilder {
     name: Option<String>,
     daemon: bool,
     max_result_len: Option<usize>,
+    kill_group_on_exit: bool,
+}
+
+/// A builder's settings, taken apart for a launch.
+pub(crate) struct BuilderParts {
+    pub(crate) name: Option<String>,
+    pub(crate) daemon: bool,
+    pub(crate) max_frame_len: usize,
+    pub(crate) kill_group_on_exit: bool,
 }
 
 impl ProcessBuilder {
@@ -73,9 +86,10 @@ impl ProcessBuilder {
         self
     }
 
-    /// A daemon child dies with its parent (SIGKILL by the kernel's parent-death signal on
-    /// Linux; note that "parent" means the *thread* that spawned it) and is killed when its
-    /// handle is dropped.
+    /// A daemon child dies with its parent *process* (SIGKILL, as soon as the parent exits,
+    /// whichever thread started the child: a thread of the child watches a pipe only the
+    /// parent process holds, rather than the kernel's parent-death signal, which fires when
+    /// the starting *thread* exits) and is killed when its handle is dropped.
     pub fn daemon(mut self, daemon: bool) -> ProcessBuilder {
         self.daemon = daemon;
         self
@@ -88,7 +102,27 @@ impl ProcessBuilder {
         self
     }
 
-    /// Forks a child that runs `body` and sends back what it returns.
+    /// When the child exits, kill its process group too, if it made one of its own
+    /// (`setpgid(0, 0)`): whatever it started there goes with it. proc-pool's workers use this.
+    /// Applied by the fork server for `ForkServer` children (before it reaps them, so the
+    /// group id cannot have been reused); for the other methods the caller kills the group
+    /// (with [`fork_sys::kill_group`]) once [`Process::exit_fd`] says the child exited.
+    pub fn kill_group_on_exit(mut self, kill: bool) -> ProcessBuilder {
+        self.kill_group_on_exit = kill;
+        self
+    }
+
+    pub(crate) fn into_parts(self) -> BuilderParts {
+        BuilderParts {
+            max_frame_len: self.max_result_len.unwrap_or(DEFAULT_MAX_FRAME_LEN),
+            name: self.name,
+            daemon: self.daemon,
+            kill_group_on_exit: self.kill_group_on_exit,
+        }
+    }
+
+    /// Forks a child that runs `body` and sends back what it returns (the
+    /// [`StartMethod::Fork`] method, the only one that can give a child a closure).
     pub fn spawn<F, R>(self, body: F) -> Result<Process<R>, ProcessError>
     where
         F: FnOnce() -> R,
@@ -99,9 +133,15 @@ impl ProcessBuilder {
             source,
         };
         let max_frame_len = self.max_result_len.unwrap_or(DEFAULT_MAX_FRAME_LEN);
+        start_method::warn_if_forking_threads();
+        // A daemon watches the alive pipe, whose write end only this process holds.
+        let alive: Option<BorrowedFd<'static>> = if self.daemon {
+            Some(fork_sys::alive_pipe().map_err(spawn_error)?)
+        } else {
+            None
+        };
         let (read_end, write_end) = fork_sys::pipe().map_err(spawn_error)?;
         fork_sys::set_nonblocking(&read_end, true).map_err(spawn_error)?;
-        let parent = fork_sys::getpid();
 
         // Hold the locks a child might need, so that no other thread holds them at the moment
         // of the fork (the child would inherit them locked forever), and flush stdout, so
@@ -130,7 +170,7 @@ impl ProcessBuilder {
                 drop(read_end);
                 let setup = ChildSetup {
                     name: self.name.as_deref(),
-                    parent_death: self.daemon.then_some((parent, Signal::KILL)),
+                    watch_parent: alive,
                     max_frame_len,
                 };
                 child_side::run_child(setup, write_end, body)
@@ -150,6 +190,7 @@ impl ProcessBuilder {
                     frames: FrameBuffer::new(max_frame_len),
                     report: None,
                     taken: false,
+                    method: StartMethod::Fork,
                 };
                 crate::connection::discard_child_closure(body);
                 // A failed flush loses nothing the user can recover; the child is started.
@@ -184,7 +225,35 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
     }
 }
 
+impl<R> Process<R> {
+    /// A child started by a launch (`ForkServer`, `Spawn`), whose result comes on `pipe`.
+    pub(crate) fn started(
+        child: ChildHandle,
+        pipe: File,
+        name: Option<String>,
+        daemon: bool,
+        max_frame_len: usize,
+        method: StartMethod,
+    ) -> Process<R> {
+        Process {
+            child,
+            name,
+            daemon,
+            pipe: Some(pipe),
+            frames: FrameBuffer::new(max_frame_len),
+            report: None,
+            taken: false,
+            method,
+        }
+    }
+}
+
 impl<R: DeserializeOwned> Process<R> {
+    /// How this child was started.
+    pub fn start_method(&self) -> StartMethod {
+        self.method
+    }
+
     /// The child's process id.
     pub fn pid(&self) -> Pid {
         self.child.pid()
@@ -466,6 +535,10 @@ impl<R> Drop for Process<R> {
         }
         if self.daemon {
             let _ = self.child.send_signal(Signal::KILL);
+        }
+        if self.child.is_served() {
+            // The fork server reaps it; dropping the handle closes its status pipe.
+            return;
         }
         // Still unreaped, so the pid cannot have been reused: the reaper may take it over.
         reaper::adopt(self.child.pid());

@@ -47,6 +47,7 @@
 
 mod error;
 mod imap;
+mod launch;
 mod locking;
 mod manager;
 mod pool;
@@ -54,9 +55,11 @@ mod protocol;
 mod results;
 mod task_fn;
 mod worker;
+mod worker_handle;
 
 pub use error::{PoolError, TaskError};
 pub use fork_sys::{ExitStatus, Pid, Signal};
+pub use proc_core::StartMethod;
 pub use imap::Imap;
 pub use pool::{Pool, PoolBuilder};
 pub use results::AsyncResult;

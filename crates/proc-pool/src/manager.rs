@@ -29,9 +29,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use fork_sys::{ExitStatus, Interest, Pid, SharedAtomics, Signal};
-use proc_core::codec::{self, CodecError, FrameBuffer};
-use proc_core::{Process, ProcessError};
+use fork_sys::{ExitStatus, Interest, Pid};
+use proc_core::codec::{self, CodecError};
+use proc_core::{ProcessError, StartMethod};
 
 use crate::error::{PoolError, TaskError};
 use crate::locking::lock;
@@ -39,7 +39,9 @@ use crate::protocol::{
     self, EncodedItems, FAILED, INIT_FAILED, LAST, Origin, SETUP_FAILED, VALUES,
 };
 use crate::results::Reply;
-use crate::worker::{self, CLAIM, COUNTERS, READY, REVOKED, STARTED_AT, WorkerSetup};
+use crate::launch;
+use crate::worker::{READY, STARTED_AT};
+use crate::worker_handle::{InFlight, Worker};
 
 /// About this much expected work may wait in a worker's pipe.
 const TARGET_QUEUED_NANOS: f64 = 2_000_000.0;
@@ -50,9 +52,6 @@ const MAX_WINDOW: usize = 4096;
 const STALL: Duration = Duration::from_millis(5);
 /// Stop adding to a worker's unwritten bytes past this.
 const MAX_UNWRITTEN: usize = 4 << 20;
-/// Requested size of each worker pipe: room for a batch in one `write` (kept modest: the
-/// kernel caps the pipe memory of each user).
-const PIPE_SIZE: usize = 256 << 10;
 /// Where the platform gives no exit fd, look at the workers this often.
 const EXIT_SLICE: Duration = Duration::from_millis(50);
 /// After a failed fork, wait this long before trying again.
@@ -76,6 +75,7 @@ pub(crate) struct Config {
     pub(crate) max_tasks_per_child: Option<u64>,
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) max_frame_len: usize,
+    pub(crate) start_method: StartMethod,
 }
 
 /// One encoded chunk and the answer owed for it.
@@ -257,135 +257,6 @@ struct Manager {
     early_deaths: u32,
 }
 
-struct Worker {
-    process: Process<()>,
-    /// The task pipe's write end, non-blocking.
-    tasks: Option<File>,
-    /// The result pipe's read end, non-blocking; `None` after end-of-file.
-    results: Option<File>,
-    frames: FrameBuffer,
-    unwritten: Vec<u8>,
-    written: usize,
-    in_flight: VecDeque<InFlight>,
-    /// Chunks sent (the last one's sequence number).
-    sent: u64,
-    /// Chunks sent and then revoked: they do not count against `max_tasks_per_child`, since
-    /// the worker never runs them.
-    revoked: u64,
-    /// Memory shared with the worker: see `worker::CLAIM`.
-    counters: SharedAtomics,
-    /// The last chunk the worker had started when the parent last revoked its queued
-    /// chunks (the claim word then holds the revocation, not this).
-    started_at_revoke: u64,
-    last_progress: Instant,
-    /// Set when the manager killed the worker: the task it had started then (by sequence
-    /// number) overran this timeout.
-    timed_out: Option<(u64, Duration)>,
-    /// Killed for speaking out of protocol (or the shutdown frame was sent): takes nothing.
-    retired: bool,
-    /// The worker could not set itself up, and said why: it exits.
-    setup_failed: Option<String>,
-}
-
-struct InFlight {
-    task: Task,
-    /// 1 for the first chunk this worker was sent, and so on.
-    seq: u64,
-    dispatched: Instant,
-    /// Some of its results were delivered already.
-    partial: bool,
-}
-
-impl Worker {
-    fn pid(&self) -> Pid {
-        self.process.pid()
-    }
-
-    fn accepts(&self, max_tasks: Option<u64>) -> bool {
-        !self.retired
-            && self.tasks.is_some()
-            && self.timed_out.is_none()
-            && max_tasks.is_none_or(|max| self.sent - self.revoked < max)
-    }
-
-    fn has_unwritten(&self) -> bool {
-        self.written < self.unwritten.len()
-    }
-
-    /// The sequence number of the last chunk the worker started.
-    fn started(&self) -> u64 {
-        let claim = self.counters.get(CLAIM).load(Ordering::Acquire);
-        if claim & REVOKED != 0 {
-            self.started_at_revoke
-        } else {
-            claim
-        }
-    }
-
-    /// Whether the worker holds chunks behind the one it runs that it has not started: what
-    /// a revocation would take back.
-    fn holds_unstarted(&self) -> bool {
-        self.in_flight.len() > 1
-            && self
-                .in_flight
-                .back()
-                .is_some_and(|f| f.seq > self.started())
-    }
-
-    /// Takes back the chunks the worker holds but has not started (it will skip them);
-    /// returns their tasks, in order.
-    fn revoke_unstarted(&mut self) -> Vec<Task> {
-        let last_sent = self.sent;
-        let claim = self.counters.get(CLAIM);
-        let mut current = claim.load(Ordering::Acquire);
-        let started = loop {
-            let started = if current & REVOKED != 0 {
-                self.started_at_revoke
-            } else {
-                current
-            };
-            if last_sent <= started {
-                return Vec::new();
-            }
-            match claim.compare_exchange(
-                current,
-                REVOKED | last_sent,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break started,
-                Err(now) => current = now,
-            }
-        };
-        self.started_at_revoke = started;
-        let mut revoked = Vec::new();
-        while self.in_flight.back().is_some_and(|f| f.seq > started) {
-            if let Some(flight) = self.in_flight.pop_back() {
-                revoked.push(flight.task);
-            }
-        }
-        revoked.reverse();
-        self.revoked += revoked.len() as u64;
-        revoked
-    }
-
-    /// SIGKILL to the worker and its process group (what its tasks started), before it is
-    /// reaped (so the pid, which is also the group's id, cannot have been reused).
-    fn kill(&self) {
-        let _ = fork_sys::kill_group(self.pid(), Signal::KILL);
-        let _ = self.process.kill();
-    }
-
-    /// In a freshly forked sibling: close this worker's parent-side pipes, which the new
-    /// worker inherited, so they do not outlive the parent's copies (a worker waiting for
-    /// end-of-file on its task pipe would wait for ever). Nothing else of the parent's state
-    /// is touched: the child never returns to it.
-    fn close_inherited_pipes(&mut self) {
-        self.tasks = None;
-        self.results = None;
-    }
-}
-
 impl Manager {
     fn run(&mut self) {
         loop {
@@ -488,65 +359,15 @@ impl Manager {
     }
 
     fn spawn_worker(&mut self) -> Result<(), ProcessError> {
-        let spawn_error = |source| ProcessError::Spawn {
-            name: Some("proc-pool worker".into()),
-            source,
-        };
-        let (tasks_read, tasks_write) = fork_sys::pipe().map_err(spawn_error)?;
-        let (results_read, results_write) = fork_sys::pipe().map_err(spawn_error)?;
-        // Bigger pipes carry bigger batches per write; the default is fine if refused.
-        let _ = fork_sys::set_pipe_size(&tasks_write, PIPE_SIZE);
-        let _ = fork_sys::set_pipe_size(&results_write, PIPE_SIZE);
-        fork_sys::set_nonblocking(&tasks_write, true).map_err(spawn_error)?;
-        fork_sys::set_nonblocking(&results_read, true).map_err(spawn_error)?;
-        let counters = SharedAtomics::new(COUNTERS).map_err(spawn_error)?;
-        let setup = WorkerSetup {
-            tasks: File::from(tasks_read),
-            results: File::from(results_write),
-            counters: &counters,
-            initializer: self.config.initializer,
-            max_tasks: self.config.max_tasks_per_child,
-            max_frame_len: self.config.max_frame_len,
-            clock_base: self.config.task_timeout.map(|_| self.clock_base),
-        };
-        let mut parent_ends = Some((File::from(tasks_write), File::from(results_read)));
-        let siblings = &mut self.workers;
-        let wake = &mut self.wake;
-        let process = Process::builder()
-            .name("proc-pool worker")
-            .daemon(true)
-            .spawn(|| {
-                // In the worker. It inherited every descriptor of the parent's: close the
-                // pool's own (its parent-side pipe ends, its siblings', the wake pipe).
-                drop(parent_ends.take());
-                drop(wake.take());
-                for sibling in siblings.iter_mut() {
-                    sibling.close_inherited_pipes();
-                }
-                worker::run(setup);
-            })?;
-        let Some((tasks, results)) = parent_ends else {
-            // Only the child takes them; in the parent they are always still here.
-            return Err(spawn_error(io::Error::other("worker pipes vanished")));
-        };
-        lock(&self.shared.pids).push(process.pid());
-        self.workers.push(Worker {
-            process,
-            tasks: Some(tasks),
-            results: Some(results),
-            frames: FrameBuffer::new(self.config.max_frame_len + protocol::RESULT_HEADER_LEN),
-            unwritten: Vec::new(),
-            written: 0,
-            in_flight: VecDeque::new(),
-            sent: 0,
-            revoked: 0,
-            counters,
-            started_at_revoke: 0,
-            last_progress: Instant::now(),
-            timed_out: None,
-            retired: false,
-            setup_failed: None,
-        });
+        let started = launch::start_worker(
+            &self.config,
+            self.clock_base,
+            &mut self.workers,
+            &mut self.wake,
+        )?;
+        lock(&self.shared.pids).push(started.process.pid());
+        self.workers
+            .push(Worker::new(started, self.config.max_frame_len));
         Ok(())
     }
 
@@ -740,7 +561,7 @@ impl Manager {
             if known_exited {
                 // Exited, not yet reaped: its pid (its group's id) is still ours. Whatever
                 // its tasks started and left in its group goes with it.
-                let _ = fork_sys::kill_group(self.workers[index].pid(), Signal::KILL);
+                self.workers[index].kill_group_if_ours();
             }
             self.reap_if_exited(index);
         }
@@ -973,7 +794,7 @@ impl Manager {
                 let exited = fork_sys::poll(&[(exit_fd, Interest::Read)], Some(SHUTDOWN_SLICE))
                     .is_ok_and(|ready| ready.first().is_some_and(|r| r.is_ready()));
                 if exited {
-                    let _ = fork_sys::kill_group(worker.pid(), Signal::KILL);
+                    worker.kill_group_if_ours();
                 }
             }
             match worker.process.join_timeout(SHUTDOWN_SLICE) {

@@ -5,6 +5,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use fork_sys::Pid;
+use proc_core::StartMethod;
 use proc_core::codec::DEFAULT_MAX_FRAME_LEN;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -53,6 +54,7 @@ pub struct PoolBuilder {
     task_timeout: Option<Duration>,
     chunksize: Option<usize>,
     max_frame_len: Option<usize>,
+    start_method: Option<StartMethod>,
 }
 
 impl PoolBuilder {
@@ -105,6 +107,26 @@ impl PoolBuilder {
         self
     }
 
+    /// How workers are started (default: [`proc_core::default_start_method`], which is
+    /// `ForkServer` once the program called `proc_core::init()`, `Fork` otherwise).
+    ///
+    /// - [`StartMethod::Fork`]: workers are forks of the pool's manager thread, made when the
+    ///   pool is built and whenever one is replaced; they see the program as it was then. The
+    ///   cost of each grows with the program's memory, and a lock another thread holds at that
+    ///   instant stays held in the worker.
+    /// - [`StartMethod::ForkServer`]: workers are forked by proc-core's fork server, a small
+    ///   single-threaded process of this executable: cheap whatever the program's size, and
+    ///   they inherit no lock and no descriptor of the program's (a child's stdin pipe, say).
+    /// - [`StartMethod::Spawn`]: each worker is a fresh process of this executable.
+    ///
+    /// Under the last two, tasks and the initializer are plain functions of this executable,
+    /// named by code offsets (the worker's build id is checked first); global state the
+    /// program set up before building the pool is *not* there: set it up in the initializer.
+    pub fn start_method(mut self, method: StartMethod) -> PoolBuilder {
+        self.start_method = Some(method);
+        self
+    }
+
     /// Forks the workers and starts the pool.
     pub fn build(self) -> Result<Pool, PoolError> {
         let workers = match self.workers {
@@ -139,6 +161,9 @@ impl PoolBuilder {
             max_tasks_per_child: self.max_tasks_per_child,
             task_timeout: self.task_timeout,
             max_frame_len,
+            start_method: self
+                .start_method
+                .unwrap_or_else(proc_core::default_start_method),
         };
         let (shared, handle) = manager::start(config)?;
         Ok(Pool {

@@ -1,27 +1,31 @@
-//! How a task frame names the function to run: two code addresses. This module holds
+//! How a task frame names the function to run: two code offsets. This module holds
 //! proc-pool's only `unsafe`, and the invariant that makes it sound.
 //!
 //! # The invariant
 //!
-//! Workers are `fork`s of the parent, so they run the same executable mapped at the same
-//! addresses. A `fn` pointer taken in the parent therefore points at the same code in every
-//! worker. A frame carries two such addresses: the *entry*, `run_chunk::<A, R>` (a
-//! monomorphised function that knows the argument and result types), and the user's
+//! Every worker runs the same executable as the pool's process: a `Fork` worker is a copy of
+//! it; a `ForkServer` or `Spawn` worker was started from it and proved, in its hello, that its
+//! executable has the same identity (build id), before it was told anything (proc-core checks
+//! this). A function is named by its offset from a base function in proc-core
+//! ([`proc_core::code_offset`]), which is the same in every process of that executable
+//! whatever addresses ASLR chose. A frame carries two offsets: the *entry*, `run_chunk::<A,
+//! R>` (a monomorphised function that knows the argument and result types), and the user's
 //! `fn(A) -> R`. The entry is only ever built by [`TaskFn::new`], from a `fn(A) -> R` of
 //! exactly the types it was instantiated with, and frames only travel on the private,
-//! close-on-exec pipe between a pool and the workers it forked. So the addresses a worker
-//! turns back into function pointers are ones its parent made from real functions of those
-//! types.
+//! close-on-exec pipe between a pool and its workers. So the addresses a worker turns back
+//! into function pointers are those of real functions of those types in its own image. The
+//! worker's initializer (`fn()`) crosses to `ForkServer` and `Spawn` workers the same way
+//! ([`initializer_at`]).
 //!
-//! The one hole: code loaded with `dlopen` *after* a worker was forked is not mapped in that
-//! worker. There its address is unmapped (the worker dies: `WorkerDied`) or, worse, holds
-//! other code: undefined behaviour, though confined to the worker (the parent only decodes
-//! the bytes a worker sends back, under the frame limit). Do not submit functions of a
-//! library loaded after the pool was built.
+//! The one hole: code loaded with `dlopen` is not part of the executable's image, so its
+//! offset from the base means nothing in another process. There its address is unmapped (the
+//! worker dies: `WorkerDied`) or, worse, holds other code: undefined behaviour, though
+//! confined to the worker (the parent only decodes the bytes a worker sends back, under the
+//! frame limit). Do not submit functions of a library loaded with `dlopen`.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use proc_core::codec;
+use proc_core::{code_offset, codec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -51,23 +55,25 @@ impl TaskFn {
         }
     }
 
+    /// The two offsets a frame carries; never 0 (the entry is not the base itself), which
+    /// the shutdown frame uses.
     pub(crate) fn to_wire(self) -> (u64, u64) {
-        (self.entry as u64, self.function as u64)
+        (code_offset::of(self.entry), code_offset::of(self.function))
     }
 
     pub(crate) fn from_wire(entry: u64, function: u64) -> TaskFn {
         TaskFn {
-            entry: entry as usize,
-            function: function as usize,
+            entry: code_offset::address(entry),
+            function: code_offset::address(function),
         }
     }
 
     /// Runs the chunk whose encoded arguments are `args`, in a worker.
     pub(crate) fn run(self, args: &[u8], out: &mut ResultWriter) {
         #[allow(unsafe_code)]
-        // SAFETY: `entry` came from `TaskFn::new` in the parent this worker was forked from
-        // (see the module docs), so it is the address of a `run_chunk::<A, R>`, which has
-        // exactly the type `Entry`.
+        // SAFETY: `entry` came from `TaskFn::new` in the pool's process, whose executable
+        // this worker runs too (see the module docs), so it is the address of a
+        // `run_chunk::<A, R>`, which has exactly the type `Entry`.
         let entry = unsafe { std::mem::transmute::<usize, Entry>(self.entry) };
         entry(self.function, args, out);
     }
@@ -82,7 +88,8 @@ where
 {
     #[allow(unsafe_code)]
     // SAFETY: `function` was paired with this entry by `TaskFn::new::<A, R>`, which took it
-    // from a `fn(A) -> R` in the parent this worker was forked from (see the module docs).
+    // from a `fn(A) -> R` in the pool's process, whose executable this worker runs (see the
+    // module docs).
     let function = unsafe { std::mem::transmute::<usize, fn(A) -> R>(function) };
     let items = match codec::decode_value::<Vec<A>>(args) {
         Ok((items, used)) if used == args.len() => items,
@@ -125,4 +132,20 @@ where
         out.push_item(catch_unwind(AssertUnwindSafe(|| function(item))));
     }
     out.finish();
+}
+
+/// The offset of a worker initializer, to send to a worker started by exec.
+pub(crate) fn initializer_offset(initializer: fn()) -> u64 {
+    code_offset::of(initializer as usize)
+}
+
+/// The initializer at `offset`, in a worker.
+pub(crate) fn initializer_at(offset: u64) -> fn() {
+    let address = code_offset::address(offset);
+    #[allow(unsafe_code)]
+    // SAFETY: `offset` came from `initializer_offset` in the pool's process, from a real
+    // `fn()`, and this worker runs the same executable (see the module docs).
+    unsafe {
+        std::mem::transmute::<usize, fn()>(address)
+    }
 }

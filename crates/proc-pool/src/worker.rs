@@ -109,6 +109,14 @@ pub(crate) fn run(setup: WorkerSetup<'_>) {
     let _ = flusher.join();
 }
 
+/// Tells the parent why this worker cannot run (as a `SETUP_FAILED` frame), for a worker that
+/// fails before `run`.
+pub(crate) fn report_setup_failure(mut results: &File, max_frame_len: usize, message: &str) {
+    let mut out = ResultWriter::new(max_frame_len);
+    out.setup_failed(message);
+    let _ = results.write_all(out.pending());
+}
+
 /// What the task loop needs of the setup.
 struct Plan<'a> {
     counters: &'a SharedAtomics,

@@ -1,0 +1,283 @@
+//! The bootstrap channel between a parent and a child it started with `ForkServer` or
+//! `Spawn`: a Unix stream socket pair, one end in each.
+//!
+//! The child speaks first, a [`Hello`] naming its pid and its executable's identity; the
+//! parent checks the identity (a child of another build is refused before it is told
+//! anything), then sends one [`Launch`] frame with the child's descriptors attached
+//! (`SCM_RIGHTS`: its result pipe first, then the parent's alive pipe for a daemon, then the
+//! caller's), followed by the argument bytes as one more frame. The child runs the function
+//! the launch names and exits; the socket is not used again.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use fork_sys::Interest;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::child_side::ChildSetup;
+use crate::codec::{self, FrameBuffer};
+
+/// The child's first frame.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Hello {
+    pub(crate) pid: i32,
+    /// [`crate::identity::current`] in the child, or why it could not be read.
+    pub(crate) identity: Result<String, String>,
+}
+
+/// What the child is to run, sent once the hello checked out.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Launch {
+    /// Offsets (see `code_offset`) of the typed trampoline and of the user's function.
+    pub(crate) trampoline: u64,
+    pub(crate) function: u64,
+    pub(crate) name: Option<String>,
+    /// The second fd attached is the parent's alive pipe: die when the parent does.
+    pub(crate) watch_parent: bool,
+    pub(crate) max_frame_len: u64,
+    /// How many fds are attached.
+    pub(crate) fds: u32,
+}
+
+/// The most descriptors one launch may carry (the kernel's `SCM_MAX_FD` is 253).
+pub(crate) const MAX_FDS: usize = 250;
+
+/// The frames of a bootstrap or fork-server control socket are small, except the argument
+/// frame, which may be as large as a `u32` length says.
+const MAX_MESSAGE: usize = u32::MAX as usize;
+
+/// One end of a bootstrap (or fork-server control) socket: frames in both directions, with
+/// descriptors attached.
+#[derive(Debug)]
+pub(crate) struct Channel {
+    socket: OwnedFd,
+    frames: FrameBuffer,
+    /// Descriptors received and not taken yet, in arrival order.
+    fds: Vec<OwnedFd>,
+}
+
+/// Why a receive produced nothing.
+#[derive(Debug)]
+pub(crate) enum RecvError {
+    /// The peer closed its end (or `watch` became readable first: the peer is gone).
+    Closed,
+    TimedOut,
+    Io(io::Error),
+    Codec(codec::CodecError),
+}
+
+impl std::fmt::Display for RecvError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecvError::Closed => f.write_str("the other process closed the channel"),
+            RecvError::TimedOut => f.write_str("no answer in time"),
+            RecvError::Io(err) => err.fmt(f),
+            RecvError::Codec(err) => err.fmt(f),
+        }
+    }
+}
+
+impl From<RecvError> for io::Error {
+    fn from(err: RecvError) -> io::Error {
+        match err {
+            RecvError::Io(err) => err,
+            RecvError::Closed => io::Error::new(io::ErrorKind::UnexpectedEof, err.to_string()),
+            RecvError::TimedOut => io::Error::new(io::ErrorKind::TimedOut, err.to_string()),
+            RecvError::Codec(err) => io::Error::new(io::ErrorKind::InvalidData, err),
+        }
+    }
+}
+
+/// `recv_with_fds` as an `io::Read`, keeping the descriptors that come along.
+struct CollectingReader<'a> {
+    socket: BorrowedFd<'a>,
+    fds: &'a mut Vec<OwnedFd>,
+}
+
+impl io::Read for CollectingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let (n, fds) = fork_sys::recv_with_fds(self.socket, buf, MAX_FDS)?;
+        self.fds.extend(fds);
+        Ok(n)
+    }
+}
+
+impl Channel {
+    pub(crate) fn new(socket: OwnedFd) -> Channel {
+        Channel {
+            socket,
+            frames: FrameBuffer::new(MAX_MESSAGE),
+            fds: Vec::new(),
+        }
+    }
+
+    pub(crate) fn socket(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+
+    /// Sends `value` as one frame, with `fds` attached.
+    pub(crate) fn send<T: Serialize>(&self, value: &T, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+        let mut frame = Vec::new();
+        codec::encode_frame(value, &mut frame, MAX_MESSAGE)
+            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+        fork_sys::send_with_fds(self.socket.as_fd(), &frame, fds)
+    }
+
+    /// Sends `bytes` as one raw frame (a length, then the bytes, not copied).
+    pub(crate) fn send_raw(&self, bytes: &[u8]) -> io::Result<()> {
+        let len = u32::try_from(bytes.len()).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} bytes of arguments are over the 4 GiB frame limit", bytes.len()),
+            )
+        })?;
+        fork_sys::send_with_fds(self.socket.as_fd(), &len.to_le_bytes(), &[])?;
+        if !bytes.is_empty() {
+            fork_sys::send_with_fds(self.socket.as_fd(), bytes, &[])?;
+        }
+        Ok(())
+    }
+
+    /// Receives the next frame as a `T`. With a `deadline`, gives up then; with `watch`, gives
+    /// up as `Closed` when that fd becomes readable first (the peer's exit fd).
+    pub(crate) fn recv<T: DeserializeOwned>(
+        &mut self,
+        deadline: Option<Instant>,
+        watch: Option<BorrowedFd<'_>>,
+    ) -> Result<T, RecvError> {
+        loop {
+            if let Some(value) = self.frames.next_frame::<T>().map_err(RecvError::Codec)? {
+                return Ok(value);
+            }
+            self.fill(deadline, watch)?;
+        }
+    }
+
+    /// The next frame, if a whole one is buffered already; never reads.
+    pub(crate) fn try_recv<T: DeserializeOwned>(&mut self) -> Result<Option<T>, RecvError> {
+        self.frames.next_frame::<T>().map_err(RecvError::Codec)
+    }
+
+    /// One read (blocking, unless the caller knows the socket is readable).
+    pub(crate) fn fill_once(&mut self) -> Result<(), RecvError> {
+        self.fill(None, None)
+    }
+
+    /// Receives the next frame's bytes undecoded.
+    pub(crate) fn recv_raw(&mut self, deadline: Option<Instant>) -> Result<Vec<u8>, RecvError> {
+        loop {
+            if let Some(payload) = self.frames.next_payload().map_err(RecvError::Codec)? {
+                return Ok(payload.to_vec());
+            }
+            self.fill(deadline, None)?;
+        }
+    }
+
+    /// One read, after waiting (within `deadline`) for the socket to be readable.
+    fn fill(&mut self, deadline: Option<Instant>, watch: Option<BorrowedFd<'_>>) -> Result<(), RecvError> {
+        if deadline.is_some() || watch.is_some() {
+            let mut fds = vec![(self.socket.as_fd(), Interest::Read)];
+            if let Some(watch) = watch {
+                fds.push((watch, Interest::Read));
+            }
+            let timeout = match deadline {
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(RecvError::TimedOut);
+                    }
+                    Some(deadline - now)
+                }
+                None => None,
+            };
+            let ready = fork_sys::poll(&fds, timeout).map_err(RecvError::Io)?;
+            let socket_ready = ready.first().is_some_and(|r| r.is_ready());
+            if !socket_ready {
+                if ready.get(1).is_some_and(|r| r.is_ready()) {
+                    return Err(RecvError::Closed);
+                }
+                return Ok(()); // Timed out or woke early: the caller's loop looks again.
+            }
+        }
+        let mut reader = CollectingReader {
+            socket: self.socket.as_fd(),
+            fds: &mut self.fds,
+        };
+        match self.frames.read_from(&mut reader) {
+            Ok(0) => Err(RecvError::Closed),
+            Ok(_) => Ok(()),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(()),
+            Err(err) => Err(RecvError::Io(err)),
+        }
+    }
+
+    /// The descriptors received so far, in order; the channel keeps none.
+    pub(crate) fn take_fds(&mut self) -> Vec<OwnedFd> {
+        std::mem::take(&mut self.fds)
+    }
+}
+
+/// How long a parent waits for a new child's hello before giving up on it: generous, since a
+/// large executable on a slow disk takes a while to load, and a child that dies first is
+/// noticed at once anyway.
+pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The type-erased shape of every trampoline: the user's function (an address), the argument
+/// bytes, the caller's fds, the result pipe, the set-up. Never returns.
+pub(crate) type Trampoline = fn(usize, Vec<u8>, Vec<OwnedFd>, OwnedFd, ChildSetup<'_>) -> !;
+
+/// The child's side, in a process started by `exec` (`Spawn`) or forked by the fork server:
+/// says hello, takes the launch, runs it. Never returns.
+pub(crate) fn run_launched_child(socket: OwnedFd) -> ! {
+    let mut channel = Channel::new(socket);
+    let hello = Hello {
+        pid: fork_sys::getpid().as_raw(),
+        identity: crate::identity::current().map(str::to_owned),
+    };
+    if channel.send(&hello, &[]).is_err() {
+        fork_sys::exit_immediately(EXIT_NO_LAUNCH);
+    }
+    let Ok(launch) = channel.recv::<Launch>(None, None) else {
+        // The parent refused us (another build) or went away: nothing to run.
+        fork_sys::exit_immediately(EXIT_NO_LAUNCH);
+    };
+    let Ok(args) = channel.recv_raw(None) else {
+        fork_sys::exit_immediately(EXIT_NO_LAUNCH);
+    };
+    let mut fds = channel.take_fds().into_iter();
+    drop(channel);
+    let Some(result_pipe) = fds.next() else {
+        fork_sys::exit_immediately(EXIT_NO_LAUNCH);
+    };
+    if launch.watch_parent {
+        let watched = fds
+            .next()
+            .map(|alive| fork_sys::die_with_parent_process(alive.as_fd()));
+        if !matches!(watched, Some(Ok(()))) {
+            fork_sys::exit_immediately(EXIT_NO_LAUNCH);
+        }
+    }
+    let fds: Vec<OwnedFd> = fds.collect();
+    if fds.len() + 1 + usize::from(launch.watch_parent) != launch.fds as usize {
+        fork_sys::exit_immediately(EXIT_NO_LAUNCH);
+    }
+    let setup = ChildSetup {
+        name: launch.name.as_deref(),
+        watch_parent: None,
+        max_frame_len: usize::try_from(launch.max_frame_len).unwrap_or(usize::MAX),
+    };
+    let trampoline = crate::spawn_fn::trampoline_at(launch.trampoline);
+    trampoline(
+        crate::code_offset::address(launch.function),
+        args,
+        fds,
+        result_pipe,
+        setup,
+    )
+}
+
+/// The exit code of a started child that never got to run anything (refused, or its parent
+/// went away before sending the launch).
+pub(crate) const EXIT_NO_LAUNCH: i32 = 125;

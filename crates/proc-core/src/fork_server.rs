@@ -1,0 +1,347 @@
+//! The fork server: a single-threaded process of this executable, started (by `Spawn`) the
+//! first time a `ForkServer` child is asked for, that forks children on request.
+//!
+//! It owns no user state, so its forks are cheap (it is a few MiB, whatever the program's
+//! size) and inherit no lock another thread held and no descriptor of the program's. Its
+//! invariants (docs/ARCHITECTURE.md lists them too):
+//!
+//! - **Only its program can ask it for anything.** It listens on one end of a socket pair it
+//!   inherited as stdin, never on a name: no other process can connect, whatever its uid.
+//! - **It dies with its program.** The program hands it its alive pipe (fork-sys), whose
+//!   write end only the program holds; end-of-file there (or on the control socket) ends the
+//!   server. Daemon children die with the server (`PR_SET_PDEATHSIG`, which is sound here:
+//!   the server has one thread, so "the thread that forked" is the server itself).
+//! - **It reaps every child and reports how each ended**, as a 4-byte raw wait status on a
+//!   pipe the program gave with the request, then closes it; a child whose request asked for
+//!   it takes its process group with it when it exits (killed before the reap, so the group id
+//!   cannot have been reused). The program holds a pidfd of each child (opened here before the
+//!   child could be reaped), so it signals it with no pid-reuse race.
+//! - **One request at a time, in order**: a request carries the child's bootstrap socket and
+//!   status pipe (`SCM_RIGHTS`); the answer carries the pid and the pidfd. The child's function
+//!   and argument never pass through here: the program sends them to the child directly, on
+//!   the bootstrap socket.
+//! - Ctrl-C in a terminal reaches the whole foreground group, the server included; it ignores
+//!   SIGINT (as Python's does) and restores the default in each child.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use fork_sys::{ChildHandle, Fork, Interest, Pid, Signal};
+use serde::{Deserialize, Serialize};
+
+use crate::bootstrap::{self, Channel, Hello, RecvError};
+use crate::exec_self::{self, Role};
+use crate::launcher::StartError;
+
+/// The program's messages to the server.
+#[derive(Debug, Serialize, Deserialize)]
+enum ToServer {
+    /// One fd attached: the program's alive pipe. Sent once, right after the hello.
+    Watch,
+    /// Two fds attached: the child's bootstrap socket, the write end of its status pipe.
+    Fork {
+        daemon: bool,
+        kill_group_on_exit: bool,
+    },
+}
+
+/// The server's answers to `Fork`, in request order.
+#[derive(Debug, Serialize, Deserialize)]
+enum FromServer {
+    /// With `pidfd`, one fd attached: a pidfd of the child.
+    Forked { pid: i32, pidfd: bool },
+    Failed(String),
+}
+
+/// Where the platform has no exit fd for a child, the server looks at its children this often.
+const EXIT_SLICE: Duration = Duration::from_millis(50);
+
+/// A child of the server's.
+struct Served {
+    handle: ChildHandle,
+    status: File,
+    kill_group_on_exit: bool,
+}
+
+/// The server's main loop, in the process `exec_self` started with [`Role::ForkServer`].
+/// Never returns.
+pub(crate) fn serve(control: OwnedFd) -> ! {
+    let mut channel = Channel::new(control);
+    let hello = Hello {
+        pid: fork_sys::getpid().as_raw(),
+        identity: crate::identity::current().map(str::to_owned),
+    };
+    if channel.send(&hello, &[]).is_err() {
+        fork_sys::exit_immediately(0);
+    }
+    let _ = fork_sys::ignore_signal(Signal::INT);
+    let _ = fork_sys::set_thread_name("prockit-forksrv");
+    let server = fork_sys::getpid();
+    let mut alive: Option<OwnedFd> = None;
+    let mut children: Vec<Served> = Vec::new();
+    loop {
+        // Requests already buffered are served before sleeping.
+        loop {
+            match channel.try_recv::<ToServer>() {
+                Ok(Some(ToServer::Watch)) => alive = channel.take_fds().into_iter().next(),
+                Ok(Some(ToServer::Fork {
+                    daemon,
+                    kill_group_on_exit,
+                })) => {
+                    let fds = channel.take_fds();
+                    let Ok([bootstrap_end, status]) = <[OwnedFd; 2]>::try_from(fds) else {
+                        fork_sys::exit_immediately(0); // Not our program speaking.
+                    };
+                    let answer = match fork_in_server(server, daemon) {
+                        Ok(Fork::Child) => {
+                            // Close what is the server's: the control socket, the alive pipe,
+                            // the other children's status pipes (a sibling holding one would
+                            // hide the server's death from the program).
+                            drop(channel);
+                            drop(alive);
+                            drop(children);
+                            drop(status);
+                            bootstrap::run_launched_child(bootstrap_end)
+                        }
+                        Ok(Fork::Parent(pid)) => {
+                            drop(bootstrap_end);
+                            let handle = ChildHandle::new(pid);
+                            let pidfd = handle
+                                .exit_fd()
+                                .filter(|_| cfg!(target_os = "linux"))
+                                .and_then(|fd| fd.try_clone_to_owned().ok());
+                            children.push(Served {
+                                handle,
+                                status: File::from(status),
+                                kill_group_on_exit,
+                            });
+                            let answer = FromServer::Forked {
+                                pid: pid.as_raw(),
+                                pidfd: pidfd.is_some(),
+                            };
+                            (answer, pidfd)
+                        }
+                        Err(err) => (FromServer::Failed(format!("fork failed: {err}")), None),
+                    };
+                    let (answer, pidfd) = answer;
+                    let attached: Vec<_> = pidfd.iter().map(|fd| fd.as_fd()).collect();
+                    if channel.send(&answer, &attached).is_err() {
+                        fork_sys::exit_immediately(0);
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => fork_sys::exit_immediately(0),
+            }
+        }
+        let mut fds = vec![(channel.socket(), Interest::Read)];
+        if let Some(alive) = &alive {
+            fds.push((alive.as_fd(), Interest::Read));
+        }
+        let mut slices = false;
+        for child in &children {
+            match child.handle.exit_fd() {
+                Some(fd) => fds.push((fd, Interest::Read)),
+                None => slices = true,
+            }
+        }
+        let ready = match fork_sys::poll(&fds, slices.then_some(EXIT_SLICE)) {
+            Ok(ready) => ready,
+            Err(_) => fork_sys::exit_immediately(0),
+        };
+        let mut ready = ready.into_iter();
+        let control_ready = ready.next().is_some_and(|r| r.is_ready());
+        if alive.is_some() && ready.next().is_some_and(|r| r.is_ready()) {
+            // The program has exited. Daemon children follow through their parent-death signal.
+            fork_sys::exit_immediately(0);
+        }
+        let mut exited = Vec::new();
+        for (index, child) in children.iter().enumerate() {
+            let has_fd = child.handle.exit_fd().is_some();
+            if !has_fd || ready.next().is_some_and(|r| r.is_ready()) {
+                exited.push(index);
+            }
+        }
+        for index in exited.into_iter().rev() {
+            if settle(&mut children[index]) {
+                children.swap_remove(index);
+            }
+        }
+        if control_ready {
+            match channel.fill_once() {
+                Ok(()) => {}
+                // The program closed its end: it is gone, or gave up on us.
+                Err(_) => fork_sys::exit_immediately(0),
+            }
+        }
+    }
+}
+
+/// Forks, in the server. In the child: the parent-death signal for a daemon, SIGINT back
+/// to its default.
+fn fork_in_server(server: Pid, daemon: bool) -> io::Result<Fork> {
+    #[allow(unsafe_code)]
+    // SAFETY: the server has exactly one thread, so no lock can be held by a thread the fork
+    // leaves behind; the child closes the server's descriptors and runs the launched child's
+    // code, which leaves through `_exit`.
+    let forked = unsafe { fork_sys::fork() }?;
+    if forked == Fork::Child {
+        if daemon {
+            let _ = fork_sys::exec::set_parent_death_signal(Some(Signal::KILL));
+            if fork_sys::getppid() != Some(server) {
+                // The server died before we asked: the signal will never come.
+                fork_sys::exit_immediately(bootstrap::EXIT_NO_LAUNCH);
+            }
+        }
+        let _ = fork_sys::restore_default_action(Signal::INT);
+    }
+    Ok(forked)
+}
+
+/// If `child` has exited: kills its group when asked, reaps it, reports its status. True once
+/// it is settled.
+fn settle(child: &mut Served) -> bool {
+    let pid = child.handle.pid();
+    if child.kill_group_on_exit && child.handle.exit_fd().is_some() {
+        // The exit fd says it exited; it is not reaped yet, so its pid (its group's id) is
+        // still its own.
+        let _ = fork_sys::kill_group(pid, Signal::KILL);
+    }
+    match child.handle.try_wait() {
+        Ok(Some(status)) => {
+            if child.kill_group_on_exit && child.handle.exit_fd().is_none() {
+                let _ = fork_sys::kill_group(pid, Signal::KILL);
+            }
+            // EPIPE: the program dropped its handle; nobody wants the status.
+            let _ = child.status.write_all(&status.into_raw().to_le_bytes());
+            true
+        }
+        Ok(None) => false,
+        // Not ours any more (cannot happen: the server reaps nothing else); drop it, which
+        // closes the status pipe and tells the program the status is lost.
+        Err(_) => true,
+    }
+}
+
+/// The program's side: its fork server, started on first use.
+struct Client {
+    server: ChildHandle,
+    channel: Channel,
+    /// The process that started the server: a forked copy of the program has this client in
+    /// its memory but must start a server of its own.
+    owner: Pid,
+}
+
+static CLIENT: Mutex<Option<Client>> = Mutex::new(None);
+
+/// How long the program waits for the server's answer to one request.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Asks the fork server (starting it if needed) to fork a child that will speak on
+/// `bootstrap_end`. Returns the child's handle: its exit status arrives from the server.
+pub(crate) fn fork_child(
+    bootstrap_end: OwnedFd,
+    daemon: bool,
+    kill_group_on_exit: bool,
+) -> Result<ChildHandle, StartError> {
+    let mut guard = CLIENT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let usable = guard.as_mut().is_some_and(|client| {
+        client.owner == fork_sys::getpid() && matches!(client.server.try_wait(), Ok(None))
+    });
+    if !usable {
+        if let Some(mut old) = guard.take() {
+            // A dead server is reaped here; a forked copy's is not ours to touch.
+            if old.owner == fork_sys::getpid() {
+                let _ = old.server.send_signal(Signal::KILL);
+                let _ = old.server.wait();
+            }
+        }
+        *guard = Some(start()?);
+    }
+    let Some(client) = guard.as_mut() else {
+        return Err(StartError::Io(io::Error::other("no fork server")));
+    };
+    let (status_read, status_write) = fork_sys::pipe().map_err(StartError::Io)?;
+    let request = ToServer::Fork {
+        daemon,
+        kill_group_on_exit,
+    };
+    let sent = client
+        .channel
+        .send(&request, &[bootstrap_end.as_fd(), status_write.as_fd()]);
+    drop(status_write);
+    drop(bootstrap_end);
+    let answer = sent.map_err(RecvError::Io).and_then(|()| {
+        client.channel.recv::<FromServer>(
+            Some(Instant::now() + ANSWER_TIMEOUT),
+            client.server.exit_fd(),
+        )
+    });
+    match answer {
+        Ok(FromServer::Forked { pid, pidfd }) => {
+            let fds = client.channel.take_fds();
+            let pid = Pid::from_raw(pid)
+                .ok_or_else(|| StartError::Io(io::Error::other("the fork server sent pid 0")))?;
+            let pidfd = if pidfd { fds.into_iter().next() } else { None };
+            Ok(ChildHandle::served(pid, pidfd, status_read))
+        }
+        Ok(FromServer::Failed(reason)) => Err(StartError::Io(io::Error::other(format!(
+            "the fork server (pid {}) could not fork: {reason}",
+            client.server.pid()
+        )))),
+        Err(err) => {
+            let pid = client.server.pid();
+            // Gone or wedged: the next request starts a new one.
+            if let Some(mut dead) = guard.take() {
+                let _ = dead.server.send_signal(Signal::KILL);
+                let _ = dead.server.wait();
+            }
+            Err(StartError::Io(io::Error::other(format!(
+                "the fork server (pid {pid}) did not answer ({err}); a new one starts on the next request"
+            ))))
+        }
+    }
+}
+
+/// The pid of this process's fork server, if one is running (it starts with the first
+/// [`StartMethod::ForkServer`](crate::StartMethod::ForkServer) child). For monitoring and
+/// tests; killing it fails the children it is starting, and the next request starts another.
+pub fn fork_server_pid() -> Option<Pid> {
+    let guard = CLIENT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    guard
+        .as_ref()
+        .filter(|c| c.owner == fork_sys::getpid())
+        .map(|c| c.server.pid())
+}
+
+/// Starts the server: `Spawn` it, check its hello, give it the alive pipe.
+fn start() -> Result<Client, StartError> {
+    let alive = fork_sys::alive_pipe().map_err(StartError::Io)?;
+    let window = fork_sys::spawn_window();
+    let (ours, theirs) = fork_sys::socketpair().map_err(StartError::Io)?;
+    let spawned = exec_self::spawn_self(Role::ForkServer, theirs.as_fd(), &window);
+    drop(theirs);
+    drop(window);
+    let (pid, program) = spawned.map_err(StartError::Io)?;
+    let mut server = ChildHandle::new(pid);
+    let mut channel = Channel::new(ours);
+    let checked = crate::launcher::check_hello(&mut channel, &mut server, &program);
+    if let Err(err) = checked {
+        let _ = server.send_signal(Signal::KILL);
+        let _ = server.wait();
+        return Err(err);
+    }
+    if let Err(err) = channel.send(&ToServer::Watch, &[alive]) {
+        let _ = server.send_signal(Signal::KILL);
+        let _ = server.wait();
+        return Err(StartError::Io(err));
+    }
+    Ok(Client {
+        server,
+        channel,
+        owner: fork_sys::getpid(),
+    })
+}
+

@@ -1,0 +1,176 @@
+//! Starting a worker, by the pool's start method: a process, the two pipes the manager talks
+//! to it on, and the counters it shares with the manager. The manager schedules; this module
+//! is the only one that knows how a worker comes to exist.
+//!
+//! - `Fork`: the manager thread forks itself through `Process::spawn` (which holds stdout's
+//!   and stderr's locks across the fork); the child closes the pool's descriptors it
+//!   inherited and runs the worker loop. Counters: an anonymous shared mapping.
+//! - `ForkServer` and `Spawn`: proc-core starts a function child, [`launched_worker`], and
+//!   hands it its task pipe, its result pipe and the counters' memory file (`SCM_RIGHTS`); it
+//!   inherits nothing else of ours. Its initializer and the pool's clock cross as a
+//!   [`WorkerConfig`]. A `ForkServer` worker's group is killed by the server when it exits.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use fork_sys::SharedAtomics;
+use proc_core::{Process, ProcessError, StartMethod};
+use serde::{Deserialize, Serialize};
+
+use crate::manager::Config;
+use crate::task_fn;
+use crate::worker::{self, COUNTERS, WorkerSetup};
+use crate::worker_handle::Worker;
+
+/// Requested size of each worker pipe: room for a batch in one `write` (kept modest: the
+/// kernel caps the pipe memory of each user).
+const PIPE_SIZE: usize = 256 << 10;
+
+/// The name every worker process carries (in errors, and in `ps` on Linux).
+const WORKER_NAME: &str = "proc-pool worker";
+
+/// A worker that has just started, and the manager's ends of its pipes.
+#[derive(Debug)]
+pub(crate) struct StartedWorker {
+    pub(crate) process: Process<()>,
+    /// The task pipe's write end, non-blocking.
+    pub(crate) tasks: File,
+    /// The result pipe's read end, non-blocking.
+    pub(crate) results: File,
+    pub(crate) counters: SharedAtomics,
+}
+
+/// What a worker started by exec needs to know that a forked one would have inherited.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WorkerConfig {
+    /// The initializer, as a code offset.
+    initializer: Option<u64>,
+    max_tasks: Option<u64>,
+    max_frame_len: u64,
+    /// With a task timeout: the pool's clock base, on the system's monotonic clock.
+    clock_base_nanos: Option<u64>,
+}
+
+/// Starts one worker. Under `Fork`, the child closes `siblings`' pipes and `wake`, which it
+/// inherited.
+pub(crate) fn start_worker(
+    config: &Config,
+    clock_base: Instant,
+    siblings: &mut [Worker],
+    wake: &mut Option<File>,
+) -> Result<StartedWorker, ProcessError> {
+    let spawn_error = |source| ProcessError::Spawn {
+        name: Some(WORKER_NAME.into()),
+        source,
+    };
+    let (tasks_read, tasks_write) = fork_sys::pipe().map_err(spawn_error)?;
+    let (results_read, results_write) = fork_sys::pipe().map_err(spawn_error)?;
+    // Bigger pipes carry bigger batches per write; the default is fine if refused.
+    let _ = fork_sys::set_pipe_size(&tasks_write, PIPE_SIZE);
+    let _ = fork_sys::set_pipe_size(&results_write, PIPE_SIZE);
+    fork_sys::set_nonblocking(&tasks_write, true).map_err(spawn_error)?;
+    fork_sys::set_nonblocking(&results_read, true).map_err(spawn_error)?;
+    let builder = Process::builder()
+        .name(WORKER_NAME)
+        .daemon(true)
+        .kill_group_on_exit(true);
+    let (tasks_write, results_read) = (File::from(tasks_write), File::from(results_read));
+    let (process, counters, tasks_write, results_read) = match config.start_method {
+        StartMethod::Fork => {
+            let counters = SharedAtomics::new(COUNTERS).map_err(spawn_error)?;
+            let setup = WorkerSetup {
+                tasks: File::from(tasks_read),
+                results: File::from(results_write),
+                counters: &counters,
+                initializer: config.initializer,
+                max_tasks: config.max_tasks_per_child,
+                max_frame_len: config.max_frame_len,
+                clock_base: config.task_timeout.map(|_| clock_base),
+            };
+            let mut parent_ends = Some((tasks_write, results_read));
+            let process = builder.spawn(|| {
+                // In the worker. It inherited every descriptor of the parent's: close the
+                // pool's own (its parent-side pipe ends, its siblings', the wake pipe).
+                drop(parent_ends.take());
+                drop(wake.take());
+                for sibling in siblings.iter_mut() {
+                    sibling.close_inherited_pipes();
+                }
+                worker::run(setup);
+            })?;
+            let Some((tasks_write, results_read)) = parent_ends else {
+                // Only the child takes them; in the parent they are always still here.
+                return Err(spawn_error(io::Error::other("worker pipes vanished")));
+            };
+            (process, counters, tasks_write, results_read)
+        }
+        method => {
+            let counters = SharedAtomics::new_shareable(COUNTERS).map_err(spawn_error)?;
+            let counters_fd = counters
+                .fd()
+                .ok_or_else(|| io::Error::other("shareable counters without a memory file"))
+                .and_then(|fd| fd.try_clone_to_owned())
+                .map_err(spawn_error)?;
+            let clock_base_nanos = config.task_timeout.map(|_| {
+                let base = fork_sys::monotonic_now().saturating_sub(clock_base.elapsed());
+                u64::try_from(base.as_nanos()).unwrap_or(u64::MAX)
+            });
+            let worker_config = WorkerConfig {
+                initializer: config.initializer.map(task_fn::initializer_offset),
+                max_tasks: config.max_tasks_per_child,
+                max_frame_len: config.max_frame_len as u64,
+                clock_base_nanos,
+            };
+            let fds: Vec<OwnedFd> = vec![tasks_read, results_write, counters_fd];
+            let process = builder.start_method(method).spawn_fn_with_fds(
+                launched_worker,
+                worker_config,
+                fds,
+            )?;
+            (process, counters, tasks_write, results_read)
+        }
+    };
+    Ok(StartedWorker {
+        process,
+        tasks: tasks_write,
+        results: results_read,
+        counters,
+    })
+}
+
+/// A worker started by exec (or forked by the fork server): its pipes and counters come as
+/// `fds` (task pipe, result pipe, counters' memory file).
+fn launched_worker(config: WorkerConfig, fds: Vec<OwnedFd>) {
+    let max_frame_len = usize::try_from(config.max_frame_len).unwrap_or(usize::MAX);
+    let Ok([tasks, results, counters]) = <[OwnedFd; 3]>::try_from(fds) else {
+        panic!("a pool worker was started without its three descriptors");
+    };
+    let results = File::from(results);
+    let counters = match SharedAtomics::attach(counters, COUNTERS) {
+        Ok(counters) => counters,
+        Err(err) => {
+            worker::report_setup_failure(
+                &results,
+                max_frame_len,
+                &format!("a worker could not map the counters it shares with the pool: {err}"),
+            );
+            return;
+        }
+    };
+    // The pool's clock base as an `Instant` here: `Instant` is the same monotonic clock.
+    let clock_base = config.clock_base_nanos.and_then(|base| {
+        let since = fork_sys::monotonic_now().saturating_sub(Duration::from_nanos(base));
+        Instant::now().checked_sub(since)
+    });
+    worker::run(WorkerSetup {
+        tasks: File::from(tasks),
+        results,
+        counters: &counters,
+        initializer: config.initializer.map(task_fn::initializer_at),
+        max_tasks: config.max_tasks,
+        max_frame_len,
+        clock_base,
+    });
+}
