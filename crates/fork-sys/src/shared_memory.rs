@@ -256,7 +256,7 @@ mod memory_file {
         for _ in 0..64 {
             let nanos = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos().into());
+                .map_or(0, |d| u64::from(d.subsec_nanos()));
             let call = CALLS.fetch_add(1, Ordering::Relaxed);
             // Unique within this process by the counter; across processes by the pid, while
             // the clock guards against a pid reused since a crash left a name behind. macOS

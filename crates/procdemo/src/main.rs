@@ -12,6 +12,7 @@ use std::process::ExitCode;
 mod fork_demo;
 mod pool_demo;
 mod process_demo;
+mod start_methods_demo;
 mod subprocess_demo;
 
 /// A demo: its name on the command line, a one-line summary, and the code.
@@ -38,6 +39,11 @@ const DEMOS: &[Demo] = &[
         run: pool_demo::run,
     },
     Demo {
+        name: "start-methods",
+        summary: "start methods: one task under fork, forkserver and spawn, with the pids",
+        run: start_methods_demo::run,
+    },
+    Demo {
         name: "subprocess",
         summary: "subprocess.call: run a program, print its exit code (-- CMD ARGS… for another)",
         run: subprocess_demo::run,
@@ -45,6 +51,9 @@ const DEMOS: &[Demo] = &[
 ];
 
 fn main() -> ExitCode {
+    // First: in a child started by the `spawn` method (or the fork server) this never
+    // returns; here it returns at once and makes `forkserver` the pools' default.
+    proc_core::init();
     let arg = std::env::args().nth(1);
     // A demo run alone prints exactly what its Python seed prints; `all` adds a header per demo.
     let with_headers = matches!(arg.as_deref(), None | Some("all"));
