@@ -111,7 +111,8 @@ const MAX_FDS_PER_MESSAGE: usize = 4096;
 /// between sends); retries `EINTR`; never raises SIGPIPE (`MSG_NOSIGNAL`, `SO_NOSIGPIPE` on
 /// Apple: see [`forbid_sigpipe`]): a peer that is gone is `ErrorKind::BrokenPipe`. `bytes`
 /// must not be empty when `fds` is not (`InvalidInput`): a stream socket carries descriptors
-/// only along with data. Linux takes at most 253 descriptors per message (`EINVAL` past it).
+/// only along with data; empty `bytes` and no `fds` sends nothing. Linux takes at most 253
+/// descriptors per message (`EINVAL` past it).
 ///
 /// # References
 ///  - [POSIX sendmsg](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sendmsg.html)
@@ -183,7 +184,8 @@ fn wait_writable(socket: BorrowedFd<'_>) -> io::Result<()> {
 /// with a call that receives that byte. More descriptors than `max_fds` is an error
 /// (`InvalidData`, naming `max_fds`): those that arrived are closed, the kernel closes those
 /// that did not fit (`MSG_CTRUNC`), and the bytes of this call are lost with them.
-/// `max_fds` over 4096 is `InvalidInput`.
+/// `max_fds` over 4096 is `InvalidInput`. Give a non-empty `buf`: with an empty one, 0 cannot
+/// tell end-of-file from "nothing read".
 ///
 /// # References
 ///  - [POSIX recvmsg](https://pubs.opengroup.org/onlinepubs/9799919799/functions/recvmsg.html)

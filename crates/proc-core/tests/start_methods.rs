@@ -211,3 +211,139 @@ fn init_makes_fork_server_the_default() {
     assert_eq!(p.start_method(), StartMethod::ForkServer);
     assert_eq!(p.join().expect("join"), 81);
 }
+
+/// In a fresh process (started by `Spawn`, so nothing was warned yet): captures stderr, lets
+/// `threads` extra threads live, forks a closure child, and returns what was printed.
+fn fork_with_threads_and_capture(threads: usize) -> String {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let (read, write) = fork_sys::pipe().expect("pipe");
+    fork_sys::exec::redirect_stdio(write.as_fd(), fork_sys::exec::StdioFd::Stderr).expect("dup2");
+    drop(write);
+    let stop = std::sync::Arc::new(std::sync::Barrier::new(threads + 1));
+    let sleepers: Vec<_> = (0..threads)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                stop.wait();
+            })
+        })
+        .collect();
+    let child = Process::spawn(|| 1u8).expect("fork");
+    assert_eq!(child.join().expect("join"), 1);
+    let child = Process::spawn(|| 2u8).expect("fork again");
+    assert_eq!(child.join().expect("join"), 2);
+    stop.wait();
+    for sleeper in sleepers {
+        sleeper.join().expect("thread");
+    }
+    // Close our stderr so the read below ends.
+    let null = std::fs::File::open("/dev/null").expect("/dev/null");
+    fork_sys::exec::redirect_stdio(null.as_fd(), fork_sys::exec::StdioFd::Stderr).expect("dup2");
+    let mut text = String::new();
+    std::fs::File::from(read).read_to_string(&mut text).expect("read");
+    text
+}
+
+fn silenced_fork_with_threads(_: ()) -> String {
+    proc_core::set_fork_warning(false);
+    fork_with_threads_and_capture(2)
+}
+
+/// Forking from a multi-threaded program says so once on stderr, as Python 3.12 does; a
+/// single-threaded one, or one that turned it off, hears nothing.
+#[cfg(target_os = "linux")]
+#[test]
+fn forking_with_threads_warns_once() {
+    let warned = Process::builder()
+        .start_method(StartMethod::Spawn)
+        .spawn_fn(fork_with_threads_and_capture, 2)
+        .expect("spawn")
+        .join()
+        .expect("join");
+    assert_eq!(warned.matches("prockit: warning:").count(), 1, "{warned}");
+    assert!(warned.contains("3 threads"), "{warned}");
+    assert!(warned.contains("StartMethod::ForkServer"), "{warned}");
+    let alone = Process::builder()
+        .start_method(StartMethod::Spawn)
+        .spawn_fn(fork_with_threads_and_capture, 0)
+        .expect("spawn")
+        .join()
+        .expect("join");
+    assert_eq!(alone, "", "a single-threaded program forks without a word");
+    let silenced = Process::builder()
+        .start_method(StartMethod::Spawn)
+        .spawn_fn(silenced_fork_with_threads, ())
+        .expect("spawn")
+        .join()
+        .expect("join");
+    assert_eq!(silenced, "");
+}
+
+/// Only its own program can reach the fork server: it listens on no name (every socket it
+/// holds is unnamed), a process of the same uid cannot open its socket through /proc, and
+/// another uid cannot even list its descriptors.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_fork_server_answers_only_its_program() {
+    let p = Process::builder().start_method(StartMethod::ForkServer).spawn_fn(square, 2).expect("spawn");
+    assert_eq!(p.join().expect("join"), 4);
+    let server = proc_core::fork_server_pid().expect("a fork server runs");
+    let unix = std::fs::read_to_string("/proc/net/unix").expect("/proc/net/unix");
+    let mut sockets = 0;
+    for entry in std::fs::read_dir(format!("/proc/{server}/fd")).expect("list the server's fds") {
+        let path = entry.expect("entry").path();
+        let target = std::fs::read_link(&path).expect("readlink");
+        let Some(inode) = target
+            .to_str()
+            .and_then(|t| t.strip_prefix("socket:["))
+            .and_then(|t| t.strip_suffix(']'))
+        else {
+            continue;
+        };
+        sockets += 1;
+        // Columns: Num RefCount Protocol Flags Type St Inode [Path].
+        let line = unix
+            .lines()
+            .find(|line| line.split_whitespace().nth(6) == Some(inode))
+            .unwrap_or_else(|| panic!("socket {inode} not in /proc/net/unix"));
+        assert_eq!(line.split_whitespace().count(), 7, "the server's socket has a name: {line}");
+        let err = std::fs::File::open(&path).expect_err("a socket cannot be opened through /proc");
+        assert_eq!(err.raw_os_error(), Some(6), "ENXIO expected: {err}");
+    }
+    assert_eq!(sockets, 1, "the server holds exactly its control socket");
+    if rustix_free_getuid() == 0 {
+        // As nobody: `ls /proc/<server>/fd` is refused.
+        let argv = fork_sys::exec::CStringArray::new(["ls", &format!("/proc/{server}/fd")]).expect("argv");
+        let envp = fork_sys::exec::CStringArray::new(Vec::<String>::new()).expect("envp");
+        let request = fork_sys::SpawnRequest {
+            program: c"/bin/ls",
+            argv: &argv,
+            envp: &envp,
+            stdio: [None, None, None],
+            cwd: None,
+            close_fds: true,
+            pass_fds: &[],
+            new_session: false,
+            process_group: None,
+            uid: Some(65534),
+            gid: Some(65534),
+            umask: None,
+        };
+        let pid = fork_sys::spawn(&request).expect("spawn ls as nobody");
+        let status = fork_sys::wait(pid).expect("wait");
+        assert!(!status.success(), "another uid listed the fork server's descriptors");
+    }
+}
+
+/// The real uid, from /proc (proc-core's tests use no libc).
+fn rustix_free_getuid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().next().and_then(|u| u.parse().ok()))
+        })
+        .unwrap_or(u32::MAX)
+}

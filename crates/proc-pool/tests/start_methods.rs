@@ -187,3 +187,85 @@ fn a_running_function_child_does_not_keep_another_childs_stdin_open() {
         assert_eq!(busy.join().expect("join"), 25);
     }
 }
+
+/// A killed fork server takes its workers with it: their running tasks fail with an error
+/// that says so (never a hang), the pool starts a new server and goes on.
+#[test]
+fn a_killed_fork_server_fails_running_tasks_and_is_replaced() {
+    let _watchdog = test_support::watchdog(Duration::from_secs(60), "a pool whose fork server was killed");
+    let pool = Pool::builder()
+        .start_method(StartMethod::ForkServer)
+        .workers(2)
+        .build()
+        .expect("pool");
+    assert_eq!(pool.apply(square, 2).expect("task"), 4);
+    let server = proc_core::fork_server_pid().expect("a fork server runs");
+    let running: Vec<_> = (0..2)
+        .map(|_| pool.apply_async(sleepy, 3_000).expect("submit"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    fork_sys::kill(server, fork_sys::Signal::KILL).expect("kill the fork server");
+    for result in running {
+        match result.get() {
+            Err(TaskError::WorkerLost { reason, .. }) => {
+                assert!(reason.contains("fork server"), "{reason}");
+            }
+            Err(TaskError::WorkerDied { .. }) => {}
+            other => panic!("a task on a worker of the killed server: {other:?}"),
+        }
+    }
+    assert_eq!(pool.apply(square, 3).expect("the pool goes on"), 9);
+    let replacement = proc_core::fork_server_pid().expect("a new fork server");
+    assert_ne!(replacement, server);
+    pool.close();
+    pool.join().expect("join");
+}
+
+/// Pools under the fork server and spawn, dropped busy or joined, leave no worker, no zombie
+/// and no descriptor behind (the fork server and its socket stay, for the next pool).
+#[test]
+fn pools_leave_nothing_behind_under_every_method() {
+    // The fork server first, so it is part of the baseline.
+    let warm = Pool::builder().start_method(StartMethod::ForkServer).workers(1).build().expect("pool");
+    assert_eq!(warm.apply(square, 1).expect("task"), 1);
+    drop(warm);
+    let fds = test_support::open_fd_count();
+    let children = test_support::child_count();
+    for method in METHODS {
+        for round in 0..6 {
+            let pool = Pool::builder().start_method(method).workers(3).build().expect("pool");
+            let _ = pool.apply(die, 1);
+            let busy: Vec<_> = (0..6).map(|_| pool.apply_async(sleepy, 10_000).expect("submit")).collect();
+            if round % 2 == 0 {
+                pool.terminate().expect("terminate");
+            }
+            drop(busy);
+            drop(pool);
+            assert!(
+                test_support::eventually(Duration::from_secs(10), || test_support::child_count() == children),
+                "{method} round {round}: workers left"
+            );
+            let server = proc_core::fork_server_pid().expect("the fork server");
+            assert!(
+                test_support::eventually(Duration::from_secs(10), || children_of(server) == 0),
+                "{method} round {round}: the fork server still has workers"
+            );
+            assert_eq!(test_support::zombie_children(), 0, "{method}");
+            assert_eq!(test_support::open_fd_count(), fds, "{method} round {round}: fds leaked");
+        }
+    }
+}
+
+/// Live or zombie children of `pid` (Linux: `/proc/<pid>/task/*/children`).
+fn children_of(pid: fork_sys::Pid) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .map(|task| {
+            std::fs::read_to_string(task.path().join("children"))
+                .map_or(0, |list| list.split_whitespace().count())
+        })
+        .sum()
+}
