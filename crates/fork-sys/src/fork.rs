@@ -1,7 +1,7 @@
 //! `fork` and `_exit`.
 
 use std::io;
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use crate::Pid;
 
@@ -19,12 +19,6 @@ pub(crate) fn fork_lock_shared() -> RwLockReadGuard<'static, ()> {
     FORK_LOCK.read().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The exclusive side of the fork lock, for making an fd that no child may inherit before it
-/// is recorded (the alive pipe): no [`fork`] and no spawn runs while it is held.
-pub(crate) fn fork_lock_exclusive() -> RwLockWriteGuard<'static, ()> {
-    FORK_LOCK.write().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// Which side of a [`fork`] this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "both the parent and the child return from fork; decide what each does"]
@@ -40,11 +34,6 @@ pub enum Fork {
 /// in the child).
 ///
 /// rustix deliberately has no public `fork`; this is the one place the workspace calls it.
-///
-/// In the child, closes the write end of this process's [alive pipe](crate::alive_pipe) (if
-/// it made one) first thing, so that the pipe reports this process's exit and not its
-/// children's; the read end stays open, for the child to watch its parent with
-/// [`die_with_parent_process`](crate::die_with_parent_process).
 ///
 /// Waits while another thread is inside a spawn's pipe window (the fork lock, held for the
 /// microseconds between creating a child's pipes and closing the parent's copies of the
@@ -85,12 +74,7 @@ pub(crate) unsafe fn fork_unlocked() -> io::Result<Fork> {
     let pid = unsafe { libc::fork() };
     match pid {
         -1 => Err(io::Error::last_os_error()),
-        0 => {
-            // Before anything else (the spawn path dup2s onto fd numbers next): the child's
-            // copy of the parent's alive-pipe write end must go. Async-signal-safe.
-            crate::parent_watch::forget_in_child();
-            Ok(Fork::Child)
-        }
+        0 => Ok(Fork::Child),
         pid => Pid::from_raw(pid)
             .map(Fork::Parent)
             .ok_or_else(|| io::Error::other(format!("fork returned an invalid pid {pid}"))),

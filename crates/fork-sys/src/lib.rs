@@ -54,7 +54,7 @@ pub use interrupt::{
     count_signal_interrupting, restore_default_action, set_interval_timer, set_signal_blocked,
     signals_caught,
 };
-pub use parent_watch::{alive_pipe, die_with_parent_process};
+pub use parent_watch::{die_with_parent_process, process_exit_fd};
 pub use pid::{Pid, getpid, getppid};
 pub use pipe::{is_cloexec, pipe, pipe_nonblocking, set_nonblocking, set_pipe_size};
 pub use poll::{Interest, Readiness, monotonic_now, poll, set_thread_name, thread_count};

@@ -106,7 +106,9 @@ pub fn set_thread_name(name: &str) -> io::Result<()> {
 
 /// How many threads this process has right now, or `None` where the platform does not say.
 /// Linux: the `Threads:` line of `/proc/self/status`. For tests and diagnostics (a process
-/// about to fork can check it is single-threaded); the count may change the instant after.
+/// about to fork can check it is single-threaded); the count may change the instant after,
+/// and a thread just joined may still be counted for a moment (`join` returns when the thread
+/// clears its tid, slightly before the kernel removes it from the process).
 ///
 /// # References
 ///  - [Linux proc_pid_status(5)](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)

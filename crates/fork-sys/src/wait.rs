@@ -126,6 +126,13 @@ pub fn is_not_a_child(err: &io::Error) -> bool {
         .is_some_and(|inner| inner.downcast_ref::<NotAChild>().is_some())
 }
 
+/// A descriptor that becomes readable when process `pid` exits: a pidfd on Linux, a kqueue
+/// with `EVFILT_PROC`/`NOTE_EXIT` registered on Apple and the BSDs. Works for any process the
+/// caller may see, not only its children (it never reaps anything).
+pub(crate) fn process_exit_fd(pid: Pid) -> io::Result<OwnedFd> {
+    platform::open(pid)
+}
+
 /// Something that becomes ready when one child exits, so a timed wait can sleep in the kernel.
 #[derive(Debug)]
 pub(crate) struct ExitWatcher {

@@ -4,8 +4,7 @@
 //! The child speaks first, a [`Hello`] naming its pid and its executable's identity; the
 //! parent checks the identity (a child of another build is refused before it is told
 //! anything), then sends one [`Launch`] frame with the child's descriptors attached
-//! (`SCM_RIGHTS`: its result pipe first, then the parent's alive pipe for a daemon, then the
-//! caller's), followed by the argument bytes as one more frame. The child runs the function
+//! (`SCM_RIGHTS`: its result pipe first, then the caller's), followed by the argument bytes as one more frame. The child runs the function
 //! the launch names and exits; the socket is not used again.
 
 use std::io;
@@ -34,8 +33,8 @@ pub(crate) struct Launch {
     pub(crate) trampoline: u64,
     pub(crate) function: u64,
     pub(crate) name: Option<String>,
-    /// The second fd attached is the parent's alive pipe: die when the parent does.
-    pub(crate) watch_parent: bool,
+    /// Die when this process (the parent, by pid) exits: a daemon started by exec.
+    pub(crate) watch_parent: Option<i32>,
     pub(crate) max_frame_len: u64,
     /// How many fds are attached.
     pub(crate) fds: u32,
@@ -251,21 +250,14 @@ pub(crate) fn run_launched_child(socket: OwnedFd) -> ! {
     let Some(result_pipe) = fds.next() else {
         fork_sys::exit_immediately(EXIT_NO_LAUNCH);
     };
-    if launch.watch_parent {
-        let watched = fds
-            .next()
-            .map(|alive| fork_sys::die_with_parent_process(alive.as_fd()));
-        if !matches!(watched, Some(Ok(()))) {
-            fork_sys::exit_immediately(EXIT_NO_LAUNCH);
-        }
-    }
     let fds: Vec<OwnedFd> = fds.collect();
-    if fds.len() + 1 + usize::from(launch.watch_parent) != launch.fds as usize {
+    if fds.len() + 1 != launch.fds as usize {
         fork_sys::exit_immediately(EXIT_NO_LAUNCH);
     }
+    let watch_parent = launch.watch_parent.and_then(fork_sys::Pid::from_raw);
     let setup = ChildSetup {
         name: launch.name.as_deref(),
-        watch_parent: None,
+        watch_parent,
         max_frame_len: usize::try_from(launch.max_frame_len).unwrap_or(usize::MAX),
     };
     let trampoline = crate::spawn_fn::trampoline_at(launch.trampoline);

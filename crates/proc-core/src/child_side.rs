@@ -4,11 +4,12 @@
 use std::any::Any;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use fork_sys::{Pid, Signal};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, CodecError};
@@ -82,8 +83,9 @@ pub(crate) fn mark_forked_child() {
 /// How the child should set itself up before running the closure.
 pub(crate) struct ChildSetup<'a> {
     pub(crate) name: Option<&'a str>,
-    /// Set for daemon processes: the parent's alive pipe; die when the parent process goes.
-    pub(crate) watch_parent: Option<BorrowedFd<'a>>,
+    /// Set for daemon processes: the parent, whose exit (the process's, not a thread's) ends
+    /// this child.
+    pub(crate) watch_parent: Option<Pid>,
     pub(crate) max_frame_len: usize,
 }
 
@@ -105,12 +107,17 @@ where
     F: FnOnce() -> R,
     R: Serialize,
 {
-    if let Some(alive) = setup.watch_parent {
+    if let Some(parent) = setup.watch_parent {
         // A thread that kills this process when the parent *process* exits (the kernel's
         // parent-death signal follows the thread that forked, which may be long gone). If the
         // parent is already gone, this kills us at once.
-        if fork_sys::die_with_parent_process(alive).is_err() {
-            return EXIT_FAILED;
+        if fork_sys::die_with_parent_process(parent).is_err() {
+            // No thread to be had (a process limit): the kernel's signal, which follows the
+            // forking thread, is better than nothing.
+            let _ = fork_sys::exec::set_parent_death_signal(Some(Signal::KILL));
+            if fork_sys::getppid() != Some(parent) {
+                return EXIT_FAILED;
+            }
         }
     }
     if let Some(name) = setup.name {

@@ -39,8 +39,9 @@ use crate::launcher::StartError;
 /// The program's messages to the server.
 #[derive(Debug, Serialize, Deserialize)]
 enum ToServer {
-    /// One fd attached: the program's alive pipe. Sent once, right after the hello.
-    Watch,
+    /// The program's pid: the server exits when that process does. Sent once, right after
+    /// the hello.
+    Watch { program: i32 },
     /// Two fds attached: the child's bootstrap socket, the write end of its status pipe.
     Fork {
         daemon: bool,
@@ -80,13 +81,15 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
     let _ = fork_sys::ignore_signal(Signal::INT);
     let _ = fork_sys::set_thread_name("prockit-forksrv");
     let server = fork_sys::getpid();
-    let mut alive: Option<OwnedFd> = None;
+    let mut alive: Option<ProgramWatch> = None;
     let mut children: Vec<Served> = Vec::new();
     loop {
         // Requests already buffered are served before sleeping.
         loop {
             match channel.try_recv::<ToServer>() {
-                Ok(Some(ToServer::Watch)) => alive = channel.take_fds().into_iter().next(),
+                Ok(Some(ToServer::Watch { program })) => {
+                    alive = Pid::from_raw(program).map(watch_program);
+                }
                 Ok(Some(ToServer::Fork {
                     daemon,
                     kill_group_on_exit,
@@ -137,10 +140,12 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
             }
         }
         let mut fds = vec![(channel.socket(), Interest::Read)];
-        if let Some(alive) = &alive {
-            fds.push((alive.as_fd(), Interest::Read));
-        }
         let mut slices = false;
+        match &alive {
+            Some(ProgramWatch::ExitFd(fd)) => fds.push((fd.as_fd(), Interest::Read)),
+            Some(ProgramWatch::Parent(_)) => slices = true,
+            None => {}
+        }
         for child in &children {
             match child.handle.exit_fd() {
                 Some(fd) => fds.push((fd, Interest::Read)),
@@ -153,7 +158,12 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         };
         let mut ready = ready.into_iter();
         let control_ready = ready.next().is_some_and(|r| r.is_ready());
-        if alive.is_some() && ready.next().is_some_and(|r| r.is_ready()) {
+        let program_gone = match &alive {
+            Some(ProgramWatch::ExitFd(_)) => ready.next().is_some_and(|r| r.is_ready()),
+            Some(ProgramWatch::Parent(program)) => fork_sys::getppid() != Some(*program),
+            None => false,
+        };
+        if program_gone {
             // The program has exited. Daemon children follow through their parent-death signal.
             fork_sys::exit_immediately(0);
         }
@@ -176,6 +186,28 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
                 Err(_) => fork_sys::exit_immediately(0),
             }
         }
+    }
+}
+
+/// How the server learns that its program has exited.
+enum ProgramWatch {
+    /// An fd that becomes readable then (a pidfd of the program).
+    ExitFd(OwnedFd),
+    /// No such fd on this platform: the server's parent changes then.
+    Parent(Pid),
+}
+
+/// Starts watching `program`, the server's parent. If it is gone already, exits.
+fn watch_program(program: Pid) -> ProgramWatch {
+    let exit_fd = fork_sys::process_exit_fd(program);
+    // After opening: if the program is not our parent any more, it is gone (and the pid may
+    // name a stranger).
+    if fork_sys::getppid() != Some(program) {
+        fork_sys::exit_immediately(0);
+    }
+    match exit_fd {
+        Ok(fd) => ProgramWatch::ExitFd(fd),
+        Err(_) => ProgramWatch::Parent(program),
     }
 }
 
@@ -318,7 +350,6 @@ pub fn fork_server_pid() -> Option<Pid> {
 
 /// Starts the server: `Spawn` it, check its hello, give it the alive pipe.
 fn start() -> Result<Client, StartError> {
-    let alive = fork_sys::alive_pipe().map_err(StartError::Io)?;
     let window = fork_sys::spawn_window();
     let (ours, theirs) = fork_sys::socketpair().map_err(StartError::Io)?;
     let spawned = exec_self::spawn_self(Role::ForkServer, theirs.as_fd(), &window);
@@ -333,7 +364,10 @@ fn start() -> Result<Client, StartError> {
         let _ = server.wait();
         return Err(err);
     }
-    if let Err(err) = channel.send(&ToServer::Watch, &[alive]) {
+    let watch = ToServer::Watch {
+        program: fork_sys::getpid().as_raw(),
+    };
+    if let Err(err) = channel.send(&watch, &[]) {
         let _ = server.send_signal(Signal::KILL);
         let _ = server.wait();
         return Err(StartError::Io(err));

@@ -192,28 +192,16 @@ pub(crate) fn launch<R>(request: LaunchRequest) -> Result<Process<R>, ProcessErr
         let _ = child.wait();
         return Err(err.into_process_error(name));
     }
-    // A daemon started by exec watches our alive pipe (a fork server's child has the
-    // parent-death signal of the single-threaded server instead).
-    let alive = if daemon && method == StartMethod::Spawn {
-        match fork_sys::alive_pipe() {
-            Ok(alive) => Some(alive),
-            Err(err) => {
-                let _ = child.send_signal(Signal::KILL);
-                let _ = child.wait();
-                return Err(spawn_error(err));
-            }
-        }
-    } else {
-        None
-    };
+    // A daemon started by exec watches this process (a fork server's child has the
+    // parent-death signal of the single-threaded server instead, which dies with us).
+    let watch_parent = (daemon && method == StartMethod::Spawn).then(|| fork_sys::getpid().as_raw());
     let mut attached = vec![result_write.as_fd()];
-    attached.extend(alive);
     attached.extend(fds.iter().map(AsFd::as_fd));
     let launch = Launch {
         trampoline: crate::code_offset::of(trampoline),
         function: crate::code_offset::of(function),
         name: name.clone(),
-        watch_parent: alive.is_some(),
+        watch_parent,
         max_frame_len: max_frame_len as u64,
         fds: attached.len() as u32,
     };

@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use fork_sys::{ChildHandle, ExitStatus, Fork, Interest, Pid, Signal};
@@ -134,14 +134,9 @@ impl ProcessBuilder {
         };
         let max_frame_len = self.max_result_len.unwrap_or(DEFAULT_MAX_FRAME_LEN);
         start_method::warn_if_forking_threads();
-        // A daemon watches the alive pipe, whose write end only this process holds.
-        let alive: Option<BorrowedFd<'static>> = if self.daemon {
-            Some(fork_sys::alive_pipe().map_err(spawn_error)?)
-        } else {
-            None
-        };
         let (read_end, write_end) = fork_sys::pipe().map_err(spawn_error)?;
         fork_sys::set_nonblocking(&read_end, true).map_err(spawn_error)?;
+        let parent = fork_sys::getpid();
 
         // Hold the locks a child might need, so that no other thread holds them at the moment
         // of the fork (the child would inherit them locked forever), and flush stdout, so
@@ -170,7 +165,7 @@ impl ProcessBuilder {
                 drop(read_end);
                 let setup = ChildSetup {
                     name: self.name.as_deref(),
-                    watch_parent: alive,
+                    watch_parent: self.daemon.then_some(parent),
                     max_frame_len,
                 };
                 child_side::run_child(setup, write_end, body)

@@ -13,7 +13,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fork_sys::SharedAtomics;
 use proc_core::{Process, ProcessError, StartMethod};
@@ -50,14 +50,14 @@ pub(crate) struct WorkerConfig {
     max_tasks: Option<u64>,
     max_frame_len: u64,
     /// With a task timeout: the pool's clock base, on the system's monotonic clock.
-    clock_base_nanos: Option<u64>,
+    clock_base: Option<Duration>,
 }
 
 /// Starts one worker. Under `Fork`, the child closes `siblings`' pipes and `wake`, which it
-/// inherited.
+/// inherited. `clock_base` is the pool's clock base on the system's monotonic clock.
 pub(crate) fn start_worker(
     config: &Config,
-    clock_base: Instant,
+    clock_base: Duration,
     siblings: &mut [Worker],
     wake: &mut Option<File>,
 ) -> Result<StartedWorker, ProcessError> {
@@ -113,15 +113,11 @@ pub(crate) fn start_worker(
                 .ok_or_else(|| io::Error::other("shareable counters without a memory file"))
                 .and_then(|fd| fd.try_clone_to_owned())
                 .map_err(spawn_error)?;
-            let clock_base_nanos = config.task_timeout.map(|_| {
-                let base = fork_sys::monotonic_now().saturating_sub(clock_base.elapsed());
-                u64::try_from(base.as_nanos()).unwrap_or(u64::MAX)
-            });
             let worker_config = WorkerConfig {
                 initializer: config.initializer.map(task_fn::initializer_offset),
                 max_tasks: config.max_tasks_per_child,
                 max_frame_len: config.max_frame_len as u64,
-                clock_base_nanos,
+                clock_base: config.task_timeout.map(|_| clock_base),
             };
             let fds: Vec<OwnedFd> = vec![tasks_read, results_write, counters_fd];
             let process = builder.start_method(method).spawn_fn_with_fds(
@@ -159,11 +155,6 @@ fn launched_worker(config: WorkerConfig, fds: Vec<OwnedFd>) {
             return;
         }
     };
-    // The pool's clock base as an `Instant` here: `Instant` is the same monotonic clock.
-    let clock_base = config.clock_base_nanos.and_then(|base| {
-        let since = fork_sys::monotonic_now().saturating_sub(Duration::from_nanos(base));
-        Instant::now().checked_sub(since)
-    });
     worker::run(WorkerSetup {
         tasks: File::from(tasks),
         results,
@@ -171,6 +162,6 @@ fn launched_worker(config: WorkerConfig, fds: Vec<OwnedFd>) {
         initializer: config.initializer.map(task_fn::initializer_at),
         max_tasks: config.max_tasks,
         max_frame_len,
-        clock_base,
+        clock_base: config.clock_base,
     });
 }

@@ -200,6 +200,7 @@ pub(crate) fn start(config: Config) -> Result<(Arc<Shared>, JoinHandle<()>), Poo
                 shared: thread_shared,
                 wake: Some(File::from(wake_read)),
                 clock_base: Instant::now(),
+                clock_base_monotonic: fork_sys::monotonic_now(),
                 workers: Vec::new(),
                 queue: VecDeque::new(),
                 closed: false,
@@ -244,6 +245,9 @@ struct Manager {
     config: Config,
     /// The zero of the task start times workers record.
     clock_base: Instant,
+    /// The same instant on the system's monotonic clock, which workers read (an `Instant`
+    /// cannot cross to an exec'd worker).
+    clock_base_monotonic: Duration,
     workers: Vec<Worker>,
     /// Tasks taken from the inbox and not yet handed to a worker.
     queue: VecDeque<Task>,
@@ -361,7 +365,7 @@ impl Manager {
     fn spawn_worker(&mut self) -> Result<(), ProcessError> {
         let started = launch::start_worker(
             &self.config,
-            self.clock_base,
+            self.clock_base_monotonic,
             &mut self.workers,
             &mut self.wake,
         )?;

@@ -54,7 +54,9 @@ pub(crate) struct WorkerSetup<'a> {
     pub(crate) max_tasks: Option<u64>,
     pub(crate) max_frame_len: usize,
     /// Set when the pool has a task timeout: record each chunk's start time.
-    pub(crate) clock_base: Option<Instant>,
+    /// The pool's clock base on the system's monotonic clock ([`fork_sys::monotonic_now`],
+    /// the same in every process of the machine, so exec'd workers share it too).
+    pub(crate) clock_base: Option<Duration>,
 }
 
 /// Runs the worker until the parent sends the shutdown frame, closes the task pipe, or the
@@ -122,7 +124,7 @@ struct Plan<'a> {
     counters: &'a SharedAtomics,
     max_tasks: Option<u64>,
     max_frame_len: usize,
-    clock_base: Option<Instant>,
+    clock_base: Option<Duration>,
 }
 
 fn run_tasks(mut tasks: &File, setup: &Plan<'_>, out: &mut ResultWriter, outbox: &Outbox) {
@@ -151,7 +153,8 @@ fn run_tasks(mut tasks: &File, setup: &Plan<'_>, out: &mut ResultWriter, outbox:
             // The start time first: the parent reads the claim, then the time, so it never
             // pairs this chunk with the previous chunk's start.
             if let Some(base) = setup.clock_base {
-                let nanos = u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                let since = fork_sys::monotonic_now().saturating_sub(base);
+                let nanos = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX);
                 setup
                     .counters
                     .get(STARTED_AT)
