@@ -129,7 +129,10 @@ impl Channel {
         let len = u32::try_from(bytes.len()).map_err(|_| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("{} bytes of arguments are over the 4 GiB frame limit", bytes.len()),
+                format!(
+                    "{} bytes of arguments are over the 4 GiB frame limit",
+                    bytes.len()
+                ),
             )
         })?;
         fork_sys::send_with_fds(self.socket.as_fd(), &len.to_le_bytes(), &[])?;
@@ -175,7 +178,11 @@ impl Channel {
     }
 
     /// One read, after waiting (within `deadline`) for the socket to be readable.
-    fn fill(&mut self, deadline: Option<Instant>, watch: Option<BorrowedFd<'_>>) -> Result<(), RecvError> {
+    fn fill(
+        &mut self,
+        deadline: Option<Instant>,
+        watch: Option<BorrowedFd<'_>>,
+    ) -> Result<(), RecvError> {
         if deadline.is_some() || watch.is_some() {
             let mut fds = vec![(self.socket.as_fd(), Interest::Read)];
             if let Some(watch) = watch {

@@ -52,8 +52,12 @@ pub(crate) fn spawn_self(
     window: &SpawnWindow,
 ) -> io::Result<(Pid, PathBuf)> {
     let program = executable()?;
-    let c_program = CString::new(program.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "executable path has a NUL byte"))?;
+    let c_program = CString::new(program.as_os_str().as_bytes()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "executable path has a NUL byte",
+        )
+    })?;
     // argv[0] as the program was started, so `ps` shows its name.
     let argv0 = std::env::args_os()
         .next()

@@ -53,7 +53,10 @@ enum ToServer {
 #[derive(Debug, Serialize, Deserialize)]
 enum FromServer {
     /// With `pidfd`, one fd attached: a pidfd of the child.
-    Forked { pid: i32, pidfd: bool },
+    Forked {
+        pid: i32,
+        pidfd: bool,
+    },
     Failed(String),
 }
 
@@ -278,7 +281,9 @@ pub(crate) fn fork_child(
     daemon: bool,
     kill_group_on_exit: bool,
 ) -> Result<ChildHandle, StartError> {
-    let mut guard = CLIENT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut guard = CLIENT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let usable = guard.as_mut().is_some_and(|client| {
         client.owner == fork_sys::getpid() && matches!(client.server.try_wait(), Ok(None))
     });
@@ -341,7 +346,9 @@ pub(crate) fn fork_child(
 /// [`StartMethod::ForkServer`](crate::StartMethod::ForkServer) child). For monitoring and
 /// tests; killing it fails the children it is starting, and the next request starts another.
 pub fn fork_server_pid() -> Option<Pid> {
-    let guard = CLIENT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let guard = CLIENT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     guard
         .as_ref()
         .filter(|c| c.owner == fork_sys::getpid())
@@ -378,4 +385,3 @@ fn start() -> Result<Client, StartError> {
         owner: fork_sys::getpid(),
     })
 }
-

@@ -120,7 +120,9 @@ fn elf_build_id(file: &mut File) -> io::Result<Option<Vec<u8>>> {
 fn find_build_id(mut notes: &[u8]) -> Option<Vec<u8>> {
     let pad = |n: usize| n.checked_add(3).map(|n| n & !3);
     while notes.len() >= 12 {
-        let word = |at: usize| u32::from_le_bytes([notes[at], notes[at + 1], notes[at + 2], notes[at + 3]]);
+        let word = |at: usize| {
+            u32::from_le_bytes([notes[at], notes[at + 1], notes[at + 2], notes[at + 3]])
+        };
         let (namesz, descsz, kind) = (word(0) as usize, word(4) as usize, word(8));
         let name_end = 12usize.checked_add(pad(namesz)?)?;
         let desc_end = name_end.checked_add(pad(descsz)?)?;

@@ -116,7 +116,9 @@ pub(crate) fn check_hello(
         Ok(Hello {
             identity: Err(reason),
             ..
-        }) => Err(no_entry(format!("it cannot read its own executable: {reason}"))),
+        }) => Err(no_entry(format!(
+            "it cannot read its own executable: {reason}"
+        ))),
         Err(RecvError::Closed) => {
             let how = match child.wait_timeout(std::time::Duration::from_millis(100)) {
                 Ok(Some(status)) => format!("it {status} before saying hello"),
@@ -128,7 +130,9 @@ pub(crate) fn check_hello(
             "it said nothing for {} s",
             HELLO_TIMEOUT.as_secs()
         ))),
-        Err(RecvError::Codec(err)) => Err(no_entry(format!("it sent something that is not a hello ({err})"))),
+        Err(RecvError::Codec(err)) => Err(no_entry(format!(
+            "it sent something that is not a hello ({err})"
+        ))),
         Err(RecvError::Io(err)) => Err(StartError::Io(err)),
     }
 }
@@ -194,7 +198,8 @@ pub(crate) fn launch<R>(request: LaunchRequest) -> Result<Process<R>, ProcessErr
     }
     // A daemon started by exec watches this process (a fork server's child has the
     // parent-death signal of the single-threaded server instead, which dies with us).
-    let watch_parent = (daemon && method == StartMethod::Spawn).then(|| fork_sys::getpid().as_raw());
+    let watch_parent =
+        (daemon && method == StartMethod::Spawn).then(|| fork_sys::getpid().as_raw());
     let mut attached = vec![result_write.as_fd()];
     attached.extend(fds.iter().map(AsFd::as_fd));
     let launch = Launch {

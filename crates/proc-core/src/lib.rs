@@ -58,9 +58,9 @@ mod wait_any;
 
 pub use connection::{Connection, ConnectionError, pipe};
 pub use error::ProcessError;
+pub use fork_server::fork_server_pid;
 pub use fork_sys::{ExitStatus, Pid, Signal};
 pub use process::{Process, ProcessBuilder};
-pub use fork_server::fork_server_pid;
 pub use spawn_fn::FnProcessBuilder;
 pub use start_method::{
     StartMethod, default_start_method, init, is_initialized, set_executable, set_fork_warning,

@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
-
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// How a child process is started. Pick with
@@ -74,9 +75,14 @@ static INITIALIZED: AtomicBool = AtomicBool::new(false);
 /// programs that forgot the call; `init()` is the explicit, portable entry.
 ///
 /// ```
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
 /// fn main() {
-///     proc_core::init();
-///     // ...the program
+///     proc_core::init(); // first
+///     let p = proc_core::Process::builder().spawn_fn(square, 7).unwrap(); // a ForkServer child
+///     assert_eq!(p.join().unwrap(), 49);
 /// }
 /// ```
 pub fn init() {
@@ -145,7 +151,12 @@ fn fork_warning_enabled() -> bool {
 
 /// Names of the threads prockit runs for itself: they fork nothing behind the caller's back
 /// and take care of their own locks, so they do not make a fork unsafe.
-const LIBRARY_THREADS: [&str; 4] = ["proc-pool", "fork-sys-reaper", "parent-watch", "pool-flusher"];
+const LIBRARY_THREADS: [&str; 4] = [
+    "proc-pool",
+    "fork-sys-reaper",
+    "parent-watch",
+    "pool-flusher",
+];
 
 /// Called before a `Fork` child is started: warns once when the program has more than one
 /// thread of its own.

@@ -10,12 +10,19 @@ fn pid_of_child(_: ()) -> i32 {
     fork_sys::getpid().as_raw()
 }
 
-const METHODS: [StartMethod; 3] = [StartMethod::Fork, StartMethod::ForkServer, StartMethod::Spawn];
+const METHODS: [StartMethod; 3] = [
+    StartMethod::Fork,
+    StartMethod::ForkServer,
+    StartMethod::Spawn,
+];
 
 #[test]
 fn spawn_fn_returns_the_value_under_every_method() {
     for method in METHODS {
-        let p = Process::builder().start_method(method).spawn_fn(square, 12).expect("spawn");
+        let p = Process::builder()
+            .start_method(method)
+            .spawn_fn(square, 12)
+            .expect("spawn");
         assert_eq!(p.join().expect("join"), 144, "{method}");
     }
 }
@@ -27,16 +34,25 @@ fn boom(_: ()) -> u8 {
 #[test]
 fn a_panic_is_reported_under_every_method() {
     for method in METHODS {
-        let p = Process::builder().start_method(method).spawn_fn(boom, ()).expect("spawn");
+        let p = Process::builder()
+            .start_method(method)
+            .spawn_fn(boom, ())
+            .expect("spawn");
         let err = p.join().unwrap_err();
-        assert!(matches!(err, ProcessError::Panicked { ref message, .. } if message == "boom"), "{method}: {err}");
+        assert!(
+            matches!(err, ProcessError::Panicked { ref message, .. } if message == "boom"),
+            "{method}: {err}"
+        );
     }
 }
 
 #[test]
 fn children_are_other_processes() {
     for method in METHODS {
-        let p = Process::builder().start_method(method).spawn_fn(pid_of_child, ()).expect("spawn");
+        let p = Process::builder()
+            .start_method(method)
+            .spawn_fn(pid_of_child, ())
+            .expect("spawn");
         let child_pid = p.pid().as_raw();
         assert_eq!(p.join().expect("join"), child_pid, "{method}");
     }
@@ -62,13 +78,21 @@ fn a_daemon_outlives_the_thread_that_started_it() {
         .join()
         .expect("thread")
         .expect("spawn");
-        assert_eq!(p.join().expect("daemon killed with its starting thread"), 7, "{method}");
+        assert_eq!(
+            p.join().expect("daemon killed with its starting thread"),
+            7,
+            "{method}"
+        );
     }
     // And a closure daemon (Fork).
-    let p = std::thread::spawn(|| Process::builder().daemon(true).spawn(|| nap_then_seven(400)))
-        .join()
-        .expect("thread")
-        .expect("spawn");
+    let p = std::thread::spawn(|| {
+        Process::builder()
+            .daemon(true)
+            .spawn(|| nap_then_seven(400))
+    })
+    .join()
+    .expect("thread")
+    .expect("spawn");
     assert_eq!(p.join().expect("closure daemon"), 7);
 }
 
@@ -127,7 +151,10 @@ fn a_thousand_children_while_threads_hold_locks() {
         "function children started while 8 threads hold locks",
     );
     // Start the fork server first, so the baseline includes it.
-    let p = Process::builder().start_method(StartMethod::ForkServer).spawn_fn(square, 1).expect("warm-up");
+    let p = Process::builder()
+        .start_method(StartMethod::ForkServer)
+        .spawn_fn(square, 1)
+        .expect("warm-up");
     p.join().expect("warm-up");
     let fds = test_support::open_fd_count();
     let stop = Arc::new(AtomicBool::new(false));
@@ -155,7 +182,10 @@ fn a_thousand_children_while_threads_hold_locks() {
         .collect();
     for method in [StartMethod::ForkServer, StartMethod::Spawn] {
         for round in 0..1000u64 {
-            let p = Process::builder().start_method(method).spawn_fn(square, round).expect("spawn");
+            let p = Process::builder()
+                .start_method(method)
+                .spawn_fn(square, round)
+                .expect("spawn");
             assert_eq!(p.join().expect("join"), round * round, "{method}");
         }
     }
@@ -163,13 +193,21 @@ fn a_thousand_children_while_threads_hold_locks() {
         .start_method(StartMethod::Spawn)
         .spawn_fn(echo_env, "PROCKIT_BUSY_0".to_string())
         .expect("spawn");
-    assert_eq!(p.join().expect("join").as_deref(), Some("x"), "the environment is passed");
+    assert_eq!(
+        p.join().expect("join").as_deref(),
+        Some("x"),
+        "the environment is passed"
+    );
     stop.store(true, Ordering::Relaxed);
     for thread in busy {
         thread.join().expect("busy thread");
     }
     assert_eq!(test_support::zombie_children(), 0);
-    assert_eq!(test_support::child_count(), 1, "only the fork server is left");
+    assert_eq!(
+        test_support::child_count(),
+        1,
+        "only the fork server is left"
+    );
     assert_eq!(test_support::open_fd_count(), fds, "fds leaked");
 }
 
@@ -177,7 +215,9 @@ fn take_fds(marker: u8, fds: Vec<std::os::fd::OwnedFd>) -> usize {
     use std::io::Write;
     let count = fds.len();
     for fd in fds {
-        std::fs::File::from(fd).write_all(&[marker]).expect("write to a passed fd");
+        std::fs::File::from(fd)
+            .write_all(&[marker])
+            .expect("write to a passed fd");
     }
     count
 }
@@ -187,7 +227,9 @@ fn take_fds(marker: u8, fds: Vec<std::os::fd::OwnedFd>) -> usize {
 fn fds_reach_the_child_under_every_method() {
     use std::io::Read;
     for method in METHODS {
-        let (mut read, write) = fork_sys::pipe().map(|(r, w)| (std::fs::File::from(r), w)).expect("pipe");
+        let (mut read, write) = fork_sys::pipe()
+            .map(|(r, w)| (std::fs::File::from(r), w))
+            .expect("pipe");
         let second = write.try_clone().expect("dup");
         let p = Process::builder()
             .start_method(method)
@@ -241,7 +283,9 @@ fn fork_with_threads_and_capture(threads: usize) -> String {
     let null = std::fs::File::open("/dev/null").expect("/dev/null");
     fork_sys::exec::redirect_stdio(null.as_fd(), fork_sys::exec::StdioFd::Stderr).expect("dup2");
     let mut text = String::new();
-    std::fs::File::from(read).read_to_string(&mut text).expect("read");
+    std::fs::File::from(read)
+        .read_to_string(&mut text)
+        .expect("read");
     text
 }
 
@@ -286,7 +330,10 @@ fn forking_with_threads_warns_once() {
 #[cfg(target_os = "linux")]
 #[test]
 fn the_fork_server_answers_only_its_program() {
-    let p = Process::builder().start_method(StartMethod::ForkServer).spawn_fn(square, 2).expect("spawn");
+    let p = Process::builder()
+        .start_method(StartMethod::ForkServer)
+        .spawn_fn(square, 2)
+        .expect("spawn");
     assert_eq!(p.join().expect("join"), 4);
     let server = proc_core::fork_server_pid().expect("a fork server runs");
     let unix = std::fs::read_to_string("/proc/net/unix").expect("/proc/net/unix");
@@ -307,14 +354,19 @@ fn the_fork_server_answers_only_its_program() {
             .lines()
             .find(|line| line.split_whitespace().nth(6) == Some(inode))
             .unwrap_or_else(|| panic!("socket {inode} not in /proc/net/unix"));
-        assert_eq!(line.split_whitespace().count(), 7, "the server's socket has a name: {line}");
+        assert_eq!(
+            line.split_whitespace().count(),
+            7,
+            "the server's socket has a name: {line}"
+        );
         let err = std::fs::File::open(&path).expect_err("a socket cannot be opened through /proc");
         assert_eq!(err.raw_os_error(), Some(6), "ENXIO expected: {err}");
     }
     assert_eq!(sockets, 1, "the server holds exactly its control socket");
     if rustix_free_getuid() == 0 {
         // As nobody: `ls /proc/<server>/fd` is refused.
-        let argv = fork_sys::exec::CStringArray::new(["ls", &format!("/proc/{server}/fd")]).expect("argv");
+        let argv =
+            fork_sys::exec::CStringArray::new(["ls", &format!("/proc/{server}/fd")]).expect("argv");
         let envp = fork_sys::exec::CStringArray::new(Vec::<String>::new()).expect("envp");
         let request = fork_sys::SpawnRequest {
             program: c"/bin/ls",
@@ -332,7 +384,10 @@ fn the_fork_server_answers_only_its_program() {
         };
         let pid = fork_sys::spawn(&request).expect("spawn ls as nobody");
         let status = fork_sys::wait(pid).expect("wait");
-        assert!(!status.success(), "another uid listed the fork server's descriptors");
+        assert!(
+            !status.success(),
+            "another uid listed the fork server's descriptors"
+        );
     }
 }
 

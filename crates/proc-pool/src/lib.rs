@@ -59,7 +59,7 @@ mod worker_handle;
 
 pub use error::{PoolError, TaskError};
 pub use fork_sys::{ExitStatus, Pid, Signal};
-pub use proc_core::StartMethod;
 pub use imap::Imap;
 pub use pool::{Pool, PoolBuilder};
+pub use proc_core::StartMethod;
 pub use results::AsyncResult;

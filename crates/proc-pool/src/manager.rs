@@ -34,12 +34,12 @@ use proc_core::codec::{self, CodecError};
 use proc_core::{ProcessError, StartMethod};
 
 use crate::error::{PoolError, TaskError};
+use crate::launch;
 use crate::locking::lock;
 use crate::protocol::{
     self, EncodedItems, FAILED, INIT_FAILED, LAST, Origin, SETUP_FAILED, VALUES,
 };
 use crate::results::Reply;
-use crate::launch;
 use crate::worker::{READY, STARTED_AT};
 use crate::worker_handle::{InFlight, Worker};
 

@@ -4,7 +4,11 @@ use std::time::Duration;
 
 use proc_pool::{Pool, StartMethod, TaskError};
 
-const METHODS: [StartMethod; 3] = [StartMethod::Fork, StartMethod::ForkServer, StartMethod::Spawn];
+const METHODS: [StartMethod; 3] = [
+    StartMethod::Fork,
+    StartMethod::ForkServer,
+    StartMethod::Spawn,
+];
 
 fn square(x: u64) -> u64 {
     x * x
@@ -13,10 +17,21 @@ fn square(x: u64) -> u64 {
 #[test]
 fn map_apply_and_imap_under_every_method() {
     for method in METHODS {
-        let pool = Pool::builder().start_method(method).workers(2).build().expect("pool");
-        assert_eq!(pool.map(square, 0..1000).expect("map").len(), 1000, "{method}");
+        let pool = Pool::builder()
+            .start_method(method)
+            .workers(2)
+            .build()
+            .expect("pool");
+        assert_eq!(
+            pool.map(square, 0..1000).expect("map").len(),
+            1000,
+            "{method}"
+        );
         assert_eq!(pool.apply(square, 7).expect("apply"), 49);
-        let total: u64 = pool.imap_unordered(square, 0..100).map(|r| r.expect("item")).sum();
+        let total: u64 = pool
+            .imap_unordered(square, 0..100)
+            .map(|r| r.expect("item"))
+            .sum();
         assert_eq!(total, 328_350);
         pool.close();
         pool.join().expect("join");
@@ -30,9 +45,16 @@ fn die(_: u64) -> u64 {
 #[test]
 fn a_dead_worker_fails_its_task_alone_under_every_method() {
     for method in METHODS {
-        let pool = Pool::builder().start_method(method).workers(2).build().expect("pool");
+        let pool = Pool::builder()
+            .start_method(method)
+            .workers(2)
+            .build()
+            .expect("pool");
         let err = pool.apply(die, 1).unwrap_err();
-        assert!(matches!(err, TaskError::WorkerDied { .. }), "{method}: {err}");
+        assert!(
+            matches!(err, TaskError::WorkerDied { .. }),
+            "{method}: {err}"
+        );
         assert_eq!(pool.apply(square, 3).expect("after"), 9, "{method}");
     }
 }
@@ -135,7 +157,8 @@ fn read_to_eof_within(pipe: std::fs::File, limit: Duration) -> Option<Vec<u8>> {
         if left.is_zero() {
             return None;
         }
-        let ready = fork_sys::poll(&[(pipe.as_fd(), fork_sys::Interest::Read)], Some(left)).expect("poll");
+        let ready =
+            fork_sys::poll(&[(pipe.as_fd(), fork_sys::Interest::Read)], Some(left)).expect("poll");
         if !ready[0].is_ready() {
             continue;
         }
@@ -154,12 +177,20 @@ fn a_pool_does_not_keep_another_childs_stdin_open() {
     use std::io::Write;
     for method in [StartMethod::ForkServer, StartMethod::Spawn] {
         let (mut stdin, stdout, mut sort) = start_sort();
-        let pool = Pool::builder().start_method(method).workers(2).build().expect("pool");
+        let pool = Pool::builder()
+            .start_method(method)
+            .workers(2)
+            .build()
+            .expect("pool");
         assert_eq!(pool.apply(square, 4).expect("task"), 16);
         stdin.write_all(b"b\na\n").expect("write");
         drop(stdin);
         let sorted = read_to_eof_within(stdout, Duration::from_secs(10));
-        assert_eq!(sorted.as_deref(), Some(&b"a\nb\n"[..]), "{method}: sort never saw end-of-file");
+        assert_eq!(
+            sorted.as_deref(),
+            Some(&b"a\nb\n"[..]),
+            "{method}: sort never saw end-of-file"
+        );
         assert!(sort.wait().expect("wait").success());
     }
 }
@@ -192,7 +223,10 @@ fn a_running_function_child_does_not_keep_another_childs_stdin_open() {
 /// that says so (never a hang), the pool starts a new server and goes on.
 #[test]
 fn a_killed_fork_server_fails_running_tasks_and_is_replaced() {
-    let _watchdog = test_support::watchdog(Duration::from_secs(60), "a pool whose fork server was killed");
+    let _watchdog = test_support::watchdog(
+        Duration::from_secs(60),
+        "a pool whose fork server was killed",
+    );
     let pool = Pool::builder()
         .start_method(StartMethod::ForkServer)
         .workers(2)
@@ -226,23 +260,34 @@ fn a_killed_fork_server_fails_running_tasks_and_is_replaced() {
 #[test]
 fn pools_leave_nothing_behind_under_every_method() {
     // The fork server first, so it is part of the baseline.
-    let warm = Pool::builder().start_method(StartMethod::ForkServer).workers(1).build().expect("pool");
+    let warm = Pool::builder()
+        .start_method(StartMethod::ForkServer)
+        .workers(1)
+        .build()
+        .expect("pool");
     assert_eq!(warm.apply(square, 1).expect("task"), 1);
     drop(warm);
     let fds = test_support::open_fd_count();
     let children = test_support::child_count();
     for method in METHODS {
         for round in 0..6 {
-            let pool = Pool::builder().start_method(method).workers(3).build().expect("pool");
+            let pool = Pool::builder()
+                .start_method(method)
+                .workers(3)
+                .build()
+                .expect("pool");
             let _ = pool.apply(die, 1);
-            let busy: Vec<_> = (0..6).map(|_| pool.apply_async(sleepy, 10_000).expect("submit")).collect();
+            let busy: Vec<_> = (0..6)
+                .map(|_| pool.apply_async(sleepy, 10_000).expect("submit"))
+                .collect();
             if round % 2 == 0 {
                 pool.terminate().expect("terminate");
             }
             drop(busy);
             drop(pool);
             assert!(
-                test_support::eventually(Duration::from_secs(10), || test_support::child_count() == children),
+                test_support::eventually(Duration::from_secs(10), || test_support::child_count()
+                    == children),
                 "{method} round {round}: workers left"
             );
             let server = proc_core::fork_server_pid().expect("the fork server");
@@ -251,7 +296,11 @@ fn pools_leave_nothing_behind_under_every_method() {
                 "{method} round {round}: the fork server still has workers"
             );
             assert_eq!(test_support::zombie_children(), 0, "{method}");
-            assert_eq!(test_support::open_fd_count(), fds, "{method} round {round}: fds leaked");
+            assert_eq!(
+                test_support::open_fd_count(),
+                fds,
+                "{method} round {round}: fds leaked"
+            );
         }
     }
 }

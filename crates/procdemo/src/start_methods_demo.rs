@@ -25,7 +25,11 @@ fn whereami(_: ()) -> (i32, i32) {
 pub(crate) fn run() -> Result<(), Box<dyn std::error::Error>> {
     let me = fork_sys::getpid().as_raw();
     println!("Parent process {me}.");
-    for method in [StartMethod::Fork, StartMethod::ForkServer, StartMethod::Spawn] {
+    for method in [
+        StartMethod::Fork,
+        StartMethod::ForkServer,
+        StartMethod::Spawn,
+    ] {
         let process = Process::builder()
             .start_method(method)
             .spawn_fn(whereami, ())?

@@ -5,7 +5,9 @@ mod common;
 
 /// `"4101 (parent 4100)"` or `"4105 (parent 4104, the fork server)"` → (pid, parent, served).
 fn parse_place(text: &str) -> (u32, u32, bool) {
-    let (pid, rest) = text.split_once(" (parent ").unwrap_or_else(|| panic!("{text}"));
+    let (pid, rest) = text
+        .split_once(" (parent ")
+        .unwrap_or_else(|| panic!("{text}"));
     let served = rest.ends_with(", the fork server)");
     let parent = rest
         .trim_end_matches(')')
@@ -32,13 +34,19 @@ fn each_method_runs_the_task_where_it_should() {
         let rest = line
             .strip_prefix(&format!("{method}: Process "))
             .unwrap_or_else(|| panic!("{line}"));
-        let (process, task) = rest.split_once(", Pool worker ").unwrap_or_else(|| panic!("{line}"));
+        let (process, task) = rest
+            .split_once(", Pool worker ")
+            .unwrap_or_else(|| panic!("{line}"));
         for (pid, parent, served) in [parse_place(process), parse_place(task)] {
             assert_ne!(pid, me, "{line}: ran in the parent");
             if method == "forkserver" {
                 assert!(served, "{line}: not forked by the fork server");
                 assert_ne!(parent, me, "{line}");
-                assert_eq!(*server.get_or_insert(parent), parent, "{line}: one fork server");
+                assert_eq!(
+                    *server.get_or_insert(parent),
+                    parent,
+                    "{line}: one fork server"
+                );
             } else {
                 assert!(!served, "{line}");
                 assert_eq!(parent, me, "{line}: a {method} child is the program's own");
