@@ -35,6 +35,28 @@
 //! child cannot deadlock, and glibc keeps `malloc` usable; locks of your own (a `Mutex` another
 //! thread may hold at that instant) are your concern, exactly as with Python's `fork` start
 //! method.
+//!
+//! **Start methods.** [`Process::spawn`] forks the caller ([`StartMethod::Fork`]), which costs
+//! time in proportion to the caller's memory and copies every lock another thread holds. For
+//! plain functions `fn(A) -> R`, [`ProcessBuilder::start_method`] offers Python's two other
+//! methods: [`StartMethod::ForkServer`] (a small single-threaded server of this executable
+//! forks the child: cheap and safe whatever the program has become) and [`StartMethod::Spawn`]
+//! (a fresh run of this executable). Call [`init`] first in `main`; after it, function
+//! children and proc-pool's pools default to `ForkServer`. docs/proc-core.md compares them.
+//!
+//! ```
+//! use proc_core::{Process, StartMethod};
+//!
+//! fn word_count(text: String) -> usize {
+//!     text.split_whitespace().count()
+//! }
+//!
+//! for method in [StartMethod::Fork, StartMethod::ForkServer, StartMethod::Spawn] {
+//!     let p = Process::builder().start_method(method).spawn_fn(word_count, "a b c".into())?;
+//!     assert_eq!(p.join()?, 3);
+//! }
+//! # Ok::<(), proc_core::ProcessError>(())
+//! ```
 
 // All real unsafe lives in fork-sys. The single call of the unsafe `fork_sys::fork`, in
 // `Process::spawn`, is allowed where it stands, with its SAFETY argument.

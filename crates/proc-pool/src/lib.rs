@@ -40,6 +40,11 @@
 //!   tasks cost hundreds of nanoseconds each rather than a pipe round trip.
 //! - **Nothing left behind**: dropping a pool kills and reaps its workers; every task gets an
 //!   answer, a value or an error, whatever happens.
+//! - **Start methods** ([`PoolBuilder::start_method`]): workers forked from the program
+//!   (`Fork`), forked by a fork server (`ForkServer`: replacing a worker costs well under a
+//!   millisecond whatever the program's size, and no lock or descriptor of the program's is
+//!   inherited), or fresh runs of the executable (`Spawn`). After `proc_core::init()` the
+//!   default is `ForkServer`.
 //!
 //! See docs/proc-pool.md for the protocol and the scheduling.
 
