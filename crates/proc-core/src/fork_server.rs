@@ -7,10 +7,10 @@
 //!
 //! - **Only its program can ask it for anything.** It listens on one end of a socket pair it
 //!   inherited as stdin, never on a name: no other process can connect, whatever its uid.
-//! - **It dies with its program.** The program hands it its alive pipe (fork-sys), whose
-//!   write end only the program holds; end-of-file there (or on the control socket) ends the
-//!   server. Daemon children die with the server (`PR_SET_PDEATHSIG`, which is sound here:
-//!   the server has one thread, so "the thread that forked" is the server itself).
+//! - **It dies with its program.** The program tells it its pid, and the server sleeps on a
+//!   pidfd of it (fork-sys's `process_exit_fd`) besides the control socket: when the program
+//!   exits, so does the server. Daemon children die with the server (`PR_SET_PDEATHSIG`, which
+//!   is sound here: the server has one thread, so "the thread that forked" is the server).
 //! - **It reaps every child and reports how each ended**, as a 4-byte raw wait status on a
 //!   pipe the program gave with the request, then closes it; a child whose request asked for
 //!   it takes its process group with it when it exits (killed before the reap, so the group id
@@ -84,14 +84,14 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
     let _ = fork_sys::ignore_signal(Signal::INT);
     let _ = fork_sys::set_thread_name("prockit-forksrv");
     let server = fork_sys::getpid();
-    let mut alive: Option<ProgramWatch> = None;
+    let mut program_watch: Option<ProgramWatch> = None;
     let mut children: Vec<Served> = Vec::new();
     loop {
         // Requests already buffered are served before sleeping.
         loop {
             match channel.try_recv::<ToServer>() {
                 Ok(Some(ToServer::Watch { program })) => {
-                    alive = Pid::from_raw(program).map(watch_program);
+                    program_watch = Pid::from_raw(program).map(watch_program);
                 }
                 Ok(Some(ToServer::Fork {
                     daemon,
@@ -103,11 +103,11 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
                     };
                     let answer = match fork_in_server(server, daemon) {
                         Ok(Fork::Child) => {
-                            // Close what is the server's: the control socket, the alive pipe,
+                            // Close what is the server's: the control socket, the program's pidfd,
                             // the other children's status pipes (a sibling holding one would
                             // hide the server's death from the program).
                             drop(channel);
-                            drop(alive);
+                            drop(program_watch);
                             drop(children);
                             drop(status);
                             bootstrap::run_launched_child(bootstrap_end)
@@ -144,7 +144,7 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         }
         let mut fds = vec![(channel.socket(), Interest::Read)];
         let mut slices = false;
-        match &alive {
+        match &program_watch {
             Some(ProgramWatch::ExitFd(fd)) => fds.push((fd.as_fd(), Interest::Read)),
             Some(ProgramWatch::Parent(_)) => slices = true,
             None => {}
@@ -161,7 +161,7 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         };
         let mut ready = ready.into_iter();
         let control_ready = ready.next().is_some_and(|r| r.is_ready());
-        let program_gone = match &alive {
+        let program_gone = match &program_watch {
             Some(ProgramWatch::ExitFd(_)) => ready.next().is_some_and(|r| r.is_ready()),
             Some(ProgramWatch::Parent(program)) => fork_sys::getppid() != Some(*program),
             None => false,
@@ -355,7 +355,7 @@ pub fn fork_server_pid() -> Option<Pid> {
         .map(|c| c.server.pid())
 }
 
-/// Starts the server: `Spawn` it, check its hello, give it the alive pipe.
+/// Starts the server: `Spawn` it, check its hello, tell it whose exit to watch.
 fn start() -> Result<Client, StartError> {
     let window = fork_sys::spawn_window();
     let (ours, theirs) = fork_sys::socketpair().map_err(StartError::Io)?;

@@ -361,7 +361,11 @@ fn a_thousand_worker_restarts_while_threads_hold_locks() {
             .build()
             .expect("pool");
         let values = pool.map_chunked(square, 0..1000u64, 1).expect("map");
-        assert_eq!(values, (0..1000u64).map(square).collect::<Vec<_>>(), "{method}");
+        assert_eq!(
+            values,
+            (0..1000u64).map(square).collect::<Vec<_>>(),
+            "{method}"
+        );
         pool.close();
         pool.join().expect("join");
     }
