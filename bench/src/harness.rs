@@ -181,6 +181,23 @@ pub(crate) struct Scenario {
     first_is: &'static str,
     /// At most this many rounds, for scenarios whose batches take seconds.
     max_rounds: Option<Rounds>,
+    /// Targets one row's median should meet against another's, shown under the table.
+    goals: Vec<Goal>,
+}
+
+/// A target for the ratio of two rows' medians: `contender`'s median divided by `versus`'s
+/// must be at most `at_most` (for times: `contender` at most that many times as slow). The
+/// report shows each goal's ratio, measured in the same run, and whether it was met.
+#[derive(Debug, Clone)]
+pub(crate) struct Goal {
+    /// What the goal says, for the report: "ForkServer from a 1 GiB parent ≤ 1.5× ...".
+    pub(crate) what: String,
+    /// The row whose median is divided.
+    pub(crate) contender: String,
+    /// The row whose median divides.
+    pub(crate) versus: String,
+    /// The largest ratio that meets the goal.
+    pub(crate) at_most: f64,
 }
 
 impl Scenario {
@@ -203,6 +220,7 @@ impl Scenario {
             contenders: vec![floor],
             first_is: "floor",
             max_rounds: None,
+            goals: Vec::new(),
         }
     }
 
@@ -233,6 +251,42 @@ impl Scenario {
         self
     }
 
+    /// Adds a goal: the median of the row named `contender` divided by that of the row named
+    /// `versus` should be at most `at_most`. Both must name contenders of this scenario
+    /// ([`Scenario::check_goals`]).
+    pub(crate) fn goal(
+        mut self,
+        what: impl Into<String>,
+        contender: impl Into<String>,
+        versus: impl Into<String>,
+        at_most: f64,
+    ) -> Scenario {
+        self.goals.push(Goal {
+            what: what.into(),
+            contender: contender.into(),
+            versus: versus.into(),
+            at_most,
+        });
+        self
+    }
+
+    /// Fails when a goal names a row the scenario does not have (a typo would otherwise only
+    /// show as `n/a` after minutes of measuring).
+    pub(crate) fn check_goals(&self) -> BenchResult<()> {
+        for goal in &self.goals {
+            for name in [&goal.contender, &goal.versus] {
+                if !self.contenders.iter().any(|c| &c.name == name) {
+                    return Err(format!(
+                        "{}: goal {:?} names no contender {name:?}",
+                        self.name, goal.what
+                    )
+                    .into());
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The scenario's name, which `--filter` matches.
     pub(crate) fn name(&self) -> &'static str {
         self.name
@@ -251,6 +305,7 @@ pub(crate) struct Rounds {
 /// Runs `scenario`: every round times one batch of each contender in turn. Prints one progress
 /// dot per round to stderr. Stops at the first error, naming the scenario and contender.
 pub(crate) fn run(scenario: Scenario, rounds: Rounds) -> BenchResult<Report> {
+    scenario.check_goals()?;
     let Scenario {
         name,
         op,
@@ -260,6 +315,7 @@ pub(crate) fn run(scenario: Scenario, rounds: Rounds) -> BenchResult<Report> {
         mut contenders,
         first_is,
         max_rounds,
+        goals,
     } = scenario;
     let rounds = match max_rounds {
         Some(max) => Rounds {
@@ -309,6 +365,23 @@ pub(crate) fn run(scenario: Scenario, rounds: Rounds) -> BenchResult<Report> {
             },
             name: contender.name,
         })
+        .collect::<Vec<Row>>();
+    let median_of = |name: &str| {
+        rows.iter()
+            .find(|row| row.name == name)
+            .and_then(|row| match &row.outcome {
+                Outcome::Measured(stats) => Some(stats.median),
+                Outcome::Skipped(_) => None,
+            })
+    };
+    let goals = goals
+        .into_iter()
+        .map(|goal| {
+            let ratio = median_of(&goal.contender)
+                .zip(median_of(&goal.versus).filter(|v| *v > 0.0))
+                .map(|(contender, versus)| contender / versus);
+            GoalResult { goal, ratio }
+        })
         .collect();
     Ok(Report {
         name,
@@ -319,7 +392,50 @@ pub(crate) fn run(scenario: Scenario, rounds: Rounds) -> BenchResult<Report> {
         ops_per_batch,
         rounds,
         rows,
+        goals,
     })
+}
+
+/// A goal and the ratio this run measured for it.
+#[derive(Debug)]
+pub(crate) struct GoalResult {
+    /// The goal.
+    pub(crate) goal: Goal,
+    /// The ratio of the two medians; `None` when a row did not run (skipped).
+    pub(crate) ratio: Option<f64>,
+}
+
+impl GoalResult {
+    /// `met`, `NOT met`, or `n/a` (a row was skipped).
+    pub(crate) fn verdict(&self) -> &'static str {
+        match self.ratio {
+            Some(ratio) if ratio <= self.goal.at_most => "met",
+            Some(_) => "NOT met",
+            None => "n/a",
+        }
+    }
+
+    /// The measured ratio, `1.23×`, or `n/a`.
+    pub(crate) fn ratio_text(&self) -> String {
+        self.ratio.map_or_else(
+            || "n/a".to_owned(),
+            |ratio| format!("{}×", ratio_number(ratio)),
+        )
+    }
+
+    /// The target, `≤ 1.50×`.
+    pub(crate) fn target_text(&self) -> String {
+        format!("≤ {}×", ratio_number(self.goal.at_most))
+    }
+}
+
+/// A ratio with two decimals, or three below 0.1 (goals like "10× faster" are 0.10×).
+fn ratio_number(ratio: f64) -> String {
+    if ratio < 0.1 {
+        format!("{ratio:.3}")
+    } else {
+        format!("{ratio:.2}")
+    }
 }
 
 /// The results of one scenario.
@@ -341,6 +457,8 @@ pub(crate) struct Report {
     pub(crate) rounds: Rounds,
     /// One row per contender, the floor first.
     pub(crate) rows: Vec<Row>,
+    /// The scenario's goals with the ratios measured.
+    pub(crate) goals: Vec<GoalResult>,
 }
 
 /// One contender's results.
@@ -486,6 +604,18 @@ impl Report {
                 text += &line([&row[0], &row[1], &row[2], &row[3]]);
             }
         }
+        if !self.goals.is_empty() {
+            text += "   goals (ratio of the two rows' medians, this run):\n";
+            for goal in &self.goals {
+                text += &format!(
+                    "  {}: {} (goal {}) {}\n",
+                    goal.goal.what,
+                    goal.ratio_text(),
+                    goal.target_text(),
+                    goal.verdict()
+                );
+            }
+        }
         text
     }
 }
@@ -565,6 +695,51 @@ mod tests {
         );
         assert!(matches!(report.rows[2].outcome, Outcome::Skipped(_)));
         assert!(report.text_table().contains("a [floor]"));
+        Ok(())
+    }
+
+    #[test]
+    fn goals_compare_two_rows_medians() -> BenchResult<()> {
+        let per_op = |micros: u64| {
+            move |ops: u64| -> BenchResult<Duration> { Ok(Duration::from_micros(micros * ops)) }
+        };
+        let scenario = Scenario::new(
+            "test",
+            "nothing",
+            Unit::TimePerOp,
+            4,
+            Contender::self_timed("floor", per_op(1)),
+        )
+        .contender(Contender::self_timed("fast", per_op(2)))
+        .contender(Contender::self_timed("slow", per_op(8)))
+        .contender(Contender::skipped("gone", "not here"))
+        .goal("fast ≤ 0.5× slow", "fast", "slow", 0.5)
+        .goal("slow ≤ 2× fast", "slow", "fast", 2.0)
+        .goal("gone ≤ 1× fast", "gone", "fast", 1.0);
+        let rounds = Rounds {
+            warmup: 0,
+            measured: 2,
+        };
+        let report = run(scenario, rounds)?;
+        let verdicts: Vec<_> = report.goals.iter().map(GoalResult::verdict).collect();
+        assert_eq!(verdicts, ["met", "NOT met", "n/a"]);
+        assert_eq!(report.goals[0].ratio_text(), "0.25×");
+        assert!(
+            report
+                .text_table()
+                .contains("slow ≤ 2× fast: 4.00× (goal ≤ 2.00×) NOT met")
+        );
+
+        let typo = Scenario::new(
+            "test",
+            "nothing",
+            Unit::TimePerOp,
+            1,
+            Contender::self_timed("floor", per_op(1)),
+        )
+        .goal("typo", "flor", "floor", 1.0);
+        assert!(typo.check_goals().is_err());
+        assert!(run(typo, rounds).is_err());
         Ok(())
     }
 }

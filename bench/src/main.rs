@@ -6,7 +6,10 @@
 //! - `fork+_exit+waitpid`: creating and reaping a process (raw fork-sys, `ChildHandle`, Python);
 //! - `spawn /bin/true`: running a program (std's `Command`, fork+exec, Python's `subprocess`);
 //! - `pipe ping-pong 8 B`: a small message to another process and back (Rust, Python);
-//! - `pipe throughput`: bulk bytes to another process (default and 1 MiB pipes).
+//! - `pipe throughput`: bulk bytes to another process (default and 1 MiB pipes);
+//! - `start methods: ...`: a child and a pool worker restart under `Fork`, `ForkServer` and
+//!   `Spawn`, from a small and a 1 GiB parent (Python's start methods; procspawn with
+//!   `--features procspawn`).
 //!
 //! Each scenario has a *floor*, the cheapest known way of doing its operation, and reports every
 //! other contender as a ratio to it. Contenders run **interleaved**, one batch each per round,
@@ -39,7 +42,10 @@ usage: cargo xtask bench [--quick] [--no-write] [--filter SUBSTRING]
   --quick            fewer rounds and smaller batches: a smoke run of a few seconds
   --no-write         print the tables only; do not rewrite docs/BENCHMARKS.md
   --filter SUBSTRING run only the scenarios whose name contains SUBSTRING
-  --help             print this help";
+  --help             print this help
+
+The `start methods` scenarios show procspawn's rows only in a build with the bench feature
+`procspawn`: cargo run --release -p bench --features procspawn -- --filter \"start methods\"";
 
 /// The command line.
 #[derive(Debug, Default)]
@@ -86,6 +92,11 @@ impl Options {
 }
 
 fn main() -> ExitCode {
+    // First, before anything else: a child this binary started by exec for a `Spawn` or
+    // `ForkServer` start method (proc-core) or for procspawn runs its function here and exits.
+    proc_core::init();
+    #[cfg(feature = "procspawn")]
+    procspawn::init();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

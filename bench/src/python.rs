@@ -228,7 +228,7 @@ pub(crate) fn contender(
 
 /// Runs `script` for `ops` ops and returns the time it reported (and the peak memory rise,
 /// in bytes, when it printed one after the time).
-fn run_script(script: &str, ops: u64, args: &[String]) -> BenchResult<Sample> {
+pub(crate) fn run_script(script: &str, ops: u64, args: &[String]) -> BenchResult<Sample> {
     let output = Command::new("python3")
         .arg("-c")
         .arg(script)

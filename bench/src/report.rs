@@ -170,6 +170,8 @@ of the two processes matters more than any code, so each row says which CPUs the
 cargo xtask bench                  # full run; rewrites this file
 cargo xtask bench --quick          # smoke run, a few seconds
 cargo xtask bench --filter pipe --no-write   # only matching scenarios, print only
+# with the procspawn crate's rows (an optional dependency the default build never compiles):
+cargo run --release -p bench --features procspawn -- --filter \"start methods\" --no-write
 ```
 
 ## Machine
@@ -236,6 +238,18 @@ fn scenario_markdown(report: &Report) -> String {
             ),
             Outcome::Skipped(reason) => format!("| {name} | skipped: {reason} | | |\n"),
         };
+    }
+    if !report.goals.is_empty() {
+        text += "\n| goal | ratio of medians | target | |\n|---|---:|---:|---|\n";
+        for goal in &report.goals {
+            text += &format!(
+                "| {} | {} | {} | {} |\n",
+                goal.goal.what,
+                goal.ratio_text(),
+                goal.target_text(),
+                goal.verdict()
+            );
+        }
     }
     text
 }

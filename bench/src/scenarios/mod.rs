@@ -15,6 +15,7 @@ mod pipe_throughput;
 mod pool;
 mod process_join;
 mod spawn_true;
+mod start_methods;
 
 /// Builds one scenario. Building is cheap and runs nothing: `--filter` drops scenarios after
 /// they are built.
@@ -34,6 +35,8 @@ pub(crate) const ALL: &[Builder] = &[
     pool::apply_async,
     pool::apply_round_trip,
     pool::imap_memory,
+    start_methods::process_start_join,
+    start_methods::pool_worker_restart,
 ];
 
 /// What scenario builders may depend on.
