@@ -32,9 +32,28 @@ fn demo_command(args: &[String]) -> CargoInvocation {
 /// `cargo xtask bench [args...]`: builds the bench crate in release mode and runs it with `args`.
 ///
 /// It runs from the workspace root because the bench binary writes docs/BENCHMARKS.md by
-/// relative path.
+/// relative path. The procspawn contender (bench's `procspawn` feature) is built first; when it
+/// does not build (offline without it in the cache, say), the bench runs without it and its
+/// rows say "skipped".
 pub(crate) fn bench(workspace: &Workspace, args: &[String]) -> Result<(), Error> {
-    let command = CargoInvocation::new(["run", "--release", "--quiet", "--package", "bench", "--"])
+    let with_procspawn = CargoInvocation::new([
+        "build",
+        "--release",
+        "--quiet",
+        "--package",
+        "bench",
+        "--features",
+        "procspawn",
+    ]);
+    let features: &[&str] = if workspace.status(&with_procspawn)?.success() {
+        &["--features", "procspawn"]
+    } else {
+        println!("xtask bench: procspawn did not build; running without its rows");
+        &[]
+    };
+    let command = CargoInvocation::new(["run", "--release", "--quiet", "--package", "bench"])
+        .args(features.iter().copied())
+        .args(["--"])
         .args(args.iter().map(String::as_str));
     workspace.run(&command)
 }
