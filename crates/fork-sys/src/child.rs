@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 use crate::wait::{self, ExitWatcher};
 use crate::{ExitStatus, Interest, Pid, Signal};
 
+/// How long [`ChildHandle::try_wait`] waits for a fork server to report the status of a child
+/// its pidfd says has exited: the server reaps at once, so this bounds only a stopped server.
+pub const STATUS_GRACE: Duration = Duration::from_secs(1);
+
 /// A child process of this process that has not been reaped yet, with the parts every higher
 /// layer needs: a cached exit status, waits with and without timeouts, and signalling that
 /// cannot hit a stranger.
@@ -138,15 +142,75 @@ impl ChildHandle {
 
     /// Reaps the child if it has ended, without blocking; `Ok(None)` while it runs. For a
     /// served child, reads the status pipe without blocking: the status once it arrived; an
-    /// error holding [`StatusLost`] once the pipe ended without one.
+    /// error holding [`StatusLost`] once the pipe ended without one. When its pidfd says it
+    /// has exited but the status is not there yet (the server reaps it a moment later), waits
+    /// for it (at most [`STATUS_GRACE`]), so a child known to have exited always has a status.
     pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
         if self.status.is_none() {
             self.status = match &mut self.kind {
                 Kind::Own { .. } => wait::try_wait(self.pid)?,
-                Kind::Served { .. } => self.read_status()?,
+                Kind::Served { .. } => match self.read_status()? {
+                    Some(status) => Some(status),
+                    None if self.pidfd_says_exited(Some(Duration::ZERO))? => {
+                        return self.wait_timeout(STATUS_GRACE);
+                    }
+                    None => None,
+                },
             };
         }
         Ok(self.status)
+    }
+
+    /// Waits at most `timeout` (`None`: no limit) for the child to have *exited*; true once it
+    /// has. For our own child this is [`wait_timeout`](Self::wait_timeout) (it reaps). For a
+    /// served child with a pidfd it is the pidfd's word, with no round trip through the server,
+    /// whose status follows a moment later ([`try_wait`](Self::try_wait) waits for that).
+    pub fn wait_exited(&mut self, timeout: Option<Duration>) -> io::Result<bool> {
+        if self.status.is_some() {
+            return Ok(true);
+        }
+        match &self.kind {
+            Kind::Served {
+                pidfd: Some(_), ..
+            } => {
+                if self.read_status()?.is_some() {
+                    return Ok(true);
+                }
+                self.pidfd_says_exited(timeout)
+            }
+            _ => match timeout {
+                Some(timeout) => Ok(self.wait_timeout(timeout)?.is_some()),
+                None => self.wait().map(|_| true),
+            },
+        }
+    }
+
+    /// For a served child with a pidfd: waits at most `timeout` for the pidfd (or the status
+    /// pipe: the server gone) to become readable; true once the child has exited.
+    fn pidfd_says_exited(&mut self, timeout: Option<Duration>) -> io::Result<bool> {
+        let Kind::Served {
+            pidfd: Some(pidfd),
+            status_pipe,
+            ..
+        } = &self.kind
+        else {
+            return Ok(false);
+        };
+        let ready = crate::poll(
+            &[
+                (pidfd.as_fd(), Interest::Read),
+                (status_pipe.as_fd(), Interest::Read),
+            ],
+            timeout,
+        )?;
+        if ready.first().is_some_and(|r| r.is_ready()) {
+            return Ok(true);
+        }
+        if ready.get(1).is_some_and(|r| r.is_ready()) {
+            // A status (or the server's end): `read_status` says which.
+            return Ok(self.read_status()?.is_some());
+        }
+        Ok(false)
     }
 
     /// Blocks until the child ends and returns how it ended. Calling it again returns the same

@@ -48,7 +48,7 @@ mod spawn;
 mod status;
 mod wait;
 
-pub use child::{ChildHandle, StatusLost};
+pub use child::{ChildHandle, STATUS_GRACE, StatusLost};
 pub use fork::{Fork, exit_immediately, fork};
 pub use interrupt::{
     count_signal_interrupting, restore_default_action, set_interval_timer, set_signal_blocked,

@@ -40,6 +40,9 @@ pub(crate) struct Launch {
     pub(crate) fds: u32,
 }
 
+/// Raw frames up to this size are copied into one send with their length.
+const SMALL_FRAME: usize = 4096;
+
 /// The most descriptors one launch may carry (the kernel's `SCM_MAX_FD` is 253).
 pub(crate) const MAX_FDS: usize = 250;
 
@@ -55,7 +58,12 @@ pub(crate) struct Channel {
     frames: FrameBuffer,
     /// Descriptors received and not taken yet, in arrival order.
     fds: Vec<OwnedFd>,
+    /// A read filled [`SMALL_READ`]: something large is arriving.
+    bulk: bool,
 }
+
+/// The first reads of a channel go through a buffer this big on the stack.
+const SMALL_READ: usize = 4096;
 
 /// Why a receive produced nothing.
 #[derive(Debug)]
@@ -109,6 +117,7 @@ impl Channel {
             socket,
             frames: FrameBuffer::new(MAX_MESSAGE),
             fds: Vec::new(),
+            bulk: false,
         }
     }
 
@@ -135,11 +144,15 @@ impl Channel {
                 ),
             )
         })?;
-        fork_sys::send_with_fds(self.socket.as_fd(), &len.to_le_bytes(), &[])?;
-        if !bytes.is_empty() {
-            fork_sys::send_with_fds(self.socket.as_fd(), bytes, &[])?;
+        if bytes.len() <= SMALL_FRAME {
+            // One send: the length and the bytes together.
+            let mut frame = Vec::with_capacity(4 + bytes.len());
+            frame.extend_from_slice(&len.to_le_bytes());
+            frame.extend_from_slice(bytes);
+            return fork_sys::send_with_fds(self.socket.as_fd(), &frame, &[]);
         }
-        Ok(())
+        fork_sys::send_with_fds(self.socket.as_fd(), &len.to_le_bytes(), &[])?;
+        fork_sys::send_with_fds(self.socket.as_fd(), bytes, &[])
     }
 
     /// Receives the next frame as a `T`. With a `deadline`, gives up then; with `watch`, gives
@@ -160,6 +173,11 @@ impl Channel {
     /// The next frame, if a whole one is buffered already; never reads.
     pub(crate) fn try_recv<T: DeserializeOwned>(&mut self) -> Result<Option<T>, RecvError> {
         self.frames.next_frame::<T>().map_err(RecvError::Codec)
+    }
+
+    /// Whether bytes of a next frame are buffered already.
+    pub(crate) fn has_buffered(&self) -> bool {
+        self.frames.pending() > 0
     }
 
     /// One read (blocking, unless the caller knows the socket is readable).
@@ -211,7 +229,20 @@ impl Channel {
             socket: self.socket.as_fd(),
             fds: &mut self.fds,
         };
-        match self.frames.read_from(&mut reader) {
+        // Messages here are small: a read into the stack first, so a freshly forked child does
+        // not fault in (and zero) the frame buffer's 64 KiB read room for a 50-byte launch.
+        // Once a read fills it, a large frame is streaming: read straight into the buffer.
+        let read = if self.bulk {
+            self.frames.read_from(&mut reader)
+        } else {
+            let mut small = [0u8; SMALL_READ];
+            io::Read::read(&mut reader, &mut small).map(|n| {
+                self.frames.extend(&small[..n]);
+                self.bulk = n == SMALL_READ;
+                n
+            })
+        };
+        match read {
             Ok(0) => Err(RecvError::Closed),
             Ok(_) => Ok(()),
             Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(()),
@@ -234,16 +265,19 @@ pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
 /// bytes, the caller's fds, the result pipe, the set-up. Never returns.
 pub(crate) type Trampoline = fn(usize, Vec<u8>, Vec<OwnedFd>, OwnedFd, ChildSetup<'_>) -> !;
 
-/// The child's side, in a process started by `exec` (`Spawn`) or forked by the fork server:
-/// says hello, takes the launch, runs it. Never returns.
-pub(crate) fn run_launched_child(socket: OwnedFd) -> ! {
+/// The child's side, in a process started by `exec` (`Spawn`: it says hello first, so the
+/// parent can check its build) or forked by the fork server (whose build was checked when it
+/// started: no hello): takes the launch, runs it. Never returns.
+pub(crate) fn run_launched_child(socket: OwnedFd, say_hello: bool) -> ! {
     let mut channel = Channel::new(socket);
-    let hello = Hello {
-        pid: fork_sys::getpid().as_raw(),
-        identity: crate::identity::current().map(str::to_owned),
-    };
-    if channel.send(&hello, &[]).is_err() {
-        fork_sys::exit_immediately(EXIT_NO_LAUNCH);
+    if say_hello {
+        let hello = Hello {
+            pid: fork_sys::getpid().as_raw(),
+            identity: crate::identity::current().map(str::to_owned),
+        };
+        if channel.send(&hello, &[]).is_err() {
+            fork_sys::exit_immediately(EXIT_NO_LAUNCH);
+        }
     }
     let Ok(launch) = channel.recv::<Launch>(None, None) else {
         // The parent refused us (another build) or went away: nothing to run.

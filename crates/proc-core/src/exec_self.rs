@@ -108,7 +108,7 @@ pub(crate) fn enter_if_started_as_child() {
     // a write to a closed pipe is an error, not a death.
     let _ = fork_sys::ignore_signal(Signal::PIPE);
     match role {
-        Role::Child => crate::bootstrap::run_launched_child(socket),
+        Role::Child => crate::bootstrap::run_launched_child(socket, true),
         Role::ForkServer => crate::fork_server::serve(socket),
     }
 }

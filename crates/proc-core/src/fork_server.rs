@@ -70,6 +70,21 @@ struct Served {
     kill_group_on_exit: bool,
 }
 
+/// A child forked ahead of the next request, waiting on its own socket to be told what to be:
+/// the fork (page tables copied, the child's first faults) happens between requests rather
+/// than while the program waits.
+struct Spare {
+    handle: ChildHandle,
+    socket: OwnedFd,
+}
+
+/// What the server tells its spare when a request comes: the request's kind, and (attached)
+/// the bootstrap socket of the program's new child.
+#[derive(Debug, Serialize, Deserialize)]
+struct Assign {
+    daemon: bool,
+}
+
 /// The server's main loop, in the process `exec_self` started with [`Role::ForkServer`].
 /// Never returns.
 pub(crate) fn serve(control: OwnedFd) -> ! {
@@ -86,8 +101,9 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
     let server = fork_sys::getpid();
     let mut program_watch: Option<ProgramWatch> = None;
     let mut children: Vec<Served> = Vec::new();
+    let mut spare: Option<Spare> = None;
     loop {
-        // Requests already buffered are served before sleeping.
+        // Requests already buffered are served before anything else.
         loop {
             match channel.try_recv::<ToServer>() {
                 Ok(Some(ToServer::Watch { program })) => {
@@ -101,38 +117,64 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
                     let Ok([bootstrap_end, status]) = <[OwnedFd; 2]>::try_from(fds) else {
                         fork_sys::exit_immediately(0); // Not our program speaking.
                     };
-                    let answer = match fork_in_server(server, daemon) {
-                        Ok(Fork::Child) => {
-                            // Close what is the server's: the control socket, the program's pidfd,
-                            // the other children's status pipes (a sibling holding one would
-                            // hide the server's death from the program).
-                            drop(channel);
-                            drop(program_watch);
-                            drop(children);
-                            drop(status);
-                            bootstrap::run_launched_child(bootstrap_end)
+                    // The spare, if there is one and it takes the job; a fresh fork otherwise.
+                    let assigned = spare.take().and_then(|spare| {
+                        let job = Assign { daemon };
+                        let attached = [bootstrap_end.as_fd()];
+                        match fork_sys::send_with_fds(
+                            spare.socket.as_fd(),
+                            &frame_of(&job),
+                            &attached,
+                        ) {
+                            Ok(()) => Some(spare.handle),
+                            Err(_) => {
+                                // It died: reap it, fork instead.
+                                let mut handle = spare.handle;
+                                let _ = handle.send_signal(Signal::KILL);
+                                let _ = handle.wait();
+                                None
+                            }
                         }
-                        Ok(Fork::Parent(pid)) => {
-                            drop(bootstrap_end);
-                            let handle = ChildHandle::new(pid);
+                    });
+                    let handle = match assigned {
+                        Some(handle) => Ok(handle),
+                        None => match fork_in_server() {
+                            Ok(Fork::Child) => {
+                                // Close what is the server's: the control socket, the
+                                // program's pidfd, the spare's socket, the other children's
+                                // status pipes (a sibling holding one would hide the server's
+                                // death from the program).
+                                drop(channel);
+                                drop(program_watch);
+                                drop(children);
+                                drop(spare);
+                                drop(status);
+                                become_child(server, daemon, bootstrap_end)
+                            }
+                            Ok(Fork::Parent(pid)) => Ok(ChildHandle::new(pid)),
+                            Err(err) => Err(err),
+                        },
+                    };
+                    drop(bootstrap_end);
+                    let (answer, pidfd) = match handle {
+                        Ok(handle) => {
                             let pidfd = handle
                                 .exit_fd()
                                 .filter(|_| cfg!(target_os = "linux"))
                                 .and_then(|fd| fd.try_clone_to_owned().ok());
+                            let answer = FromServer::Forked {
+                                pid: handle.pid().as_raw(),
+                                pidfd: pidfd.is_some(),
+                            };
                             children.push(Served {
                                 handle,
                                 status: File::from(status),
                                 kill_group_on_exit,
                             });
-                            let answer = FromServer::Forked {
-                                pid: pid.as_raw(),
-                                pidfd: pidfd.is_some(),
-                            };
                             (answer, pidfd)
                         }
                         Err(err) => (FromServer::Failed(format!("fork failed: {err}")), None),
                     };
-                    let (answer, pidfd) = answer;
                     let attached: Vec<_> = pidfd.iter().map(|fd| fd.as_fd()).collect();
                     if channel.send(&answer, &attached).is_err() {
                         fork_sys::exit_immediately(0);
@@ -142,12 +184,39 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
                 Err(_) => fork_sys::exit_immediately(0),
             }
         }
+        // Between requests: have a spare ready for the next one (once the program is known,
+        // so the server is fully set up).
+        if spare.is_none() && program_watch.is_some() && !channel.has_buffered() {
+            if let Ok((ours, theirs)) = fork_sys::socketpair() {
+                match fork_in_server() {
+                    Ok(Fork::Child) => {
+                        drop(channel);
+                        drop(program_watch);
+                        drop(children);
+                        drop(ours);
+                        run_spare(server, theirs)
+                    }
+                    Ok(Fork::Parent(pid)) => {
+                        spare = Some(Spare {
+                            handle: ChildHandle::new(pid),
+                            socket: ours,
+                        });
+                    }
+                    // No spare this time (a process limit): requests fork directly.
+                    Err(_) => {}
+                }
+            }
+        }
         let mut fds = vec![(channel.socket(), Interest::Read)];
         let mut slices = false;
         match &program_watch {
             Some(ProgramWatch::ExitFd(fd)) => fds.push((fd.as_fd(), Interest::Read)),
             Some(ProgramWatch::Parent(_)) => slices = true,
             None => {}
+        }
+        let spare_exit = spare.as_ref().and_then(|spare| spare.handle.exit_fd());
+        if let Some(fd) = spare_exit {
+            fds.push((fd, Interest::Read));
         }
         for child in &children {
             match child.handle.exit_fd() {
@@ -167,8 +236,15 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
             None => false,
         };
         if program_gone {
-            // The program has exited. Daemon children follow through their parent-death signal.
+            // The program has exited. Daemon children follow through their parent-death
+            // signal; the spare sees its socket close.
             fork_sys::exit_immediately(0);
+        }
+        if spare_exit.is_some() && ready.next().is_some_and(|r| r.is_ready()) {
+            // The spare died (killed by someone): reap it; a new one is made next turn.
+            if let Some(mut dead) = spare.take() {
+                let _ = dead.handle.wait();
+            }
         }
         let mut exited = Vec::new();
         for (index, child) in children.iter().enumerate() {
@@ -190,6 +266,41 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
             }
         }
     }
+}
+
+/// `value` as one frame, for a socket that is not a [`Channel`].
+fn frame_of<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut frame = Vec::new();
+    // A few bytes: cannot be over the limit.
+    let _ = crate::codec::encode_frame(value, &mut frame, usize::MAX);
+    frame
+}
+
+/// A spare child: waits for its job, then becomes the program's child. Exits when its socket
+/// closes first (the server is gone). Never returns.
+fn run_spare(server: Pid, socket: OwnedFd) -> ! {
+    let mut channel = Channel::new(socket);
+    let Ok(job) = channel.recv::<Assign>(None, None) else {
+        fork_sys::exit_immediately(0);
+    };
+    let Some(bootstrap_end) = channel.take_fds().into_iter().next() else {
+        fork_sys::exit_immediately(bootstrap::EXIT_NO_LAUNCH);
+    };
+    drop(channel);
+    become_child(server, job.daemon, bootstrap_end)
+}
+
+/// In a child of the server, once it knows its job: a daemon dies with the server (the
+/// parent-death signal, sound in a one-thread server); then it runs its launch. Never returns.
+fn become_child(server: Pid, daemon: bool, bootstrap_end: OwnedFd) -> ! {
+    if daemon {
+        let _ = fork_sys::exec::set_parent_death_signal(Some(Signal::KILL));
+        if fork_sys::getppid() != Some(server) {
+            // The server died before we asked: the signal will never come.
+            fork_sys::exit_immediately(bootstrap::EXIT_NO_LAUNCH);
+        }
+    }
+    bootstrap::run_launched_child(bootstrap_end, false)
 }
 
 /// How the server learns that its program has exited.
@@ -214,22 +325,14 @@ fn watch_program(program: Pid) -> ProgramWatch {
     }
 }
 
-/// Forks, in the server. In the child: the parent-death signal for a daemon, SIGINT back
-/// to its default.
-fn fork_in_server(server: Pid, daemon: bool) -> io::Result<Fork> {
+/// Forks, in the server; in the child, SIGINT goes back to its default.
+fn fork_in_server() -> io::Result<Fork> {
     #[allow(unsafe_code)]
     // SAFETY: the server has exactly one thread, so no lock can be held by a thread the fork
     // leaves behind; the child closes the server's descriptors and runs the launched child's
     // code, which leaves through `_exit`.
     let forked = unsafe { fork_sys::fork() }?;
     if forked == Fork::Child {
-        if daemon {
-            let _ = fork_sys::exec::set_parent_death_signal(Some(Signal::KILL));
-            if fork_sys::getppid() != Some(server) {
-                // The server died before we asked: the signal will never come.
-                fork_sys::exit_immediately(bootstrap::EXIT_NO_LAUNCH);
-            }
-        }
         let _ = fork_sys::restore_default_action(Signal::INT);
     }
     Ok(forked)

@@ -79,6 +79,10 @@ pub(crate) struct LaunchRequest {
     pub(crate) kill_group_on_exit: bool,
 }
 
+/// Arguments up to this size are queued on a fork server child's socket before it exists (a
+/// Unix stream socket buffers at least this much); bigger ones are sent once it runs.
+const QUEUED_ARGS_MAX: usize = 64 << 10;
+
 /// Waits for the hello on `channel` and checks the child runs this very executable.
 pub(crate) fn check_hello(
     channel: &mut Channel,
@@ -166,36 +170,6 @@ pub(crate) fn launch<R>(request: LaunchRequest) -> Result<Process<R>, ProcessErr
     }
     let (result_read, result_write) = fork_sys::pipe().map_err(spawn_error)?;
     fork_sys::set_nonblocking(&result_read, true).map_err(spawn_error)?;
-    let (mut child, ours, program) = match method {
-        StartMethod::Spawn => {
-            let window = fork_sys::spawn_window();
-            let (ours, theirs) = fork_sys::socketpair().map_err(spawn_error)?;
-            let spawned = exec_self::spawn_self(Role::Child, theirs.as_fd(), &window);
-            drop(theirs);
-            drop(window);
-            let (pid, program) = spawned.map_err(spawn_error)?;
-            (ChildHandle::new(pid), ours, program)
-        }
-        StartMethod::ForkServer => {
-            let (ours, theirs) = fork_sys::socketpair().map_err(spawn_error)?;
-            let child = crate::fork_server::fork_child(theirs, daemon, kill_group_on_exit)
-                .map_err(|err| err.into_process_error(name.clone()))?;
-            let program = exec_self::executable().unwrap_or_default();
-            (child, ours, program)
-        }
-        StartMethod::Fork => {
-            return Err(spawn_error(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "a Fork child is not launched: it is forked from the caller",
-            )));
-        }
-    };
-    let mut channel = Channel::new(ours);
-    if let Err(err) = check_hello(&mut channel, &mut child, &program) {
-        let _ = child.send_signal(Signal::KILL);
-        let _ = child.wait();
-        return Err(err.into_process_error(name));
-    }
     // A daemon started by exec watches this process (a fork server's child has the
     // parent-death signal of the single-threaded server instead, which dies with us).
     let watch_parent =
@@ -210,10 +184,61 @@ pub(crate) fn launch<R>(request: LaunchRequest) -> Result<Process<R>, ProcessErr
         max_frame_len: max_frame_len as u64,
         fds: attached.len() as u32,
     };
-    // Should the child die while this is sent, `join` reports how it died.
-    let _ = channel
-        .send(&launch, &attached)
-        .and_then(|()| channel.send_raw(&args));
+    let child = match method {
+        StartMethod::Spawn => {
+            let window = fork_sys::spawn_window();
+            let (ours, theirs) = fork_sys::socketpair().map_err(spawn_error)?;
+            let spawned = exec_self::spawn_self(Role::Child, theirs.as_fd(), &window);
+            drop(theirs);
+            drop(window);
+            let (pid, program) = spawned.map_err(spawn_error)?;
+            let mut child = ChildHandle::new(pid);
+            let mut channel = Channel::new(ours);
+            // A fresh run of the executable on disk: check it is this very build before it is
+            // told anything.
+            if let Err(err) = check_hello(&mut channel, &mut child, &program) {
+                let _ = child.send_signal(Signal::KILL);
+                let _ = child.wait();
+                return Err(err.into_process_error(name));
+            }
+            // Should the child die while this is sent, `join` reports how it died.
+            let _ = channel
+                .send(&launch, &attached)
+                .and_then(|()| channel.send_raw(&args));
+            child
+        }
+        StartMethod::ForkServer => {
+            // The child is a fork of the server, whose build was checked when it started: it
+            // says no hello. Its launch is queued on the socket before it exists (with the
+            // arguments too when they fit the socket's buffer), so the server's fork and our
+            // sending overlap, and the child finds everything waiting.
+            let (ours, theirs) = fork_sys::socketpair().map_err(spawn_error)?;
+            let channel = Channel::new(ours);
+            let queued = args.len() <= QUEUED_ARGS_MAX;
+            let sent = channel.send(&launch, &attached).and_then(|()| {
+                if queued {
+                    channel.send_raw(&args)
+                } else {
+                    Ok(())
+                }
+            });
+            sent.map_err(spawn_error)?;
+            let child = crate::fork_server::fork_child(theirs, daemon, kill_group_on_exit)
+                .map_err(|err| err.into_process_error(name.clone()))?;
+            if !queued {
+                // Large arguments stream to the running child; if it dies meanwhile, `join`
+                // says how.
+                let _ = channel.send_raw(&args);
+            }
+            child
+        }
+        StartMethod::Fork => {
+            return Err(spawn_error(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a Fork child is not launched: it is forked from the caller",
+            )));
+        }
+    };
     drop(attached);
     drop(result_write);
     drop(fds);

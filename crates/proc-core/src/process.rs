@@ -364,16 +364,14 @@ impl<R: DeserializeOwned> Process<R> {
                 Some(deadline) => Some(deadline - now),
                 None => None,
             };
-            // The report is in: the child is only flushing and exiting. Wait for that alone.
+            // The report is in: the child is only flushing and exiting. Wait for that alone
+            // (a fork server's child: for its exit, which its pidfd tells at once; the status
+            // the server reports a moment later is read when it is asked for).
             if self.report.is_some() || self.pipe.is_none() {
-                let status = match remaining {
-                    Some(remaining) => self.child.wait_timeout(remaining),
-                    None => self.child.wait().map(Some),
-                };
-                match status.map_err(|e| self.io_error(e))? {
-                    Some(_) => return Ok(true),
-                    None => return Ok(false),
-                }
+                return self
+                    .child
+                    .wait_exited(remaining)
+                    .map_err(|e| self.io_error(e));
             }
             sleep_until_any_stirs([&*self], remaining).map_err(|e| self.io_error(e))?;
         }
@@ -430,7 +428,16 @@ impl<R: DeserializeOwned> Process<R> {
         self.taken = true;
         let pid = self.pid();
         let name = self.name.clone();
-        let status = self.child.status();
+        let status = match self.report {
+            // The value is all a returned child owes.
+            Some(Ok(Report::Returned(_))) => self.child.status(),
+            // Otherwise how it ended is the story (a fork server's report may still be on
+            // its way).
+            _ => match self.child.status() {
+                Some(status) => Some(status),
+                None => self.child.try_wait().ok().flatten(),
+            },
+        };
         match self.report.take() {
             Some(Ok(Report::Returned(value))) => Ok(value),
             Some(Ok(Report::Panicked(message))) => {

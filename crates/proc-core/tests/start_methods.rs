@@ -362,7 +362,11 @@ fn the_fork_server_answers_only_its_program() {
         let err = std::fs::File::open(&path).expect_err("a socket cannot be opened through /proc");
         assert_eq!(err.raw_os_error(), Some(6), "ENXIO expected: {err}");
     }
-    assert_eq!(sockets, 1, "the server holds exactly its control socket");
+    // Its control socket, and the socket of the spare child it keeps forked ahead.
+    assert!(
+        (1..=2).contains(&sockets),
+        "the server holds {sockets} sockets"
+    );
     if rustix_free_getuid() == 0 {
         // As nobody: `ls /proc/<server>/fd` is refused.
         let argv =
