@@ -236,10 +236,9 @@ impl Channel {
             self.frames.read_from(&mut reader)
         } else {
             let mut small = [0u8; SMALL_READ];
-            io::Read::read(&mut reader, &mut small).map(|n| {
+            io::Read::read(&mut reader, &mut small).inspect(|&n| {
                 self.frames.extend(&small[..n]);
                 self.bulk = n == SMALL_READ;
-                n
             })
         };
         match read {
