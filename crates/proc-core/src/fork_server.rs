@@ -18,8 +18,13 @@
 //!   child could be reaped), so it signals it with no pid-reuse race.
 //! - **One request at a time, in order**: a request carries the child's bootstrap socket and
 //!   status pipe (`SCM_RIGHTS`); the answer carries the pid and the pidfd. The child's function
-//!   and argument never pass through here: the program sends them to the child directly, on
-//!   the bootstrap socket.
+//!   and argument never pass through here: the program queues them on the bootstrap socket,
+//!   where the child finds them (it says no hello: it is a fork of the server, whose build was
+//!   checked when it started).
+//! - **A spare child is forked ahead**, between requests, and waits on a socket of its own; a
+//!   request hands it the bootstrap socket (and whether it is a daemon) instead of forking, so
+//!   the program does not wait for the fork itself. The spare holds nothing of later requests
+//!   (it was forked before they came) and exits when its socket closes (the server gone).
 //! - Ctrl-C in a terminal reaches the whole foreground group, the server included; it ignores
 //!   SIGINT (as Python's does) and restores the default in each child.
 
