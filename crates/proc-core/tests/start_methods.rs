@@ -406,3 +406,118 @@ fn rustix_free_getuid() -> u32 {
         })
         .unwrap_or(u32::MAX)
 }
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    ms
+}
+
+fn exit_with(code: i32) -> u8 {
+    std::process::exit(code)
+}
+
+fn abort_now(_: ()) -> u8 {
+    std::process::abort()
+}
+
+/// The `Process` API answers the same under every method: liveness, timed joins, signals and
+/// Python's `exitcode`, exits and deaths, `wait_any`.
+#[test]
+fn the_process_api_is_the_same_under_every_method() {
+    use std::time::Duration;
+    for method in METHODS {
+        let builder = || Process::builder().start_method(method);
+        // Running, then a timed join that times out, then terminate: -15.
+        let mut p = builder().spawn_fn(sleep_ms, 30_000).expect("spawn");
+        assert!(p.is_alive(), "{method}");
+        assert_eq!(p.exitcode(), None, "{method}");
+        assert!(
+            p.join_timeout(Duration::from_millis(50))
+                .expect("join_timeout")
+                .is_none()
+        );
+        p.terminate().expect("terminate");
+        let err = p.join_timeout(Duration::from_secs(10)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ProcessError::Signaled {
+                    signal: fork_sys::Signal::TERM,
+                    ..
+                }
+            ),
+            "{method}: {err}"
+        );
+        assert!(!p.is_alive());
+        assert_eq!(p.exitcode(), Some(-15), "{method}");
+        // kill: -9, and signalling after the end is a no-op.
+        let mut p = builder().spawn_fn(sleep_ms, 30_000).expect("spawn");
+        p.kill().expect("kill");
+        assert!(p.join_timeout(Duration::from_secs(10)).is_err());
+        assert_eq!(p.exitcode(), Some(-9), "{method}");
+        p.terminate().expect("terminate after the end");
+        // An exit before returning, and an abort.
+        let err = builder()
+            .spawn_fn(exit_with, 3)
+            .expect("spawn")
+            .join()
+            .unwrap_err();
+        assert!(
+            matches!(err, ProcessError::Exited { code: 3, .. }),
+            "{method}: {err}"
+        );
+        let err = builder()
+            .spawn_fn(abort_now, ())
+            .expect("spawn")
+            .join()
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ProcessError::Signaled {
+                    signal: fork_sys::Signal::ABRT,
+                    ..
+                }
+            ),
+            "{method}: {err}"
+        );
+        // A value, then exitcode 0 at once.
+        let mut p = builder().spawn_fn(sleep_ms, 1).expect("spawn");
+        assert_eq!(
+            p.join_timeout(Duration::from_secs(10)).expect("join"),
+            Some(1)
+        );
+        assert_eq!(
+            p.exitcode(),
+            Some(0),
+            "{method}: exitcode right after the join"
+        );
+        // wait_any: the quick one first.
+        let mut both = vec![
+            builder().spawn_fn(sleep_ms, 2_000).expect("spawn"),
+            builder().spawn_fn(sleep_ms, 10).expect("spawn"),
+        ];
+        let first =
+            proc_core::wait_any(&mut both, Some(Duration::from_secs(10))).expect("wait_any");
+        assert_eq!(first, Some(1), "{method}");
+        let quick = both.pop().expect("two");
+        assert_eq!(quick.join().expect("join"), 10);
+        both[0].kill().expect("kill the slow one");
+        assert!(both[0].join_timeout(Duration::from_secs(10)).is_err());
+        // Dropping a running non-daemon child detaches it; dropping a daemon kills it.
+        let daemon = builder()
+            .daemon(true)
+            .spawn_fn(sleep_ms, 30_000)
+            .expect("spawn");
+        let pid = daemon.pid().as_raw();
+        drop(daemon);
+        assert!(
+            test_support::eventually(Duration::from_secs(10), || is_dead(pid)),
+            "{method}: a dropped daemon lives on"
+        );
+    }
+    assert!(test_support::eventually(
+        std::time::Duration::from_secs(10),
+        || test_support::zombie_children() == 0
+    ));
+}
