@@ -115,10 +115,18 @@ impl Baseline {
     /// wake pipe is two fds that live as long as the process, not a leak. Take it after a
     /// warm-up pass of the scenario's own operations, for the same reason.
     pub(crate) fn take() -> Baseline {
+        Baseline::take_with(0)
+    }
+
+    /// [`Baseline::take`] in a process that keeps `persistent` children of its own for good
+    /// (proc-core's fork server).
+    pub(crate) fn take_with(persistent: usize) -> Baseline {
         if let Ok(child) = proc_spawn::Command::new("/bin/sleep").arg("0.01").spawn() {
             drop(child);
         }
-        test_support::eventually(Duration::from_secs(5), || test_support::child_count() == 0);
+        test_support::eventually(Duration::from_secs(5), || {
+            test_support::child_count() == persistent
+        });
         Baseline {
             fds: test_support::open_fd_count(),
             children: test_support::child_count(),

@@ -70,6 +70,13 @@ pub(crate) const ALL: &[Scenario] = &[
         unprivileged: false,
     },
     Scenario {
+        name: "pool-kill-storm-forkserver",
+        proves: "the kill storm on a pool whose workers proc-core's fork server forks (StartMethod::ForkServer): the same invariants, exit statuses reported by the server",
+        run: pool::kill_storm_fork_server,
+        deadline: Duration::from_secs(300),
+        unprivileged: false,
+    },
+    Scenario {
         name: "pool-mixed-faults",
         proves: "tasks that panic, abort, segfault, overrun their timeout or return oversize values, mixed at random: each gets exactly its own error, every other task its value",
         run: pool::mixed_faults,

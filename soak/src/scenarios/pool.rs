@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use proc_pool::{ExitStatus, Pool, Signal, TaskError};
+use proc_pool::{ExitStatus, Pool, Signal, StartMethod, TaskError};
 
 use crate::outcome::{Baseline, Outcome};
 use crate::rng::Rng;
@@ -52,15 +52,21 @@ fn busy(x: u64) -> u64 {
 /// A pool and a baseline taken after a warm-up pool came and went (the reaper thread and the
 /// panic hook exist from then on, and are not leaks).
 fn warm_baseline(scenario: &str, outcome: &mut Outcome) -> Baseline {
-    match Pool::new(1).and_then(|pool| {
+    warm_baseline_under(StartMethod::Fork, scenario, outcome)
+}
+
+/// [`warm_baseline`] for pools of `method`: under `ForkServer` the warm-up starts proc-core's
+/// fork server, which stays (one child, one socket) and is part of the baseline.
+fn warm_baseline_under(method: StartMethod, scenario: &str, outcome: &mut Outcome) -> Baseline {
+    let build = Pool::builder().start_method(method).workers(1).build();
+    match build.and_then(|pool| {
         let _ = pool.apply(busy, 1);
         pool.terminate()
     }) {
         Ok(()) => {}
         Err(err) => outcome.violation(scenario, format!("warm-up pool: {err}")),
     }
-    test_support::eventually(Duration::from_secs(5), || test_support::child_count() == 0);
-    Baseline::take()
+    Baseline::take_with(usize::from(method == StartMethod::ForkServer))
 }
 
 /// Checks one kill-storm result: the value, or `WorkerDied`.
@@ -89,16 +95,33 @@ fn settle(
 /// of 100 in chunks of 7 on a third, while a fourth thread SIGKILLs a random worker every
 /// 1-5 ms.
 pub(crate) fn kill_storm(config: &Config) -> Outcome {
+    kill_storm_under(config, StartMethod::Fork, "pool-kill-storm")
+}
+
+/// The kill storm on a pool whose workers the fork server forks: the same invariants, the
+/// statuses coming from the server.
+pub(crate) fn kill_storm_fork_server(config: &Config) -> Outcome {
+    kill_storm_under(
+        config,
+        StartMethod::ForkServer,
+        "pool-kill-storm-forkserver",
+    )
+}
+
+fn kill_storm_under(config: &Config, method: StartMethod, name: &'static str) -> Outcome {
     let quick = config.quick;
-    const NAME: &str = "pool-kill-storm";
     const WORKERS: usize = 4;
     let tasks = config.size(10_000, 1_000);
     let mut outcome = Outcome::default();
-    let baseline = warm_baseline(NAME, &mut outcome);
-    let pool = match Pool::new(WORKERS) {
+    let baseline = warm_baseline_under(method, name, &mut outcome);
+    let pool = match Pool::builder()
+        .start_method(method)
+        .workers(WORKERS)
+        .build()
+    {
         Ok(pool) => pool,
         Err(err) => {
-            outcome.violation(NAME, format!("Pool::new: {err}"));
+            outcome.violation(name, format!("Pool::new: {err}"));
             return outcome;
         }
     };
@@ -129,10 +152,10 @@ pub(crate) fn kill_storm(config: &Config) -> Outcome {
             let mut seen = 0;
             for (i, result) in pool.imap(busy, half..tasks).enumerate() {
                 seen += 1;
-                settle(NAME, half + i as u64, result, &mut side_died, &mut side);
+                settle(name, half + i as u64, result, &mut side_died, &mut side);
             }
             for missing in seen..(tasks - half) {
-                side.lost(NAME, format!("imap item {} never came", half + missing));
+                side.lost(name, format!("imap item {} never came", half + missing));
             }
             (side, side_died)
         });
@@ -150,9 +173,9 @@ pub(crate) fn kill_storm(config: &Config) -> Outcome {
                     {
                         side.operations += values.len() as u64;
                     }
-                    Ok(_) => side.violation(NAME, format!("map {round}: wrong values")),
+                    Ok(_) => side.violation(name, format!("map {round}: wrong values")),
                     Err(TaskError::WorkerDied { .. }) => side_died += 1,
-                    Err(other) => side.lost(NAME, format!("map {round}: {other}")),
+                    Err(other) => side.lost(name, format!("map {round}: {other}")),
                 }
             }
             (side, side_died)
@@ -162,14 +185,14 @@ pub(crate) fn kill_storm(config: &Config) -> Outcome {
             match submitted {
                 Ok(result) => {
                     settle(
-                        NAME,
+                        name,
                         x,
                         result.get_timeout(left(started, quick)),
                         &mut died,
                         &mut outcome,
                     );
                 }
-                Err(err) => outcome.lost(NAME, format!("apply_async({x}): {err}")),
+                Err(err) => outcome.lost(name, format!("apply_async({x}): {err}")),
             }
         }
         match map_side.join() {
@@ -177,7 +200,7 @@ pub(crate) fn kill_storm(config: &Config) -> Outcome {
                 died += side_died;
                 outcome.absorb(&side);
             }
-            Err(_) => outcome.violation(NAME, "the map thread panicked"),
+            Err(_) => outcome.violation(name, "the map thread panicked"),
         }
         match imap_side.join() {
             Ok((side, side_died)) => {
@@ -187,14 +210,14 @@ pub(crate) fn kill_storm(config: &Config) -> Outcome {
                 outcome.hangs += side.hangs;
                 outcome.violations += side.violations;
             }
-            Err(_) => outcome.violation(NAME, "the imap thread panicked"),
+            Err(_) => outcome.violation(name, "the imap thread panicked"),
         }
         stop.store(true, Ordering::Relaxed);
     });
     outcome.faults = kills.load(Ordering::Relaxed);
     if died > outcome.faults {
         outcome.violation(
-            NAME,
+            name,
             format!(
                 "{died} tasks failed with WorkerDied, but only {} kills",
                 outcome.faults
@@ -206,7 +229,7 @@ pub(crate) fn kill_storm(config: &Config) -> Outcome {
     });
     if !full {
         outcome.violation(
-            NAME,
+            name,
             format!(
                 "the pool ended with {} of its {WORKERS} workers",
                 pool.worker_pids().len()
@@ -220,13 +243,13 @@ pub(crate) fn kill_storm(config: &Config) -> Outcome {
                 .iter()
                 .enumerate()
                 .all(|(i, v)| *v == i as u64 * 3 + 1) => {}
-        Ok(_) => outcome.violation(NAME, "map after the storm: wrong values"),
-        Err(err) => outcome.violation(NAME, format!("map after the storm: {err}")),
+        Ok(_) => outcome.violation(name, "map after the storm: wrong values"),
+        Err(err) => outcome.violation(name, format!("map after the storm: {err}")),
     }
-    finish(pool, NAME, &mut outcome);
-    terminate_mid_storm(config.quick, &mut outcome);
+    finish(pool, name, &mut outcome);
+    terminate_mid_storm(config.quick, method, name, &mut outcome);
     eprintln!(
-        "soak: {NAME}: {} kills, {died} tasks or maps failed with WorkerDied, {} tasks done",
+        "soak: {name}: {} kills, {died} tasks or maps failed with WorkerDied, {} tasks done",
         outcome.faults, outcome.operations
     );
     baseline.check(&mut outcome);
@@ -235,12 +258,11 @@ pub(crate) fn kill_storm(config: &Config) -> Outcome {
 
 /// A second pool, terminated while a thousand tasks are queued or running and a worker is
 /// being killed: every task still ends, with its value, `WorkerDied` or `PoolTerminated`.
-fn terminate_mid_storm(quick: bool, outcome: &mut Outcome) {
-    const NAME: &str = "pool-kill-storm";
-    let pool = match Pool::new(3) {
+fn terminate_mid_storm(quick: bool, method: StartMethod, name: &str, outcome: &mut Outcome) {
+    let pool = match Pool::builder().start_method(method).workers(3).build() {
         Ok(pool) => pool,
         Err(err) => {
-            outcome.violation(NAME, format!("Pool::new: {err}"));
+            outcome.violation(name, format!("Pool::new: {err}"));
             return;
         }
     };
@@ -255,7 +277,7 @@ fn terminate_mid_storm(quick: bool, outcome: &mut Outcome) {
         }
     }
     if let Err(err) = pool.terminate() {
-        outcome.violation(NAME, format!("terminate: {err}"));
+        outcome.violation(name, format!("terminate: {err}"));
     }
     outcome.faults += 1;
     let (mut done, mut terminated) = (0, 0);
@@ -265,18 +287,18 @@ fn terminate_mid_storm(quick: bool, outcome: &mut Outcome) {
             Ok(Err(TaskError::WorkerDied { .. })) => done += 1,
             Ok(Err(TaskError::PoolTerminated)) => terminated += 1,
             Ok(Err(TaskError::NotReady { .. })) => {
-                outcome.hang(NAME, format!("task {x} after terminate: no answer"));
+                outcome.hang(name, format!("task {x} after terminate: no answer"));
             }
-            Ok(other) => outcome.lost(NAME, format!("task {x} after terminate: {other:?}")),
-            Err(err) => outcome.lost(NAME, format!("apply_async({x}): {err}")),
+            Ok(other) => outcome.lost(name, format!("task {x} after terminate: {other:?}")),
+            Err(err) => outcome.lost(name, format!("apply_async({x}): {err}")),
         }
     }
     outcome.operations += done + terminated;
     if !pool.worker_pids().is_empty() {
-        outcome.violation(NAME, "workers still listed after terminate");
+        outcome.violation(name, "workers still listed after terminate");
     }
     drop(pool);
-    eprintln!("soak: {NAME}: terminate mid-storm: {done} tasks ended, {terminated} terminated");
+    eprintln!("soak: {name}: terminate mid-storm: {done} tasks ended, {terminated} terminated");
 }
 
 /// What a mixed-fault task does.
