@@ -140,25 +140,64 @@ impl ChildHandle {
         self.status
     }
 
-    /// Reaps the child if it has ended, without blocking; `Ok(None)` while it runs. For a
-    /// served child, reads the status pipe without blocking: the status once it arrived; an
-    /// error holding [`StatusLost`] once the pipe ended without one. When its pidfd says it
-    /// has exited but the status is not there yet (the server reaps it a moment later), waits
-    /// for it (at most [`STATUS_GRACE`]), so a child known to have exited always has a status.
+    /// Reaps the child if it has ended, without blocking; `Ok(None)` while it runs.
+    ///
+    /// For a served child, reads the status pipe without blocking: the status once it arrived.
+    /// When its pidfd says it has exited but the status is not there yet (the server reaps it
+    /// a moment later), waits for it (at most [`STATUS_GRACE`]), so a child known to have
+    /// exited has a status. When the server went away without reporting (the pipe ended), the
+    /// answer is `Ok(None)` while the pidfd says the child still runs (it may outlive the
+    /// server), then an error holding [`StatusLost`]; without a pidfd, that error at once.
     pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
         if self.status.is_none() {
             self.status = match &mut self.kind {
                 Kind::Own { .. } => wait::try_wait(self.pid)?,
-                Kind::Served { .. } => match self.read_status()? {
-                    Some(status) => Some(status),
-                    None if self.pidfd_says_exited(Some(Duration::ZERO))? => {
-                        return self.wait_timeout(STATUS_GRACE);
-                    }
-                    None => None,
-                },
+                Kind::Served { .. } => self.try_served()?,
             };
         }
         Ok(self.status)
+    }
+
+    /// [`try_wait`](Self::try_wait) for a served child.
+    fn try_served(&mut self) -> io::Result<Option<ExitStatus>> {
+        match self.read_status() {
+            Ok(Some(status)) => Ok(Some(status)),
+            Ok(None) if self.pidfd_ready(Some(Duration::ZERO))? => {
+                self.wait_for_status(STATUS_GRACE)
+            }
+            Ok(None) => Ok(None),
+            Err(lost) if self.status_lost() && self.has_pidfd() => {
+                if self.pidfd_ready(Some(Duration::ZERO))? {
+                    Err(lost)
+                } else {
+                    Ok(None)
+                }
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Reads the status pipe until the status arrives or `timeout` passes (`Ok(None)`).
+    fn wait_for_status(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            if let Some(status) = self.read_status()? {
+                return Ok(Some(status));
+            }
+            let left = match deadline {
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Ok(None);
+                    }
+                    Some(deadline - now)
+                }
+                None => None,
+            };
+            if let Kind::Served { status_pipe, .. } = &self.kind {
+                crate::poll(&[(status_pipe.as_fd(), Interest::Read)], left)?;
+            }
+        }
     }
 
     /// Waits at most `timeout` (`None`: no limit) for the child to have *exited*; true once it
@@ -169,48 +208,40 @@ impl ChildHandle {
         if self.status.is_some() {
             return Ok(true);
         }
-        match &self.kind {
-            Kind::Served {
-                pidfd: Some(_), ..
-            } => {
-                if self.read_status()?.is_some() {
-                    return Ok(true);
-                }
-                self.pidfd_says_exited(timeout)
-            }
-            _ => match timeout {
-                Some(timeout) => Ok(self.wait_timeout(timeout)?.is_some()),
-                None => self.wait().map(|_| true),
-            },
+        if self.is_served() && self.has_pidfd() {
+            return self.pidfd_ready(timeout);
+        }
+        match timeout {
+            Some(timeout) => Ok(self.wait_timeout(timeout)?.is_some()),
+            None => self.wait().map(|_| true),
         }
     }
 
-    /// For a served child with a pidfd: waits at most `timeout` for the pidfd (or the status
-    /// pipe: the server gone) to become readable; true once the child has exited.
-    fn pidfd_says_exited(&mut self, timeout: Option<Duration>) -> io::Result<bool> {
+    fn has_pidfd(&self) -> bool {
+        matches!(self.kind, Kind::Served { pidfd: Some(_), .. })
+    }
+
+    fn status_lost(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::Served {
+                broken: Some(Broken::Lost),
+                ..
+            }
+        )
+    }
+
+    /// For a served child with a pidfd: waits at most `timeout` for it to become readable;
+    /// true once the child has exited. False at once without a pidfd.
+    fn pidfd_ready(&self, timeout: Option<Duration>) -> io::Result<bool> {
         let Kind::Served {
-            pidfd: Some(pidfd),
-            status_pipe,
-            ..
+            pidfd: Some(pidfd), ..
         } = &self.kind
         else {
             return Ok(false);
         };
-        let ready = crate::poll(
-            &[
-                (pidfd.as_fd(), Interest::Read),
-                (status_pipe.as_fd(), Interest::Read),
-            ],
-            timeout,
-        )?;
-        if ready.first().is_some_and(|r| r.is_ready()) {
-            return Ok(true);
-        }
-        if ready.get(1).is_some_and(|r| r.is_ready()) {
-            // A status (or the server's end): `read_status` says which.
-            return Ok(self.read_status()?.is_some());
-        }
-        Ok(false)
+        let ready = crate::poll(&[(pidfd.as_fd(), Interest::Read)], timeout)?;
+        Ok(ready.first().is_some_and(|r| r.is_ready()))
     }
 
     /// Blocks until the child ends and returns how it ended. Calling it again returns the same
@@ -225,7 +256,7 @@ impl ChildHandle {
                 if let Some(status) = self.try_wait()? {
                     break status;
                 }
-                self.sleep_on_status_pipe(None)?;
+                self.sleep_until_stirs(None)?;
             },
         };
         self.status = Some(status);
@@ -255,7 +286,7 @@ impl ChildHandle {
                     if now >= deadline {
                         return Ok(None);
                     }
-                    self.sleep_on_status_pipe(Some(deadline - now))?;
+                    self.sleep_until_stirs(Some(deadline - now))?;
                 }
             }
         }
@@ -318,11 +349,11 @@ impl ChildHandle {
         }
     }
 
-    /// Sleeps until the status pipe is readable (the status arrived, or the server is gone) or
-    /// `timeout` passes; a signal may end it early (callers re-check).
-    fn sleep_on_status_pipe(&self, timeout: Option<Duration>) -> io::Result<()> {
-        if let Kind::Served { status_pipe, .. } = &self.kind {
-            crate::poll(&[(status_pipe.as_fd(), Interest::Read)], timeout)?;
+    /// Sleeps until [`exit_fd`](Self::exit_fd) is readable or `timeout` passes; a signal may
+    /// end it early (callers re-check).
+    fn sleep_until_stirs(&self, timeout: Option<Duration>) -> io::Result<()> {
+        if let Some(fd) = self.exit_fd() {
+            crate::poll(&[(fd, Interest::Read)], timeout)?;
         }
         Ok(())
     }
@@ -369,9 +400,17 @@ impl ChildHandle {
     /// several children, or on a child and a pipe, at once. Our own child: the pidfd on Linux
     /// 5.3+, `None` elsewhere (and on older kernels), where callers wake up now and then
     /// instead. A served child: the status pipe, on every platform (readable once the status
-    /// arrived, or the server is gone).
+    /// arrived, or the server is gone); once the server has gone without reporting, its pidfd
+    /// (where it has one).
     pub fn exit_fd(&self) -> Option<BorrowedFd<'_>> {
         match &self.kind {
+            // The server gone without a word: the pidfd is what can still tell (the pipe is at
+            // end-of-file, readable for ever).
+            Kind::Served {
+                pidfd: Some(pidfd),
+                broken: Some(Broken::Lost),
+                ..
+            } => Some(pidfd.as_fd()),
             Kind::Served { status_pipe, .. } => Some(status_pipe.as_fd()),
             #[cfg(target_os = "linux")]
             Kind::Own { watcher } => watcher.pidfd(),

@@ -143,8 +143,17 @@ pub fn redirect_stdio(fd: BorrowedFd<'_>, target: StdioFd) -> io::Result<()> {
 }
 
 /// Closes every fd from `lowest` up, except those in `keep` (which must be sorted ascending),
-/// so the program exec'd next inherits exactly the fds it was given. Uses `close_range` on
-/// Linux 5.9+, and a loop up to `RLIMIT_NOFILE` elsewhere.
+/// so the program exec'd next inherits exactly the fds it was given. Async-signal-safe and
+/// allocation-free, whichever way it goes:
+///
+/// - Linux 5.9+: `close_range` over each gap between the kept fds.
+/// - Linux before 5.9 (`close_range` is `ENOSYS`): the open fds are listed from
+///   `/proc/self/fd` with `getdents64` into a buffer on the stack, and each one is closed, so
+///   an fd above a lowered `RLIMIT_NOFILE` soft limit is closed too (CPython bpo-21618).
+///   Without `/proc`, a `close` loop up to the *hard* limit (at most 2^20 numbers): an fd
+///   cannot be opened above it, whatever the soft limit was when it was opened.
+/// - Elsewhere (macOS, the BSDs): a `close` loop up to the soft limit, at most 65,536 numbers;
+///   an fd left above a soft limit lowered after it was opened stays open there.
 ///
 /// # Safety
 ///
@@ -154,9 +163,29 @@ pub fn redirect_stdio(fd: BorrowedFd<'_>, target: StdioFd) -> io::Result<()> {
 /// such an object could land in an unrelated file that reused the number.
 ///
 /// # References
-///  - [Linux](https://man7.org/linux/man-pages/man2/close_range.2.html)
+///  - [Linux close_range](https://man7.org/linux/man-pages/man2/close_range.2.html)
+///  - [Linux getdents64](https://man7.org/linux/man-pages/man2/getdents64.2.html)
+///  - [CPython bpo-21618](https://bugs.python.org/issue21618)
 pub unsafe fn close_fds_from(lowest: RawFd, keep: &[RawFd]) -> io::Result<()> {
-    let mut start = lowest.max(0);
+    let lowest = lowest.max(0);
+    // SAFETY: the caller's contract, passed on.
+    match unsafe { close_gaps_with_close_range(lowest, keep) } {
+        Err(err) if err.raw_os_error() == Some(libc::ENOSYS) => {
+            // SAFETY: the caller's contract, passed on.
+            unsafe { close_fds_without_close_range(lowest, keep) }
+        }
+        other => other,
+    }
+}
+
+/// `close_range` over every gap between the kept fds, from `lowest` up; `ENOSYS` where the
+/// kernel (before Linux 5.9) or the platform has no `close_range`.
+///
+/// # Safety
+///
+/// As [`close_fds_from`].
+unsafe fn close_gaps_with_close_range(lowest: RawFd, keep: &[RawFd]) -> io::Result<()> {
+    let mut start = lowest;
     for &kept in keep {
         if kept >= start {
             if kept > start {
@@ -170,50 +199,148 @@ pub unsafe fn close_fds_from(lowest: RawFd, keep: &[RawFd]) -> io::Result<()> {
     unsafe { close_range(start, RawFd::MAX) }
 }
 
-/// Closes fds `first..=last`.
+/// Closes fds `first..=last` with the `close_range` syscall.
 ///
 /// # Safety
 ///
 /// As [`close_fds_from`]: nothing may use these descriptors afterwards.
+#[cfg(target_os = "linux")]
 unsafe fn close_range(first: RawFd, last: RawFd) -> io::Result<()> {
+    // SAFETY: close_range only closes descriptors, and our caller promised that nothing uses
+    // them afterwards (a child about to exec or `_exit`).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            last as libc::c_uint,
+            0 as libc::c_uint,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// No `close_range` on this platform: always `ENOSYS`, so the caller falls back.
+///
+/// # Safety
+///
+/// None needed; `unsafe` to match the Linux version.
+#[cfg(not(target_os = "linux"))]
+unsafe fn close_range(_first: RawFd, _last: RawFd) -> io::Result<()> {
+    Err(io::Error::from_raw_os_error(libc::ENOSYS))
+}
+
+/// [`close_fds_from`] without `close_range`: closes the fds `/proc/self/fd` lists (Linux),
+/// else every number up to the fd limit (see [`close_fds_from`] for which limit).
+///
+/// # Safety
+///
+/// As [`close_fds_from`].
+unsafe fn close_fds_without_close_range(lowest: RawFd, keep: &[RawFd]) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: close_range only closes descriptors, and our caller promised that nothing
-        // uses them afterwards (a child about to exec or `_exit`).
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_close_range,
-                first as libc::c_uint,
-                last as libc::c_uint,
-                0 as libc::c_uint,
-            )
-        };
-        if rc == 0 {
+        // SAFETY: the caller's contract, passed on.
+        if unsafe { close_listed_fds(lowest, keep) }? {
             return Ok(());
         }
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::ENOSYS) {
-            return Err(err);
-        }
     }
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass; it is async-signal-safe (a syscall).
-    let max_fd = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-        RawFd::try_from(limit.rlim_cur)
-            .unwrap_or(65_536)
-            .min(65_536)
-    } else {
-        65_536
-    };
-    for fd in first..=last.min(max_fd) {
+    let highest = highest_possible_fd();
+    let mut kept = keep.iter().copied().peekable();
+    for fd in lowest..=highest {
+        while kept.next_if(|&k| k < fd).is_some() {}
+        if kept.next_if_eq(&fd).is_some() {
+            continue;
+        }
         // SAFETY: closing a number that is not open fails with EBADF, which we ignore; our
         // caller promised that nothing uses these descriptors afterwards.
         unsafe { libc::close(fd) };
     }
     Ok(())
+}
+
+/// The highest fd number a `close` loop must reach: on Linux the hard `RLIMIT_NOFILE` (no fd
+/// can be opened above it, and `setrlimit` cannot raise it past `fs.nr_open`), at most 2^20;
+/// elsewhere the soft limit, at most 65,536 (a hard limit there is often "unlimited").
+fn highest_possible_fd() -> RawFd {
+    const LINUX_CEILING: RawFd = 1 << 20;
+    const OTHER_CEILING: RawFd = 1 << 16;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass; it is async-signal-safe (a syscall).
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    let (bound, ceiling) = if cfg!(target_os = "linux") {
+        (limit.rlim_max, LINUX_CEILING)
+    } else {
+        (limit.rlim_cur, OTHER_CEILING)
+    };
+    if !got {
+        return ceiling;
+    }
+    RawFd::try_from(bound).map_or(ceiling, |bound| bound.min(ceiling))
+}
+
+/// Closes every fd `/proc/self/fd` lists from `lowest` up, except `keep` and the listing's
+/// own fd; `Ok(false)` when `/proc/self/fd` cannot be opened (no `/proc`), so the caller falls
+/// back to a loop. Reads with `getdents64` into a buffer on this stack: no allocation, no
+/// lock, async-signal-safe. Passes repeat until one finds nothing left to close, so an entry a
+/// close might have made the listing skip is caught by the next pass.
+///
+/// # Safety
+///
+/// As [`close_fds_from`].
+#[cfg(target_os = "linux")]
+unsafe fn close_listed_fds(lowest: RawFd, keep: &[RawFd]) -> io::Result<bool> {
+    use std::mem::MaybeUninit;
+
+    use rustix::fs::{Mode, OFlags, RawDir, SeekFrom};
+
+    let Ok(dir) = rustix::fs::openat(
+        rustix::fs::CWD,
+        c"/proc/self/fd",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return Ok(false);
+    };
+    let dir_fd = dir.as_raw_fd();
+    let mut buffer = [MaybeUninit::<u8>::uninit(); 2048];
+    loop {
+        rustix::fs::seek(&dir, SeekFrom::Start(0))?;
+        let mut closed_any = false;
+        let mut entries = RawDir::new(&dir, &mut buffer);
+        while let Some(entry) = entries.next() {
+            let Some(fd) = parse_fd(entry?.file_name().to_bytes()) else {
+                continue; // "." and ".."
+            };
+            if fd < lowest || fd == dir_fd || keep.binary_search(&fd).is_ok() {
+                continue;
+            }
+            // SAFETY: our caller promised that nothing uses these descriptors afterwards; an
+            // error (EBADF for one closed meanwhile) changes nothing.
+            unsafe { libc::close(fd) };
+            closed_any = true;
+        }
+        if !closed_any {
+            return Ok(true);
+        }
+    }
+}
+
+/// A `/proc/self/fd` entry's name as an fd number; `None` for anything but decimal digits.
+#[cfg(target_os = "linux")]
+fn parse_fd(name: &[u8]) -> Option<RawFd> {
+    if name.is_empty() {
+        return None;
+    }
+    name.iter().try_fold(0 as RawFd, |fd, &byte| {
+        let digit = byte.checked_sub(b'0').filter(|d| *d < 10)?;
+        fd.checked_mul(10)?.checked_add(RawFd::from(digit))
+    })
 }
 
 /// Starts a new session with this process as its leader (`setsid(2)`), detaching it from the

@@ -6,7 +6,9 @@ use std::fmt;
 ///
 /// Our own type rather than `rustix::process::Pid`, so that fork-sys's public API does not move
 /// when rustix makes a semver-breaking release.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// `Debug` prints `Pid(22174)`, `Display` the bare number.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Pid(rustix::process::Pid);
 
 impl Pid {
@@ -34,6 +36,13 @@ impl Pid {
     pub(crate) fn from_rustix(pid: rustix::process::Pid) -> Pid {
         // The kernel only hands out positive pids for processes.
         Pid(pid)
+    }
+}
+
+impl fmt::Debug for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not derived: rustix's inner `Pid` would print as `Pid(Pid(22174))`.
+        f.debug_tuple("Pid").field(&self.as_raw()).finish()
     }
 }
 

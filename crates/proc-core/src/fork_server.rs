@@ -31,7 +31,7 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use fork_sys::{ChildHandle, Fork, Interest, Pid, Signal};
@@ -369,7 +369,7 @@ fn settle(child: &mut Served) -> bool {
 }
 
 /// The program's side: its fork server, started on first use.
-struct Client {
+pub(crate) struct Client {
     server: ChildHandle,
     channel: Channel,
     /// The process that started the server: a forked copy of the program has this client in
@@ -382,32 +382,50 @@ static CLIENT: Mutex<Option<Client>> = Mutex::new(None);
 /// How long the program waits for the server's answer to one request.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Asks the fork server (starting it if needed) to fork a child that will speak on
-/// `bootstrap_end`. Returns the child's handle: its exit status arrives from the server.
+/// Locks the program's side of the fork server. `Process::spawn` holds it across a `Fork`,
+/// like stdout's lock, so a forked child never inherits it held by another thread (the
+/// child's first `ForkServer` request would wait for ever); it is held only while a request
+/// is sent and answered.
+pub(crate) fn lock_client() -> MutexGuard<'static, Option<Client>> {
+    CLIENT.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Asks the fork server (starting it if needed) to fork a child. `queue` is given our end of
+/// the child's bootstrap socket before the request goes out (the launch waits there for the
+/// child). Returns the child's handle (its exit status arrives from the server) and that end.
+///
+/// The socket pair and the status pipe are made inside a spawn window (the fork lock's shared
+/// side) and the child's ends closed before it is left, so no `Fork` child of another thread
+/// ever holds a copy of them.
 pub(crate) fn fork_child(
-    bootstrap_end: OwnedFd,
     daemon: bool,
     kill_group_on_exit: bool,
-) -> Result<ChildHandle, StartError> {
-    let mut guard = CLIENT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    queue: impl FnOnce(&Channel) -> io::Result<()>,
+) -> Result<(ChildHandle, Channel), StartError> {
+    let mut guard = lock_client();
     let usable = guard.as_mut().is_some_and(|client| {
         client.owner == fork_sys::getpid() && matches!(client.server.try_wait(), Ok(None))
     });
     if !usable {
-        if let Some(mut old) = guard.take() {
-            // A dead server is reaped here; a forked copy's is not ours to touch.
+        if let Some(old) = guard.take() {
+            // A forked copy's server is not ours to touch; our own dead one is reaped.
             if old.owner == fork_sys::getpid() {
-                let _ = old.server.send_signal(Signal::KILL);
-                let _ = old.server.wait();
+                retire(guard, old.server);
+                guard = lock_client();
             }
+            // (A forked copy's handle and socket are only our copies: dropping closes them.)
         }
-        *guard = Some(start()?);
+        if guard.is_none() {
+            *guard = Some(start()?);
+        }
     }
     let Some(client) = guard.as_mut() else {
         return Err(StartError::Io(io::Error::other("no fork server")));
     };
+    let window = fork_sys::spawn_window();
+    let (ours, theirs) = fork_sys::socketpair().map_err(StartError::Io)?;
+    let ours = Channel::new(ours);
+    queue(&ours).map_err(StartError::Io)?;
     let (status_read, status_write) = fork_sys::pipe().map_err(StartError::Io)?;
     let request = ToServer::Fork {
         daemon,
@@ -415,49 +433,54 @@ pub(crate) fn fork_child(
     };
     let sent = client
         .channel
-        .send(&request, &[bootstrap_end.as_fd(), status_write.as_fd()]);
+        .send(&request, &[theirs.as_fd(), status_write.as_fd()]);
     drop(status_write);
-    drop(bootstrap_end);
+    drop(theirs);
+    drop(window);
     let answer = sent.map_err(RecvError::Io).and_then(|()| {
         client.channel.recv::<FromServer>(
             Some(Instant::now() + ANSWER_TIMEOUT),
             client.server.exit_fd(),
         )
     });
+    let server = client.server.pid();
     match answer {
         Ok(FromServer::Forked { pid, pidfd }) => {
             let fds = client.channel.take_fds();
             let pid = Pid::from_raw(pid)
                 .ok_or_else(|| StartError::Io(io::Error::other("the fork server sent pid 0")))?;
             let pidfd = if pidfd { fds.into_iter().next() } else { None };
-            Ok(ChildHandle::served(pid, pidfd, status_read))
+            Ok((ChildHandle::served(pid, pidfd, status_read), ours))
         }
         Ok(FromServer::Failed(reason)) => Err(StartError::Io(io::Error::other(format!(
-            "the fork server (pid {}) could not fork: {reason}",
-            client.server.pid()
+            "the fork server (pid {server}) could not fork: {reason}"
         )))),
         Err(err) => {
-            let pid = client.server.pid();
-            // Gone or wedged: the next request starts a new one.
-            if let Some(mut dead) = guard.take() {
-                let _ = dead.server.send_signal(Signal::KILL);
-                let _ = dead.server.wait();
+            // Gone, or wedged (stopped?): the next request starts a new server. A wedged one
+            // is not killed (its daemon children, other pools' workers, would die with it);
+            // the reaper thread reaps it whenever it ends.
+            if let Some(old) = guard.take() {
+                retire(guard, old.server);
             }
             Err(StartError::Io(io::Error::other(format!(
-                "the fork server (pid {pid}) did not answer ({err}); a new one starts on the next request"
+                "the fork server (pid {server}) did not answer ({err}); a new one starts on the next request"
             ))))
         }
     }
+}
+
+/// Gives up on a server: releases the client lock first (the reaper's lock is taken after
+/// it elsewhere), then has the reaper thread reap the server whenever it ends.
+fn retire(guard: MutexGuard<'static, Option<Client>>, server: ChildHandle) {
+    drop(guard);
+    fork_sys::reap_in_background(server);
 }
 
 /// The pid of this process's fork server, if one is running (it starts with the first
 /// [`StartMethod::ForkServer`](crate::StartMethod::ForkServer) child). For monitoring and
 /// tests; killing it fails the children it is starting, and the next request starts another.
 pub fn fork_server_pid() -> Option<Pid> {
-    let guard = CLIENT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    guard
+    lock_client()
         .as_ref()
         .filter(|c| c.owner == fork_sys::getpid())
         .map(|c| c.server.pid())

@@ -212,18 +212,16 @@ pub(crate) fn launch<R>(request: LaunchRequest) -> Result<Process<R>, ProcessErr
             // says no hello. Its launch is queued on the socket before it exists (with the
             // arguments too when they fit the socket's buffer), so the server's fork and our
             // sending overlap, and the child finds everything waiting.
-            let (ours, theirs) = fork_sys::socketpair().map_err(spawn_error)?;
-            let channel = Channel::new(ours);
             let queued = args.len() <= QUEUED_ARGS_MAX;
-            let sent = channel.send(&launch, &attached).and_then(|()| {
-                if queued {
-                    channel.send_raw(&args)
-                } else {
-                    Ok(())
-                }
-            });
-            sent.map_err(spawn_error)?;
-            let child = crate::fork_server::fork_child(theirs, daemon, kill_group_on_exit)
+            let (child, channel) =
+                crate::fork_server::fork_child(daemon, kill_group_on_exit, |channel| {
+                    channel.send(&launch, &attached)?;
+                    if queued {
+                        channel.send_raw(&args)
+                    } else {
+                        Ok(())
+                    }
+                })
                 .map_err(|err| err.into_process_error(name.clone()))?;
             if !queued {
                 // Large arguments stream to the running child; if it dies meanwhile, `join`

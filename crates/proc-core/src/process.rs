@@ -148,10 +148,11 @@ impl ProcessBuilder {
         let stderr_lock = stderr.lock();
         let flushed = stdout_lock.flush();
         let reaper_lock = reaper::lock();
+        let client_lock = crate::fork_server::lock_client();
 
         #[allow(unsafe_code)] // The crate's one unsafe call: Process exists to wrap it.
         // SAFETY: the locks the child's Rust code is known to need (stdout, stderr, the
-        // reaper's) are held by this thread, so the child inherits them free once it drops its
+        // reaper's, the fork server client's) are held by this thread, so the child inherits them free once it drops its
         // guards; glibc's atfork handlers keep malloc usable; a panic in the child goes
         // through our hook, which avoids std's backtrace lock. The child never returns: it
         // runs the closure and leaves through `_exit` in `run_child`.
@@ -159,6 +160,7 @@ impl ProcessBuilder {
         match forked {
             Ok(Fork::Child) => {
                 child_side::mark_forked_child();
+                drop(client_lock);
                 drop(reaper_lock);
                 drop(stderr_lock);
                 drop(stdout_lock);
@@ -171,6 +173,7 @@ impl ProcessBuilder {
                 child_side::run_child(setup, write_end, body)
             }
             Ok(Fork::Parent(pid)) => {
+                drop(client_lock);
                 drop(reaper_lock);
                 drop(stderr_lock);
                 drop(stdout_lock);
@@ -351,8 +354,14 @@ impl<R: DeserializeOwned> Process<R> {
         }
         loop {
             self.drain_pipe(deadline)?;
-            let status = self.child.try_wait().map_err(|e| self.io_error(e))?;
-            if status.is_some() {
+            let exited = match self.child.try_wait() {
+                Ok(status) => status.is_some(),
+                // A fork server's child whose server went away: it has exited (its pidfd
+                // says so), how is unknown; what it sent is still worth reading.
+                Err(err) if is_status_lost(&err) => true,
+                Err(err) => return Err(self.io_error(err)),
+            };
+            if exited {
                 // Whatever it wrote before exiting is in the pipe now, at most a pipe's worth:
                 // read it all (reading stops once the report is whole).
                 self.drain_pipe(None)?;
@@ -466,6 +475,11 @@ impl<R: DeserializeOwned> Process<R> {
                 Err(status_error(pid, name, status))
             }
             Some(Err(source)) => Err(ProcessError::Codec { pid, name, source }),
+            None if status.is_none() && self.child.is_served() => Err(ProcessError::Io {
+                pid,
+                name,
+                source: io::Error::other(fork_sys::StatusLost { pid }),
+            }),
             None => Err(status_error(pid, name, status)),
         }
     }
@@ -506,6 +520,12 @@ pub(crate) fn sleep_until_any_stirs<'a, R: 'a>(
         Some(timeout.map_or(SLICE, |t| t.min(SLICE)))
     };
     fork_sys::poll(&fds, timeout).map(drop)
+}
+
+/// Whether `err` says a fork server went away without reporting a child's status.
+fn is_status_lost(err: &io::Error) -> bool {
+    err.get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<fork_sys::StatusLost>().is_some())
 }
 
 fn status_error(pid: Pid, name: Option<String>, status: Option<ExitStatus>) -> ProcessError {
