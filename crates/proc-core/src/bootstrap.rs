@@ -38,6 +38,71 @@ pub(crate) struct Launch {
     pub(crate) max_frame_len: u64,
     /// How many fds are attached.
     pub(crate) fds: u32,
+    /// For a fork server's child, which is a copy of the server as it was when the program
+    /// started it: the program's working directory and environment *now*, to take on.
+    pub(crate) context: Option<Context>,
+}
+
+/// The parts of the program's state a `Spawn` child gets from `exec` and a fork server's
+/// child must be sent: the working directory and the environment (as bytes: neither need be
+/// UTF-8).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Context {
+    cwd: Option<Vec<u8>>,
+    env: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Context {
+    /// This process's working directory and environment.
+    pub(crate) fn current() -> Context {
+        use std::os::unix::ffi::OsStrExt;
+        Context {
+            cwd: std::env::current_dir()
+                .ok()
+                .map(|dir| dir.as_os_str().as_bytes().to_vec()),
+            env: std::env::vars_os()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                .collect(),
+        }
+    }
+
+    /// Takes them on, in a fork server's child: only while it has one thread (before any
+    /// user code), which is what makes changing the environment sound.
+    fn apply(self) {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        if let Some(cwd) = &self.cwd {
+            // A directory removed since: the child stays where the server is.
+            let _ = std::env::set_current_dir(OsStr::from_bytes(cwd));
+        }
+        let wanted: std::collections::HashMap<&[u8], &[u8]> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+            .collect();
+        let stale: Vec<_> = std::env::vars_os()
+            .map(|(k, _)| k)
+            .filter(|k| !wanted.contains_key(k.as_bytes()))
+            .collect();
+        for key in stale {
+            #[allow(unsafe_code)]
+            // SAFETY: this is a fork server's child before it runs any user code: it has one
+            // thread, so nothing can read the environment concurrently.
+            unsafe {
+                std::env::remove_var(key);
+            }
+        }
+        for (key, value) in &self.env {
+            let (key, value) = (OsStr::from_bytes(key), OsStr::from_bytes(value));
+            if std::env::var_os(key).as_deref() != Some(value) {
+                #[allow(unsafe_code)]
+                // SAFETY: as above, one thread.
+                unsafe {
+                    std::env::set_var(key, value);
+                }
+            }
+        }
+    }
 }
 
 /// Raw frames up to this size are copied into one send with their length.
@@ -293,6 +358,9 @@ pub(crate) fn run_launched_child(socket: OwnedFd, say_hello: bool) -> ! {
     let fds: Vec<OwnedFd> = fds.collect();
     if fds.len() + 1 != launch.fds as usize {
         fork_sys::exit_immediately(EXIT_NO_LAUNCH);
+    }
+    if let Some(context) = launch.context {
+        context.apply();
     }
     let watch_parent = launch.watch_parent.and_then(fork_sys::Pid::from_raw);
     let setup = ChildSetup {

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use fork_sys::{ChildHandle, Pid, Signal};
 
-use crate::bootstrap::{Channel, HELLO_TIMEOUT, Hello, Launch, MAX_FDS, RecvError};
+use crate::bootstrap::{Channel, Context, HELLO_TIMEOUT, Hello, Launch, MAX_FDS, RecvError};
 use crate::error::ProcessError;
 use crate::exec_self::{self, Role};
 use crate::process::Process;
@@ -183,6 +183,9 @@ pub(crate) fn launch<R>(request: LaunchRequest) -> Result<Process<R>, ProcessErr
         watch_parent,
         max_frame_len: max_frame_len as u64,
         fds: attached.len() as u32,
+        // A `Spawn` child gets both from `exec`; a fork server's child is a copy of the
+        // server, made long ago.
+        context: (method == StartMethod::ForkServer).then(Context::current),
     };
     let child = match method {
         StartMethod::Spawn => {

@@ -24,7 +24,10 @@ fn a_child_outliving_its_killed_server_still_returns_its_value() {
     std::thread::sleep(Duration::from_millis(100));
     assert!(p.is_alive(), "the child runs on after its server died");
     assert_eq!(p.exitcode(), None);
-    assert_eq!(p.join_timeout(Duration::from_secs(10)).expect("join"), Some(42));
+    assert_eq!(
+        p.join_timeout(Duration::from_secs(10)).expect("join"),
+        Some(42)
+    );
     // A new server for the next child.
     let again = Process::builder()
         .start_method(StartMethod::ForkServer)

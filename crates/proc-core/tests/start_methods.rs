@@ -135,7 +135,6 @@ fn a_daemon_dies_with_its_parent_process() {
     }
 }
 
-
 fn take_fds(marker: u8, fds: Vec<std::os::fd::OwnedFd>) -> usize {
     use std::io::Write;
     let count = fds.len();
