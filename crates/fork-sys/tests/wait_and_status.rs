@@ -239,3 +239,12 @@ fn signal_names_and_numbers() {
         assert_eq!(rt.to_string(), format!("signal {}", libc::SIGRTMIN() + 1));
     }
 }
+
+#[test]
+fn pids_print_as_numbers() {
+    let pid = fork_sys::Pid::from_raw(22174).unwrap();
+    assert_eq!(pid.to_string(), "22174");
+    // Regression: the derived `Debug` printed rustix's inner pid as well: `Pid(Pid(22174))`.
+    assert_eq!(format!("{pid:?}"), "Pid(22174)");
+    assert_eq!(format!("{:?}", Some(pid)), "Some(Pid(22174))");
+}

@@ -1,0 +1,209 @@
+//! `close_fds_from` on a kernel without `close_range` (before Linux 5.9), simulated with a
+//! seccomp filter that makes `close_range` fail with `ENOSYS`: an inheritable fd above a
+//! lowered `RLIMIT_NOFILE` soft limit must not reach the program (CPython bpo-21618).
+//!
+//! Regression: the fallback closed fds only up to the soft limit, so an fd opened before the
+//! limit was lowered leaked into every child.
+
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+#![allow(clippy::unwrap_used)] // In tests a failed unwrap is a failed test, with its location.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use fork_sys::exec::CStringArray;
+use fork_sys::{ExitStatus, Fork, SpawnMethod, SpawnRequest};
+use rustix::io::FdFlags;
+use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+
+/// The inheritable fd's number: below any usual soft limit (1024 or more), far above the one
+/// the child sets.
+const HIGH_FD: i32 = 1000;
+/// The soft limit the child lowers itself to.
+const LOWERED_SOFT_LIMIT: u64 = 64;
+
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xC000_003E; // AUDIT_ARCH_X86_64
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xC000_00B7; // AUDIT_ARCH_AARCH64
+
+/// Which way the child's `close_fds_from` is pushed.
+#[derive(Clone, Copy, PartialEq)]
+enum Simulated {
+    /// `close_range` is `ENOSYS`: the fallback lists `/proc/self/fd`.
+    NoCloseRange,
+    /// `close_range` is `ENOSYS` and no directory opens (`O_DIRECTORY` is `ENOENT`, as without
+    /// `/proc`): the fallback loops up to the hard limit.
+    NoCloseRangeNoProc,
+}
+
+/// Installs a seccomp filter on the calling thread (and what it forks and execs): `close_range`
+/// fails with `ENOSYS`; with `NoCloseRangeNoProc`, an `openat` with `O_DIRECTORY` fails with
+/// `ENOENT` as well. Async-signal-safe: two `prctl`s on a filter built on the stack.
+fn install_filter(simulated: Simulated) -> bool {
+    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const JSET_K: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    const ARCH_OFFSET: u32 = 4; // seccomp_data.arch
+    const NR_OFFSET: u32 = 0; // seccomp_data.nr
+    const ARG2_LOW_OFFSET: u32 = 16 + 2 * 8; // seccomp_data.args[2], low word (little endian)
+    let op = |code, k| libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jump = |code, k, jt, jf| libc::sock_filter { code, jt, jf, k };
+    let hide_proc = u32::from(simulated == Simulated::NoCloseRangeNoProc);
+    let filter = [
+        op(LD_W_ABS, ARCH_OFFSET),
+        jump(JEQ_K, AUDIT_ARCH, 1, 0),
+        op(RET_K, libc::SECCOMP_RET_ALLOW),
+        op(LD_W_ABS, NR_OFFSET),
+        jump(JEQ_K, libc::SYS_close_range as u32, 0, 1),
+        op(RET_K, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        // `openat` with O_DIRECTORY, when hiding /proc; with `hide_proc` 0 the jump below
+        // compares against an impossible syscall number and falls through to "allow".
+        jump(
+            JEQ_K,
+            if hide_proc == 1 {
+                libc::SYS_openat as u32
+            } else {
+                u32::MAX
+            },
+            0,
+            3,
+        ),
+        op(LD_W_ABS, ARG2_LOW_OFFSET),
+        jump(JSET_K, libc::O_DIRECTORY as u32, 0, 1),
+        op(RET_K, libc::SECCOMP_RET_ERRNO | libc::ENOENT as u32),
+        op(RET_K, libc::SECCOMP_RET_ALLOW),
+    ];
+    let program = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments only; PR_SET_SECCOMP reads the
+    // program, which lives on this stack frame for the duration of the call.
+    unsafe {
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+            && libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &program as *const libc::sock_fprog,
+            ) == 0
+    }
+}
+
+/// Whether `close_range` fails with ENOSYS here (the filter took).
+fn close_range_is_enosys() -> bool {
+    // SAFETY: closes nothing (an empty range above every fd: first > last is EINVAL on a
+    // kernel that has it); only the errno is looked at.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, 1u32 << 30, 1u32 << 30, 0u32) };
+    rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS)
+}
+
+/// In a forked child: lowers the soft fd limit (and, with `NoCloseRangeNoProc`, the hard one
+/// to 2048, to keep the loop short), makes [`HIGH_FD`] inheritable, installs the filter and
+/// spawns `sh -c 'test -e /proc/self/fd/1000'` with `close_fds` by `method`. Returns the
+/// child's exit code: 0 when the shell did not see the fd, 1 when it leaked, 10+ when the set-up
+/// failed.
+fn leaked_into_child(simulated: Simulated, method: SpawnMethod) -> i32 {
+    let high = open_high_fd();
+    let program = CString::new("/bin/sh").unwrap();
+    let argv = CStringArray::new([
+        "sh",
+        "-c",
+        &format!("if test -e /proc/self/fd/{HIGH_FD}; then exit 1; fi"),
+    ])
+    .unwrap();
+    let envp = CStringArray::new(["PATH=/bin:/usr/bin"]).unwrap();
+    let mut request = SpawnRequest::new(&program, &argv, &envp);
+    if method == SpawnMethod::ForkExec {
+        // An option posix_spawn cannot express sends the request through fork+exec.
+        request.umask = Some(0o022);
+    }
+    assert_eq!(request.method(), method);
+    let hard = getrlimit(Resource::Nofile).maximum;
+    let hard = match simulated {
+        Simulated::NoCloseRange => hard,
+        Simulated::NoCloseRangeNoProc => Some(2048),
+    };
+    // SAFETY: the child makes syscalls and, on glibc whose atfork handlers keep malloc usable,
+    // the spawn's own small allocations; it leaves through `exit_immediately`.
+    match unsafe { fork_sys::fork() }.unwrap() {
+        Fork::Child => {
+            let code = (|| {
+                let limit = Rlimit {
+                    current: Some(LOWERED_SOFT_LIMIT),
+                    maximum: hard,
+                };
+                if setrlimit(Resource::Nofile, limit).is_err() {
+                    return 10;
+                }
+                if rustix::io::fcntl_setfd(&high, FdFlags::empty()).is_err() {
+                    return 11;
+                }
+                if !install_filter(simulated) {
+                    return 12;
+                }
+                if !close_range_is_enosys() {
+                    return 13;
+                }
+                let Ok(pid) = fork_sys::spawn(&request) else {
+                    return 14;
+                };
+                match fork_sys::wait(pid) {
+                    Ok(ExitStatus::Exited(code)) => code,
+                    _ => 15,
+                }
+            })();
+            fork_sys::exit_immediately(code);
+        }
+        Fork::Parent(child) => match fork_sys::wait(child).unwrap() {
+            ExitStatus::Exited(code) => code,
+            other => panic!("test child {other}"),
+        },
+    }
+}
+
+/// A close-on-exec fd numbered [`HIGH_FD`] (the child makes it inheritable).
+fn open_high_fd() -> OwnedFd {
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let high = rustix::io::fcntl_dupfd_cloexec(&null, HIGH_FD).unwrap();
+    assert_eq!(high.as_raw_fd(), HIGH_FD, "fd {HIGH_FD} is taken");
+    high
+}
+
+#[test]
+fn without_close_range_fork_exec_closes_fds_above_the_soft_limit() {
+    assert_eq!(
+        leaked_into_child(Simulated::NoCloseRange, SpawnMethod::ForkExec),
+        0,
+        "fd {HIGH_FD}, above the soft limit of {LOWERED_SOFT_LIMIT}, reached the program"
+    );
+}
+
+#[test]
+fn without_close_range_or_proc_fork_exec_closes_fds_up_to_the_hard_limit() {
+    assert_eq!(
+        leaked_into_child(Simulated::NoCloseRangeNoProc, SpawnMethod::ForkExec),
+        0,
+        "fd {HIGH_FD}, above the soft limit of {LOWERED_SOFT_LIMIT}, reached the program"
+    );
+}
+
+#[cfg(target_env = "gnu")]
+#[test]
+fn without_close_range_posix_spawn_closes_fds_above_the_soft_limit() {
+    // glibc's `closefrom` falls back to listing /proc/self/fd itself; checked, not assumed.
+    assert_eq!(
+        leaked_into_child(Simulated::NoCloseRange, SpawnMethod::PosixSpawn),
+        0,
+        "fd {HIGH_FD}, above the soft limit of {LOWERED_SOFT_LIMIT}, reached the program"
+    );
+}
