@@ -34,8 +34,17 @@ pub enum Error {
         /// What the system said.
         source: io::Error,
     },
-    /// Starting the program failed for another reason (out of processes or fds, a NUL byte
-    /// in an argument, `uid`/`gid` not permitted, an invalid option).
+    /// The program, an argument, an environment variable or the working directory contains a
+    /// NUL byte, which `exec` cannot pass (Python's `ValueError: embedded null byte`). Checked
+    /// before anything else, the `PATH` lookup included: no process was started.
+    NulByte {
+        /// The program as given.
+        program: OsString,
+        /// Which part holds the NUL byte.
+        part: CommandPart,
+    },
+    /// Starting the program failed for another reason (out of processes or fds,
+    /// `uid`/`gid` not permitted, an invalid option).
     Spawn {
         /// The program as given.
         program: OsString,
@@ -103,6 +112,35 @@ pub enum Error {
     },
 }
 
+/// A part of a [`Command`](crate::Command), as [`Error::NulByte`] names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CommandPart {
+    /// The program.
+    Program,
+    /// An argument, counted as in `argv`: the first [`arg`](crate::Command::arg) is 1 (the
+    /// program is `argv[0]`).
+    Argument(usize),
+    /// The name of an environment variable (lossily decoded, NUL shown as `\0`).
+    EnvName(OsString),
+    /// The value of the environment variable of this name.
+    EnvValue(OsString),
+    /// The working directory.
+    CurrentDir,
+}
+
+impl fmt::Display for CommandPart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandPart::Program => f.write_str("the program name"),
+            CommandPart::Argument(n) => write!(f, "argument {n}"),
+            CommandPart::EnvName(name) => write!(f, "the environment variable name {name:?}"),
+            CommandPart::EnvValue(name) => write!(f, "the value of environment variable {name:?}"),
+            CommandPart::CurrentDir => f.write_str("the working directory"),
+        }
+    }
+}
+
 /// A command line as Python prints it in its errors: `['ls', '-l']`.
 struct ArgList<'a>(&'a [OsString]);
 
@@ -140,6 +178,10 @@ impl fmt::Display for Error {
                 f,
                 "failed to spawn {program:?}: working directory {}: {source}",
                 cwd.display()
+            ),
+            Error::NulByte { program, part } => write!(
+                f,
+                "failed to spawn {program:?}: {part} contains a NUL byte, which exec cannot pass"
             ),
             Error::Spawn { program, source } => write!(f, "failed to spawn {program:?}: {source}"),
             Error::Io {
@@ -210,6 +252,7 @@ impl From<Error> for io::Error {
             Error::BadWorkingDirectory { source, .. }
             | Error::Spawn { source, .. }
             | Error::Io { source, .. } => source.kind(),
+            Error::NulByte { .. } => io::ErrorKind::InvalidInput,
             Error::TimeoutExpired { .. } => io::ErrorKind::TimedOut,
             Error::NotUtf8 { .. } => io::ErrorKind::InvalidData,
             _ => io::ErrorKind::Other,

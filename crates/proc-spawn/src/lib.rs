@@ -57,7 +57,7 @@ use std::ffi::OsStr;
 
 pub use child::Child;
 pub use command::Command;
-pub use error::Error;
+pub use error::{CommandPart, Error};
 pub use fork_sys::{ExitStatus, Pid, Signal};
 pub use pipeline::{Pipeline, PipelineOutput};
 pub use run::CompletedProcess;

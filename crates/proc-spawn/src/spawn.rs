@@ -13,7 +13,7 @@ use fork_sys::exec::CStringArray;
 use fork_sys::{ChildHandle, Pid, ProcessGroup, SpawnRequest, SpawnStep};
 
 use crate::stdio::{self, Kind, PreparedStream, Stream};
-use crate::{Child, Command, Error, Stdio};
+use crate::{Child, Command, CommandPart, Error, Stdio};
 
 /// `PATH` when neither the child's nor the parent's environment has one (glibc's `execvp`).
 const DEFAULT_PATH: &str = "/bin:/usr/bin";
@@ -34,6 +34,7 @@ pub(crate) fn spawn_with_streams(command: &Command, streams: [Stdio; 3]) -> Resu
         program: program_name.clone(),
         source,
     };
+    reject_nul_bytes(command)?;
     let program = resolve_program(command)?;
     let program = c_string(program.as_os_str()).map_err(spawn_error)?;
     let argv = CStringArray::new(std::iter::once(program_name).chain(&command.args))
@@ -139,6 +140,41 @@ fn spawn_failure(command: &Command, err: io::Error) -> Error {
             program,
             source: err,
         },
+    }
+}
+
+/// [`Error::NulByte`] naming the first part of `command` that holds a NUL byte: checked before
+/// the `PATH` lookup (a NUL in the name must not read as "not found") and before any C string
+/// is built, so every such command fails the same way.
+fn reject_nul_bytes(command: &Command) -> Result<(), Error> {
+    let has_nul = |s: &OsStr| s.as_bytes().contains(&0);
+    let env_part = || {
+        command.env.vars.iter().find_map(|(name, value)| {
+            let value = value.as_deref()?; // a removal passes nothing to exec
+            if has_nul(name) {
+                Some(CommandPart::EnvName(name.clone()))
+            } else {
+                has_nul(value).then(|| CommandPart::EnvValue(name.clone()))
+            }
+        })
+    };
+    let part = has_nul(&command.program)
+        .then_some(CommandPart::Program)
+        .or_else(|| {
+            let i = command.args.iter().position(|arg| has_nul(arg))?;
+            Some(CommandPart::Argument(i + 1))
+        })
+        .or_else(env_part)
+        .or_else(|| {
+            let cwd = command.cwd.as_deref()?;
+            has_nul(cwd.as_os_str()).then_some(CommandPart::CurrentDir)
+        });
+    match part {
+        None => Ok(()),
+        Some(part) => Err(Error::NulByte {
+            program: command.program.clone(),
+            part,
+        }),
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use proc_spawn::{Command, Error, ExitStatus, Signal, Stdio};
+use proc_spawn::{Command, CommandPart, Error, ExitStatus, Signal, Stdio};
 
 fn sh(script: &str) -> Command {
     Command::shell(script)
@@ -198,10 +198,89 @@ fn a_nonexistent_or_unexecutable_program_is_named() {
         proc_spawn::call([""]),
         Err(Error::NotFound { .. })
     ));
-    assert!(matches!(
-        Command::new("echo").arg("a\0b").call(),
-        Err(Error::Spawn { .. })
-    ));
+}
+
+#[test]
+fn a_nul_byte_is_one_clear_error_naming_the_part_before_the_path_lookup() {
+    // Regression: "sh\0" was NotFound ("not found in PATH"), the others a bare
+    // `Spawn { InvalidInput }` that did not say where the byte was.
+    let env = |name: &str, value: &str| {
+        let mut command = Command::new("true");
+        command.env(name, value);
+        command
+    };
+    let cases: [(Command, CommandPart, &str); 7] = [
+        (
+            Command::new("sh\0"),
+            CommandPart::Program,
+            "the program name contains a NUL byte",
+        ),
+        (
+            Command::new("/bin/sh\0"),
+            CommandPart::Program,
+            "the program name contains a NUL byte",
+        ),
+        (
+            Command::new("prockit-no-such-program\0"),
+            CommandPart::Program,
+            "the program name contains a NUL byte",
+        ),
+        (
+            Command::new("echo").args(["ok", "a\0b"]).clone(),
+            CommandPart::Argument(2),
+            "argument 2 contains a NUL byte",
+        ),
+        (
+            env("GREETING", "a\0b"),
+            CommandPart::EnvValue("GREETING".into()),
+            "the value of environment variable \"GREETING\" contains a NUL byte",
+        ),
+        (
+            // Even the PATH the lookup would read: refused before it is read.
+            env("PATH", "/bin\0:/usr/bin"),
+            CommandPart::EnvValue("PATH".into()),
+            "the value of environment variable \"PATH\"",
+        ),
+        (
+            Command::new("true").current_dir("/tmp\0").clone(),
+            CommandPart::CurrentDir,
+            "the working directory contains a NUL byte",
+        ),
+    ];
+    for (command, part, message) in cases {
+        for result in [command.spawn().map(drop), command.run().map(drop)] {
+            let err = result.unwrap_err();
+            match &err {
+                Error::NulByte { program, part: got } => {
+                    assert_eq!(program, command.get_args()[0].as_os_str());
+                    assert_eq!(got, &part);
+                }
+                other => panic!("{command:?}: {other:?}"),
+            }
+            assert!(err.to_string().contains(message), "{err}");
+            let io: std::io::Error = err.into();
+            assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput);
+        }
+    }
+    let err = env("A\0B", "x").call().unwrap_err();
+    assert!(
+        matches!(&err, Error::NulByte { part: CommandPart::EnvName(name), .. } if name == "A\0B"),
+        "{err:?}"
+    );
+    // A pipeline stage is checked the same way, and nothing is left running.
+    let err = (Command::new("sleep").arg("5") | Command::new("cat").arg("x\0"))
+        .run()
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::NulByte {
+                part: CommandPart::Argument(1),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
