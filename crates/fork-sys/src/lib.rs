@@ -36,6 +36,7 @@ mod child;
 pub mod exec;
 mod fork;
 mod interrupt;
+mod loaded_image;
 mod parent_watch;
 mod pid;
 mod pipe;
@@ -54,6 +55,7 @@ pub use interrupt::{
     count_signal_interrupting, restore_default_action, set_interval_timer, set_signal_blocked,
     signals_caught,
 };
+pub use loaded_image::{LoadedImage, loaded_image};
 pub use parent_watch::{die_with_parent_process, process_exit_fd};
 pub use pid::{Pid, getpid, getppid};
 pub use pipe::{is_cloexec, pipe, pipe_nonblocking, set_nonblocking, set_pipe_size};

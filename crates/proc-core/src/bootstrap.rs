@@ -22,7 +22,7 @@ use crate::codec::{self, FrameBuffer};
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Hello {
     pub(crate) pid: i32,
-    /// [`crate::identity::current`] in the child, or why it could not be read.
+    /// [`crate::identity::current`] in the child, or why it cannot serve.
     pub(crate) identity: Result<String, String>,
 }
 

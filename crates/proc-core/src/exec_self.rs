@@ -107,6 +107,14 @@ pub(crate) fn enter_if_started_as_child() {
     // What Rust's runtime does before `main`, which has not run (we may be in a constructor):
     // a write to a closed pipe is an error, not a death.
     let _ = fork_sys::ignore_signal(Signal::PIPE);
+    // Panics in the child print the same one-line report as in a `Fork` child
+    // (`process N panicked at file:line:col`), not std's default for an unnamed thread.
+    crate::child_side::install_panic_hook();
+    crate::child_side::mark_forked_child();
+    // Panics in the child print the same one-line report as in a `Fork` child
+    // (`process N panicked at file:line:col`), not std's default for an unnamed thread.
+    crate::child_side::install_panic_hook();
+    crate::child_side::mark_forked_child();
     match role {
         Role::Child => crate::bootstrap::run_launched_child(socket, true),
         Role::ForkServer => crate::fork_server::serve(socket),

@@ -94,9 +94,19 @@ struct Assign {
 /// Never returns.
 pub(crate) fn serve(control: OwnedFd) -> ! {
     let mut channel = Channel::new(control);
+    // Forking is only safe from one thread. A constructor of the program that ran before
+    // proc-core's (and started a thread) would break that: refuse to serve, and say why.
+    let identity = match fork_sys::thread_count() {
+        Some(threads) if threads > 1 => Err(format!(
+            "the fork server has {threads} threads (a constructor of the program started \
+             them before proc-core's entry ran), so it cannot fork safely; use \
+             StartMethod::Spawn"
+        )),
+        _ => crate::identity::current().map(str::to_owned),
+    };
     let hello = Hello {
         pid: fork_sys::getpid().as_raw(),
-        identity: crate::identity::current().map(str::to_owned),
+        identity,
     };
     if channel.send(&hello, &[]).is_err() {
         fork_sys::exit_immediately(0);
@@ -299,10 +309,19 @@ fn run_spare(server: Pid, socket: OwnedFd) -> ! {
 /// parent-death signal, sound in a one-thread server); then it runs its launch. Never returns.
 fn become_child(server: Pid, daemon: bool, bootstrap_end: OwnedFd) -> ! {
     if daemon {
-        let _ = fork_sys::exec::set_parent_death_signal(Some(Signal::KILL));
-        if fork_sys::getppid() != Some(server) {
-            // The server died before we asked: the signal will never come.
-            fork_sys::exit_immediately(bootstrap::EXIT_NO_LAUNCH);
+        match fork_sys::exec::set_parent_death_signal(Some(Signal::KILL)) {
+            Ok(()) => {
+                if fork_sys::getppid() != Some(server) {
+                    // The server died before we asked: the signal will never come.
+                    fork_sys::exit_immediately(bootstrap::EXIT_NO_LAUNCH);
+                }
+            }
+            // No parent-death signal here (macOS, the BSDs): a watching thread instead.
+            Err(_) => {
+                if fork_sys::die_with_parent_process(server).is_err() {
+                    fork_sys::exit_immediately(bootstrap::EXIT_NO_LAUNCH);
+                }
+            }
         }
     }
     bootstrap::run_launched_child(bootstrap_end, false)

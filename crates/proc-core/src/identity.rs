@@ -5,7 +5,8 @@
 //! The identity is the GNU build id of an ELF executable (a hash of its code and data that
 //! the linker writes into a note; Debian's and Ubuntu's toolchains, and so rustc's default
 //! link on them, always emit one), read from the file's program headers: three small reads.
-//! Where there is none (another platform or linker), it is a hash of the whole file with its
+//! On macOS it is the Mach-O `LC_UUID`, the same thing by another name. Where there is
+//! neither (another linker, a universal binary), it is a hash of the whole file with its
 //! length, computed once per process.
 
 use std::fs::File;
@@ -45,6 +46,11 @@ pub(crate) fn of_file(path: &Path) -> io::Result<String> {
     if let Some(id) = elf_build_id(&mut file)? {
         let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
         return Ok(format!("build-id:{hex}"));
+    }
+    file.seek(SeekFrom::Start(0))?;
+    if let Some(uuid) = mach_o_uuid(&mut file)? {
+        let hex: String = uuid.iter().map(|b| format!("{b:02x}")).collect();
+        return Ok(format!("uuid:{hex}"));
     }
     file.seek(SeekFrom::Start(0))?;
     let mut hasher = std::hash::DefaultHasher::new();
@@ -111,6 +117,44 @@ fn elf_build_id(file: &mut File) -> io::Result<Option<Vec<u8>>> {
         if let Some(id) = find_build_id(&notes) {
             return Ok(Some(id));
         }
+    }
+    Ok(None)
+}
+
+const MH_MAGIC_64: u32 = 0xfeed_facf;
+const LC_UUID: u32 = 0x1b;
+
+/// The `LC_UUID` of a 64-bit little-endian Mach-O file (what the linker writes on macOS, the
+/// equivalent of a build id); `None` for anything else (a universal binary included).
+fn mach_o_uuid(file: &mut File) -> io::Result<Option<[u8; 16]>> {
+    let mut header = [0u8; 32];
+    if file.read_exact(&mut header).is_err() {
+        return Ok(None);
+    }
+    let word = |b: &[u8], at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    if word(&header, 0) != MH_MAGIC_64 {
+        return Ok(None);
+    }
+    let commands = word(&header, 20) as usize;
+    if commands > 1 << 20 {
+        return Ok(None);
+    }
+    let mut table = vec![0u8; commands];
+    if file.read_exact(&mut table).is_err() {
+        return Ok(None);
+    }
+    let mut at = 0;
+    while at + 8 <= table.len() {
+        let (cmd, size) = (word(&table, at), word(&table, at + 4) as usize);
+        if size < 8 {
+            return Ok(None);
+        }
+        if cmd == LC_UUID && at + 24 <= table.len() {
+            let mut uuid = [0u8; 16];
+            uuid.copy_from_slice(&table[at + 8..at + 24]);
+            return Ok(Some(uuid));
+        }
+        at += size;
     }
     Ok(None)
 }

@@ -120,9 +120,7 @@ pub(crate) fn check_hello(
         Ok(Hello {
             identity: Err(reason),
             ..
-        }) => Err(no_entry(format!(
-            "it cannot read its own executable: {reason}"
-        ))),
+        }) => Err(no_entry(reason)),
         Err(RecvError::Closed) => {
             let how = match child.wait_timeout(std::time::Duration::from_millis(100)) {
                 Ok(Some(status)) => format!("it {status} before saying hello"),

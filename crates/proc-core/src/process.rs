@@ -87,9 +87,9 @@ impl ProcessBuilder {
     }
 
     /// A daemon child dies with its parent *process* (SIGKILL, as soon as the parent exits,
-    /// whichever thread started the child: a thread of the child watches a pipe only the
-    /// parent process holds, rather than the kernel's parent-death signal, which fires when
-    /// the starting *thread* exits) and is killed when its handle is dropped.
+    /// whichever thread started the child: a thread of the child sleeps on a pidfd of the
+    /// parent, rather than the kernel's parent-death signal, which fires when the starting
+    /// *thread* exits) and is killed when its handle is dropped.
     pub fn daemon(mut self, daemon: bool) -> ProcessBuilder {
         self.daemon = daemon;
         self

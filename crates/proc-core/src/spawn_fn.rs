@@ -156,6 +156,15 @@ impl FnProcessBuilder {
         fds: Vec<OwnedFd>,
     ) -> Result<Process<R>, ProcessError> {
         let parts = self.builder.into_parts();
+        // Offsets name the same code in the child only within proc-core's own image.
+        if let Err(err) =
+            crate::code_offset::check(function).and_then(|()| crate::code_offset::check(trampoline))
+        {
+            return Err(ProcessError::Spawn {
+                name: parts.name,
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, err),
+            });
+        }
         let mut args = Vec::new();
         if let Err(err) = codec::encode_value(arg, &mut args) {
             return Err(ProcessError::Spawn {

@@ -97,6 +97,14 @@ pub enum TaskError {
     },
     /// The pool was closed before the task was submitted.
     PoolClosed,
+    /// The task's function cannot be named to a `ForkServer` or `Spawn` worker: it lies in a
+    /// shared library, not in the file proc-core is linked into (its distance from proc-core
+    /// changes with every process). Use `StartMethod::Fork`, whose workers are copies of this
+    /// process.
+    NotNameable {
+        /// What the check found, in words.
+        message: String,
+    },
     /// The pool was terminated (or dropped) before the task finished.
     PoolTerminated,
     /// Only from [`AsyncResult::get_timeout`](crate::AsyncResult::get_timeout): no value yet.
@@ -130,7 +138,7 @@ impl fmt::Display for TaskError {
             ),
             TaskError::WorkerLost { task, pid, reason } => write!(
                 f,
-                "worker {pid} vanished while running task {task} (its exit status was taken elsewhere: {reason}); the worker was replaced"
+                "worker {pid} vanished while running task {task}, how it ended is unknown ({reason}); the worker was replaced"
             ),
             TaskError::Timeout { task, pid, after } => write!(
                 f,
@@ -164,6 +172,7 @@ impl fmt::Display for TaskError {
                 "the pool belongs to process {owner}; process {current}, a forked copy, cannot submit to it"
             ),
             TaskError::PoolClosed => write!(f, "the pool is closed: it takes no new tasks"),
+            TaskError::NotNameable { message } => write!(f, "cannot submit the task: {message}"),
             TaskError::PoolTerminated => {
                 write!(f, "the pool was terminated before the task finished")
             }

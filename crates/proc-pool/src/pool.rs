@@ -43,6 +43,7 @@ pub struct Pool {
     workers: usize,
     chunksize: Option<usize>,
     max_frame_len: usize,
+    start_method: StartMethod,
 }
 
 /// Options for a [`Pool`]: `Pool::builder().workers(4).task_timeout(d).build()?`.
@@ -155,15 +156,24 @@ impl PoolBuilder {
             .max_frame_len
             .unwrap_or(DEFAULT_MAX_FRAME_LEN)
             .min(u32::MAX as usize);
+        let start_method = self
+            .start_method
+            .unwrap_or_else(proc_core::default_start_method);
+        if let (Some(initializer), true) = (self.initializer, start_method != StartMethod::Fork) {
+            if let Err(err) = proc_core::code_offset::check(initializer as usize) {
+                return Err(PoolError::Spawn(proc_core::ProcessError::Spawn {
+                    name: Some("proc-pool worker".into()),
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidInput, err),
+                }));
+            }
+        }
         let config = Config {
             workers,
             initializer: self.initializer,
             max_tasks_per_child: self.max_tasks_per_child,
             task_timeout: self.task_timeout,
             max_frame_len,
-            start_method: self
-                .start_method
-                .unwrap_or_else(proc_core::default_start_method),
+            start_method,
         };
         let (shared, handle) = manager::start(config)?;
         Ok(Pool {
@@ -172,6 +182,7 @@ impl PoolBuilder {
             workers,
             chunksize: self.chunksize,
             max_frame_len,
+            start_method,
         })
     }
 }
@@ -390,6 +401,9 @@ impl Pool {
         id: u64,
         items: &[A],
     ) -> Result<Vec<u8>, TaskError> {
+        if self.start_method != StartMethod::Fork {
+            function.check_nameable()?;
+        }
         let mut frame = Vec::new();
         protocol::encode_task(
             &mut frame,

@@ -29,6 +29,7 @@ use proc_core::{code_offset, codec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::error::TaskError;
 use crate::protocol::ResultWriter;
 
 /// The type-erased shape of every entry point: the user's function (as an address), the
@@ -66,6 +67,25 @@ impl TaskFn {
             entry: code_offset::address(entry),
             function: code_offset::address(function),
         }
+    }
+
+    /// Checks that both functions can be named by offsets to a worker that is not a fork of
+    /// this process (see [`proc_core::code_offset::check`]). Remembers the last pair checked
+    /// on this thread, so a stream of tasks of one function pays for one lookup.
+    pub(crate) fn check_nameable(self) -> Result<(), TaskError> {
+        thread_local! {
+            static CHECKED: std::cell::Cell<Option<TaskFn>> = const { std::cell::Cell::new(None) };
+        }
+        if CHECKED.get() == Some(self) {
+            return Ok(());
+        }
+        code_offset::check(self.function)
+            .and_then(|()| code_offset::check(self.entry))
+            .map_err(|err| TaskError::NotNameable {
+                message: err.to_string(),
+            })?;
+        CHECKED.set(Some(self));
+        Ok(())
     }
 
     /// Runs the chunk whose encoded arguments are `args`, in a worker.
