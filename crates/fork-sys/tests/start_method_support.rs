@@ -692,7 +692,10 @@ fn loaded_image_tells_the_executable_from_the_c_library() {
     let ours = fork_sys::loaded_image(here as fn() as usize).expect("our own code");
     let same = fork_sys::loaded_image(fork_sys::getpid as fn() -> Pid as usize).expect("fork-sys");
     assert_eq!(ours.base, same.base, "one executable");
-    let strlen = fork_sys::loaded_image(libc::strlen as usize).expect("libc's strlen");
+    let strlen = fork_sys::loaded_image(
+        libc::strlen as unsafe extern "C" fn(*const libc::c_char) -> usize as usize,
+    )
+    .expect("libc's strlen");
     assert_ne!(strlen.base, ours.base);
     assert!(strlen.path.to_string_lossy().contains("libc"), "{strlen:?}");
 }
