@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use fork_sys::ExitStatus;
 
-use crate::{Child, CompletedProcess, Error, Stdio};
+use crate::{Child, CompletedProcess, Error, Input, Stdio};
 
 /// A program to run, with its arguments, environment, working directory, standard streams,
 /// and (for [`run`](Command::run)) Python's `run` options.
@@ -68,7 +68,7 @@ impl EnvChanges {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RunOptions {
     pub(crate) capture_output: bool,
-    pub(crate) input: Option<Arc<[u8]>>,
+    pub(crate) input: Option<Input>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) check: bool,
 }
@@ -247,8 +247,12 @@ impl Command {
     /// For [`run`](Command::run): bytes to write to the child's stdin (a pipe, unless stdin
     /// was set explicitly), which is then closed. Set on a pipeline stage it is an error: use
     /// [`Pipeline::input`](crate::Pipeline::input).
-    pub fn input(&mut self, input: impl Into<Vec<u8>>) -> &mut Command {
-        self.run.input = Some(Arc::from(input.into()));
+    ///
+    /// Takes the bytes without copying them: a `Vec<u8>` or `String` moves in, a literal is
+    /// borrowed, an `Arc<[u8]>` is shared (see [`Input`]). Borrowed bytes that are not
+    /// `'static` are refused at compile time; `bytes.to_vec()` makes the copy visible.
+    pub fn input(&mut self, input: impl Into<Input>) -> &mut Command {
+        self.run.input = Some(input.into());
         self
     }
 

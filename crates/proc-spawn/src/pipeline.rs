@@ -3,13 +3,12 @@
 
 use std::ffi::OsString;
 use std::ops::BitOr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fork_sys::{ExitStatus, Signal};
 
 use crate::stdio::Kind;
-use crate::{Child, Command, Error, Stdio};
+use crate::{Child, Command, Error, Input, Stdio};
 
 /// Commands connected stdout to stdin, like a shell's `a | b | c`; build one with `|` on
 /// [`Command`]s or with [`Pipeline::new`] and [`pipe`](Pipeline::pipe).
@@ -27,7 +26,7 @@ use crate::{Child, Command, Error, Stdio};
 pub struct Pipeline {
     stages: Vec<Command>,
     check: bool,
-    input: Option<Arc<[u8]>>,
+    input: Option<Input>,
     timeout: Option<Duration>,
 }
 
@@ -101,8 +100,10 @@ impl Pipeline {
 
     /// For [`run`](Pipeline::run): feed `input` to the first stage's stdin (piped, written
     /// in the same `poll` loop that reads the last stage's output, so no size deadlocks).
-    pub fn input(mut self, input: impl Into<Vec<u8>>) -> Pipeline {
-        self.input = Some(Arc::from(input.into()));
+    ///
+    /// Takes the bytes without copying them, as [`Command::input`] does.
+    pub fn input(mut self, input: impl Into<Input>) -> Pipeline {
+        self.input = Some(input.into());
         self
     }
 
@@ -262,7 +263,7 @@ impl Pipeline {
         };
         // No input: a piped first stdin is closed at once (end-of-file), as `run` does.
         last.stdin = first_stdin;
-        last.communicate(self.input.as_deref(), self.timeout)
+        last.communicate(self.input.as_ref().map(Input::as_bytes), self.timeout)
     }
 
     /// Kills every stage (its group when it has its own), reaps it, and builds the error.

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use fork_sys::ExitStatus;
 
 use crate::stdio::Kind;
-use crate::{Command, Error, Stdio};
+use crate::{Command, Error, Input, Stdio};
 
 /// A child that ran to completion (Python's `CompletedProcess`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,18 +89,19 @@ pub(crate) fn run(command: &Command) -> Result<CompletedProcess, Error> {
         });
     }
     let mut child = crate::spawn::spawn_with_streams(command, streams)?;
-    let (stdout, stderr) = match child.communicate(options.input.as_deref(), options.timeout) {
-        Ok(output) => output,
-        Err(err @ Error::TimeoutExpired { .. }) => {
-            // Python kills only the child; a child in its own group takes its group with it,
-            // so no grandchild is left running. Best effort: the timeout, with every byte it
-            // holds, is the error to report; a child we failed to kill or reap here is reaped
-            // when `child` drops.
-            let _ = child.kill_and_reap();
-            return Err(err);
-        }
-        Err(err) => return Err(err),
-    };
+    let (stdout, stderr) =
+        match child.communicate(options.input.as_ref().map(Input::as_bytes), options.timeout) {
+            Ok(output) => output,
+            Err(err @ Error::TimeoutExpired { .. }) => {
+                // Python kills only the child; a child in its own group takes its group with it,
+                // so no grandchild is left running. Best effort: the timeout, with every byte it
+                // holds, is the error to report; a child we failed to kill or reap here is reaped
+                // when `child` drops.
+                let _ = child.kill_and_reap();
+                return Err(err);
+            }
+            Err(err) => return Err(err),
+        };
     let status = child.wait()?;
     let completed = CompletedProcess {
         args: command.get_args(),
