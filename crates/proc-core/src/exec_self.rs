@@ -64,20 +64,9 @@ pub(crate) fn spawn_self(
         .unwrap_or_else(|| OsString::from(program.as_os_str()));
     let argv = CStringArray::new([argv0, OsString::from(role.marker())])?;
     let envp = CStringArray::from_current_env()?;
-    let request = SpawnRequest {
-        program: &c_program,
-        argv: &argv,
-        envp: &envp,
-        stdio: [Some(socket), None, None],
-        cwd: None,
-        close_fds: true,
-        pass_fds: &[],
-        new_session: false,
-        process_group: None,
-        uid: None,
-        gid: None,
-        umask: None,
-    };
+    // Only the socket (as stdin) and stdout/stderr: close_fds is the default.
+    let mut request = SpawnRequest::new(&c_program, &argv, &envp);
+    request.stdio[0] = Some(socket);
     let pid = fork_sys::spawn_in_window(&request, window)?;
     Ok((pid, program))
 }

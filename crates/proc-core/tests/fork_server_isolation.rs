@@ -55,20 +55,9 @@ fn the_fork_server_answers_only_its_program() {
         let argv =
             fork_sys::exec::CStringArray::new(["ls", &format!("/proc/{server}/fd")]).expect("argv");
         let envp = fork_sys::exec::CStringArray::new(Vec::<String>::new()).expect("envp");
-        let request = fork_sys::SpawnRequest {
-            program: c"/bin/ls",
-            argv: &argv,
-            envp: &envp,
-            stdio: [None, None, None],
-            cwd: None,
-            close_fds: true,
-            pass_fds: &[],
-            new_session: false,
-            process_group: None,
-            uid: Some(65534),
-            gid: Some(65534),
-            umask: None,
-        };
+        let mut request = fork_sys::SpawnRequest::new(c"/bin/ls", &argv, &envp);
+        request.uid = Some(65534);
+        request.gid = Some(65534);
         let pid = fork_sys::spawn(&request).expect("spawn ls as nobody");
         let status = fork_sys::wait(pid).expect("wait");
         assert!(

@@ -121,20 +121,8 @@ fn start_sort() -> (std::fs::File, std::fs::File, fork_sys::ChildHandle) {
     let program = c"/usr/bin/sort";
     let argv = fork_sys::exec::CStringArray::new(["sort"]).expect("argv");
     let envp = fork_sys::exec::CStringArray::from_current_env().expect("envp");
-    let request = fork_sys::SpawnRequest {
-        program,
-        argv: &argv,
-        envp: &envp,
-        stdio: [Some(stdin_read.as_fd()), Some(stdout_write.as_fd()), None],
-        cwd: None,
-        close_fds: true,
-        pass_fds: &[],
-        new_session: false,
-        process_group: None,
-        uid: None,
-        gid: None,
-        umask: None,
-    };
+    let mut request = fork_sys::SpawnRequest::new(program, &argv, &envp);
+    request.stdio = [Some(stdin_read.as_fd()), Some(stdout_write.as_fd()), None];
     let pid = fork_sys::spawn_in_window(&request, &window).expect("spawn sort");
     drop((stdin_read, stdout_write, window));
     (
