@@ -27,7 +27,8 @@ use crate::reaper;
 /// Dropping a handle never leaves a zombie. A child that has finished is reaped at once. A
 /// [daemon](ProcessBuilder::daemon) child is killed (SIGKILL) and reaped. A non-daemon child
 /// that is still running is *detached*, like a dropped `std::thread::JoinHandle`: it runs to
-/// the end, its value is discarded, and a background thread reaps it. (Python instead joins
+/// the end (a stopped one is continued first), its value is discarded, and a background thread
+/// reaps it. (Python instead joins
 /// non-daemon children when the interpreter exits; a drop that blocks until a child finishes
 /// would hang callers that only wanted to give up on it.)
 pub struct Process<R> {
@@ -318,9 +319,12 @@ impl<R: DeserializeOwned> Process<R> {
             .map_err(|source| self.io_error(source))
     }
 
-    /// Asks the child to stop with SIGTERM. A no-op once the child has been reaped.
+    /// Asks the child to stop with SIGTERM, followed by SIGCONT, so that a *stopped* child
+    /// (SIGSTOP, Ctrl-Z) gets it too instead of holding it pending for ever (Python's
+    /// `terminate` leaves a stopped child stopped). A no-op once the child has been reaped.
     pub fn terminate(&self) -> Result<(), ProcessError> {
-        self.send_signal(Signal::TERM)
+        self.send_signal(Signal::TERM)?;
+        self.send_signal(Signal::CONT)
     }
 
     /// Kills the child with SIGKILL. A no-op once the child has been reaped.
@@ -558,6 +562,9 @@ impl<R> Drop for Process<R> {
         if self.daemon {
             let _ = self.child.send_signal(Signal::KILL);
         }
+        // Detached: it runs to its end, even if it was stopped (a stopped child would never
+        // end, and the reaper would wait for it for ever).
+        let _ = self.child.send_signal(Signal::CONT);
         if self.child.is_served() {
             // The fork server reaps it; dropping the handle closes its status pipe.
             return;
