@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use fork_sys::{ChildHandle, ExitStatus, Pid, Signal};
 
+use crate::communicate::InputProgress;
 use crate::{ChildStderr, ChildStdin, ChildStdout, Error};
 
 /// `ESRCH` ("no such process"), 3 on Linux and on macOS.
@@ -38,12 +39,9 @@ pub struct Child {
     /// The child leads its own process group (new group or new session).
     own_group: bool,
     kill_on_drop: bool,
-    /// How much of `communicate`'s input went out before a timeout, so a second call
-    /// continues where the first stopped (as Python's does).
-    pub(crate) input_written: usize,
-    /// `communicate` closed stdin itself (all input written, or the child stopped reading),
-    /// so a later call with the same input has nothing to complain about.
-    pub(crate) input_closed: bool,
+    /// What `communicate` did with its input so far: the unwritten rest after a timeout is
+    /// kept here, so a later call finishes it (as Python's does) instead of cutting it.
+    pub(crate) input: InputProgress,
     /// The child has ended but something else reaped it, so its status is lost.
     status_lost: bool,
 }
@@ -64,8 +62,7 @@ impl Child {
             stderr: stderr.map(|fd| ChildStderr(File::from(fd))),
             own_group,
             kill_on_drop,
-            input_written: 0,
-            input_closed: false,
+            input: InputProgress::default(),
             status_lost: false,
         }
     }
@@ -182,8 +179,13 @@ impl Child {
     ///
     /// With a `timeout` that passes first, returns [`Error::TimeoutExpired`] holding every
     /// byte read so far, and **the child keeps running**: kill it, or call `communicate`
-    /// again (with the same `input`: it continues where it stopped, and returns what arrives
-    /// from then on).
+    /// again, which returns what arrives from then on. Input not written yet is kept in the
+    /// `Child` (copied out of `input`, which cannot be borrowed past the call), and the next
+    /// call finishes it: pass `None` (as in Python), or the same `input` again (a retry
+    /// loop). Any other input on a resumed call, or input after stdin was closed, is refused
+    /// with an [`Error::Io`] of kind `InvalidInput` that writes and changes nothing: the child
+    /// never receives a cut or spliced input. (The check compares the length and the bytes
+    /// not written yet; once everything was written, only the length is left to compare.)
     ///
     /// A child that exits or closes stdin before reading all of `input` is not an error (the
     /// `EPIPE` is absorbed, as in Python). Passing `input` without a piped stdin is an error.
