@@ -44,6 +44,18 @@ pub enum TaskError {
         /// The timeout that expired.
         after: Duration,
     },
+    /// The worker running the task was found stopped (SIGSTOP, a terminal stop) while the
+    /// task's results were awaited: a stopped worker never finishes, so the pool killed it
+    /// and started another (Python's pool waits for it for ever). Linux, where the pool can
+    /// see that a worker is stopped; a worker under a debugger (traced) is left alone.
+    WorkerStopped {
+        /// The task's number.
+        task: u64,
+        /// The worker that was killed.
+        pid: Pid,
+        /// How long the task had gone without a result when the worker was found stopped.
+        after: Duration,
+    },
     /// The task's encoded value is over the pool's frame limit; it was not sent back.
     ResultTooLarge {
         /// The task's number.
@@ -143,6 +155,10 @@ impl fmt::Display for TaskError {
             TaskError::Timeout { task, pid, after } => write!(
                 f,
                 "task {task} ran longer than its {after:?} timeout; worker {pid} was killed and replaced"
+            ),
+            TaskError::WorkerStopped { task, pid, after } => write!(
+                f,
+                "worker {pid} was stopped (SIGSTOP?) while running task {task}, with no result for {after:?}; it was killed and replaced"
             ),
             TaskError::ResultTooLarge {
                 task,

@@ -39,6 +39,14 @@ pub(crate) struct Worker {
     /// Set when the manager killed the worker: the task it had started then (by sequence
     /// number) overran this timeout.
     pub(crate) timed_out: Option<(u64, Duration)>,
+    /// Set when the manager killed the worker for being stopped: the chunk it had started
+    /// then (by sequence number), and how long it had gone without progress.
+    pub(crate) stopped: Option<(u64, Duration)>,
+    /// When to look next whether the worker is stopped (while it holds tasks and makes no
+    /// progress).
+    pub(crate) next_stop_check: Instant,
+    /// When the worker was first seen stopped, in the current run of checks.
+    pub(crate) stopped_since: Option<Instant>,
     /// Killed for speaking out of protocol (or the shutdown frame was sent): takes nothing.
     pub(crate) retired: bool,
     /// The worker could not set itself up, and said why: it exits.
@@ -63,6 +71,7 @@ impl Worker {
         !self.retired
             && self.tasks.is_some()
             && self.timed_out.is_none()
+            && self.stopped.is_none()
             && max_tasks.is_none_or(|max| self.sent - self.revoked < max)
     }
 
@@ -171,6 +180,9 @@ impl Worker {
             started_at_revoke: 0,
             last_progress: Instant::now(),
             timed_out: None,
+            stopped: None,
+            next_stop_check: Instant::now(),
+            stopped_since: None,
             retired: false,
             setup_failed: None,
         }

@@ -5,7 +5,7 @@
 
 use std::io::Write;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use fork_sys::{ExitStatus, Interest};
 use proc_core::ProcessError;
@@ -114,6 +114,10 @@ impl Manager {
             let error = match (worker.timed_out, &death) {
                 (Some((seq, after)), _) if seq == flight.seq => {
                     TaskError::Timeout { task, pid, after }
+                }
+                _ if worker.stopped.is_some_and(|(seq, _)| seq == flight.seq) => {
+                    let after = worker.stopped.map_or(Duration::ZERO, |(_, after)| after);
+                    TaskError::WorkerStopped { task, pid, after }
                 }
                 // Killed for a chunk that overran but finished before the signal landed:
                 // this one did nothing wrong.

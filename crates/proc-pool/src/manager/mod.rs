@@ -64,6 +64,33 @@ const SHUTDOWN_SLICE: Duration = Duration::from_millis(20);
 /// Workers dying before they are ready, in a row, that mark the pool broken (rather than
 /// forking replacements for ever).
 const EARLY_DEATHS_LIMIT: u32 = 5;
+/// A worker holding tasks with no result for this long is looked at (and then this often):
+/// is it stopped?
+const STOP_CHECK: Duration = Duration::from_secs(1);
+/// A worker found stopped this long, without a continue, is killed.
+const STOPPED_GRACE: Duration = Duration::from_secs(3);
+
+/// When to look next whether `worker` is stopped: while it holds tasks and has made no
+/// progress for [`STOP_CHECK`] (Linux only: elsewhere the pool cannot tell).
+fn stop_check_due(worker: &Worker) -> Option<Instant> {
+    if !cfg!(target_os = "linux")
+        || worker.in_flight.is_empty()
+        || worker.timed_out.is_some()
+        || worker.stopped.is_some()
+        || worker.retired
+    {
+        return None;
+    }
+    Some((worker.last_progress + STOP_CHECK).max(worker.next_stop_check))
+}
+
+/// The state letter of process `pid` in `/proc/<pid>/stat` (`R`, `S`, `T` stopped, `t`
+/// traced, `Z`...); `None` when it cannot be read.
+fn process_state(pid: Pid) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}
+
 /// While a worker holds tasks none of which has visibly started, look again this often (at
 /// most) for one that has, so its timeout can be enforced.
 const START_RECHECK: Duration = Duration::from_millis(100);
@@ -289,6 +316,7 @@ impl Manager {
             }
             let now = Instant::now();
             self.enforce_timeouts(now);
+            self.kill_stopped_workers(now);
             self.revoke_from_stalled_workers(now);
         }
     }
@@ -425,8 +453,35 @@ impl Manager {
             if worker.process.exit_fd().is_none() {
                 earliest(now + EXIT_SLICE);
             }
+            if let Some(at) = stop_check_due(worker) {
+                earliest(at);
+            }
         }
         wake_at.map(|at| at.saturating_duration_since(now))
+    }
+
+    /// A worker that holds tasks, has made no progress for [`STOP_CHECK`] and stays *stopped*
+    /// (SIGSTOP, a terminal stop: not traced) for [`STOPPED_GRACE`] will not finish them on
+    /// its own: kill it; its running task fails with `WorkerStopped`, the others run
+    /// elsewhere.
+    fn kill_stopped_workers(&mut self, now: Instant) {
+        for worker in &mut self.workers {
+            if !stop_check_due(worker).is_some_and(|at| now >= at) {
+                continue;
+            }
+            worker.next_stop_check = now + STOP_CHECK;
+            if process_state(worker.pid()) != Some('T') {
+                worker.stopped_since = None;
+                continue;
+            }
+            // Stopped: give whoever stopped it (a user pausing it) a while to continue it.
+            let since = *worker.stopped_since.get_or_insert(now);
+            if now.saturating_duration_since(since) >= STOPPED_GRACE {
+                let stalled = now.saturating_duration_since(worker.last_progress);
+                worker.stopped = Some((worker.started(), stalled));
+                worker.kill();
+            }
+        }
     }
 
     /// With a task timeout: the sequence number of the chunk `worker` is running, and when
