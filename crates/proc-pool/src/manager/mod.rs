@@ -466,7 +466,7 @@ impl Manager {
     /// elsewhere.
     fn kill_stopped_workers(&mut self, now: Instant) {
         for worker in &mut self.workers {
-            if !stop_check_due(worker).is_some_and(|at| now >= at) {
+            if stop_check_due(worker).is_none_or(|at| now < at) {
                 continue;
             }
             worker.next_stop_check = now + STOP_CHECK;
