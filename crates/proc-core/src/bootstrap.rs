@@ -162,6 +162,14 @@ impl From<RecvError> for io::Error {
     }
 }
 
+/// `value` as one frame.
+pub(crate) fn frame_of<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
+    let mut frame = Vec::new();
+    codec::encode_frame(value, &mut frame, MAX_MESSAGE)
+        .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+    Ok(frame)
+}
+
 /// `recv_with_fds` as an `io::Read`, keeping the descriptors that come along.
 struct CollectingReader<'a> {
     socket: BorrowedFd<'a>,
@@ -192,10 +200,12 @@ impl Channel {
 
     /// Sends `value` as one frame, with `fds` attached.
     pub(crate) fn send<T: Serialize>(&self, value: &T, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
-        let mut frame = Vec::new();
-        codec::encode_frame(value, &mut frame, MAX_MESSAGE)
-            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
-        fork_sys::send_with_fds(self.socket.as_fd(), &frame, fds)
+        self.send_frame(&frame_of(value)?, fds)
+    }
+
+    /// Sends a frame made by [`frame_of`], with `fds` attached.
+    pub(crate) fn send_frame(&self, frame: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+        fork_sys::send_with_fds(self.socket.as_fd(), frame, fds)
     }
 
     /// Sends `bytes` as one raw frame (a length, then the bytes, not copied).

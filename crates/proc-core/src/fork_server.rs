@@ -136,11 +136,10 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
                     let assigned = spare.take().and_then(|spare| {
                         let job = Assign { daemon };
                         let attached = [bootstrap_end.as_fd()];
-                        match fork_sys::send_with_fds(
-                            spare.socket.as_fd(),
-                            &frame_of(&job),
-                            &attached,
-                        ) {
+                        let sent = bootstrap::frame_of(&job).and_then(|frame| {
+                            fork_sys::send_with_fds(spare.socket.as_fd(), &frame, &attached)
+                        });
+                        match sent {
                             Ok(()) => Some(spare.handle),
                             Err(_) => {
                                 // It died: reap it, fork instead.
@@ -281,14 +280,6 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
             }
         }
     }
-}
-
-/// `value` as one frame, for a socket that is not a [`Channel`].
-fn frame_of<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut frame = Vec::new();
-    // A few bytes: cannot be over the limit.
-    let _ = crate::codec::encode_frame(value, &mut frame, usize::MAX);
-    frame
 }
 
 /// A spare child: waits for its job, then becomes the program's child. Exits when its socket

@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use fork_sys::{ChildHandle, Pid, Signal};
 
-use crate::bootstrap::{Channel, Context, HELLO_TIMEOUT, Hello, Launch, MAX_FDS, RecvError};
+use crate::bootstrap::{
+    Channel, Context, HELLO_TIMEOUT, Hello, Launch, MAX_FDS, RecvError, frame_of,
+};
 use crate::error::ProcessError;
 use crate::exec_self::{self, Role};
 use crate::process::Process;
@@ -79,9 +81,14 @@ pub(crate) struct LaunchRequest {
     pub(crate) kill_group_on_exit: bool,
 }
 
-/// Arguments up to this size are queued on a fork server child's socket before it exists (a
-/// Unix stream socket buffers at least this much); bigger ones are sent once it runs.
-const QUEUED_ARGS_MAX: usize = 64 << 10;
+/// What may be queued on a fork server child's socket before the child exists: less than a
+/// Unix stream socket buffers by default (Linux: about 200 KiB; macOS: 8 KiB). Bigger
+/// launches and arguments are sent once it runs.
+const QUEUE_MAX: usize = if cfg!(target_os = "linux") {
+    64 << 10
+} else {
+    4 << 10
+};
 
 /// Waits for the hello on `channel` and checks the child runs this very executable.
 pub(crate) fn check_hello(
@@ -213,22 +220,32 @@ pub(crate) fn launch<R>(request: LaunchRequest) -> Result<Process<R>, ProcessErr
             // says no hello. Its launch is queued on the socket before it exists (with the
             // arguments too when they fit the socket's buffer), so the server's fork and our
             // sending overlap, and the child finds everything waiting.
-            let queued = args.len() <= QUEUED_ARGS_MAX;
+            // Only what surely fits the socket's buffer is queued before the child exists (a
+            // send that blocked then would wait for ever); the rest goes once it runs.
+            let frame = frame_of(&launch).map_err(spawn_error)?;
+            let launch_queued = frame.len() <= QUEUE_MAX;
+            let args_queued = launch_queued && frame.len() + args.len() + 4 <= QUEUE_MAX;
             let (child, channel) =
                 crate::fork_server::fork_child(daemon, kill_group_on_exit, |channel| {
-                    channel.send(&launch, &attached)?;
-                    if queued {
-                        channel.send_raw(&args)
-                    } else {
-                        Ok(())
+                    if launch_queued {
+                        channel.send_frame(&frame, &attached)?;
                     }
+                    if args_queued {
+                        channel.send_raw(&args)?;
+                    }
+                    Ok(())
                 })
                 .map_err(|err| err.into_process_error(name.clone()))?;
-            if !queued {
-                // Large arguments stream to the running child; if it dies meanwhile, `join`
-                // says how.
-                let _ = channel.send_raw(&args);
-            }
+            // If the child dies meanwhile, `join` says how.
+            let _ = (|| {
+                if !launch_queued {
+                    channel.send_frame(&frame, &attached)?;
+                }
+                if !args_queued {
+                    channel.send_raw(&args)?;
+                }
+                Ok::<(), io::Error>(())
+            })();
             child
         }
         StartMethod::Fork => {

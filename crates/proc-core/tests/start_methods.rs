@@ -362,3 +362,23 @@ fn the_process_api_is_the_same_under_every_method() {
         || test_support::zombie_children() == 0
     ));
 }
+
+fn sum_bytes(bytes: Vec<u8>) -> (usize, u64) {
+    (bytes.len(), bytes.iter().map(|&b| u64::from(b)).sum())
+}
+
+/// Arguments larger than a socket buffer (queued ones are not) reach the child whole.
+#[test]
+fn large_arguments_reach_the_child_under_every_method() {
+    for len in [0usize, 100, 70_000, 10 << 20] {
+        let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let expected = sum_bytes(bytes.clone());
+        for method in METHODS {
+            let p = Process::builder()
+                .start_method(method)
+                .spawn_fn(sum_bytes, bytes.clone())
+                .expect("spawn");
+            assert_eq!(p.join().expect("join"), expected, "{method}, {len} bytes");
+        }
+    }
+}
