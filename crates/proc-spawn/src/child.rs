@@ -3,13 +3,15 @@
 use std::ffi::OsString;
 use std::fs::File;
 use std::io;
-use std::os::fd::OwnedFd;
-use std::time::Duration;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
-use fork_sys::{ChildHandle, ExitStatus, Pid, Signal};
+use fork_sys::{ChildHandle, ExitStatus, Interest, Pid, Signal};
 
 use crate::communicate::InputProgress;
-use crate::{ChildStderr, ChildStdin, ChildStdout, Error};
+use crate::killer::{Shared, State};
+use crate::{ChildStderr, ChildStdin, ChildStdout, Error, Killer};
 
 /// `ESRCH` ("no such process"), 3 on Linux and on macOS.
 const ESRCH: i32 = 3;
@@ -17,6 +19,10 @@ const ESRCH: i32 = 3;
 /// The status reported for a child whose real status was lost (see [`Child::status_lost`]):
 /// exit code 0, as Python's `Popen` reports.
 const LOST_STATUS: ExitStatus = ExitStatus::Exited(0);
+
+/// How long a wait with killers sleeps between checks where there is no exit fd to sleep on
+/// (no pidfd or kqueue): a wake-up now and then, never a spin.
+const NO_EXIT_FD_SLICE: Duration = Duration::from_millis(20);
 
 /// A child process started by [`Command::spawn`](crate::Command::spawn): Python's `Popen`.
 ///
@@ -44,6 +50,9 @@ pub struct Child {
     pub(crate) input: InputProgress,
     /// The child has ended but something else reaped it, so its status is lost.
     status_lost: bool,
+    /// Shared with the [`Killer`]s, once one was asked for: from then on every reap happens
+    /// under its lock, and blocking waits sleep on the exit fd without it.
+    killer: OnceLock<Arc<Shared>>,
 }
 
 impl Child {
@@ -64,6 +73,7 @@ impl Child {
             kill_on_drop,
             input: InputProgress::default(),
             status_lost: false,
+            killer: OnceLock::new(),
         }
     }
 
@@ -98,14 +108,17 @@ impl Child {
     /// Reaps the child if it has ended, without blocking; `Ok(None)` while it runs (Python's
     /// `poll`).
     pub fn poll(&mut self) -> Result<Option<ExitStatus>, Error> {
-        let result = self.handle.try_wait();
+        let result = self.try_reap();
         self.settle(result, "polling")
     }
 
     /// Blocks until the child ends. Does not close stdin first: drop [`Child::stdin`] (or use
     /// [`communicate`](Child::communicate)) if the child waits for end-of-file.
     pub fn wait(&mut self) -> Result<ExitStatus, Error> {
-        let result = self.handle.wait().map(Some);
+        let result = match self.killer.get() {
+            None => self.handle.wait().map(Some),
+            Some(_) => self.wait_beside_killers(None),
+        };
         let status = self.settle(result, "waiting")?;
         // `settle` turns every `Ok` into `Some` here: a blocking wait only returns at the end.
         Ok(status.unwrap_or(LOST_STATUS))
@@ -114,8 +127,86 @@ impl Child {
     /// Waits at most `timeout`; `Ok(None)` if the child still runs then (it keeps running).
     /// Sleeps in the kernel on a pidfd (Linux) or kqueue (macOS): no busy wait.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<ExitStatus>, Error> {
-        let result = self.handle.wait_timeout(timeout);
+        let result = match self.killer.get() {
+            None => self.handle.wait_timeout(timeout),
+            Some(_) => self.wait_beside_killers(Some(timeout)),
+        };
         self.settle(result, "waiting")
+    }
+
+    /// A cloneable, `Send + Sync` handle that signals this child (or its group) from any
+    /// thread, also while this `Child` is blocked in [`wait`](Child::wait), and never a
+    /// stranger (see [`Killer`]). The first call sets up what the killers share; from then
+    /// on the waits sleep on the child's pidfd (kqueue off Linux) and reap under a lock the
+    /// killers' signals take.
+    pub fn killer(&self) -> Killer {
+        let shared = self.killer.get_or_init(|| {
+            Arc::new(Shared::new(
+                self.pid(),
+                self.args.first().cloned().unwrap_or_default(),
+                self.own_group,
+                self.handle.exit_fd(),
+                self.status().is_some(),
+            ))
+        });
+        Killer::new(Arc::clone(shared))
+    }
+
+    /// Reaps the child if it has ended, without blocking; with killers, under their lock (a
+    /// reap found done by someone else, `ECHILD`, counts as a reap too).
+    fn try_reap(&mut self) -> io::Result<Option<ExitStatus>> {
+        let Child { handle, killer, .. } = self;
+        let Some(shared) = killer.get() else {
+            return handle.try_wait();
+        };
+        let mut state = shared.lock_for_reap();
+        let result = handle.try_wait();
+        let reaped = match &result {
+            Ok(status) => status.is_some(),
+            Err(err) => fork_sys::is_not_a_child(err),
+        };
+        if reaped {
+            *state = State::Reaped;
+        }
+        result
+    }
+
+    /// `wait` (`timeout` `None`) or `wait_timeout` for a child with killers: sleeps until the
+    /// child has exited *without* reaping it, then reaps under the killers' lock, so a
+    /// killer never waits for the child to end and never signals a reaped pid.
+    fn wait_beside_killers(&mut self, timeout: Option<Duration>) -> io::Result<Option<ExitStatus>> {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        loop {
+            if let Some(status) = self.try_reap()? {
+                return Ok(Some(status));
+            }
+            let left = match deadline {
+                None => None,
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Ok(None);
+                    }
+                    Some(deadline - now)
+                }
+            };
+            self.sleep_until_exit(left)?;
+        }
+    }
+
+    /// Sleeps until the child may have exited, or `timeout` passes; may return early.
+    fn sleep_until_exit(&self, timeout: Option<Duration>) -> io::Result<()> {
+        let exit_fd: Option<BorrowedFd<'_>> = self
+            .handle
+            .exit_fd()
+            .or_else(|| self.killer.get().and_then(|shared| shared.exit_fd()));
+        match exit_fd {
+            Some(fd) => fork_sys::poll(&[(fd, Interest::Read)], timeout).map(drop),
+            None => {
+                std::thread::sleep(timeout.map_or(NO_EXIT_FD_SLICE, |t| t.min(NO_EXIT_FD_SLICE)));
+                Ok(())
+            }
+        }
     }
 
     /// A wait's result, with `ECHILD` for this (unreaped, ours alone) child read as "ended,
@@ -220,12 +311,18 @@ impl Drop for Child {
         self.stdin = None;
         self.stdout = None;
         self.stderr = None;
-        if matches!(self.handle.try_wait(), Ok(Some(_)) | Err(_)) {
+        if matches!(self.try_reap(), Ok(Some(_)) | Err(_)) {
             return;
         }
         if self.kill_on_drop && self.kill_and_reap().is_ok() {
             return;
         }
+        // From here the reaper decides when the pid is freed: killers keep only the pidfd.
+        let _detached = self.killer.get().map(|shared| {
+            let mut state = shared.lock_for_reap();
+            *state = State::Detached;
+            state
+        });
         // Still unreaped, so the pid cannot have been reused: a fresh handle is safe.
         fork_sys::reap_in_background(ChildHandle::new(self.pid()));
     }
