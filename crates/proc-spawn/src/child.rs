@@ -11,6 +11,7 @@ use fork_sys::{ChildHandle, ExitStatus, Interest, Pid, Signal};
 
 use crate::communicate::InputProgress;
 use crate::killer::{Shared, State};
+use crate::tree::StoppedTree;
 use crate::{ChildStderr, ChildStdin, ChildStdout, Error, Killer};
 
 /// `ESRCH` ("no such process"), 3 on Linux and on macOS.
@@ -152,6 +153,11 @@ impl Child {
         Killer::new(Arc::clone(shared))
     }
 
+    /// The child's pidfd (Linux), readable once it has exited.
+    pub(crate) fn exit_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.handle.exit_fd()
+    }
+
     /// Reaps the child if it has ended, without blocking; with killers, under their lock (a
     /// reap found done by someone else, `ECHILD`, counts as a reap too).
     fn try_reap(&mut self) -> io::Result<Option<ExitStatus>> {
@@ -288,10 +294,28 @@ impl Child {
         crate::communicate::communicate(self, input, timeout)
     }
 
-    /// Kills the child (its whole group when it has its own) and reaps it; used by `run`
-    /// after a timeout and by drop.
+    /// Kills the child (its whole group when it has its own) and reaps it; used by drop.
     pub(crate) fn kill_and_reap(&mut self) -> Result<ExitStatus, Error> {
         self.signal_group(Signal::KILL)?;
+        self.wait()
+    }
+
+    /// `run`'s and a pipeline's answer to a timeout: kills the child, its whole group when it
+    /// has its own, and with `tree` every descendant found (stopped first, so none escapes by
+    /// forking or being re-parented meanwhile; Linux), then reaps it.
+    pub(crate) fn kill_tree_and_reap(&mut self, tree: bool) -> Result<ExitStatus, Error> {
+        let descendants = if tree {
+            StoppedTree::stop(self)
+        } else {
+            StoppedTree::default()
+        };
+        let killed = self.signal_group(Signal::KILL);
+        descendants.kill();
+        if let Err(err) = killed {
+            // Never leave it stopped: a stopped child would keep `wait` waiting for ever.
+            let _ = self.send_signal(Signal::CONT);
+            return Err(err);
+        }
         self.wait()
     }
 

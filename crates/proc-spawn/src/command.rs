@@ -71,6 +71,8 @@ pub(crate) struct RunOptions {
     pub(crate) input: Option<Input>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) check: bool,
+    /// `kill_tree_on_timeout(false)`: a timeout kills the child alone, in our group.
+    pub(crate) keep_tree_on_timeout: bool,
 }
 
 impl Command {
@@ -257,11 +259,34 @@ impl Command {
     }
 
     /// For [`run`](Command::run) and the functions built on it: give up after `timeout`,
-    /// kill the child (its group, when it has its own) and return
+    /// kill the child and everything it started (see
+    /// [`kill_tree_on_timeout`](Command::kill_tree_on_timeout)) and return
     /// [`Error::TimeoutExpired`] with the output read so far. Set on a pipeline stage it is an
     /// error: use [`Pipeline::timeout`](crate::Pipeline::timeout).
     pub fn timeout(&mut self, timeout: Duration) -> &mut Command {
         self.run.timeout = Some(timeout);
+        self
+    }
+
+    /// For [`run`](Command::run) with a [`timeout`](Command::timeout), and for this stage of
+    /// a [`Pipeline`](crate::Pipeline) with one: whether a timeout kills the child's whole
+    /// tree (`true`, the default) or the child alone (`false`, Python's behaviour).
+    ///
+    /// With `true`, unless the command chose a [`process_group`](Command::process_group) or
+    /// a [`new_session`](Command::new_session) itself:
+    ///
+    /// - the child starts in a **process group of its own**, except while this process is in
+    ///   the foreground of its controlling terminal: there the child stays in our group, so a
+    ///   Ctrl-C (or Ctrl-Z) typed in the terminal reaches it and everything it started;
+    /// - on the timeout its group is killed, and (Linux) every descendant still attached to
+    ///   its tree, found in `/proc` and stopped before the kill so none slips away.
+    ///
+    /// So a timed-out `sh -c "sleep 100 & sleep 100"` leaves no `sleep` behind. What escapes:
+    /// a process that left both the group and the tree before the timeout (a daemon that
+    /// forked twice and called `setsid`), and, in the terminal's foreground, one that was
+    /// re-parented away from the tree (its parent exited) without leaving our group.
+    pub fn kill_tree_on_timeout(&mut self, kill_tree: bool) -> &mut Command {
+        self.run.keep_tree_on_timeout = !kill_tree;
         self
     }
 

@@ -142,24 +142,9 @@ impl Shared {
     #[cfg(target_os = "linux")]
     fn still_ours(&self) -> bool {
         use std::os::fd::AsFd;
-        use std::time::Duration;
-
-        use rustix::process::{WaitId, WaitIdOptions, waitid};
-
-        let Some(pidfd) = &self.fd else {
-            return true;
-        };
-        let exited = fork_sys::poll(
-            &[(pidfd.as_fd(), fork_sys::Interest::Read)],
-            Some(Duration::ZERO),
-        )
-        .map_or(true, |ready| ready.iter().any(|r| r.is_ready()));
-        if !exited {
-            return true;
-        }
-        // Exited: a zombie (still ours, the pid reserved) or reaped already.
-        let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
-        matches!(waitid(WaitId::PidFd(pidfd.as_fd()), options), Ok(Some(_)))
+        self.fd
+            .as_ref()
+            .is_none_or(|pidfd| pid_still_ours(pidfd.as_fd()))
     }
 
     #[cfg(not(target_os = "linux"))]
@@ -187,6 +172,26 @@ impl Shared {
         }
         kill_by_pid(self, signal)
     }
+}
+
+/// Whether the child `pidfd` names still holds its pid: it runs, or it is an unreaped zombie.
+/// False once it was reaped (behind our back: `SIGCHLD` ignored, a `waitpid(-1)`), when the
+/// pid may name a stranger. A child that cannot exit meanwhile (stopped, or reaped only under
+/// our lock) keeps the answer true.
+#[cfg(target_os = "linux")]
+pub(crate) fn pid_still_ours(pidfd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::time::Duration;
+
+    use rustix::process::{WaitId, WaitIdOptions, waitid};
+
+    let exited = fork_sys::poll(&[(pidfd, fork_sys::Interest::Read)], Some(Duration::ZERO))
+        .map_or(true, |ready| ready.iter().any(|r| r.is_ready()));
+    if !exited {
+        return true;
+    }
+    // Exited: a zombie (still ours, the pid reserved) or reaped already.
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    matches!(waitid(WaitId::PidFd(pidfd), options), Ok(Some(_)))
 }
 
 fn kill_by_pid(shared: &Shared, signal: Signal) -> Result<(), Error> {

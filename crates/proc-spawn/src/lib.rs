@@ -54,6 +54,7 @@ mod pipeline;
 mod run;
 mod spawn;
 mod stdio;
+mod tree;
 
 use std::ffi::OsStr;
 

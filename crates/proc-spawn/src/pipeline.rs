@@ -107,8 +107,9 @@ impl Pipeline {
         self
     }
 
-    /// For [`run`](Pipeline::run): give up after `timeout`. Every stage is then killed (its
-    /// whole group when it has its own) and reaped, and the error is
+    /// For [`run`](Pipeline::run): give up after `timeout`. Every stage is then killed with
+    /// everything it started (per stage, as [`Command::kill_tree_on_timeout`] says) and
+    /// reaped, and the error is
     /// [`Error::TimeoutExpired`] with the last stage's output read so far and the stages'
     /// command lines joined by `"|"`.
     pub fn timeout(mut self, timeout: Duration) -> Pipeline {
@@ -143,10 +144,23 @@ impl Pipeline {
     /// A stage's `input`, `timeout` or `check` is an error here too (they are `run`'s).
     pub fn spawn(&self) -> Result<Vec<Child>, Error> {
         self.reject_stage_run_options()?;
-        self.spawn_stages()
+        self.spawn_stages(false)
     }
 
-    fn spawn_stages(&self) -> Result<Vec<Child>, Error> {
+    /// Whether a timeout kills stage `i`'s whole tree (see [`Command::kill_tree_on_timeout`]).
+    fn kills_tree(&self, i: usize) -> bool {
+        self.timeout.is_some()
+            && self
+                .stages
+                .get(i)
+                .is_some_and(|stage| !stage.run.keep_tree_on_timeout)
+    }
+
+    /// Starts the stages; with `for_timeout` (`run` with a timeout), each stage that kills its
+    /// tree on a timeout gets a process group of its own, unless this process is in its
+    /// terminal's foreground.
+    fn spawn_stages(&self, for_timeout: bool) -> Result<Vec<Child>, Error> {
+        let new_groups = for_timeout && !crate::tree::in_terminal_foreground();
         let mut children: Vec<Child> = Vec::with_capacity(self.stages.len());
         let last = self.stages.len().saturating_sub(1);
         for (i, stage) in self.stages.iter().enumerate() {
@@ -167,7 +181,10 @@ impl Pipeline {
                     command.stderr(Stdio::piped());
                 }
             }
-            match command.spawn() {
+            let streams = [&command.stdin, &command.stdout, &command.stderr]
+                .map(|s| s.clone().unwrap_or_default());
+            let new_group = new_groups && self.kills_tree(i);
+            match crate::spawn::spawn_with_streams(&command, streams, new_group) {
                 Ok(child) => children.push(child),
                 Err(err) => {
                     for mut started in children {
@@ -218,7 +235,7 @@ impl Pipeline {
             }
         }
         let deadline = self.timeout.and_then(|t| Instant::now().checked_add(t));
-        let mut children = self.spawn_stages()?;
+        let mut children = self.spawn_stages(self.timeout.is_some())?;
         let (stdout, stderr) = match self.communicate(&mut children) {
             Ok(output) => output,
             Err(Error::TimeoutExpired { stdout, stderr, .. }) => {
@@ -268,9 +285,9 @@ impl Pipeline {
 
     /// Kills every stage (its group when it has its own), reaps it, and builds the error.
     fn timed_out(&self, children: &mut [Child], stdout: Vec<u8>, stderr: Vec<u8>) -> Error {
-        for child in children.iter_mut() {
+        for (i, child) in children.iter_mut().enumerate() {
             // Best effort: the timeout, with its bytes, is the error to report.
-            let _ = child.kill_and_reap();
+            let _ = child.kill_tree_and_reap(self.kills_tree(i));
         }
         let mut args = Vec::new();
         for (i, child) in children.iter().enumerate() {

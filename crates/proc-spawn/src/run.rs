@@ -88,16 +88,20 @@ pub(crate) fn run(command: &Command) -> Result<CompletedProcess, Error> {
             ),
         });
     }
-    let mut child = crate::spawn::spawn_with_streams(command, streams)?;
+    let kill_tree = options.timeout.is_some() && !options.keep_tree_on_timeout;
+    // A group of our own (to kill on the timeout) only where the terminal's Ctrl-C does not
+    // depend on the child sharing ours.
+    let new_group = kill_tree && !crate::tree::in_terminal_foreground();
+    let mut child = crate::spawn::spawn_with_streams(command, streams, new_group)?;
     let (stdout, stderr) =
         match child.communicate(options.input.as_ref().map(Input::as_bytes), options.timeout) {
             Ok(output) => output,
             Err(err @ Error::TimeoutExpired { .. }) => {
-                // Python kills only the child; a child in its own group takes its group with it,
-                // so no grandchild is left running. Best effort: the timeout, with every byte it
-                // holds, is the error to report; a child we failed to kill or reap here is reaped
-                // when `child` drops.
-                let _ = child.kill_and_reap();
+                // Python kills only the child; we take its group and its descendants with
+                // it, so no grandchild is left running. Best effort: the timeout, with every
+                // byte it holds, is the error to report; a child we failed to kill or reap
+                // here is reaped when `child` drops.
+                let _ = child.kill_tree_and_reap(kill_tree);
                 return Err(err);
             }
             Err(err) => return Err(err),

@@ -23,12 +23,18 @@ pub(crate) fn spawn(command: &Command) -> Result<Child, Error> {
     spawn_with_streams(
         command,
         [&command.stdin, &command.stdout, &command.stderr].map(|s| s.clone().unwrap_or_default()),
+        false,
     )
 }
 
 /// Starts `command` with `streams` for stdin, stdout and stderr (`run` and pipelines
-/// substitute pipes where the command left them unset).
-pub(crate) fn spawn_with_streams(command: &Command, streams: [Stdio; 3]) -> Result<Child, Error> {
+/// substitute pipes where the command left them unset); with `new_group`, in a process group
+/// of its own unless the command chose a group or a session itself (`run` with a timeout).
+pub(crate) fn spawn_with_streams(
+    command: &Command,
+    streams: [Stdio; 3],
+    new_group: bool,
+) -> Result<Child, Error> {
     let program_name = &command.program;
     let spawn_error = |source: io::Error| Error::Spawn {
         program: program_name.clone(),
@@ -77,7 +83,9 @@ pub(crate) fn spawn_with_streams(command: &Command, streams: [Stdio; 3]) -> Resu
     request.close_fds = command.close_fds;
     request.pass_fds = &pass_fds;
     request.new_session = command.new_session;
+    let new_group = new_group && command.process_group.is_none() && !command.new_session;
     request.process_group = match command.process_group {
+        None if new_group => Some(ProcessGroup::New),
         None => None,
         Some(0) => Some(ProcessGroup::New),
         Some(pgid) => Some(ProcessGroup::Join(Pid::from_raw(pgid).ok_or_else(
@@ -95,7 +103,7 @@ pub(crate) fn spawn_with_streams(command: &Command, streams: [Stdio; 3]) -> Resu
 
     let pid =
         fork_sys::spawn_in_window(&request, &window).map_err(|err| spawn_failure(command, err))?;
-    let own_group = command.new_session || command.process_group == Some(0);
+    let own_group = command.new_session || command.process_group == Some(0) || new_group;
     // The child-side ends (pipe ends, /dev/null) close here, as the streams drop: the child
     // has its copies, and our readers see end-of-file when it closes them.
     let parent_ends = [stdin_end, stdout_end, stderr_end].map(|end| end.parent_end);
