@@ -41,6 +41,12 @@
 //! `umask`, `pass_fd`); the child sees only fds 0, 1, 2 and the ones passed; nothing is
 //! allocated between fork and exec. A shell runs only when asked for by name
 //! ([`Command::shell`]). A dropped [`Child`] is never left a zombie.
+//!
+//! Where Python leaves things to chance, the rules are fixed: a timed-out `run` kills the
+//! child's whole tree ([`Command::kill_tree_on_timeout`]); a resumed
+//! [`communicate`](Child::communicate) finishes the unwritten input or refuses other input,
+//! never cuts it; a [`Killer`] signals a child from any thread, never a stranger; a NUL byte
+//! is [`Error::NulByte`] naming where it is; [`Input`] is taken without a copy.
 
 #![deny(unsafe_code)]
 

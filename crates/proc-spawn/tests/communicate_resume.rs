@@ -41,6 +41,11 @@ fn start_and_time_out(child: &mut Child, input: &[u8]) -> Vec<u8> {
 }
 
 fn assert_invalid_input(result: Result<(Vec<u8>, Vec<u8>), Error>, says: &str) {
+    if let Err(err @ Error::Io { pid, .. }) = &result {
+        // The pid prints as a number, in Debug too (it printed `Pid(Pid(22174))`).
+        let debug = format!("{err:?}");
+        assert!(debug.contains(&format!("pid: Pid({pid})")), "{debug}");
+    }
     match result {
         Err(Error::Io { source, during, .. }) => {
             assert_eq!(source.kind(), ErrorKind::InvalidInput, "{source}");
