@@ -53,5 +53,8 @@ fn a_forked_childs_stack_overflow_report_names_the_forking_thread() {
         report.contains(&format!("thread 'the-forking-thread' ({tid})")),
         "{report}"
     );
-    assert!(!report.contains(&format!("({})", child.as_raw())), "{report}");
+    assert!(
+        !report.contains(&format!("({})", child.as_raw())),
+        "{report}"
+    );
 }
