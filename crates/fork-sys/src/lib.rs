@@ -46,6 +46,7 @@ mod shared_memory;
 mod signal;
 mod socket;
 mod spawn;
+mod stack_overflow;
 mod status;
 mod wait;
 
@@ -71,6 +72,7 @@ pub use spawn::{
     ProcessGroup, SpawnFailure, SpawnMethod, SpawnRequest, SpawnStep, SpawnWindow,
     check_executable, spawn, spawn_in_window, spawn_window,
 };
+pub use stack_overflow::report_stack_overflow_as_this_process;
 pub use status::ExitStatus;
 pub use wait::{NotAChild, is_not_a_child, try_wait, wait, wait_timeout};
 

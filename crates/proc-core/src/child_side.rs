@@ -97,6 +97,13 @@ where
     F: FnOnce() -> R,
     R: Serialize,
 {
+    // A stack overflow of the closure is reported as `process <pid> has overflowed its stack`
+    // (then SIGABRT), not under the name and parent-side id of the thread that forked, which
+    // std's handler would use: its per-thread table was copied by the fork. In a launched
+    // child (exec'd or forked by the fork server) std's handler was never installed (the entry
+    // runs before `main`), so without this an overflow there was a bare SIGSEGV. Best effort:
+    // where it fails (or off Linux), std's handler, if any, stays.
+    let _ = fork_sys::report_stack_overflow_as_this_process();
     let code = panic::catch_unwind(AssertUnwindSafe(|| child_main(setup, result_pipe, body)))
         .unwrap_or(EXIT_FAILED);
     fork_sys::exit_immediately(code)

@@ -1,0 +1,267 @@
+//! A forked child's own stack-overflow report.
+//!
+//! std's guard-page handler still works in a forked child, but it names the thread that forked
+//! and that thread's id *in the parent* (docs/fork-sys.md, "A forked child's stack overflow"):
+//! its per-thread table was copied by `fork` and cannot be told about the child.
+//! [`report_stack_overflow_as_this_process`] replaces it in the child with a handler that
+//! knows only the calling thread's guard range and the child's pid, both recorded before it is
+//! installed, so the handler itself only compares, writes and aborts.
+
+use std::io;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+/// The guard range of the thread that installed the handler, `[start, end)`; empty until then.
+static GUARD_START: AtomicUsize = AtomicUsize::new(0);
+static GUARD_END: AtomicUsize = AtomicUsize::new(0);
+
+/// The report, formatted before the handler is installed (the handler cannot format).
+const MESSAGE_CAPACITY: usize = 128;
+static MESSAGE: [AtomicU8; MESSAGE_CAPACITY] = [const { AtomicU8::new(0) }; MESSAGE_CAPACITY];
+static MESSAGE_LEN: AtomicUsize = AtomicUsize::new(0);
+
+/// Size of the alternate signal stack set up when the thread has none (std gives each of its
+/// threads one; a thread started otherwise may not have it). The handler needs a few hundred
+/// bytes; this leaves room for the kernel's signal frame with large vector state.
+const ALT_STACK_SIZE: usize = 64 * 1024;
+
+/// Makes a stack overflow of the **calling thread** print
+/// `process <pid> has overflowed its stack` (the pid of this process, as it is now) and abort
+/// (`SIGABRT`), as std does, instead of std's report, which in a forked child names the
+/// *parent's* forking thread and its parent-side id. Meant for a forked child, right after the
+/// fork and before it runs user code; it is what proc-core's child side calls.
+///
+/// What it does, in order: records the calling thread's stack guard range
+/// (`pthread_getattr_np`: the stack's base, plus or minus its guard size, at least a page —
+/// the range std uses, which covers glibc before and after 2.27); formats the report into a
+/// static buffer; gives the thread an alternate signal stack if it has none (a forked child
+/// inherits its forking thread's, which std set up; otherwise a leaked 64 KiB `mmap`); then
+/// installs a `SIGSEGV` and `SIGBUS` handler (`SA_ONSTACK | SA_SIGINFO`), process-wide.
+///
+/// The handler is async-signal-safe: a fault (kernel-generated, `si_code > 0`) whose address
+/// is in the recorded guard range writes the report to fd 2 with one `write` and calls
+/// `abort`. Any other fault puts the signal's default action back and returns, so the faulting
+/// instruction runs again and the process dies of the real signal (`SIGSEGV`, `SIGBUS`); a
+/// `SIGSEGV`/`SIGBUS` sent with `kill` is raised again at its default action.
+///
+/// Contract, for a sound and useful result:
+/// - Call it once per process, from the thread that will overflow (a forked child's only
+///   thread). Overflows of *other* threads are not recognised: after this call they die of
+///   plain `SIGSEGV` with no report, as does any fault while std's handler is gone.
+/// - It replaces every `SIGSEGV`/`SIGBUS` handler of the process, std's and the program's.
+/// - It is not async-signal-safe itself: `pthread_getattr_np` allocates (and reads
+///   `/proc/self/maps` for a process's initial thread). In a child forked from a
+///   multi-threaded parent, call it only where allocation is allowed (glibc's `malloc` is
+///   reset by its atfork handlers; see [`fork`](crate::fork)'s contract).
+///
+/// Linux only; elsewhere it returns an `Unsupported` error and changes nothing.
+///
+/// # References
+///  - [Linux: pthread_getattr_np](https://man7.org/linux/man-pages/man3/pthread_getattr_np.3.html)
+///  - [POSIX: sigaltstack](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sigaltstack.html)
+///  - [POSIX: sigaction](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sigaction.html)
+pub fn report_stack_overflow_as_this_process() -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let (start, end) = current_guard_range()?;
+        format_message(crate::getpid().as_raw());
+        ensure_alternate_stack()?;
+        GUARD_START.store(start, Ordering::Relaxed);
+        GUARD_END.store(end, Ordering::Relaxed);
+        install(libc::SIGSEGV)?;
+        install(libc::SIGBUS)?;
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+/// The calling thread's guard range, computed as std does on Linux: glibc before 2.27 counted
+/// the guard inside the reported stack, later releases put it below, so any fault within a
+/// guard size either side of the stack's base counts. A process's initial thread has no guard
+/// of its own (the kernel's stack limit plays that part) and reports a size of 0 or a page: at
+/// least a page either side, then.
+#[cfg(target_os = "linux")]
+fn current_guard_range() -> io::Result<(usize, usize)> {
+    // SAFETY: all-zero is valid storage for a pthread_attr_t, which pthread_getattr_np
+    // initialises.
+    let mut attr: libc::pthread_attr_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `attr` is valid storage; pthread_self() is the calling, live thread.
+    let result = unsafe { libc::pthread_getattr_np(libc::pthread_self(), &mut attr) };
+    if result != 0 {
+        return Err(io::Error::from_raw_os_error(result));
+    }
+    let mut stack_addr: *mut libc::c_void = std::ptr::null_mut();
+    let mut stack_size: libc::size_t = 0;
+    let mut guard_size: libc::size_t = 0;
+    // SAFETY: `attr` was initialised by pthread_getattr_np above; the out-pointers are valid
+    // locals.
+    let (stack, guard) = unsafe {
+        (
+            libc::pthread_attr_getstack(&attr, &mut stack_addr, &mut stack_size),
+            libc::pthread_attr_getguardsize(&attr, &mut guard_size),
+        )
+    };
+    // SAFETY: `attr` was initialised by pthread_getattr_np and is not used after this.
+    unsafe { libc::pthread_attr_destroy(&mut attr) };
+    if stack != 0 {
+        return Err(io::Error::from_raw_os_error(stack));
+    }
+    if guard != 0 {
+        return Err(io::Error::from_raw_os_error(guard));
+    }
+    let guard = guard_size.max(page_size());
+    let base = stack_addr as usize;
+    Ok((base.saturating_sub(guard), base.saturating_add(guard)))
+}
+
+#[cfg(target_os = "linux")]
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size)
+        .ok()
+        .filter(|&s| s > 0)
+        .unwrap_or(4096)
+}
+
+/// Writes `\nprocess <pid> has overflowed its stack\nfatal runtime error: stack overflow,
+/// aborting\n` into [`MESSAGE`], without allocating.
+#[cfg(target_os = "linux")]
+fn format_message(pid: i32) {
+    let mut digits = [0u8; 12];
+    let mut n = pid.unsigned_abs();
+    let mut first = digits.len();
+    loop {
+        first -= 1;
+        digits[first] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let parts: [&[u8]; 3] = [
+        b"\nprocess ",
+        &digits[first..],
+        b" has overflowed its stack\nfatal runtime error: stack overflow, aborting\n",
+    ];
+    let mut len = 0;
+    for byte in parts.iter().flat_map(|part| part.iter()) {
+        if let Some(slot) = MESSAGE.get(len) {
+            slot.store(*byte, Ordering::Relaxed);
+            len += 1;
+        }
+    }
+    MESSAGE_LEN.store(len, Ordering::Release);
+}
+
+/// Gives the calling thread an alternate signal stack if it has none, so the handler can run
+/// when the thread's own stack is exhausted.
+#[cfg(target_os = "linux")]
+fn ensure_alternate_stack() -> io::Result<()> {
+    // SAFETY: all-zero is valid storage for a stack_t, which sigaltstack fills in.
+    let mut current: libc::stack_t = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new stack only queries; `current` is valid storage.
+    if unsafe { libc::sigaltstack(std::ptr::null(), &mut current) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if current.ss_flags & libc::SS_DISABLE == 0 {
+        return Ok(()); // inherited from the forking thread (std sets one up for its threads)
+    }
+    let page = page_size();
+    let size = ALT_STACK_SIZE.max(libc::SIGSTKSZ);
+    // SAFETY: an anonymous private mapping at an address of the kernel's choosing touches no
+    // existing memory.
+    let mapping = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size + page,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if mapping == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // A guard page below the alternate stack, so that overflowing *it* faults rather than
+    // writing over whatever lies below. Best effort: without it the stack still works.
+    // SAFETY: the first page of the mapping just created, which nothing else uses.
+    let _ = unsafe { libc::mprotect(mapping, page, libc::PROT_NONE) };
+    let stack = libc::stack_t {
+        // SAFETY: `page` bytes past the start stays inside the `size + page` bytes mapped.
+        ss_sp: unsafe { mapping.cast::<u8>().add(page) }.cast(),
+        ss_flags: 0,
+        ss_size: size,
+    };
+    // SAFETY: `stack` describes `size` bytes of the mapping above, which is never unmapped (it
+    // is leaked for the life of the process).
+    if unsafe { libc::sigaltstack(&stack, std::ptr::null_mut()) } != 0 {
+        let err = io::Error::last_os_error();
+        // SAFETY: the mapping was not registered, so nothing refers to it.
+        unsafe { libc::munmap(mapping, size + page) };
+        return Err(err);
+    }
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn install(signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: all-zero is a valid `sigaction` (no flags, empty mask) that we fill in below.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = on_fault
+        as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
+        as libc::sighandler_t;
+    action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+    // SAFETY: `sa_mask` is a valid sigset_t that sigemptyset initialises.
+    unsafe { libc::sigemptyset(&mut action.sa_mask) };
+    // SAFETY: `action` is fully initialised and its handler, `on_fault`, takes the
+    // three-argument form SA_SIGINFO calls for and is async-signal-safe. A null old-action
+    // pointer is allowed.
+    if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The handler. Async-signal-safe: atomic loads, `write`, `abort`, `sigaction`, `raise`.
+#[cfg(target_os = "linux")]
+extern "C" fn on_fault(
+    signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    _context: *mut libc::c_void,
+) {
+    // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo_t for the signal being
+    // handled; for SIGSEGV and SIGBUS `si_addr` is the field it fills in.
+    let (code, address) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
+    let start = GUARD_START.load(Ordering::Relaxed);
+    let end = GUARD_END.load(Ordering::Relaxed);
+    if code > 0 && start <= address && address < end {
+        let len = MESSAGE_LEN.load(Ordering::Acquire).min(MESSAGE_CAPACITY);
+        let mut message = [0u8; MESSAGE_CAPACITY];
+        for (out, slot) in message.iter_mut().zip(MESSAGE.iter()).take(len) {
+            *out = slot.load(Ordering::Relaxed);
+        }
+        // SAFETY: `message[..len]` is initialised local memory; fd 2 may be closed, in which
+        // case write fails harmlessly.
+        let _ = unsafe { libc::write(2, message.as_ptr().cast(), len) };
+        // SAFETY: abort is async-signal-safe and never returns.
+        unsafe { libc::abort() };
+    }
+    // Not an overflow of ours: the default action, which the fault (repeated when we return)
+    // or, for a signal sent with kill, the re-raised signal (pending until we return, since the
+    // handler blocks it) then takes.
+    // SAFETY: all-zero is a valid `sigaction`; SIG_DFL is 0, so it is the default action with
+    // no flags and an empty mask. A null old-action pointer is allowed.
+    unsafe {
+        let default: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, &default, std::ptr::null_mut());
+    }
+    if code <= 0 {
+        // SAFETY: raise is async-signal-safe; `signal` is the signal being handled.
+        unsafe { libc::raise(signal) };
+    }
+}
