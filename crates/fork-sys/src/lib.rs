@@ -72,7 +72,7 @@ pub use spawn::{
     ProcessGroup, SpawnFailure, SpawnMethod, SpawnRequest, SpawnStep, SpawnWindow,
     check_executable, spawn, spawn_in_window, spawn_window,
 };
-pub use stack_overflow::report_stack_overflow_as_this_process;
+pub use stack_overflow::{prepare_stack_overflow_report, report_stack_overflow_as_this_process};
 pub use status::ExitStatus;
 pub use wait::{NotAChild, is_not_a_child, try_wait, wait, wait_timeout};
 

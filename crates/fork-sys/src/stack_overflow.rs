@@ -62,7 +62,7 @@ const ALT_STACK_SIZE: usize = 64 * 1024;
 pub fn report_stack_overflow_as_this_process() -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
-        let (start, end) = current_guard_range()?;
+        let (start, end) = cached_guard_range()?;
         format_message(crate::getpid().as_raw());
         ensure_alternate_stack()?;
         GUARD_START.store(start, Ordering::Relaxed);
@@ -75,6 +75,35 @@ pub fn report_stack_overflow_as_this_process() -> io::Result<()> {
     {
         Err(io::ErrorKind::Unsupported.into())
     }
+}
+
+/// Works out the calling thread's stack guard range now and remembers it for this thread, so
+/// that [`report_stack_overflow_as_this_process`] in a child forked from this thread later
+/// costs no `pthread_getattr_np` (which, on a process's initial thread, parses
+/// `/proc/self/maps`: a fifth of a millisecond in a forked child). Call it in the parent before
+/// forking; the child's copy of the thread keeps the answer. Linux only; a no-op elsewhere.
+pub fn prepare_stack_overflow_report() {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = cached_guard_range();
+    }
+}
+
+#[cfg(target_os = "linux")]
+thread_local! {
+    /// The calling thread's guard range, once worked out.
+    static GUARD_RANGE: std::cell::Cell<Option<(usize, usize)>> = const { std::cell::Cell::new(None) };
+}
+
+/// [`current_guard_range`], computed once per thread.
+#[cfg(target_os = "linux")]
+fn cached_guard_range() -> io::Result<(usize, usize)> {
+    if let Some(range) = GUARD_RANGE.get() {
+        return Ok(range);
+    }
+    let range = current_guard_range()?;
+    GUARD_RANGE.set(Some(range));
+    Ok(range)
 }
 
 /// The calling thread's guard range, computed as std does on Linux: glibc before 2.27 counted

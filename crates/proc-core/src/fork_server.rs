@@ -113,6 +113,8 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
     }
     let _ = fork_sys::ignore_signal(Signal::INT);
     let _ = fork_sys::set_thread_name("prockit-forksrv");
+    // Its children are copies of this thread: they inherit the answer.
+    fork_sys::prepare_stack_overflow_report();
     let server = fork_sys::getpid();
     let mut program_watch: Option<ProgramWatch> = None;
     let mut children: Vec<Served> = Vec::new();

@@ -135,6 +135,9 @@ impl ProcessBuilder {
         };
         let max_frame_len = self.max_result_len.unwrap_or(DEFAULT_MAX_FRAME_LEN);
         start_method::warn_if_forking_threads();
+        // The child's stack-overflow report needs this thread's guard range: worked out here,
+        // once per thread, rather than in every child.
+        fork_sys::prepare_stack_overflow_report();
         let (read_end, write_end) = fork_sys::pipe().map_err(spawn_error)?;
         fork_sys::set_nonblocking(&read_end, true).map_err(spawn_error)?;
         let parent = fork_sys::getpid();
