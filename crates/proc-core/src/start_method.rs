@@ -6,6 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::time::{Duration, Instant};
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
@@ -149,6 +150,9 @@ fn fork_warning_enabled() -> bool {
     }
 }
 
+/// How often (at most) a `Fork` start looks again whether the program has threads.
+const WARNING_RECHECK: Duration = Duration::from_secs(1);
+
 /// Names of the threads prockit runs for itself: they fork nothing behind the caller's back
 /// and take care of their own locks, so they do not make a fork unsafe.
 const LIBRARY_THREADS: [&str; 4] = [
@@ -163,6 +167,19 @@ const LIBRARY_THREADS: [&str; 4] = [
 pub(crate) fn warn_if_forking_threads() {
     if WARNED.load(Ordering::Relaxed) || !fork_warning_enabled() {
         return;
+    }
+    // Counting threads reads /proc: at most once a second, not on every fork (a program that
+    // forks in a loop would pay tens of microseconds each time).
+    static LAST_LOOK: Mutex<Option<Instant>> = Mutex::new(None);
+    {
+        let Ok(mut last) = LAST_LOOK.try_lock() else {
+            return; // Another thread is looking right now.
+        };
+        let now = Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < WARNING_RECHECK) {
+            return;
+        }
+        *last = Some(now);
     }
     if fork_sys::thread_count().is_none_or(|n| n <= 1) {
         return;
