@@ -8,20 +8,27 @@
 //! installed, so the handler itself only compares, writes and aborts.
 
 use std::io;
+#[cfg(target_os = "linux")]
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 /// The guard range of the thread that installed the handler, `[start, end)`; empty until then.
+#[cfg(target_os = "linux")]
 static GUARD_START: AtomicUsize = AtomicUsize::new(0);
+#[cfg(target_os = "linux")]
 static GUARD_END: AtomicUsize = AtomicUsize::new(0);
 
 /// The report, formatted before the handler is installed (the handler cannot format).
+#[cfg(target_os = "linux")]
 const MESSAGE_CAPACITY: usize = 128;
+#[cfg(target_os = "linux")]
 static MESSAGE: [AtomicU8; MESSAGE_CAPACITY] = [const { AtomicU8::new(0) }; MESSAGE_CAPACITY];
+#[cfg(target_os = "linux")]
 static MESSAGE_LEN: AtomicUsize = AtomicUsize::new(0);
 
 /// Size of the alternate signal stack set up when the thread has none (std gives each of its
 /// threads one; a thread started otherwise may not have it). The handler needs a few hundred
 /// bytes; this leaves room for the kernel's signal frame with large vector state.
+#[cfg(target_os = "linux")]
 const ALT_STACK_SIZE: usize = 64 * 1024;
 
 /// Makes a stack overflow of the **calling thread** print

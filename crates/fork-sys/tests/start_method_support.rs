@@ -7,7 +7,9 @@
 mod common;
 
 use std::fs::File;
-use std::io::{ErrorKind, Read, Write};
+#[cfg(target_os = "linux")]
+use std::io::Read;
+use std::io::{ErrorKind, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

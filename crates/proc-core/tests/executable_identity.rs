@@ -1,6 +1,8 @@
 //! A child started from another executable is refused before it runs anything. Its own test
 //! binary: `set_executable` is process-wide.
 
+#![cfg(target_os = "linux")]
+
 use std::path::PathBuf;
 
 use proc_core::{Process, ProcessError, StartMethod};

@@ -1,6 +1,8 @@
 //! Only its own program can reach the fork server: its own test binary, since it lists the
 //! server's descriptors (other tests' requests would add transient ones).
 
+#![cfg(target_os = "linux")]
+
 use proc_core::{Process, StartMethod};
 
 fn square(x: u64) -> u64 {

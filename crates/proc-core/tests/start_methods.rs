@@ -96,6 +96,7 @@ fn a_daemon_outlives_the_thread_that_started_it() {
     assert_eq!(p.join().expect("closure daemon"), 7);
 }
 
+#[cfg(target_os = "linux")]
 fn start_daemon_and_report(method: StartMethod) -> i32 {
     let daemon = Process::builder()
         .daemon(true)
@@ -180,6 +181,7 @@ fn init_makes_fork_server_the_default() {
 
 /// In a fresh process (started by `Spawn`, so nothing was warned yet): captures stderr, lets
 /// `threads` extra threads live, forks a closure child, and returns what was printed.
+#[cfg(target_os = "linux")]
 fn fork_with_threads_and_capture(threads: usize) -> String {
     use std::io::Read;
     use std::os::fd::AsFd;
@@ -213,6 +215,7 @@ fn fork_with_threads_and_capture(threads: usize) -> String {
     text
 }
 
+#[cfg(target_os = "linux")]
 fn silenced_fork_with_threads(_: ()) -> String {
     proc_core::set_fork_warning(false);
     fork_with_threads_and_capture(2)

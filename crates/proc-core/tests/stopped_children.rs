@@ -1,5 +1,7 @@
 //! A stopped child (SIGSTOP) is not left stopped for ever by `terminate` or by a drop.
 
+#![cfg(target_os = "linux")]
+
 use std::time::Duration;
 
 use proc_core::{Process, ProcessError, StartMethod};

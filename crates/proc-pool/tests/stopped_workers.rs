@@ -1,5 +1,7 @@
 //! A task that stops its worker (SIGSTOP) fails alone, and `close` + `join` return.
 
+#![cfg(target_os = "linux")]
+
 use std::time::{Duration, Instant};
 
 use proc_pool::{Pool, StartMethod, TaskError};

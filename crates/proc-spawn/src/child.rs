@@ -154,6 +154,7 @@ impl Child {
     }
 
     /// The child's pidfd (Linux), readable once it has exited.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // Only the Linux paths sleep on it.
     pub(crate) fn exit_fd(&self) -> Option<BorrowedFd<'_>> {
         self.handle.exit_fd()
     }

@@ -40,6 +40,8 @@ pub(crate) fn in_terminal_foreground() -> bool {
 /// The descendants of a child, stopped, held by pidfds until [`kill`](StoppedTree::kill).
 #[derive(Debug, Default)]
 pub(crate) struct StoppedTree {
+    // Only Linux finds descendants (in /proc); elsewhere the tree is always empty.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pidfds: Vec<OwnedFd>,
 }
 
