@@ -84,6 +84,13 @@ impl std::fmt::Display for StatusLost {
 
 impl std::error::Error for StatusLost {}
 
+/// True when `err` is a served child's lost status ([`StatusLost`]), as
+/// [`is_not_a_child`](crate::is_not_a_child) is for our own children's.
+pub fn is_status_lost(err: &io::Error) -> bool {
+    err.get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<StatusLost>().is_some())
+}
+
 impl ChildHandle {
     /// Takes charge of `pid`, which must be a child of this process that nothing else will
     /// reap (a pid just returned by [`fork`](crate::fork), say). Opens the exit watcher
@@ -253,10 +260,10 @@ impl ChildHandle {
         let status = match &self.kind {
             Kind::Own { .. } => wait::wait(self.pid)?,
             Kind::Served { .. } => loop {
-                if let Some(status) = self.try_wait()? {
+                // No deadline: only a status ends the wait.
+                if let Some(status) = self.wait_served(None)? {
                     break status;
                 }
-                self.sleep_until_stirs(None)?;
             },
         };
         self.status = Some(status);
@@ -274,21 +281,31 @@ impl ChildHandle {
                 self.status = wait::wait_with_watcher(self.pid, watcher, timeout)?;
                 Ok(self.status)
             }
-            Kind::Served { .. } => {
-                let Some(deadline) = Instant::now().checked_add(timeout) else {
-                    return self.wait().map(Some);
-                };
-                loop {
-                    if let Some(status) = self.try_wait()? {
-                        return Ok(Some(status));
-                    }
+            Kind::Served { .. } => match Instant::now().checked_add(timeout) {
+                Some(deadline) => self.wait_served(Some(deadline)),
+                None => self.wait().map(Some),
+            },
+        }
+    }
+
+    /// A served child: [`try_wait`](Self::try_wait), sleeping on [`exit_fd`](Self::exit_fd)
+    /// between looks, until a status or `deadline` (`None`: none).
+    fn wait_served(&mut self, deadline: Option<Instant>) -> io::Result<Option<ExitStatus>> {
+        loop {
+            if let Some(status) = self.try_wait()? {
+                return Ok(Some(status));
+            }
+            let left = match deadline {
+                Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
                         return Ok(None);
                     }
-                    self.sleep_until_stirs(Some(deadline - now))?;
+                    Some(deadline - now)
                 }
-            }
+                None => None,
+            };
+            self.sleep_until_stirs(left)?;
         }
     }
 

@@ -50,7 +50,7 @@ mod stack_overflow;
 mod status;
 mod wait;
 
-pub use child::{ChildHandle, STATUS_GRACE, StatusLost};
+pub use child::{ChildHandle, STATUS_GRACE, StatusLost, is_status_lost};
 pub use fork::{Fork, exit_immediately, fork};
 pub use interrupt::{
     count_signal_interrupting, restore_default_action, set_interval_timer, set_signal_blocked,

@@ -184,16 +184,14 @@ impl ProcessBuilder {
                 drop(write_end);
                 // The handle first: should dropping the closure panic, unwinding drops the
                 // handle, which reaps (or, for a daemon, kills) the child.
-                let process = Process {
-                    child: ChildHandle::new(pid),
-                    name: self.name,
-                    daemon: self.daemon,
-                    pipe: Some(File::from(read_end)),
-                    frames: FrameBuffer::new(max_frame_len),
-                    report: None,
-                    taken: false,
-                    method: StartMethod::Fork,
-                };
+                let process = Process::started(
+                    ChildHandle::new(pid),
+                    File::from(read_end),
+                    self.name,
+                    self.daemon,
+                    max_frame_len,
+                    StartMethod::Fork,
+                );
                 crate::connection::discard_child_closure(body);
                 // A failed flush loses nothing the user can recover; the child is started.
                 let _ = flushed;
@@ -228,7 +226,7 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
 }
 
 impl<R> Process<R> {
-    /// A child started by a launch (`ForkServer`, `Spawn`), whose result comes on `pipe`.
+    /// The handle of a child just started (by any method), whose result comes on `pipe`.
     pub(crate) fn started(
         child: ChildHandle,
         pipe: File,
@@ -365,7 +363,7 @@ impl<R: DeserializeOwned> Process<R> {
                 Ok(status) => status.is_some(),
                 // A fork server's child whose server went away: it has exited (its pidfd
                 // says so), how is unknown; what it sent is still worth reading.
-                Err(err) if is_status_lost(&err) => true,
+                Err(err) if fork_sys::is_status_lost(&err) => true,
                 Err(err) => return Err(self.io_error(err)),
             };
             if exited {
@@ -527,12 +525,6 @@ pub(crate) fn sleep_until_any_stirs<'a, R: 'a>(
         Some(timeout.map_or(SLICE, |t| t.min(SLICE)))
     };
     fork_sys::poll(&fds, timeout).map(drop)
-}
-
-/// Whether `err` says a fork server went away without reporting a child's status.
-fn is_status_lost(err: &io::Error) -> bool {
-    err.get_ref()
-        .is_some_and(|inner| inner.downcast_ref::<fork_sys::StatusLost>().is_some())
 }
 
 fn status_error(pid: Pid, name: Option<String>, status: Option<ExitStatus>) -> ProcessError {

@@ -92,10 +92,11 @@ pub(crate) fn run(setup: WorkerSetup<'_>) {
         Err(err) => {
             // Say why (a process limit, say) and exit: the parent treats it like a failed
             // fork, retrying later and failing the queue meanwhile with this reason.
-            out.setup_failed(&format!(
-                "a worker could not start its result thread: {err}"
-            ));
-            let _ = (&*results).write_all(out.pending());
+            report_setup_failure(
+                &results,
+                setup.max_frame_len,
+                &format!("a worker could not start its result thread: {err}"),
+            );
             return;
         }
     };
