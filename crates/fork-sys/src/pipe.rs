@@ -1,7 +1,7 @@
 //! Pipes, always close-on-exec.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use rustix::io::FdFlags;
 
@@ -86,5 +86,33 @@ pub fn set_pipe_size(fd: impl AsFd, size: usize) -> io::Result<usize> {
             io::ErrorKind::Unsupported,
             "pipe buffers cannot be resized on this platform",
         ))
+    }
+}
+
+/// Moves `fd` to a descriptor number near the top of this process's range (the soft
+/// `RLIMIT_NOFILE` less `reserve`), close-on-exec, and closes the original; returns `fd`
+/// unchanged when there is no such room (a low limit) or the move fails.
+///
+/// Code that writes to, closes or `dup2`s over "the first few dozen descriptors" (a debugging
+/// habit, or a library cleaning up after a fork) then misses it: proc-pool keeps its
+/// workers' protocol pipes up there.
+///
+/// # References
+///  - [POSIX fcntl F_DUPFD_CLOEXEC](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
+///  - [POSIX getrlimit](https://pubs.opengroup.org/onlinepubs/9799919799/functions/getrlimit.html)
+pub fn move_fd_high(fd: OwnedFd, reserve: u32) -> OwnedFd {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX)
+        .min(1 << 20);
+    let Some(floor) = limit.checked_sub(u64::from(reserve)) else {
+        return fd;
+    };
+    if floor <= 64 || floor <= fd.as_raw_fd() as u64 {
+        return fd;
+    }
+    match rustix::io::fcntl_dupfd_cloexec(&fd, floor as RawFd) {
+        Ok(high) => high,
+        Err(_) => fd,
     }
 }

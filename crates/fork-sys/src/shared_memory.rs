@@ -51,7 +51,7 @@ impl SharedAtomics {
     /// process and its future forked children; exec drops it.
     pub fn new(len: usize) -> io::Result<SharedAtomics> {
         let len = len.max(1);
-        let base = map_shared(None, byte_len(len)?)?;
+        let base = map_shared(None, byte_len(len)?)?.cast();
         Ok(SharedAtomics {
             base,
             len,
@@ -77,7 +77,7 @@ impl SharedAtomics {
         // A fresh memory file is empty; growing it fills it with zeros.
         rustix::fs::ftruncate(&file, bytes as u64)?;
         memory_file::seal_size(&file)?;
-        let base = map_shared(Some(file.as_fd()), bytes)?;
+        let base = map_shared(Some(file.as_fd()), bytes)?.cast();
         Ok(SharedAtomics {
             base,
             len,
@@ -87,7 +87,10 @@ impl SharedAtomics {
 
     /// Maps the `len` counters (0 taken as 1) of a memory file made by
     /// [`new_shareable`](Self::new_shareable), in this or another process: stores through
-    /// either mapping are seen through the other. Takes `fd` (closed on drop). A file shorter
+    /// either mapping are seen through the other. Takes `fd` and closes it once mapped (the
+    /// mapping keeps the memory alive): code running later in this process cannot reach the
+    /// counters through a stray `write(2)` to that descriptor, and [`fd`](Self::fd) is then
+    /// `None`. A file shorter
     /// than `len` counters (`fstat`) is `InvalidInput` naming both sizes, rather than a
     /// `SIGBUS` on first touch.
     ///
@@ -107,17 +110,18 @@ impl SharedAtomics {
                 ),
             ));
         }
-        let base = map_shared(Some(fd.as_fd()), bytes)?;
+        let base = map_shared(Some(fd.as_fd()), bytes)?.cast();
+        drop(fd);
         Ok(SharedAtomics {
             base,
             len,
-            file: Some(fd),
+            file: None,
         })
     }
 
-    /// The memory file behind an array made by [`new_shareable`](Self::new_shareable) or
-    /// [`attach`](Self::attach), to pass to another process; `None` for [`new`](Self::new)'s
-    /// anonymous mapping, which only forked children can share.
+    /// The memory file behind an array made by [`new_shareable`](Self::new_shareable), to pass
+    /// to another process; `None` for [`new`](Self::new)'s anonymous mapping, which only forked
+    /// children can share, and for an [`attach`](Self::attach)ed one, whose fd was closed.
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
         self.file.as_ref().map(AsFd::as_fd)
     }
@@ -183,8 +187,9 @@ fn byte_len(len: usize) -> io::Result<usize> {
     })
 }
 
-/// Maps `bytes` shared, readable and writable: anonymous memory, or the start of `file`.
-fn map_shared(file: Option<BorrowedFd<'_>>, bytes: usize) -> io::Result<NonNull<AtomicU64>> {
+/// Maps `bytes` shared, readable and writable: anonymous memory, or the start of `file`. The
+/// mapping is page-aligned.
+pub(crate) fn map_shared(file: Option<BorrowedFd<'_>>, bytes: usize) -> io::Result<NonNull<u8>> {
     let (flags, fd) = match file {
         Some(file) => (libc::MAP_SHARED, file.as_raw_fd()),
         None => (libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1),
@@ -205,19 +210,18 @@ fn map_shared(file: Option<BorrowedFd<'_>>, bytes: usize) -> io::Result<NonNull<
     if addr == libc::MAP_FAILED {
         return Err(io::Error::last_os_error());
     }
-    NonNull::new(addr.cast::<AtomicU64>())
-        .ok_or_else(|| io::Error::other("mmap returned a null mapping"))
+    NonNull::new(addr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned a null mapping"))
 }
 
 /// The one platform split of this module: an anonymous memory file, close-on-exec.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-mod memory_file {
+pub(crate) mod memory_file {
     use std::io;
     use std::os::fd::OwnedFd;
 
     use rustix::fs::MemfdFlags;
 
-    pub(super) fn create() -> io::Result<OwnedFd> {
+    pub(crate) fn create() -> io::Result<OwnedFd> {
         Ok(rustix::fs::memfd_create(
             c"fork-sys-shared-atomics",
             MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
@@ -227,7 +231,7 @@ mod memory_file {
     /// Fixes the file's size for good (`F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`): no process
     /// holding the fd can shrink it under another's mapping, which would turn a counter access
     /// into `SIGBUS`.
-    pub(super) fn seal_size(file: &OwnedFd) -> io::Result<()> {
+    pub(crate) fn seal_size(file: &OwnedFd) -> io::Result<()> {
         use rustix::fs::SealFlags;
         Ok(rustix::fs::fcntl_add_seals(
             file,
@@ -239,7 +243,7 @@ mod memory_file {
 /// Without `memfd_create`: `shm_open` a name nobody else can have picked (`O_EXCL`), then
 /// unlink it at once; the fd keeps the memory alive.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-mod memory_file {
+pub(crate) mod memory_file {
     use std::io;
     use std::os::fd::OwnedFd;
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -251,7 +255,7 @@ mod memory_file {
 
     static CALLS: AtomicU64 = AtomicU64::new(0);
 
-    pub(super) fn create() -> io::Result<OwnedFd> {
+    pub(crate) fn create() -> io::Result<OwnedFd> {
         let pid = u64::from(crate::getpid().as_raw().unsigned_abs());
         for _ in 0..64 {
             let nanos = SystemTime::now()
@@ -285,7 +289,7 @@ mod memory_file {
     }
 
     /// POSIX shared memory has no seals.
-    pub(super) fn seal_size(_file: &OwnedFd) -> io::Result<()> {
+    pub(crate) fn seal_size(_file: &OwnedFd) -> io::Result<()> {
         Ok(())
     }
 }

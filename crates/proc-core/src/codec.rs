@@ -216,33 +216,100 @@ pub fn decode_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), Cod
     // limit is a compile-time constant, so steps of 4 keep the copies of each type's decoder
     // few (nine). Before this, one 4 GiB limit let a 22-byte frame claiming a 4 GiB string
     // commit 4 GiB (the soak suite's fuzz found it). Payloads over 256 MiB keep that ceiling.
-    let len = bytes.len();
-    let claims = len.saturating_mul(16);
-    let decoded = if claims <= 64 << 10 {
-        decode_with_limit::<T, { 64 << 10 }>(bytes)
-    } else if claims <= 256 << 10 {
-        decode_with_limit::<T, { 256 << 10 }>(bytes)
-    } else if claims <= 1 << 20 {
-        decode_with_limit::<T, { 1 << 20 }>(bytes)
-    } else if claims <= 4 << 20 {
-        decode_with_limit::<T, { 4 << 20 }>(bytes)
-    } else if claims <= 16 << 20 {
-        decode_with_limit::<T, { 16 << 20 }>(bytes)
-    } else if claims <= 64 << 20 {
-        decode_with_limit::<T, { 64 << 20 }>(bytes)
-    } else if claims <= 256 << 20 {
-        decode_with_limit::<T, { 256 << 20 }>(bytes)
-    } else if claims <= 1 << 30 {
-        decode_with_limit::<T, { 1 << 30 }>(bytes)
-    } else {
-        decode_with_limit::<T, DECODE_MEMORY_LIMIT>(bytes)
-    };
+    let decoded = by_claim_limit!(bytes.len(), decode_with_limit::<T, _>(bytes));
     decoded.map_err(|err| CodecError::Decode {
         type_name: std::any::type_name::<T>(),
-        len,
+        len: bytes.len(),
         message: err.to_string(),
     })
 }
+
+/// Decodes `count` values of type `T` encoded back to back (no length in front: the caller
+/// knows how many), as a `Vec`; returns it and how many bytes it used. This is how a sender
+/// that encodes values one at a time, as they come, and counts them, is read at the speed
+/// of one `Vec<T>`. The same allocation bound as [`decode_value`] holds.
+pub fn decode_sequence<T: DeserializeOwned>(
+    bytes: &[u8],
+    count: usize,
+) -> Result<(Vec<T>, usize), CodecError> {
+    let decoded = by_claim_limit!(bytes.len(), decode_counted_with_limit::<T, _>(bytes, count));
+    decoded.map_err(|err| CodecError::Decode {
+        type_name: std::any::type_name::<Vec<T>>(),
+        len: bytes.len(),
+        message: err.to_string(),
+    })
+}
+
+fn decode_counted_with_limit<T: DeserializeOwned, const LIMIT: usize>(
+    bytes: &[u8],
+    count: usize,
+) -> Result<(Vec<T>, usize), bincode::error::DecodeError> {
+    let seed = Counted::<T> {
+        count,
+        item: std::marker::PhantomData,
+    };
+    bincode::serde::seed_decode_from_slice(seed, bytes, config_with_limit::<LIMIT>())
+}
+
+/// `count` values back to back: a tuple of that length, to serde (bincode puts no length in
+/// front of a tuple).
+struct Counted<T> {
+    count: usize,
+    item: std::marker::PhantomData<T>,
+}
+
+impl<'de, T: DeserializeOwned> serde::de::DeserializeSeed<'de> for Counted<T> {
+    type Value = Vec<T>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Vec<T>, D::Error> {
+        deserializer.deserialize_tuple(self.count, self)
+    }
+}
+
+impl<'de, T: DeserializeOwned> serde::de::Visitor<'de> for Counted<T> {
+    type Value = Vec<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} values", self.count)
+    }
+
+    fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<Vec<T>, S::Error> {
+        // Never trust the count for the allocation: grow with what actually decodes.
+        let mut values = Vec::with_capacity(self.count.min(4096));
+        while let Some(value) = seq.next_element()? {
+            values.push(value);
+        }
+        Ok(values)
+    }
+}
+
+/// Calls `$call` (a decoder generic over its claim limit, `_` standing for it) with the
+/// smallest limit step at least 16 times `$len` (see [`decode_value`]).
+macro_rules! by_claim_limit {
+    ($len:expr, $f:ident::<$t:ty, _>($($arg:expr),*)) => {{
+        let claims = ($len).saturating_mul(16);
+        if claims <= 64 << 10 {
+            $f::<$t, { 64 << 10 }>($($arg),*)
+        } else if claims <= 256 << 10 {
+            $f::<$t, { 256 << 10 }>($($arg),*)
+        } else if claims <= 1 << 20 {
+            $f::<$t, { 1 << 20 }>($($arg),*)
+        } else if claims <= 4 << 20 {
+            $f::<$t, { 4 << 20 }>($($arg),*)
+        } else if claims <= 16 << 20 {
+            $f::<$t, { 16 << 20 }>($($arg),*)
+        } else if claims <= 64 << 20 {
+            $f::<$t, { 64 << 20 }>($($arg),*)
+        } else if claims <= 256 << 20 {
+            $f::<$t, { 256 << 20 }>($($arg),*)
+        } else if claims <= 1 << 30 {
+            $f::<$t, { 1 << 30 }>($($arg),*)
+        } else {
+            $f::<$t, DECODE_MEMORY_LIMIT>($($arg),*)
+        }
+    }};
+}
+use by_claim_limit;
 
 fn decode_with_limit<T: DeserializeOwned, const LIMIT: usize>(
     bytes: &[u8],
@@ -341,6 +408,13 @@ impl FrameBuffer {
 
     fn buffered(&self) -> &[u8] {
         &self.bytes[self.start..self.end]
+    }
+
+    /// The bytes buffered and not yet taken, starting with the next frame's length prefix:
+    /// for a receiver that checks a frame's header of its own as soon as it arrives, before
+    /// the whole frame is in (and so before waiting for a length that may be corrupt).
+    pub fn peek(&self) -> &[u8] {
+        self.buffered()
     }
 
     /// Appends received bytes.
@@ -520,6 +594,27 @@ mod tests {
         let (tail, rest) = decode_value::<String>(&payload[8 + used..]).unwrap();
         assert_eq!((tail.as_str(), 8 + used + rest), ("tail", payload.len()));
         assert_eq!(out[0], 9);
+    }
+
+    #[test]
+    fn values_encoded_one_at_a_time_decode_as_a_counted_sequence() {
+        let values = vec![String::from("a"), String::new(), "ß".repeat(300)];
+        let mut out = Vec::new();
+        for value in &values {
+            encode_value(value, &mut out).unwrap();
+        }
+        out.extend_from_slice(b"trailing");
+        let (decoded, used) = decode_sequence::<String>(&out, 3).unwrap();
+        assert_eq!(decoded, values);
+        assert_eq!(&out[used..], b"trailing");
+        // Fewer bytes than the count needs: an error naming the type, not a panic.
+        let err = decode_sequence::<String>(&out[..used - 1], 3).unwrap_err();
+        assert!(
+            err.to_string().contains("Vec<alloc::string::String>"),
+            "{err}"
+        );
+        // A count the bytes cannot hold is refused without allocating for it.
+        assert!(decode_sequence::<u8>(&[1, 2], usize::MAX).is_err());
     }
 
     #[test]

@@ -78,6 +78,29 @@ pub enum TaskError {
         /// What the OS said when asked for its status.
         reason: String,
     },
+    /// The worker running the task broke the pool's protocol: what it sent through its
+    /// result ring was not the frame due (task code that wrote over the worker's memory,
+    /// say). The worker was killed and replaced; the task is not run again, and the tasks it
+    /// had not started run elsewhere.
+    ProtocolViolation {
+        /// The task's number.
+        task: u64,
+        /// The worker that was killed.
+        pid: Pid,
+        /// What was wrong, in words.
+        message: String,
+    },
+    /// The task's worker died under it (`WorkerDied`, `WorkerLost`, `WorkerStopped`,
+    /// `Timeout`) on every one of the attempts the pool's
+    /// [`retries`](crate::PoolBuilder::retries) allowed.
+    RetriesExhausted {
+        /// The task's number.
+        task: u64,
+        /// How many times the task's item was started.
+        attempts: u32,
+        /// How the last attempt ended.
+        last: Box<TaskError>,
+    },
     /// The arguments or the value could not be encoded or decoded (a failing `Serialize`
     /// impl, arguments over the frame limit, or `Serialize`/`Deserialize` impls that disagree).
     Codec {
@@ -136,6 +159,19 @@ impl TaskError {
             source: Arc::new(source),
         }
     }
+
+    /// Whether the pool's `retries` apply: the task's worker died or was killed under it.
+    /// A panic, a codec error or a refused submission is the task's own answer, never
+    /// retried.
+    pub fn is_retriable(&self) -> bool {
+        matches!(
+            self,
+            TaskError::WorkerDied { .. }
+                | TaskError::WorkerLost { .. }
+                | TaskError::WorkerStopped { .. }
+                | TaskError::Timeout { .. }
+        )
+    }
 }
 
 impl fmt::Display for TaskError {
@@ -151,6 +187,18 @@ impl fmt::Display for TaskError {
             TaskError::WorkerLost { task, pid, reason } => write!(
                 f,
                 "worker {pid} vanished while running task {task}, how it ended is unknown ({reason}); the worker was replaced"
+            ),
+            TaskError::ProtocolViolation { task, pid, message } => write!(
+                f,
+                "worker {pid} broke the pool's protocol while running task {task} ({message}); it was killed and replaced"
+            ),
+            TaskError::RetriesExhausted {
+                task,
+                attempts,
+                last,
+            } => write!(
+                f,
+                "task {task} failed on all {attempts} attempts; the last: {last}"
             ),
             TaskError::Timeout { task, pid, after } => write!(
                 f,
@@ -204,6 +252,7 @@ impl std::error::Error for TaskError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             TaskError::Codec { source, .. } => Some(&**source),
+            TaskError::RetriesExhausted { last, .. } => Some(&**last),
             _ => None,
         }
     }

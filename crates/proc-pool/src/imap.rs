@@ -115,7 +115,7 @@ where
                 let id = self.pool.next_task_id();
                 let mut reply = Reply::new(self.results.clone(), chunk);
                 match self.pool.encode(self.function, id, &items) {
-                    Ok(frame) => tasks.push(Task { id, frame, reply }),
+                    Ok(frame) => tasks.push(Task::new(id, frame, reply, items.len())),
                     // This chunk's items come out as that error, in their place.
                     Err(err) => reply.fail(err),
                 }

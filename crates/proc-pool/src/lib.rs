@@ -57,6 +57,7 @@ mod locking;
 mod manager;
 mod pool;
 mod protocol;
+mod result_writer;
 mod results;
 mod task_fn;
 mod worker;

@@ -56,6 +56,7 @@ pub struct PoolBuilder {
     chunksize: Option<usize>,
     max_frame_len: Option<usize>,
     start_method: Option<StartMethod>,
+    retries: u32,
 }
 
 impl PoolBuilder {
@@ -128,6 +129,19 @@ impl PoolBuilder {
         self
     }
 
+    /// How many more times a task runs when its worker dies under it (a crash, the OOM
+    /// killer, a timeout, a stopped worker: [`TaskError::is_retriable`]); default 0, so such
+    /// a task fails at once. A retried task runs in a fresh worker; when every attempt
+    /// failed, its error is [`TaskError::RetriesExhausted`] with the count and the last
+    /// failure. A task that returned (or panicked) is never run again, retries or not.
+    ///
+    /// Retries are for tasks that may be run twice: one that died half-way through writing
+    /// a file runs again from the start.
+    pub fn retries(mut self, retries: u32) -> PoolBuilder {
+        self.retries = retries;
+        self
+    }
+
     /// Forks the workers and starts the pool.
     pub fn build(self) -> Result<Pool, PoolError> {
         let workers = match self.workers {
@@ -174,6 +188,7 @@ impl PoolBuilder {
             task_timeout: self.task_timeout,
             max_frame_len,
             start_method,
+            retries: self.retries,
         };
         let (shared, handle) = manager::start(config)?;
         Ok(Pool {
@@ -243,7 +258,7 @@ impl Pool {
         let id = self.shared.next_task_id();
         let frame = self.encode(TaskFn::new(function), id, std::slice::from_ref(&arg))?;
         let (result, reply) = AsyncResult::new(id);
-        self.submit(vec![Task { id, frame, reply }])?;
+        self.submit(vec![Task::new(id, frame, reply, 1)])?;
         Ok(result)
     }
 
@@ -313,11 +328,12 @@ impl Pool {
                 }
             };
             batch_bytes += frame.len();
-            batch.push(Task {
+            batch.push(Task::new(
                 id,
                 frame,
-                reply: Reply::new(results.clone(), chunk),
-            });
+                Reply::new(results.clone(), chunk),
+                slice.len(),
+            ));
             if batch_bytes >= SUBMIT_BYTES || chunk + 1 == chunks {
                 batch_bytes = 0;
                 if let Err(err) = self.submit(std::mem::take(&mut batch)) {

@@ -1,24 +1,31 @@
 //! The frames between the pool and a worker, each one proc-core codec frame (a u32 length,
 //! then the payload). docs/proc-pool.md draws them.
 //!
-//! Parent to worker, a **task frame**: `[task id: u64][entry: u64][function: u64]` (little
-//! endian), then the task's arguments as one bincode sequence `[A]` (a chunk; `apply` sends a
-//! chunk of one). `entry` 0 is the *shutdown* frame: finish, flush and exit.
+//! Parent to worker, on the task pipe, a **task frame**: `[magic: u32][seq: u32][task id:
+//! u64][entry: u64][function: u64][skip: u32]` (little endian), then the task's arguments as
+//! one bincode sequence `[A]` (a chunk; `apply` sends a chunk of one). `seq` numbers the
+//! frames sent to this worker (1, 2, ...), `skip` says how many of the chunk's items to
+//! leave out (they ran already, in a worker that died). `entry` 0 is the *shutdown* frame:
+//! finish, flush and exit.
 //!
-//! Worker to parent, a **result frame**: `[task id: u64][first item: u32][flags: u8]`, then
-//! one bincode `ItemOutcome<R>` per item, back to back. A chunk's results fill one frame, or
-//! several when they would exceed the frame limit (each part says where it starts); the last
-//! part has the `LAST` flag. Flag `VALUES`: the fast path of a chunk whose every item returned
-//! and whose values fit in one frame: the payload is one bincode sequence `[R]` instead of
-//! per-item outcomes (one encode and one decode call for the whole chunk). Flag `FAILED`: the
-//! payload is a bincode `String` saying why the whole chunk failed (its arguments did not
-//! decode). Flag `SETUP_FAILED`: the worker could not start its result thread; the payload is
-//! why, and the worker exits. Flag `INIT_FAILED`: the initializer panicked, the payload is its message, and the
-//! worker exits.
+//! Worker to parent, through the worker's shared ring (`fork_sys::SharedRing`), a **result
+//! frame**: `[magic: u32][seq: u32][task id: u64][first item: u32][count: u32][flags: u8]`,
+//! then `count` items back to back: with flag `VALUES`, each the bincode encoding of a value
+//! `R`; without, one `ItemOutcome<R>` each. A chunk's results fill one frame, or several
+//! (the frame limit, the ring's room, a switch from values to outcomes at the first item that
+//! did not return); the last has the `LAST` flag. Flag `FAILED`: the payload is a bincode
+//! `String` saying why the whole chunk failed (its arguments did not decode). Flag
+//! `SETUP_FAILED`: the worker could not set itself up; the payload is why, and it exits. Flag
+//! `INIT_FAILED`: the initializer panicked, the payload is its message, and the worker exits.
+//!
+//! The magic words and sequence numbers make each side check every header as soon as it
+//! arrives: bytes that are not the next frame (a task that read from the worker's task pipe,
+//! a corrupted ring) are a protocol violation, found before any length they claim is
+//! believed.
 
 use std::any::Any;
 
-use proc_core::codec::{self, CodecError, FrameStart};
+use proc_core::codec::{self, CodecError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -26,9 +33,18 @@ use crate::error::TaskError;
 use crate::task_fn::TaskFn;
 
 /// Bytes of a task frame's own header, after the codec's length prefix.
-pub(crate) const TASK_HEADER_LEN: usize = 24;
+pub(crate) const TASK_HEADER_LEN: usize = 36;
 /// Bytes of a result frame's own header.
-pub(crate) const RESULT_HEADER_LEN: usize = 13;
+pub(crate) const RESULT_HEADER_LEN: usize = 25;
+/// The first word of every task frame's payload.
+pub(crate) const TASK_MAGIC: u32 = u32::from_le_bytes(*b"PKT1");
+/// The first word of every result frame's payload.
+pub(crate) const RESULT_MAGIC: u32 = u32::from_le_bytes(*b"PKR1");
+/// Where a task frame's sequence number sits, from the start of the frame (length prefix
+/// included): the manager writes it when it gives the frame to a worker.
+const TASK_SEQ_AT: usize = codec::HEADER_LEN + 4;
+/// Where a task frame's skip count sits, from the start of the frame.
+const TASK_SKIP_AT: usize = codec::HEADER_LEN + 32;
 
 /// The last part of a chunk's results.
 pub(crate) const LAST: u8 = 1;
@@ -62,7 +78,8 @@ pub(crate) struct TaskHeader {
     pub(crate) function: TaskFn,
 }
 
-/// Appends a task frame for `items` to `out`; on error `out` is unchanged.
+/// Appends a task frame for `items` to `out` (sequence number and skip count 0: see
+/// [`set_task_seq`], [`set_task_skip`]); on error `out` is unchanged.
 pub(crate) fn encode_task<A: Serialize>(
     out: &mut Vec<u8>,
     header: TaskHeader,
@@ -70,10 +87,7 @@ pub(crate) fn encode_task<A: Serialize>(
     max_len: usize,
 ) -> Result<(), CodecError> {
     let frame = codec::begin_frame(out);
-    let (entry, function) = header.function.to_wire();
-    out.extend_from_slice(&header.id.to_le_bytes());
-    out.extend_from_slice(&entry.to_le_bytes());
-    out.extend_from_slice(&function.to_le_bytes());
+    write_task_header(out, header, 0);
     if let Err(err) = codec::encode_value(items, out) {
         out.truncate(out.len() - TASK_HEADER_LEN - codec::HEADER_LEN);
         return Err(err);
@@ -81,24 +95,94 @@ pub(crate) fn encode_task<A: Serialize>(
     codec::finish_frame(out, frame, max_len)
 }
 
-/// Appends the shutdown frame.
+fn write_task_header(out: &mut Vec<u8>, header: TaskHeader, skip: u32) {
+    let (entry, function) = header.function.to_wire();
+    out.extend_from_slice(&TASK_MAGIC.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&header.id.to_le_bytes());
+    out.extend_from_slice(&entry.to_le_bytes());
+    out.extend_from_slice(&function.to_le_bytes());
+    out.extend_from_slice(&skip.to_le_bytes());
+}
+
+/// Appends the shutdown frame (its sequence number 0: see [`set_task_seq`]).
 pub(crate) fn encode_shutdown(out: &mut Vec<u8>) {
     out.extend_from_slice(&(TASK_HEADER_LEN as u32).to_le_bytes());
-    out.extend_from_slice(&[0; TASK_HEADER_LEN]);
+    out.extend_from_slice(&TASK_MAGIC.to_le_bytes());
+    out.extend_from_slice(&[0; TASK_HEADER_LEN - 4]);
+}
+
+/// Writes the sequence number of the task frame at the start of `frame`.
+pub(crate) fn set_task_seq(frame: &mut [u8], seq: u32) {
+    if let Some(word) = frame.get_mut(TASK_SEQ_AT..TASK_SEQ_AT + 4) {
+        word.copy_from_slice(&seq.to_le_bytes());
+    }
+}
+
+/// Writes the skip count of the task frame at the start of `frame`.
+pub(crate) fn set_task_skip(frame: &mut [u8], skip: u32) {
+    if let Some(word) = frame.get_mut(TASK_SKIP_AT..TASK_SKIP_AT + 4) {
+        word.copy_from_slice(&skip.to_le_bytes());
+    }
 }
 
 /// What a task frame asks for.
 #[derive(Debug)]
 pub(crate) enum TaskRequest<'a> {
-    Run { header: TaskHeader, args: &'a [u8] },
+    Run {
+        header: TaskHeader,
+        skip: u32,
+        args: &'a [u8],
+    },
     Shutdown,
+}
+
+/// Why bytes are not the frame expected next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Violation(pub(crate) String);
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks the start of a frame that may not have arrived whole (`frame` starts with the
+/// codec's length prefix): its magic word and sequence number, as soon as they are there.
+pub(crate) fn check_frame_start(
+    frame: &[u8],
+    magic: u32,
+    expected_seq: u32,
+    what: &str,
+) -> Result<(), Violation> {
+    let at = codec::HEADER_LEN;
+    if let Some(word) = frame.get(at..at + 4) {
+        let found = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+        if found != magic {
+            return Err(Violation(format!(
+                "expected a {what} frame, found bytes {:02x?}",
+                &frame[..frame.len().min(12)]
+            )));
+        }
+    }
+    if let Some(word) = frame.get(at + 4..at + 8) {
+        let seq = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+        // The shutdown frame goes out with sequence number 0.
+        if seq != expected_seq && !(what == "task" && seq == 0) {
+            return Err(Violation(format!(
+                "{what} frame {seq} arrived where frame {expected_seq} was due"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Splits a task frame's payload; `None` if it is too short to be one.
 pub(crate) fn parse_task(payload: &[u8]) -> Option<TaskRequest<'_>> {
     let (head, args) = payload.split_at_checked(TASK_HEADER_LEN)?;
-    let word = |i: usize| head[i * 8..i * 8 + 8].try_into().map(u64::from_le_bytes);
-    let (id, entry, function) = (word(0).ok()?, word(1).ok()?, word(2).ok()?);
+    let word = |i: usize| head[i..i + 8].try_into().map(u64::from_le_bytes);
+    let half = |i: usize| head[i..i + 4].try_into().map(u32::from_le_bytes);
+    let (id, entry, function) = (word(8).ok()?, word(16).ok()?, word(24).ok()?);
     if entry == 0 {
         return Some(TaskRequest::Shutdown);
     }
@@ -107,6 +191,7 @@ pub(crate) fn parse_task(payload: &[u8]) -> Option<TaskRequest<'_>> {
             id,
             function: TaskFn::from_wire(entry, function),
         },
+        skip: half(32).ok()?,
         args,
     })
 }
@@ -114,21 +199,39 @@ pub(crate) fn parse_task(payload: &[u8]) -> Option<TaskRequest<'_>> {
 /// A result frame's header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ResultHeader {
+    pub(crate) seq: u32,
     pub(crate) id: u64,
     pub(crate) first_item: u32,
+    pub(crate) count: u32,
     pub(crate) flags: u8,
 }
 
-/// Splits a result frame's payload; `None` if it is too short to be one.
+impl ResultHeader {
+    /// Appends the header (after the codec's length prefix, which the caller writes).
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&RESULT_MAGIC.to_le_bytes());
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        out.extend_from_slice(&self.id.to_le_bytes());
+        out.extend_from_slice(&self.first_item.to_le_bytes());
+        out.extend_from_slice(&self.count.to_le_bytes());
+        out.push(self.flags);
+    }
+}
+
+/// Splits a result frame's payload (the magic word checked); `None` if it is not one.
 pub(crate) fn parse_result(payload: &[u8]) -> Option<(ResultHeader, &[u8])> {
     let (head, items) = payload.split_at_checked(RESULT_HEADER_LEN)?;
-    let id = u64::from_le_bytes(head[..8].try_into().ok()?);
-    let first_item = u32::from_le_bytes(head[8..12].try_into().ok()?);
+    let half = |i: usize| head[i..i + 4].try_into().map(u32::from_le_bytes);
+    if half(0).ok()? != RESULT_MAGIC {
+        return None;
+    }
     Some((
         ResultHeader {
-            id,
-            first_item,
-            flags: head[12],
+            seq: half(4).ok()?,
+            id: u64::from_le_bytes(head[8..16].try_into().ok()?),
+            first_item: half(16).ok()?,
+            count: half(20).ok()?,
+            flags: head[24],
         },
         items,
     ))
@@ -145,8 +248,10 @@ pub(crate) struct Origin {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct EncodedItems<'a> {
     pub(crate) bytes: &'a [u8],
-    /// One sequence of values (flag `VALUES`), rather than one outcome per item.
+    /// Values back to back (flag `VALUES`), rather than one outcome per item.
     pub(crate) values_only: bool,
+    /// How many items the bytes hold.
+    pub(crate) count: usize,
 }
 
 /// Decodes the items of a result frame: the values, in order, onto `values`, until the first
@@ -158,7 +263,7 @@ pub(crate) fn decode_items_into<R: DeserializeOwned>(
     error: &mut Option<TaskError>,
 ) {
     if items.values_only {
-        match codec::decode_value::<Vec<R>>(items.bytes) {
+        match codec::decode_sequence::<R>(items.bytes, items.count) {
             Ok((decoded, _)) if values.is_empty() => *values = decoded,
             Ok((mut decoded, _)) => values.append(&mut decoded),
             Err(err) => *error = Some(TaskError::codec(Some(origin.task), err)),
@@ -182,7 +287,7 @@ pub(crate) fn decode_items<R: DeserializeOwned>(
     mut put: impl FnMut(Result<R, TaskError>),
 ) -> usize {
     if items.values_only {
-        return match codec::decode_value::<Vec<R>>(items.bytes) {
+        return match codec::decode_sequence::<R>(items.bytes, items.count) {
             Ok((values, _)) => {
                 let count = values.len();
                 values.into_iter().for_each(|value| put(Ok(value)));
@@ -229,200 +334,6 @@ pub(crate) fn decode_items<R: DeserializeOwned>(
         });
     }
     count
-}
-
-/// The worker's side: builds result frames for the chunk in progress into an output buffer,
-/// starting a new part whenever the next item would push a frame over the limit.
-#[derive(Debug)]
-pub(crate) struct ResultWriter {
-    out: Vec<u8>,
-    max_len: usize,
-    /// The chunk's task id, its next item's index, and the part being filled.
-    part: Option<Part>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Part {
-    id: u64,
-    next_item: u32,
-    frame: FrameStart,
-    /// Index in `out` of the part's flags byte.
-    flags_at: usize,
-}
-
-impl ResultWriter {
-    pub(crate) fn new(max_len: usize) -> ResultWriter {
-        ResultWriter {
-            out: Vec::new(),
-            max_len,
-            part: None,
-        }
-    }
-
-    /// Encoded frames not yet written out.
-    pub(crate) fn pending(&self) -> &[u8] {
-        &self.out
-    }
-
-    /// Exchanges the pending bytes with `other` (which must be empty).
-    pub(crate) fn swap_pending(&mut self, other: &mut Vec<u8>) {
-        debug_assert!(self.part.is_none() && other.is_empty());
-        std::mem::swap(&mut self.out, other);
-    }
-
-    /// After the pending bytes were written.
-    pub(crate) fn clear(&mut self) {
-        debug_assert!(self.part.is_none(), "cleared in the middle of a chunk");
-        self.out.clear();
-    }
-
-    /// Starts the results of chunk `id`.
-    pub(crate) fn begin(&mut self, id: u64) {
-        self.start_part(id, 0);
-    }
-
-    fn start_part(&mut self, id: u64, first_item: u32) {
-        let frame = codec::begin_frame(&mut self.out);
-        self.out.extend_from_slice(&id.to_le_bytes());
-        self.out.extend_from_slice(&first_item.to_le_bytes());
-        let flags_at = self.out.len();
-        self.out.push(0);
-        self.part = Some(Part {
-            id,
-            next_item: first_item,
-            frame,
-            flags_at,
-        });
-    }
-
-    /// The fast path for a chunk whose every item returned: all values as one sequence in
-    /// one frame. Returns false, writing nothing, when that frame would be over the limit or
-    /// a value does not encode; the caller then adds the items one by one.
-    pub(crate) fn push_values<R: Serialize>(&mut self, values: &[R]) -> bool {
-        let Some(part) = self.part else {
-            return false;
-        };
-        if part.next_item != 0 || part.frame.payload_len(&self.out) != RESULT_HEADER_LEN {
-            return false;
-        }
-        let before = self.out.len();
-        let out = &mut self.out;
-        let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            codec::encode_value(values, out)
-        }));
-        if !matches!(encoded, Ok(Ok(()))) || part.frame.payload_len(&self.out) > self.max_len {
-            self.out.truncate(before);
-            return false;
-        }
-        self.part = None;
-        self.finish_part(part, LAST | VALUES);
-        true
-    }
-
-    /// Adds the outcome of the next item: the value (or the panic that replaced it).
-    pub(crate) fn push_item<R: Serialize>(&mut self, outcome: Result<R, Box<dyn Any + Send>>) {
-        let Some(part) = self.part else {
-            debug_assert!(false, "push_item outside a chunk");
-            return;
-        };
-        let before = self.out.len();
-        let encoded = match &outcome {
-            Ok(value) => {
-                // A `Serialize` impl may panic; that is the item's failure, not the worker's.
-                let out = &mut self.out;
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    codec::encode_value(&ItemOutcome::Returned(value), out)
-                })) {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(err)) => Err(err.to_string()),
-                    Err(panic) => Err(format!(
-                        "Serialize panicked: {}",
-                        panic_message(panic.as_ref())
-                    )),
-                }
-            }
-            Err(panic) => self.encode_failure(ItemOutcome::Panicked(panic_message(panic.as_ref()))),
-        };
-        // Dropping the value or the panic payload may panic too; contain it.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(outcome)));
-        if let Err(message) = encoded {
-            self.out.truncate(before);
-            let _ = self.encode_failure(ItemOutcome::EncodeFailed(message));
-        }
-        let item_len = self.out.len() - before;
-        let room = self.max_len.saturating_sub(RESULT_HEADER_LEN);
-        if item_len > room {
-            self.out.truncate(before);
-            // The size of the frame it would need, to compare with the frame limit.
-            let _ = self.encode_failure(ItemOutcome::TooLarge {
-                len: (item_len + RESULT_HEADER_LEN) as u64,
-                limit: self.max_len as u64,
-            });
-        }
-        if part.frame.payload_len(&self.out) > self.max_len {
-            // The item fits alone but not after the ones before it: close this part and
-            // carry the item over to a new one.
-            let item = self.out.split_off(before);
-            self.finish_part(part, 0);
-            self.start_part(part.id, part.next_item);
-            self.out.extend_from_slice(&item);
-        }
-        if let Some(part) = self.part.as_mut() {
-            part.next_item += 1;
-        }
-    }
-
-    fn encode_failure(&mut self, outcome: ItemOutcome<()>) -> Result<(), String> {
-        codec::encode_value(&outcome, &mut self.out).map_err(|err| err.to_string())
-    }
-
-    /// Ends the chunk: its last part gets the `LAST` flag.
-    pub(crate) fn finish(&mut self) {
-        if let Some(part) = self.part.take() {
-            self.finish_part(part, LAST);
-        }
-    }
-
-    /// Replaces whatever the chunk has produced so far in this part with a `FAILED` frame.
-    pub(crate) fn fail_chunk(&mut self, message: &str) {
-        if let Some(part) = self.part.take() {
-            self.out.truncate(part.flags_at + 1);
-            let _ = codec::encode_value(message, &mut self.out);
-            self.finish_part(part, LAST | FAILED);
-        }
-    }
-
-    /// The frame a worker sends when its initializer panicked (the message cut to fit).
-    pub(crate) fn initializer_failed(&mut self, message: &str) {
-        self.worker_failed(message, INIT_FAILED);
-    }
-
-    /// The frame a worker sends when it could not set itself up.
-    pub(crate) fn setup_failed(&mut self, message: &str) {
-        self.worker_failed(message, SETUP_FAILED);
-    }
-
-    fn worker_failed(&mut self, message: &str, flag: u8) {
-        let room = self.max_len.saturating_sub(RESULT_HEADER_LEN + 16);
-        let mut end = message.len().min(room);
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        let message = &message[..end];
-        self.start_part(0, 0);
-        if let Some(part) = self.part.take() {
-            let _ = codec::encode_value(message, &mut self.out);
-            self.finish_part(part, LAST | flag);
-        }
-    }
-
-    fn finish_part(&mut self, part: Part, flags: u8) {
-        self.out[part.flags_at] = flags;
-        self.part = None;
-        // Items were checked against the limit as they came, so this cannot refuse; if it
-        // somehow did, the frame is dropped and the parent reports the chunk as unanswered.
-        let _ = codec::finish_frame(&mut self.out, part.frame, self.max_len);
-    }
 }
 
 /// The text of a panic payload.

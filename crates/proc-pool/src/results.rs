@@ -32,6 +32,12 @@ pub(crate) trait ReplySink: Send + Sync {
     );
     /// Every item of chunk `chunk` not delivered yet failed with `error`.
     fn fail(&self, chunk: usize, error: TaskError);
+    /// The next item of chunk `chunk` not delivered yet failed with `error`; the items after
+    /// it will still be delivered. (A sink that fails whole on the first error, like `map`'s,
+    /// needs nothing more than `fail`.)
+    fn fail_one(&self, chunk: usize, error: TaskError) {
+        self.fail(chunk, error);
+    }
     /// Nobody wants the results any more: queued tasks may be dropped unsent.
     fn is_cancelled(&self) -> bool {
         false
@@ -79,6 +85,13 @@ impl Reply {
         if !self.settled {
             self.settled = true;
             self.sink.fail(self.chunk, error);
+        }
+    }
+
+    /// Fails the chunk's next undelivered item only: the rest of the chunk runs again.
+    pub(crate) fn fail_one(&mut self, error: TaskError) {
+        if !self.settled {
+            self.sink.fail_one(self.chunk, error);
         }
     }
 
@@ -566,6 +579,12 @@ impl<R: DeserializeOwned + Send> ReplySink for StreamResults<R> {
     fn fail(&self, chunk: usize, error: TaskError) {
         let mut state = lock(&self.state);
         self.finish_chunk(&mut state, chunk, |_| error.clone());
+        self.changed.notify_all();
+    }
+
+    fn fail_one(&self, chunk: usize, error: TaskError) {
+        let mut state = lock(&self.state);
+        self.push(&mut state, chunk, vec![Err(error)]);
         self.changed.notify_all();
     }
 

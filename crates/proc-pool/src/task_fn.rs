@@ -30,11 +30,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::TaskError;
-use crate::protocol::ResultWriter;
+use crate::result_writer::ResultWriter;
 
 /// The type-erased shape of every entry point: the user's function (as an address), the
-/// encoded arguments, where the results go.
-type Entry = fn(usize, &[u8], &mut ResultWriter);
+/// encoded arguments, how many of them to skip, where the results go.
+type Entry = for<'w> fn(usize, &[u8], u32, &mut ResultWriter<'w>);
 
 /// A task's function, as a frame carries it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,20 +88,20 @@ impl TaskFn {
         Ok(())
     }
 
-    /// Runs the chunk whose encoded arguments are `args`, in a worker.
-    pub(crate) fn run(self, args: &[u8], out: &mut ResultWriter) {
+    /// Runs the chunk whose encoded arguments are `args`, but for its first `skip` items, in a
+    /// worker.
+    pub(crate) fn run(self, args: &[u8], skip: u32, out: &mut ResultWriter<'_>) {
         #[allow(unsafe_code)]
         // SAFETY: `entry` came from `TaskFn::new` in the pool's process, whose executable
         // this worker runs too (see the module docs), so it is the address of a
         // `run_chunk::<A, R>`, which has exactly the type `Entry`.
         let entry = unsafe { std::mem::transmute::<usize, Entry>(self.entry) };
-        entry(self.function, args, out);
+        entry(self.function, args, skip, out);
     }
 }
 
-/// The entry point for tasks of type `fn(A) -> R`: decodes the chunk's arguments, runs the
-/// function on each under `catch_unwind`, and encodes each outcome.
-fn run_chunk<A, R>(function: usize, args: &[u8], out: &mut ResultWriter)
+/// The entry point for tasks of type `fn(A) -> R`.
+fn run_chunk<A, R>(function: usize, args: &[u8], skip: u32, out: &mut ResultWriter<'_>)
 where
     A: DeserializeOwned,
     R: Serialize,
@@ -111,6 +111,17 @@ where
     // from a `fn(A) -> R` in the pool's process, whose executable this worker runs (see the
     // module docs).
     let function = unsafe { std::mem::transmute::<usize, fn(A) -> R>(function) };
+    run_items(args, skip, out, function);
+}
+
+/// Decodes a chunk's arguments, then runs `call` on each but the first `skip`, under
+/// `catch_unwind`, handing each outcome to `out` (which stages it in the ring) before the
+/// next item starts.
+fn run_items<A, R>(args: &[u8], skip: u32, out: &mut ResultWriter<'_>, call: impl Fn(A) -> R)
+where
+    A: DeserializeOwned,
+    R: Serialize,
+{
     let items = match codec::decode_value::<Vec<A>>(args) {
         Ok((items, used)) if used == args.len() => items,
         Ok((_, used)) => {
@@ -125,31 +136,8 @@ where
             return;
         }
     };
-    // Run the items while they return; the values then go back as one sequence.
-    let mut values = Vec::with_capacity(items.len());
-    let mut items = items.into_iter();
-    let mut panicked = None;
-    for item in items.by_ref() {
-        match catch_unwind(AssertUnwindSafe(|| function(item))) {
-            Ok(value) => values.push(value),
-            Err(panic) => {
-                panicked = Some(panic);
-                break;
-            }
-        }
-    }
-    if panicked.is_none() && out.push_values(&values) {
-        return;
-    }
-    // The slow path: an outcome per item (a panic, a value too large to share a frame).
-    for value in values {
-        out.push_item(Ok(value));
-    }
-    if let Some(panic) = panicked {
-        out.push_item::<R>(Err(panic));
-    }
-    for item in items {
-        out.push_item(catch_unwind(AssertUnwindSafe(|| function(item))));
+    for item in items.into_iter().skip(skip as usize) {
+        out.push_item(catch_unwind(AssertUnwindSafe(|| call(item))));
     }
     out.finish();
 }

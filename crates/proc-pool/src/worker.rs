@@ -1,28 +1,40 @@
-//! A worker process's main loop: read task frames, run them, hand the result frames to a
-//! flusher thread that writes them out.
+//! A worker process's main loop: read task frames, run them, stage each result in the
+//! worker's shared ring (`result_writer`); a waker thread tells the parent when there are
+//! results to read.
 //!
-//! **Batching.** The flusher writes whatever results have piled up, at most [`BATCH_WAIT`]
-//! after the first of them, or at once when the main thread is about to wait for more tasks.
-//! One `write` (and one wake-up of the parent) thus carries hundreds of small results, and
-//! no result waits behind a slow task that follows it.
+//! **Waking.** Results need no system call to reach the parent: they are in shared memory.
+//! Only the parent's `poll` must be woken, by a byte on the wake pipe, and only when it may be
+//! asleep: the waker writes one at most [`BATCH_WAIT`] after the first new result (at once
+//! when the main thread is about to wait for tasks or for room), and only if the parent has
+//! read since the last one (the shared [`WAKE_PENDING`] word). So one wake-up of the parent
+//! carries hundreds of small results, and no result waits behind a slow task.
 //!
 //! **Claiming.** Before each chunk the worker *claims* it in memory shared with the parent
 //! (`claim` below): if the chunk then kills the worker, the parent knows exactly which task
 //! did; and the parent can *revoke* the chunks queued behind a slow one, which the worker then
 //! skips, so they run elsewhere instead of waiting.
+//!
+//! **Damage.** A task may write to, close or replace any descriptor of its process. The
+//! worker keeps its two pipes near the top of the descriptor range, checks every task frame's
+//! magic word and sequence number, checks that its wake pipe is still the one it was given
+//! before each wake, and stops (exits) at the first sign of damage: what it staged is in the
+//! ring, the parent reads it after the exit and gives the tasks not started to another
+//! worker.
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::os::fd::OwnedFd;
 use std::panic::catch_unwind;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use fork_sys::SharedAtomics;
+use fork_sys::{SharedAtomics, SharedRing};
 use proc_core::codec::FrameBuffer;
 
 use crate::locking::{lock, wait, wait_until};
-use crate::protocol::{self, ResultWriter, TaskRequest};
+use crate::protocol::{self, TASK_MAGIC, TaskRequest};
+use crate::result_writer::{ResultWriter, STAGED, WakeParent};
 
 /// Index in a worker's shared counters: the claim word. Normally the sequence number of the
 /// last chunk the worker started. The parent may set it to `REVOKED | m`: chunks up to `m`
@@ -33,21 +45,26 @@ pub(crate) const CLAIM: usize = 0;
 pub(crate) const STARTED_AT: usize = 1;
 /// Index in a worker's shared counters: 1 once the initializer has returned.
 pub(crate) const READY: usize = 2;
-/// How many shared counters a worker has.
-pub(crate) const COUNTERS: usize = 3;
+/// Index in a worker's shared counters: 1 while a wake byte is on its way to the parent and
+/// the parent has not read the ring since; the parent clears it before each read.
+pub(crate) const WAKE_PENDING: usize = 4;
+/// How many shared counters a worker has (`STAGED`, index 3, is `result_writer`'s).
+pub(crate) const COUNTERS: usize = 5;
 /// The flag of a claim word whose chunks up to the rest were revoked by the parent.
 pub(crate) const REVOKED: u64 = 1 << 63;
 
-/// How long the flusher lets results pile up before writing them.
+/// How long the waker lets results pile up before waking the parent.
 const BATCH_WAIT: Duration = Duration::from_micros(50);
-/// Write at once when this much is waiting.
-const BATCH_BYTES: usize = 256 * 1024;
+/// The worker's pipes go this far below the top of its descriptor range.
+const HIGH_FD_RESERVE: u32 = 16;
 
 /// Everything a worker starts with, moved into the forked child.
 #[derive(Debug)]
 pub(crate) struct WorkerSetup<'a> {
     pub(crate) tasks: File,
-    pub(crate) results: File,
+    /// The wake pipe's write end.
+    pub(crate) wake: File,
+    pub(crate) ring: &'a mut SharedRing,
     pub(crate) counters: &'a SharedAtomics,
     pub(crate) initializer: Option<fn()>,
     /// Chunks to run before exiting; `None` for no limit.
@@ -59,9 +76,9 @@ pub(crate) struct WorkerSetup<'a> {
     pub(crate) clock_base: Option<Duration>,
 }
 
-/// Runs the worker until the parent sends the shutdown frame, closes the task pipe, or the
-/// task budget is spent. Returns normally in every case (the caller `_exit`s), once every
-/// result has been written.
+/// Runs the worker until the parent sends the shutdown frame, closes the task pipe, the task
+/// budget is spent or its descriptors are damaged. Returns normally in every case (the
+/// caller `_exit`s), once every result is in the ring.
 pub(crate) fn run(setup: WorkerSetup<'_>) {
     // A group of its own: a timeout or terminate then kills what its tasks started, too. Out
     // of the terminal's foreground group, a task touching the terminal would stop the worker
@@ -69,56 +86,60 @@ pub(crate) fn run(setup: WorkerSetup<'_>) {
     let _ = fork_sys::exec::setpgid(None);
     let _ = fork_sys::ignore_signal(fork_sys::Signal::TTIN);
     let _ = fork_sys::ignore_signal(fork_sys::Signal::TTOU);
-    let mut out = ResultWriter::new(setup.max_frame_len);
+    let tasks = File::from(fork_sys::move_fd_high(
+        OwnedFd::from(setup.tasks),
+        HIGH_FD_RESERVE,
+    ));
+    let wake = File::from(fork_sys::move_fd_high(
+        OwnedFd::from(setup.wake),
+        HIGH_FD_RESERVE,
+    ));
+    let waker = Waker::new(wake, setup.counters.get(WAKE_PENDING));
+    let mut out = ResultWriter::new(
+        setup.ring,
+        setup.counters.get(STAGED),
+        &waker,
+        setup.max_frame_len,
+    );
     if let Some(initializer) = setup.initializer {
         if let Err(panic) = catch_unwind(initializer) {
             out.initializer_failed(&protocol::panic_message(panic.as_ref()));
-            let mut results = setup.results;
-            let _ = results.write_all(out.pending());
+            waker.ping();
             return;
         }
     }
-    let outbox = Arc::new(Outbox::default());
-    let results = Arc::new(setup.results);
-    let flusher = {
-        let outbox = outbox.clone();
-        let results = results.clone();
-        std::thread::Builder::new()
-            .name("pool-flusher".into())
-            .spawn(move || outbox.flush_until_closed(&results))
-    };
-    let flusher = match flusher {
-        Ok(flusher) => flusher,
-        Err(err) => {
+    std::thread::scope(|scope| {
+        let thread = std::thread::Builder::new()
+            .name("pool-waker".into())
+            .spawn_scoped(scope, || waker.run());
+        if let Err(err) = thread {
             // Say why (a process limit, say) and exit: the parent treats it like a failed
             // fork, retrying later and failing the queue meanwhile with this reason.
-            report_setup_failure(
-                &results,
-                setup.max_frame_len,
-                &format!("a worker could not start its result thread: {err}"),
-            );
+            out.setup_failed(&format!("a worker could not start its waker thread: {err}"));
+            waker.ping();
             return;
         }
-    };
-    setup.counters.get(READY).store(1, Ordering::Release);
-    let plan = Plan {
-        counters: setup.counters,
-        max_tasks: setup.max_tasks,
-        max_frame_len: setup.max_frame_len,
-        clock_base: setup.clock_base,
-    };
-    run_tasks(&setup.tasks, &plan, &mut out, &outbox);
-    outbox.close();
-    let _ = flusher.join();
+        setup.counters.get(READY).store(1, Ordering::Release);
+        let plan = Plan {
+            counters: setup.counters,
+            max_tasks: setup.max_tasks,
+            max_frame_len: setup.max_frame_len,
+            clock_base: setup.clock_base,
+        };
+        run_tasks(&tasks, &plan, &mut out, &waker);
+        waker.close();
+    });
 }
 
-/// Tells the parent why this worker cannot run (as a `SETUP_FAILED` frame), for a worker that
-/// fails before `run`.
-pub(crate) fn report_setup_failure(mut results: &File, max_frame_len: usize, message: &str) {
-    let mut out = ResultWriter::new(max_frame_len);
-    out.setup_failed(message);
-    let _ = results.write_all(out.pending());
+/// Tells the parent why this worker cannot run, for a worker that fails before `run` (it
+/// could not map its ring): the only channel left is its exit status.
+pub(crate) fn report_setup_failure(message: &str) -> ! {
+    let _ = writeln!(io::stderr(), "proc-pool worker: {message}");
+    fork_sys::exit_immediately(SETUP_FAILED_STATUS)
 }
+
+/// The exit status of a worker that could not set itself up before it had a ring.
+pub(crate) const SETUP_FAILED_STATUS: i32 = 70;
 
 /// What the task loop needs of the setup.
 struct Plan<'a> {
@@ -128,7 +149,7 @@ struct Plan<'a> {
     clock_base: Option<Duration>,
 }
 
-fn run_tasks(mut tasks: &File, setup: &Plan<'_>, out: &mut ResultWriter, outbox: &Outbox) {
+fn run_tasks(mut tasks: &File, setup: &Plan<'_>, out: &mut ResultWriter<'_>, waker: &Waker<'_>) {
     let claim = setup.counters.get(CLAIM);
     // Task frames are at most the frame limit plus their own header.
     let mut frames = FrameBuffer::new(
@@ -140,15 +161,20 @@ fn run_tasks(mut tasks: &File, setup: &Plan<'_>, out: &mut ResultWriter, outbox:
     let mut ran: u64 = 0;
     loop {
         loop {
+            // Check each frame's start as soon as it is there: bytes that are not the next
+            // frame (a task read from this pipe) must not make us wait for a length they
+            // claim. Stop: the parent sees which chunk was in flight.
+            let expected = (seq + 1) as u32;
+            if protocol::check_frame_start(frames.peek(), TASK_MAGIC, expected, "task").is_err() {
+                return;
+            }
             let request = match frames.next_payload() {
                 Ok(Some(payload)) => protocol::parse_task(payload),
                 Ok(None) => break,
-                // The parent never sends a bad frame; if one came anyway, nothing after it
-                // can be trusted: stop, and the parent sees which chunk was in flight.
                 Err(_) => return,
             };
-            let Some(TaskRequest::Run { header, args }) = request else {
-                return; // Shutdown.
+            let Some(TaskRequest::Run { header, skip, args }) = request else {
+                return; // Shutdown, or a frame too short to be a task.
             };
             seq += 1;
             // The start time first: the parent reads the claim, then the time, so it never
@@ -164,14 +190,15 @@ fn run_tasks(mut tasks: &File, setup: &Plan<'_>, out: &mut ResultWriter, outbox:
             if !try_claim(claim, seq) {
                 continue; // Revoked: the parent gave it to another worker.
             }
-            out.begin(header.id);
-            header.function.run(args, out);
-            // What the task printed goes out before its result. Here, not in the flusher,
-            // which must never wait on a lock a task may hold.
+            out.begin(header.id, skip);
+            header.function.run(args, skip, out);
+            // What the task printed goes out before the parent hears of its result. Here, not
+            // in the waker, which must never wait on a lock a task may hold.
             let _ = io::stdout().flush();
             let more = frames.has_frame().unwrap_or(false);
-            if !outbox.post(out, !more) {
-                return; // The parent is gone.
+            waker.published(!more);
+            if waker.failed() {
+                return; // The parent is gone, or the wake pipe was damaged.
             }
             ran += 1;
             if setup.max_tasks.is_some_and(|max| ran >= max) {
@@ -201,48 +228,46 @@ fn try_claim(claim: &AtomicU64, seq: u64) -> bool {
     }
 }
 
-/// Result frames on their way from the main thread to the flusher.
-#[derive(Debug, Default)]
-struct Outbox {
-    state: Mutex<OutboxState>,
+/// Wakes the parent when results are published (see the module docs).
+struct Waker<'a> {
+    state: Mutex<WakerState>,
     changed: Condvar,
+    pipe: File,
+    /// The wake pipe's identity (device, inode) when the worker started.
+    identity: Option<(u64, u64)>,
+    /// The shared `WAKE_PENDING` word.
+    pending: &'a AtomicU64,
 }
 
 #[derive(Debug, Default)]
-struct OutboxState {
-    pending: Vec<u8>,
-    /// Write now: the main thread is about to wait for tasks.
+struct WakerState {
+    /// Results were published since the last wake.
+    published: bool,
+    /// Wake now: the main thread is about to wait.
     urgent: bool,
     closed: bool,
-    /// A write failed: the parent is gone.
+    /// A wake could not be delivered: the parent is gone, or the pipe is not ours any more.
     failed: bool,
 }
 
-impl Outbox {
-    fn lock(&self) -> MutexGuard<'_, OutboxState> {
+impl<'a> Waker<'a> {
+    fn new(pipe: File, pending: &'a AtomicU64) -> Waker<'a> {
+        let identity = file_identity(&pipe);
+        Waker {
+            state: Mutex::new(WakerState::default()),
+            changed: Condvar::new(),
+            pipe,
+            identity,
+            pending,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, WakerState> {
         lock(&self.state)
     }
 
-    /// Hands over the finished chunk's frames; `urgent` when no further task is buffered.
-    /// False once the parent is gone.
-    fn post(&self, out: &mut ResultWriter, urgent: bool) -> bool {
-        let mut state = self.lock();
-        if state.failed {
-            return false;
-        }
-        let was_empty = state.pending.is_empty();
-        if was_empty {
-            // Hand the buffer over whole instead of copying it.
-            out.swap_pending(&mut state.pending);
-        } else {
-            state.pending.extend_from_slice(out.pending());
-            out.clear();
-        }
-        state.urgent |= urgent;
-        if was_empty || urgent || state.pending.len() >= BATCH_BYTES {
-            self.changed.notify_one();
-        }
-        true
+    fn failed(&self) -> bool {
+        self.lock().failed
     }
 
     fn close(&self) {
@@ -250,35 +275,66 @@ impl Outbox {
         self.changed.notify_one();
     }
 
-    /// The flusher thread: writes batches until closed and drained.
-    fn flush_until_closed(&self, results: &File) {
-        let mut results = results;
-        let mut batch = Vec::new();
+    /// Writes a wake byte unless one is pending already; false if it cannot be delivered.
+    fn ping(&self) -> bool {
+        if self.pending.swap(1, Ordering::SeqCst) != 0 {
+            return true;
+        }
+        // A task may have closed our pipe and opened a file that got its number, or put
+        // /dev/null in its place: never write a wake byte into a task's file, and stop.
+        if file_identity(&self.pipe) != self.identity {
+            return false;
+        }
+        loop {
+            match (&self.pipe).write(&[1]) {
+                Ok(_) => return true,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// The waker thread: wakes the parent for what is published, in batches, until closed.
+    fn run(&self) {
         loop {
             {
                 let mut state = self.lock();
-                while state.pending.is_empty() && !state.closed {
+                while !state.published && !state.closed {
                     state = wait(&self.changed, state);
                 }
                 // Let a batch form, unless it is wanted now.
                 let deadline = Instant::now() + BATCH_WAIT;
-                while !state.urgent && !state.closed && state.pending.len() < BATCH_BYTES {
-                    if Instant::now() >= deadline {
-                        break;
-                    }
+                while !state.urgent && !state.closed && Instant::now() < deadline {
                     state = wait_until(&self.changed, state, deadline);
                 }
-                if state.pending.is_empty() && state.closed {
+                if !state.published && state.closed {
                     return;
                 }
-                std::mem::swap(&mut state.pending, &mut batch);
+                state.published = false;
                 state.urgent = false;
             }
-            if results.write_all(&batch).is_err() {
+            if !self.ping() {
                 self.lock().failed = true;
                 return;
             }
-            batch.clear();
         }
     }
+}
+
+impl WakeParent for Waker<'_> {
+    fn published(&self, urgent: bool) {
+        let mut state = self.lock();
+        let first = !state.published;
+        state.published = true;
+        state.urgent |= urgent;
+        if first || urgent {
+            self.changed.notify_one();
+        }
+    }
+}
+
+/// The (device, inode) of an open file, to tell whether a descriptor still holds it.
+fn file_identity(file: &File) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    file.metadata().ok().map(|m| (m.dev(), m.ino()))
 }

@@ -1,27 +1,34 @@
-//! The manager's view of one worker: its process, its two pipes, the chunks in flight, the
-//! claim word it shares with the worker; revoking queued chunks and killing it.
+//! The manager's view of one worker: its process, its task and wake pipes, its result ring,
+//! the chunks in flight, the claim word it shares with the worker; revoking queued chunks,
+//! reading what it staged before it died, and killing it.
 
 use std::collections::VecDeque;
 use std::fs::File;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use fork_sys::{Pid, SharedAtomics, Signal};
+use fork_sys::{Pid, SharedAtomics, SharedRing, Signal};
 use proc_core::codec::FrameBuffer;
 use proc_core::{Process, StartMethod};
 
 use crate::launch::StartedWorker;
 use crate::manager::Task;
 use crate::protocol;
+use crate::result_writer::STAGED;
 use crate::worker::{CLAIM, REVOKED};
 
 pub(crate) struct Worker {
     pub(crate) process: Process<()>,
     /// The task pipe's write end, non-blocking.
     pub(crate) tasks: Option<File>,
-    /// The result pipe's read end, non-blocking; `None` after end-of-file.
-    pub(crate) results: Option<File>,
+    /// The wake pipe's read end, non-blocking; `None` after end-of-file.
+    pub(crate) wake: Option<File>,
+    /// The ring the worker writes its results into.
+    pub(crate) ring: SharedRing,
+    /// What was read from the ring and not yet taken as frames.
     pub(crate) frames: FrameBuffer,
+    /// The sequence number of the next result frame.
+    pub(crate) result_seq: u32,
     pub(crate) unwritten: Vec<u8>,
     pub(crate) written: usize,
     pub(crate) in_flight: VecDeque<InFlight>,
@@ -49,6 +56,8 @@ pub(crate) struct Worker {
     pub(crate) stopped_since: Option<Instant>,
     /// Killed for speaking out of protocol (or the shutdown frame was sent): takes nothing.
     pub(crate) retired: bool,
+    /// Why the worker was killed for speaking out of protocol.
+    pub(crate) violation: Option<String>,
     /// The worker could not set itself up, and said why: it exits.
     pub(crate) setup_failed: Option<String>,
 }
@@ -58,8 +67,15 @@ pub(crate) struct InFlight {
     /// 1 for the first chunk this worker was sent, and so on.
     pub(crate) seq: u64,
     pub(crate) dispatched: Instant,
-    /// Some of its results were delivered already.
-    pub(crate) partial: bool,
+    /// Items whose results were delivered, after the task's `skip`.
+    pub(crate) delivered: u32,
+}
+
+impl InFlight {
+    /// The index in its chunk of the next item whose result is due.
+    pub(crate) fn next_item(&self) -> u32 {
+        self.task.skip + self.delivered
+    }
 }
 
 impl Worker {
@@ -159,7 +175,46 @@ impl Worker {
     /// is touched: the child never returns to it.
     pub(crate) fn close_inherited_pipes(&mut self) {
         self.tasks = None;
-        self.results = None;
+        self.wake = None;
+    }
+
+    /// Reads and discards the wake bytes the worker sent; `wake` becomes `None` at
+    /// end-of-file.
+    pub(crate) fn drain_wake_pipe(&mut self) {
+        let Some(pipe) = self.wake.as_mut() else {
+            return;
+        };
+        let mut sink = [0u8; 256];
+        loop {
+            match std::io::Read::read(pipe, &mut sink) {
+                Ok(0) => {
+                    self.wake = None;
+                    return;
+                }
+                Ok(_) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// After the worker is gone: the part it had staged in its ring and not published (see
+    /// `result_writer`), as `(item count, frame bytes)`; `None` when there is none or it
+    /// cannot be read.
+    pub(crate) fn staged_part(&self) -> Option<(u32, Vec<u8>)> {
+        let staged = self.counters.get(STAGED).load(Ordering::Acquire);
+        let (count, len) = (
+            (staged >> 32) as u32,
+            (staged & u64::from(u32::MAX)) as usize,
+        );
+        if len == 0 || self.frames.pending() > 0 {
+            // Nothing staged, or a frame streaming through the ring was cut: its item is
+            // lost (it fails), never run again.
+            return None;
+        }
+        let mut bytes = Vec::new();
+        self.ring.read_unpublished(len, &mut bytes).ok()?;
+        Some((count, bytes))
     }
 }
 
@@ -169,8 +224,10 @@ impl Worker {
         Worker {
             process: started.process,
             tasks: Some(started.tasks),
-            results: Some(started.results),
+            wake: Some(started.wake),
+            ring: started.ring,
             frames: FrameBuffer::new(max_frame_len + protocol::RESULT_HEADER_LEN),
+            result_seq: 1,
             unwritten: Vec::new(),
             written: 0,
             in_flight: VecDeque::new(),
@@ -184,6 +241,7 @@ impl Worker {
             next_stop_check: Instant::now(),
             stopped_since: None,
             retired: false,
+            violation: None,
             setup_failed: None,
         }
     }

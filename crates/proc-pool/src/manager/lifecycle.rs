@@ -14,7 +14,7 @@ use super::{EARLY_DEATHS_LIMIT, Manager, SHUTDOWN_GRACE, SHUTDOWN_SLICE, SPAWN_R
 use crate::error::TaskError;
 use crate::launch;
 use crate::locking::lock;
-use crate::protocol;
+use crate::protocol::{self, EncodedItems, Origin};
 use crate::worker::READY;
 use crate::worker_handle::Worker;
 
@@ -70,13 +70,9 @@ impl Manager {
             // It is gone all the same; only how it ended is lost.
             Err(err) => Death::Lost(err.to_string()),
         };
-        // Everything it wrote is in the pipe now: read it all.
-        // (A grandchild may hold the pipe open: stop at the first empty read, not at EOF.)
-        while self.workers[index].results.is_some() {
-            if self.read_results(index, Instant::now()) == 0 {
-                break;
-            }
-        }
+        // Everything it wrote is in its ring now: read it all, then what it had staged.
+        while self.read_results(index, Instant::now()) > 0 {}
+        self.recover_staged(index);
         let worker = self.workers.remove(index);
         let pid = worker.pid();
         lock(&self.shared.pids).retain(|&p| p != pid);
@@ -104,14 +100,34 @@ impl Manager {
         let ready = worker.counters.get(READY).load(Ordering::Acquire) == 1;
         let mut requeue = Vec::new();
         for mut flight in worker.in_flight.drain(..) {
-            let task = flight.task.id;
-            let running = flight.seq == started;
-            if !running && !flight.partial {
-                // Never started, or finished with its result unsent: run it again.
+            if flight.seq > started {
+                // Never started: it runs elsewhere.
                 requeue.push(flight.task);
                 continue;
             }
+            let task = flight.task.id;
+            // The item that was running (or, for a chunk before the running one, the first
+            // whose result was lost with the worker): it started, so it never runs again,
+            // unless the pool may retry it; the items after it never started.
+            let item = flight.next_item();
+            let running = flight.seq == started;
+            if item >= flight.task.items {
+                // Every item returned and is delivered; only the chunk's end was not said.
+                let origin = Origin { task, pid };
+                let none = EncodedItems {
+                    bytes: &[],
+                    values_only: false,
+                    count: 0,
+                };
+                flight.task.reply.deliver(item as usize, none, true, origin);
+                continue;
+            }
             let error = match (worker.timed_out, &death) {
+                _ if worker.violation.is_some() => TaskError::ProtocolViolation {
+                    task,
+                    pid,
+                    message: worker.violation.clone().unwrap_or_default(),
+                },
                 (Some((seq, after)), _) if seq == flight.seq => {
                     TaskError::Timeout { task, pid, after }
                 }
@@ -120,9 +136,9 @@ impl Manager {
                     TaskError::WorkerStopped { task, pid, after }
                 }
                 // Killed for a chunk that overran but finished before the signal landed:
-                // this one did nothing wrong.
-                (Some(_), _) if !flight.partial => {
-                    requeue.push(flight.task);
+                // this one did nothing wrong, and its item never returned: it runs again.
+                (Some(_), _) if running => {
+                    requeue.push(flight.task.resume_at(item));
                     continue;
                 }
                 (_, Death::Exited(status)) => TaskError::WorkerDied {
@@ -136,7 +152,35 @@ impl Manager {
                     reason: reason.clone(),
                 },
             };
-            flight.task.reply.fail(error);
+            if !running {
+                // Its results should all have been in the ring before the next chunk
+                // started; they are not (a violation): fail what is left, never rerun.
+                flight.task.reply.fail(error);
+                continue;
+            }
+            if error.is_retriable() && flight.task.attempts < self.config.retries {
+                flight.task.attempts += 1;
+                requeue.push(flight.task.resume_at(item));
+                continue;
+            }
+            let error = if flight.task.attempts > 0 {
+                TaskError::RetriesExhausted {
+                    task,
+                    attempts: flight.task.attempts + 1,
+                    last: Box::new(error),
+                }
+            } else {
+                error
+            };
+            if item + 1 >= flight.task.items {
+                flight.task.reply.fail(error);
+            } else {
+                // The rest of the chunk never started: it runs elsewhere.
+                flight.task.reply.fail_one(error);
+                let mut rest = flight.task.resume_at(item + 1);
+                rest.attempts = 0;
+                requeue.push(rest);
+            }
         }
         for task in requeue.into_iter().rev() {
             self.queue.push_front(task);
@@ -180,7 +224,7 @@ impl Manager {
                 // The pipe is empty (every task was answered), so this small write fits.
                 let _ = pipe.write_all(&frame);
             }
-            worker.results = None;
+            worker.wake = None;
         }
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         while let Some(worker) = self.workers.last_mut() {

@@ -31,15 +31,16 @@ use std::time::{Duration, Instant};
 
 use fork_sys::{Interest, Pid};
 use proc_core::StartMethod;
-use proc_core::codec::{self, CodecError};
+use proc_core::codec::{self, CodecError, FrameBuffer};
 
 use crate::error::{PoolError, TaskError};
 use crate::locking::lock;
 use crate::protocol::{
-    self, EncodedItems, FAILED, INIT_FAILED, LAST, Origin, SETUP_FAILED, VALUES,
+    self, EncodedItems, FAILED, INIT_FAILED, LAST, Origin, RESULT_MAGIC, ResultHeader,
+    SETUP_FAILED, VALUES,
 };
 use crate::results::Reply;
-use crate::worker::STARTED_AT;
+use crate::worker::{STARTED_AT, WAKE_PENDING};
 use crate::worker_handle::{InFlight, Worker};
 
 mod lifecycle;
@@ -104,6 +105,8 @@ pub(crate) struct Config {
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) max_frame_len: usize,
     pub(crate) start_method: StartMethod,
+    /// How many more times an item whose worker died under it runs (0: it fails).
+    pub(crate) retries: u32,
 }
 
 /// One encoded chunk and the answer owed for it.
@@ -112,6 +115,33 @@ pub(crate) struct Task {
     pub(crate) id: u64,
     pub(crate) frame: Vec<u8>,
     pub(crate) reply: Reply,
+    /// Items in the chunk.
+    pub(crate) items: u32,
+    /// Items already settled (they ran in a worker that died): the frame tells the worker to
+    /// leave them out.
+    pub(crate) skip: u32,
+    /// How many times a worker died under this chunk's next item (see `Config::retries`).
+    pub(crate) attempts: u32,
+}
+
+impl Task {
+    pub(crate) fn new(id: u64, frame: Vec<u8>, reply: Reply, items: usize) -> Task {
+        Task {
+            id,
+            frame,
+            reply,
+            items: u32::try_from(items).unwrap_or(u32::MAX),
+            skip: 0,
+            attempts: 0,
+        }
+    }
+
+    /// The rest of the chunk, from item `from` on, for another worker.
+    pub(crate) fn resume_at(mut self, from: u32) -> Task {
+        self.skip = from;
+        protocol::set_task_skip(&mut self.frame, from);
+        self
+    }
 }
 
 /// What the pool's handle and the manager share.
@@ -394,12 +424,13 @@ impl Manager {
             let Some((index, _)) = best else {
                 return;
             };
-            let Some(task) = self.queue.pop_front() else {
+            let Some(mut task) = self.queue.pop_front() else {
                 return;
             };
             let worker = &mut self.workers[index];
-            worker.unwritten.extend_from_slice(&task.frame);
             worker.sent += 1;
+            protocol::set_task_seq(&mut task.frame, worker.sent as u32);
+            worker.unwritten.extend_from_slice(&task.frame);
             if worker.in_flight.is_empty() {
                 worker.last_progress = now;
             }
@@ -407,7 +438,7 @@ impl Manager {
                 task,
                 seq: worker.sent,
                 dispatched: now,
-                partial: false,
+                delivered: 0,
             });
         }
     }
@@ -538,8 +569,8 @@ impl Manager {
                 fds.push((wake.as_fd(), Interest::Read));
             }
             for worker in &self.workers {
-                if let Some(results) = &worker.results {
-                    fds.push((results.as_fd(), Interest::Read));
+                if let Some(wake) = &worker.wake {
+                    fds.push((wake.as_fd(), Interest::Read));
                 }
                 if let (Some(tasks), true) = (&worker.tasks, worker.has_unwritten()) {
                     fds.push((tasks.as_fd(), Interest::Write));
@@ -559,8 +590,10 @@ impl Manager {
         let mut exited = Vec::new();
         for index in 0..self.workers.len() {
             let worker = &self.workers[index];
-            let results_ready =
-                worker.results.is_some() && ready.next().is_some_and(|r| r.is_ready());
+            let woken = worker.wake.is_some() && ready.next().is_some_and(|r| r.is_ready());
+            // The ring is looked at on every turn, woken or not: a wake that went astray
+            // (a task damaged the pipe) delays results at most until the next turn.
+            let results_ready = woken || worker.ring.available().map_or(true, |n| n > 0);
             if worker.tasks.is_some() && worker.has_unwritten() {
                 ready.next();
             }
@@ -595,97 +628,158 @@ impl Manager {
         while matches!(io::Read::read(wake, &mut sink), Ok(n) if n > 0) {}
     }
 
-    /// One bounded pass over a worker's result pipe, handling every whole frame; returns the
+    /// One bounded pass over a worker's result ring, handling every whole frame; returns the
     /// bytes read.
     fn read_results(&mut self, index: usize, now: Instant) -> usize {
         let worker = &mut self.workers[index];
-        let Some(pipe) = worker.results.as_mut() else {
-            return 0;
+        worker.drain_wake_pipe();
+        // Cleared before reading, so a result published after the read sends a new wake.
+        worker.counters.get(WAKE_PENDING).store(0, Ordering::SeqCst);
+        let bytes = match worker.frames.read_available(&mut worker.ring) {
+            Ok(pass) => pass.bytes,
+            Err(err) => {
+                protocol_violation(worker, format!("its result ring is corrupt: {err}"));
+                return 0;
+            }
         };
-        let (bytes, eof) = match worker.frames.read_available(pipe) {
-            Ok(pass) => (pass.bytes, pass.eof),
-            Err(_) => (0, true),
-        };
-        let pid = worker.pid();
+        // Taken out while its frames are handled (they borrow it), put back after.
+        let mut frames = std::mem::replace(&mut worker.frames, FrameBuffer::new(0));
         loop {
-            let payload = match worker.frames.next_payload() {
+            let worker = &mut self.workers[index];
+            if worker.violation.is_some() {
+                break;
+            }
+            let start = protocol::check_frame_start(
+                frames.peek(),
+                RESULT_MAGIC,
+                worker.result_seq,
+                "result",
+            );
+            if let Err(violation) = start {
+                protocol_violation(worker, violation.0);
+                break;
+            }
+            let payload = match frames.next_payload() {
                 Ok(Some(payload)) => payload,
                 Ok(None) => break,
-                Err(_) => {
-                    protocol_violation(worker);
+                Err(err) => {
+                    protocol_violation(worker, format!("a result frame was refused: {err}"));
                     break;
                 }
             };
             let Some((header, items)) = protocol::parse_result(payload) else {
-                protocol_violation(worker);
+                let message = format!("a result frame of {} bytes is too short", payload.len());
+                protocol_violation(worker, message);
                 break;
             };
-            if header.flags & SETUP_FAILED != 0 {
-                let message = codec::decode_value::<String>(items)
-                    .map_or_else(|err| err.to_string(), |(message, _)| message);
-                worker.setup_failed = Some(message);
-                continue;
-            }
-            if header.flags & INIT_FAILED != 0 {
-                let message = codec::decode_value::<String>(items)
-                    .map_or_else(|err| err.to_string(), |(message, _)| message);
-                self.broken
-                    .get_or_insert(TaskError::InitializerFailed { pid, message });
-                self.closed = true;
-                continue;
-            }
-            let Some(front) = worker.in_flight.front_mut() else {
-                protocol_violation(worker);
-                break;
-            };
-            if front.task.id != header.id {
-                protocol_violation(worker);
-                break;
-            }
-            let origin = Origin {
-                task: header.id,
-                pid,
-            };
-            if header.flags & FAILED != 0 {
-                let message = codec::decode_value::<String>(items)
-                    .map_or_else(|err| err.to_string(), |(message, _)| message);
-                front.task.reply.fail(TaskError::codec(
-                    Some(header.id),
-                    CodecError::Decode {
-                        type_name: "task arguments",
-                        len: front.task.frame.len(),
-                        message,
-                    },
-                ));
-            } else {
-                let last = header.flags & LAST != 0;
-                let items = EncodedItems {
-                    bytes: items,
-                    values_only: header.flags & VALUES != 0,
-                };
-                front
-                    .task
-                    .reply
-                    .deliver(header.first_item as usize, items, last, origin);
-                front.partial = true;
-            }
-            if header.flags & LAST != 0 {
-                self.early_deaths = 0;
-                if let Some(done) = worker.in_flight.pop_front() {
-                    let began = worker.last_progress.max(done.dispatched);
-                    let sample = now.saturating_duration_since(began).as_nanos() as f64;
-                    self.est_nanos = Some(match self.est_nanos {
-                        None => sample,
-                        Some(est) => est * 0.9 + sample * 0.1,
-                    });
-                }
-            }
-            worker.last_progress = now;
+            worker.result_seq = worker.result_seq.wrapping_add(1);
+            self.handle_result(index, header, items, now);
         }
-        if eof {
-            worker.results = None;
-        }
+        self.workers[index].frames = frames;
         bytes
+    }
+
+    /// Hands one result frame (or the part a dead worker staged) to the sink of the chunk it
+    /// answers, after checking that it answers the chunk due.
+    fn handle_result(&mut self, index: usize, header: ResultHeader, items: &[u8], now: Instant) {
+        let worker = &mut self.workers[index];
+        let pid = worker.pid();
+        let decode_message = |items: &[u8]| {
+            codec::decode_value::<String>(items)
+                .map_or_else(|err| err.to_string(), |(message, _)| message)
+        };
+        if header.flags & SETUP_FAILED != 0 {
+            worker.setup_failed = Some(decode_message(items));
+            return;
+        }
+        if header.flags & INIT_FAILED != 0 {
+            let message = decode_message(items);
+            self.broken
+                .get_or_insert(TaskError::InitializerFailed { pid, message });
+            self.closed = true;
+            return;
+        }
+        let Some(front) = worker.in_flight.front_mut() else {
+            protocol_violation(worker, "a result frame arrived with no task owed".into());
+            return;
+        };
+        if front.task.id != header.id || front.next_item() != header.first_item {
+            let message = format!(
+                "results for task {} from item {} arrived where task {} from item {} was due",
+                header.id,
+                header.first_item,
+                front.task.id,
+                front.next_item()
+            );
+            protocol_violation(worker, message);
+            return;
+        }
+        let origin = Origin {
+            task: header.id,
+            pid,
+        };
+        let last = header.flags & LAST != 0;
+        if header.flags & FAILED != 0 {
+            let message = decode_message(items);
+            front.task.reply.fail(TaskError::codec(
+                Some(header.id),
+                CodecError::Decode {
+                    type_name: "task arguments",
+                    len: front.task.frame.len(),
+                    message,
+                },
+            ));
+        } else {
+            let encoded = EncodedItems {
+                bytes: items,
+                values_only: header.flags & VALUES != 0,
+                count: header.count as usize,
+            };
+            front
+                .task
+                .reply
+                .deliver(header.first_item as usize, encoded, last, origin);
+            front.delivered += header.count;
+        }
+        if last {
+            self.early_deaths = 0;
+            if let Some(done) = worker.in_flight.pop_front() {
+                let began = worker.last_progress.max(done.dispatched);
+                let sample = now.saturating_duration_since(began).as_nanos() as f64;
+                self.est_nanos = Some(match self.est_nanos {
+                    None => sample,
+                    Some(est) => est * 0.9 + sample * 0.1,
+                });
+            }
+        }
+        worker.last_progress = now;
+    }
+
+    /// After a worker is gone and its ring read: the part it staged and did not publish (the
+    /// items that returned in the chunk it was running), delivered like a frame.
+    fn recover_staged(&mut self, index: usize) {
+        let worker = &mut self.workers[index];
+        if worker.violation.is_some() || worker.in_flight.is_empty() {
+            return;
+        }
+        let Some((count, bytes)) = worker.staged_part() else {
+            return;
+        };
+        let staged = bytes
+            .get(codec::HEADER_LEN..)
+            .and_then(protocol::parse_result)
+            .filter(|(header, _)| header.seq == worker.result_seq);
+        let Some((mut header, items)) = staged else {
+            protocol_violation(worker, "the part it staged has no valid header".into());
+            return;
+        };
+        if let Some(front) = worker.in_flight.front() {
+            if front.next_item() + count >= front.task.items {
+                header.flags |= LAST;
+            }
+        }
+        header.count = count;
+        self.handle_result(index, header, items, Instant::now());
     }
 
     fn fail_everything(&mut self, error: TaskError) {
@@ -722,8 +816,9 @@ impl Drop for Manager {
 }
 
 /// The worker sent something that is not the frame expected: kill it; its tasks are then
-/// settled like any dead worker's.
-fn protocol_violation(worker: &mut Worker) {
+/// settled like any dead worker's, the running one failing with `ProtocolViolation`.
+fn protocol_violation(worker: &mut Worker, message: String) {
+    worker.violation.get_or_insert(message);
     worker.retired = true;
     worker.kill();
 }

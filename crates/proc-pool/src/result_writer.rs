@@ -1,0 +1,406 @@
+//! The worker's side of the results: each item's outcome goes into the worker's shared ring
+//! the moment the task returns, before the next item starts, so a worker that dies loses no
+//! value a task returned (the parent reads what the ring holds after the death) and the pool
+//! never runs such a task again.
+//!
+//! The items of a *part* (one result frame under construction) are written into the ring
+//! past its published head, each as it comes, and the staged length and item count are
+//! stored in the counter [`STAGED`] after each one. The part's header is written first with
+//! a count of 0 and rewritten when the part is finished; only then is it published (the
+//! parent reads published frames whole, as from a pipe). So the parent always finds either
+//! whole frames, or whole frames followed by a staged part whose `STAGED` word says how many
+//! whole items it holds.
+//!
+//! A part ends at the chunk's last item, when the next item would take it over the frame
+//! limit or past the ring's free room, or when the chunk's first failure switches it from
+//! bare values to per-item outcomes. An item too big for the ring at all is sent as a frame
+//! of its own, streamed through the ring as the parent reads (not staged: if the worker dies
+//! during that copy, that one item's value is lost and it fails; it is never run again).
+
+use std::any::Any;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use fork_sys::SharedRing;
+use proc_core::codec;
+use serde::Serialize;
+
+use crate::protocol::{
+    self, FAILED, INIT_FAILED, ItemOutcome, LAST, RESULT_HEADER_LEN, ResultHeader, SETUP_FAILED,
+    VALUES,
+};
+
+/// Index in a worker's shared counters: the part staged in the ring past its head, as
+/// `items << 32 | bytes` (bytes from the head, length prefix and header included); 0 when
+/// nothing is staged.
+pub(crate) const STAGED: usize = 3;
+
+/// Bytes of a frame before its items: the codec's length prefix and the result header.
+const FRAME_HEAD: usize = codec::HEADER_LEN + RESULT_HEADER_LEN;
+
+/// How long one wait for room in the ring lasts before the worker looks again (the parent
+/// reads as it can; a dead parent takes the worker with it).
+const ROOM_WAIT: Duration = Duration::from_millis(100);
+
+/// Wakes the parent: the worker's waker thread, or nothing (before it exists).
+pub(crate) trait WakeParent {
+    /// New results are published; `urgent` when the parent should read now (the worker is
+    /// about to wait: for tasks, or for room in the ring).
+    fn published(&self, urgent: bool);
+}
+
+/// The part being staged.
+#[derive(Debug, Clone, Copy)]
+struct Part {
+    first_item: u32,
+    count: u32,
+    values: bool,
+    /// Bytes staged past the head, frame head included.
+    len: usize,
+}
+
+/// The chunk whose results are being written.
+#[derive(Debug, Clone, Copy)]
+struct Chunk {
+    id: u64,
+    next_item: u32,
+    /// Cleared at the chunk's first item that did not return a value that encoded.
+    values: bool,
+    part: Option<Part>,
+}
+
+/// Writes a worker's result frames into its ring.
+pub(crate) struct ResultWriter<'a> {
+    ring: &'a mut SharedRing,
+    staged: &'a AtomicU64,
+    wake: &'a dyn WakeParent,
+    max_len: usize,
+    /// The next result frame's sequence number.
+    seq: u32,
+    chunk: Option<Chunk>,
+    /// One item's encoding, reused.
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for ResultWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResultWriter")
+            .field("ring", &self.ring)
+            .field("seq", &self.seq)
+            .field("chunk", &self.chunk)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> ResultWriter<'a> {
+    pub(crate) fn new(
+        ring: &'a mut SharedRing,
+        staged: &'a AtomicU64,
+        wake: &'a dyn WakeParent,
+        max_len: usize,
+    ) -> ResultWriter<'a> {
+        ResultWriter {
+            ring,
+            staged,
+            wake,
+            max_len,
+            seq: 1,
+            chunk: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Bytes published and not yet read by the parent.
+    pub(crate) fn unread(&self) -> usize {
+        self.ring.capacity() - self.ring.free()
+    }
+
+    /// Starts the results of chunk `id`, whose first `skip` items are not run.
+    pub(crate) fn begin(&mut self, id: u64, skip: u32) {
+        self.chunk = Some(Chunk {
+            id,
+            next_item: skip,
+            values: true,
+            part: None,
+        });
+    }
+
+    /// Adds the outcome of the next item (its value, or the panic that replaced it), staged
+    /// in the ring before this returns.
+    pub(crate) fn push_item<R: Serialize>(&mut self, outcome: Result<R, Box<dyn Any + Send>>) {
+        let Some(chunk) = self.chunk else {
+            debug_assert!(false, "push_item outside a chunk");
+            return;
+        };
+        self.scratch.clear();
+        let mut values = chunk.values;
+        let encoded = match &outcome {
+            Ok(value) if values => encode_guarded(value, &mut self.scratch),
+            Ok(value) => encode_guarded(&ItemOutcome::Returned(value), &mut self.scratch),
+            Err(panic) => {
+                values = false;
+                encode_outcome(
+                    ItemOutcome::Panicked(protocol::panic_message(panic.as_ref())),
+                    &mut self.scratch,
+                );
+                Ok(())
+            }
+        };
+        // Dropping the value or the panic payload may panic too; contain it.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(outcome)));
+        if let Err(message) = encoded {
+            values = false;
+            self.scratch.clear();
+            encode_outcome(ItemOutcome::EncodeFailed(message), &mut self.scratch);
+        }
+        let room = self.max_len.saturating_sub(RESULT_HEADER_LEN);
+        if self.scratch.len() > room {
+            let len = (self.scratch.len() + RESULT_HEADER_LEN) as u64;
+            values = false;
+            self.scratch.clear();
+            // The size of the frame it would need, to compare with the frame limit.
+            encode_outcome(
+                ItemOutcome::TooLarge {
+                    len,
+                    limit: self.max_len as u64,
+                },
+                &mut self.scratch,
+            );
+        }
+        if !values && chunk.values {
+            // From the first failure on, outcomes: the bare values so far end their part.
+            self.finish_part(0);
+            if let Some(chunk) = self.chunk.as_mut() {
+                chunk.values = false;
+            }
+        }
+        self.stage_item();
+    }
+
+    /// Stages `scratch` as the chunk's next item.
+    fn stage_item(&mut self) {
+        let Some(mut chunk) = self.chunk else {
+            return;
+        };
+        let item_len = self.scratch.len();
+        if let Some(part) = chunk.part {
+            let fits_frame = part.len - codec::HEADER_LEN + item_len <= self.max_len;
+            if !fits_frame || self.ring.free() < part.len + item_len {
+                self.finish_part(0);
+                chunk.part = None;
+            }
+        }
+        let part = match chunk.part {
+            Some(part) => part,
+            None if FRAME_HEAD + item_len > self.ring.capacity() => {
+                // Bigger than the ring: a frame of its own, streamed.
+                self.stream_single_item(chunk);
+                return;
+            }
+            None => {
+                self.wait_for_room(FRAME_HEAD + item_len);
+                let part = Part {
+                    first_item: chunk.next_item,
+                    count: 0,
+                    values: chunk.values,
+                    len: FRAME_HEAD,
+                };
+                self.write_part_head(chunk.id, part, 0);
+                part
+            }
+        };
+        // Room was checked (or waited for) above.
+        let _ = self.ring.write_at(part.len, &self.scratch);
+        let part = Part {
+            count: part.count + 1,
+            len: part.len + item_len,
+            ..part
+        };
+        self.staged.store(
+            (u64::from(part.count) << 32) | part.len as u64,
+            Ordering::Release,
+        );
+        chunk.part = Some(part);
+        chunk.next_item += 1;
+        self.chunk = Some(chunk);
+    }
+
+    /// Sends the item in `scratch`, too big for the ring, as a frame of its own.
+    fn stream_single_item(&mut self, chunk: Chunk) {
+        let header = ResultHeader {
+            seq: self.next_seq(),
+            id: chunk.id,
+            first_item: chunk.next_item,
+            count: 1,
+            flags: if chunk.values { VALUES } else { 0 },
+        };
+        let mut frame = Vec::with_capacity(FRAME_HEAD + self.scratch.len());
+        frame.extend_from_slice(&((RESULT_HEADER_LEN + self.scratch.len()) as u32).to_le_bytes());
+        header.write(&mut frame);
+        frame.extend_from_slice(&self.scratch);
+        self.write_all(&frame);
+        if let Some(chunk) = self.chunk.as_mut() {
+            chunk.next_item += 1;
+            chunk.part = None;
+        }
+    }
+
+    /// Writes the head of a part at the ring's head: a provisional one (length and count 0)
+    /// when it is being opened (`part.count` 0), else the final one.
+    fn write_part_head(&mut self, id: u64, part: Part, flags: u8) {
+        let provisional = part.count == 0;
+        let mut head = [0u8; FRAME_HEAD];
+        let payload_len = if provisional {
+            0
+        } else {
+            part.len - codec::HEADER_LEN
+        };
+        head[..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
+        let mut header = Vec::with_capacity(RESULT_HEADER_LEN);
+        ResultHeader {
+            seq: self.seq,
+            id,
+            first_item: part.first_item,
+            count: part.count,
+            flags: flags | if part.values { VALUES } else { 0 },
+        }
+        .write(&mut header);
+        head[codec::HEADER_LEN..].copy_from_slice(&header);
+        // The room for the head was there when the part was opened, and stays reserved.
+        let _ = self.ring.write_at(0, &head);
+        if provisional {
+            self.staged.store(FRAME_HEAD as u64, Ordering::Release);
+        }
+    }
+
+    /// Finishes the staged part with `flags` and publishes it.
+    fn finish_part(&mut self, flags: u8) {
+        let Some(mut chunk) = self.chunk else {
+            return;
+        };
+        let Some(part) = chunk.part.take() else {
+            return;
+        };
+        self.write_part_head(chunk.id, part, flags);
+        self.ring.publish(part.len);
+        self.staged.store(0, Ordering::Release);
+        self.seq = self.seq.wrapping_add(1);
+        self.chunk = Some(chunk);
+        let urgent = self.unread() >= self.ring.capacity() / 4;
+        self.wake.published(urgent);
+    }
+
+    /// Ends the chunk: its last frame gets the `LAST` flag (an empty frame if every item
+    /// went out in frames of their own).
+    pub(crate) fn finish(&mut self) {
+        let Some(chunk) = self.chunk else {
+            return;
+        };
+        if chunk.part.is_some() {
+            self.finish_part(LAST);
+        } else {
+            self.write_frame(chunk.id, chunk.next_item, LAST, &[]);
+        }
+        self.chunk = None;
+    }
+
+    /// Fails the whole chunk (its arguments did not decode) with a `FAILED` frame.
+    pub(crate) fn fail_chunk(&mut self, message: &str) {
+        let Some(chunk) = self.chunk.take() else {
+            return;
+        };
+        self.scratch.clear();
+        let _ = codec::encode_value(message, &mut self.scratch);
+        let message = std::mem::take(&mut self.scratch);
+        self.write_frame(chunk.id, chunk.next_item, LAST | FAILED, &message);
+        self.scratch = message;
+    }
+
+    /// The frame a worker sends when its initializer panicked (the message cut to fit).
+    pub(crate) fn initializer_failed(&mut self, message: &str) {
+        self.worker_failed(message, INIT_FAILED);
+    }
+
+    /// The frame a worker sends when it could not set itself up.
+    pub(crate) fn setup_failed(&mut self, message: &str) {
+        self.worker_failed(message, SETUP_FAILED);
+    }
+
+    fn worker_failed(&mut self, message: &str, flag: u8) {
+        let room = self
+            .max_len
+            .saturating_sub(RESULT_HEADER_LEN + 16)
+            .min(self.ring.capacity() / 2);
+        let mut end = message.len().min(room);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut payload = Vec::new();
+        let _ = codec::encode_value(&message[..end], &mut payload);
+        self.write_frame(0, 0, LAST | flag, &payload);
+    }
+
+    /// Writes a whole frame (no items counted) and publishes it, waiting for room as needed.
+    fn write_frame(&mut self, id: u64, first_item: u32, flags: u8, payload: &[u8]) {
+        let mut frame = Vec::with_capacity(FRAME_HEAD + payload.len());
+        frame.extend_from_slice(&((RESULT_HEADER_LEN + payload.len()) as u32).to_le_bytes());
+        ResultHeader {
+            seq: self.next_seq(),
+            id,
+            first_item,
+            count: 0,
+            flags,
+        }
+        .write(&mut frame);
+        frame.extend_from_slice(payload);
+        self.write_all(&frame);
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        let seq = self.seq;
+        self.seq = self.seq.wrapping_add(1);
+        seq
+    }
+
+    /// Publishes all of `bytes`, in pieces as the parent makes room.
+    fn write_all(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let n = self.ring.write(bytes);
+            bytes = &bytes[n..];
+            if n > 0 {
+                self.wake.published(!bytes.is_empty());
+            }
+            if !bytes.is_empty() {
+                self.ring
+                    .wait_for_free(bytes.len().min(self.ring.capacity() / 2), ROOM_WAIT);
+            }
+        }
+    }
+
+    /// Waits until `bytes` are free in the ring (at most its capacity), waking the parent.
+    fn wait_for_room(&mut self, bytes: usize) {
+        while self.ring.free() < bytes {
+            self.wake.published(true);
+            self.ring.wait_for_free(bytes, ROOM_WAIT);
+        }
+    }
+}
+
+/// Encodes `value` onto `out`; a `Serialize` impl that fails or panics is the item's failure
+/// (its message), not the worker's.
+fn encode_guarded<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        codec::encode_value(value, out)
+    })) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(panic) => Err(format!(
+            "Serialize panicked: {}",
+            protocol::panic_message(panic.as_ref())
+        )),
+    }
+}
+
+fn encode_outcome(outcome: ItemOutcome<()>, out: &mut Vec<u8>) {
+    let _ = codec::encode_value(&outcome, out);
+}
