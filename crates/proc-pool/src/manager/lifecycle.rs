@@ -158,15 +158,22 @@ impl Manager {
                 flight.task.reply.fail(error);
                 continue;
             }
-            if error.is_retriable() && flight.task.attempts < self.config.retries {
-                flight.task.attempts += 1;
-                requeue.push(flight.task.resume_at(item));
+            // Deaths under this item before (attempts count per item).
+            let tried = if item == flight.task.skip {
+                flight.task.attempts
+            } else {
+                0
+            };
+            if error.is_retriable() && tried < self.config.retries {
+                let mut again = flight.task.resume_at(item);
+                again.attempts = tried + 1;
+                requeue.push(again);
                 continue;
             }
-            let error = if flight.task.attempts > 0 {
+            let error = if tried > 0 {
                 TaskError::RetriesExhausted {
                     task,
-                    attempts: flight.task.attempts + 1,
+                    attempts: tried + 1,
                     last: Box::new(error),
                 }
             } else {
@@ -177,9 +184,7 @@ impl Manager {
             } else {
                 // The rest of the chunk never started: it runs elsewhere.
                 flight.task.reply.fail_one(error);
-                let mut rest = flight.task.resume_at(item + 1);
-                rest.attempts = 0;
-                requeue.push(rest);
+                requeue.push(flight.task.resume_at(item + 1));
             }
         }
         for task in requeue.into_iter().rev() {

@@ -136,8 +136,12 @@ impl Task {
         }
     }
 
-    /// The rest of the chunk, from item `from` on, for another worker.
+    /// The rest of the chunk, from item `from` on, for another worker. (`attempts` counts
+    /// the deaths under item `skip`: a resumption at a later item starts it afresh.)
     pub(crate) fn resume_at(mut self, from: u32) -> Task {
+        if from != self.skip {
+            self.attempts = 0;
+        }
         self.skip = from;
         protocol::set_task_skip(&mut self.frame, from);
         self
