@@ -3,6 +3,8 @@
 //! Every task appends its number to a log file before doing anything else, so the log says
 //! how many times each one ran.
 
+#![allow(clippy::unwrap_used)] // In tests a failed unwrap is a failed test, with its location.
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;

@@ -6,6 +6,8 @@
 //! every descriptor of the test process, and a culprit writing to them must not reach pools
 //! of tests running beside it.
 
+#![allow(clippy::unwrap_used)] // In tests a failed unwrap is a failed test, with its location.
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
