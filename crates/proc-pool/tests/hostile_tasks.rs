@@ -16,6 +16,9 @@ use std::time::Duration;
 
 use proc_pool::{Pool, StartMethod, TaskError};
 
+/// A task: its log file and its number.
+type Task = fn((String, u64)) -> u64;
+
 const TASKS: u64 = 6000;
 const CULPRIT: u64 = 3000;
 
@@ -118,7 +121,7 @@ fn dev_null_over_fds((log, n): (String, u64)) -> u64 {
     n
 }
 
-fn scenario(name: &str, task: fn((String, u64)) -> u64, method: StartMethod) {
+fn scenario(name: &str, task: Task, method: StartMethod) {
     let what = format!("{name} ({method:?})");
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("runs.log");
@@ -153,7 +156,7 @@ fn scenario(name: &str, task: fn((String, u64)) -> u64, method: StartMethod) {
 #[test]
 fn a_task_that_damages_its_workers_descriptors_fails_alone_and_nothing_hangs() {
     let _guard = test_support::watchdog(Duration::from_secs(300), "hostile tasks");
-    let scenarios: [(&str, fn((String, u64)) -> u64); 5] = [
+    let scenarios: [(&str, Task); 5] = [
         ("closes fds 0..1023", close_fds_0_to_1023),
         ("writes zeros to fds 3..64", write_zeros),
         ("writes random bytes to fds 3..64", write_random_bytes),
