@@ -211,18 +211,19 @@ fn render_table(rows: &[Row], quick: bool) -> String {
     );
     let _ = writeln!(
         out,
-        "| scenario | operations | faults injected | tasks lost | fds leaked | zombies left | hangs | violations | time |"
+        "| scenario | operations | faults injected | tasks lost | reruns | fds leaked | zombies left | hangs | violations | time |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         let o = &row.outcome;
         let _ = write!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1}s |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1}s |",
             row.name,
             o.operations,
             o.faults,
             o.lost,
+            o.reruns,
             o.fds_leaked,
             o.zombies,
             o.hangs,

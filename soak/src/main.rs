@@ -18,6 +18,7 @@ mod alloc_counter;
 mod crash;
 mod driver;
 mod fuzz;
+mod ledger;
 mod outcome;
 mod rng;
 mod scenarios;

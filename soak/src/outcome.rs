@@ -19,6 +19,9 @@ pub(crate) struct Outcome {
     pub(crate) faults: u64,
     /// Tasks or bytes that never got their answer (a task with neither a value nor its error).
     pub(crate) lost: u64,
+    /// Extra runs of task bodies that had already returned (each task body logs its run; a
+    /// body logged `n` times counts `n - 1`). The pool runs a returned task at most once.
+    pub(crate) reruns: u64,
     /// Open fds after minus before.
     pub(crate) fds_leaked: i64,
     /// Children left unreaped (zombies) or still running when the scenario ended.
@@ -46,6 +49,15 @@ impl Outcome {
         }
     }
 
+    /// Counts `extra` runs of one task body beyond its first and says which.
+    pub(crate) fn rerun(&mut self, scenario: &str, extra: u64, message: impl fmt::Display) {
+        let before = self.reruns;
+        self.reruns += extra;
+        if before < MESSAGES_SHOWN {
+            eprintln!("soak: {scenario}: rerun: {message}");
+        }
+    }
+
     /// Counts a wait that passed its deadline and says which.
     pub(crate) fn hang(&mut self, scenario: &str, message: impl fmt::Display) {
         self.hangs += 1;
@@ -59,6 +71,7 @@ impl Outcome {
         self.operations += other.operations;
         self.faults += other.faults;
         self.lost += other.lost;
+        self.reruns += other.reruns;
         self.hangs += other.hangs;
         self.violations += other.violations;
     }
@@ -66,19 +79,22 @@ impl Outcome {
     /// Whether every column that must be zero is.
     pub(crate) fn passed(&self) -> bool {
         self.lost == 0
+            && self.reruns == 0
             && self.fds_leaked == 0
             && self.zombies == 0
             && self.hangs == 0
             && self.violations == 0
     }
 
-    /// The line the driver parses: `SOAK-ROW ops faults lost fds zombies hangs violations`.
+    /// The line the driver parses: `SOAK-ROW ops faults lost reruns fds zombies hangs
+    /// violations`.
     pub(crate) fn to_line(&self) -> String {
         format!(
-            "{ROW_TAG} {} {} {} {} {} {} {}",
+            "{ROW_TAG} {} {} {} {} {} {} {} {}",
             self.operations,
             self.faults,
             self.lost,
+            self.reruns,
             self.fds_leaked,
             self.zombies,
             self.hangs,
@@ -95,6 +111,7 @@ impl Outcome {
             operations: unsigned(next()?)?,
             faults: unsigned(next()?)?,
             lost: unsigned(next()?)?,
+            reruns: unsigned(next()?)?,
             fds_leaked: next()?,
             zombies: unsigned(next()?)?,
             hangs: unsigned(next()?)?,
@@ -164,6 +181,7 @@ mod tests {
             operations: 10_000,
             faults: 17,
             lost: 0,
+            reruns: 4,
             fds_leaked: -1,
             zombies: 2,
             hangs: 0,
@@ -171,6 +189,8 @@ mod tests {
         };
         assert_eq!(Outcome::from_line(&outcome.to_line()), Some(outcome));
         assert_eq!(Outcome::from_line("SOAK-ROW 1 2"), None);
+        // A row without the reruns column (an older child) is not taken for one with it.
+        assert_eq!(Outcome::from_line("SOAK-ROW 1 2 0 0 0 0 0"), None);
         assert_eq!(Outcome::from_line("something else"), None);
     }
 }

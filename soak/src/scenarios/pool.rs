@@ -1,10 +1,12 @@
 //! Pool scenarios: a kill storm, and tasks that fail in every way a task can, mixed at random.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use proc_pool::{ExitStatus, Pool, Signal, StartMethod, TaskError};
 
+use crate::ledger::Ledger;
 use crate::outcome::{Baseline, Outcome};
 use crate::rng::Rng;
 use crate::scenarios::Config;
@@ -39,7 +41,7 @@ fn finish(pool: Pool, name: &str, outcome: &mut Outcome) {
 }
 
 /// About 200 µs of work, so a kill usually lands on a worker mid-task.
-fn busy(x: u64) -> u64 {
+fn spin(x: u64) -> u64 {
     let until = Instant::now() + Duration::from_micros(200);
     let mut acc = x;
     while Instant::now() < until {
@@ -48,6 +50,27 @@ fn busy(x: u64) -> u64 {
     std::hint::black_box(acc);
     x.wrapping_mul(3) + 1
 }
+
+/// [`spin`], then its run logged in the ledger at `ledger` under `x`, last thing before it
+/// returns (a few µs more): what the `reruns` column counts.
+fn busy((ledger, x): (String, u64)) -> u64 {
+    let value = spin(x);
+    Ledger::record(&ledger, x);
+    value
+}
+
+/// `busy`'s arguments for the keys `keys`.
+fn logged(ledger: &Ledger, keys: impl IntoIterator<Item = u64>) -> Vec<(String, u64)> {
+    keys.into_iter()
+        .map(|x| (ledger.path().to_owned(), x))
+        .collect()
+}
+
+/// The kill storm's maps log their items under these keys plus `round * 1_000`, clear of the
+/// `apply_async` and `imap` tasks' 0..10,000.
+const MAP_KEYS: u64 = 1 << 32;
+/// The map after the storm logs its items under these keys.
+const AFTER_KEYS: u64 = 2 << 32;
 
 /// A pool and a baseline taken after a warm-up pool came and went (the reaper thread and the
 /// panic hook exist from then on, and are not leaks).
@@ -60,7 +83,7 @@ fn warm_baseline(scenario: &str, outcome: &mut Outcome) -> Baseline {
 fn warm_baseline_under(method: StartMethod, scenario: &str, outcome: &mut Outcome) -> Baseline {
     let build = Pool::builder().start_method(method).workers(1).build();
     match build.and_then(|pool| {
-        let _ = pool.apply(busy, 1);
+        let _ = pool.apply(spin, 1);
         pool.terminate()
     }) {
         Ok(()) => {}
@@ -69,19 +92,38 @@ fn warm_baseline_under(method: StartMethod, scenario: &str, outcome: &mut Outcom
     Baseline::take_with(usize::from(method == StartMethod::ForkServer))
 }
 
+/// What the kill storm's result checks keep besides the outcome.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Tasks (or whole maps) that failed with `WorkerDied`.
+    died: u64,
+    /// Keys whose task returned its value: each must be in the ledger exactly once.
+    valued: Vec<u64>,
+}
+
+impl Tally {
+    fn absorb(&mut self, other: Tally) {
+        self.died += other.died;
+        self.valued.extend(other.valued);
+    }
+}
+
 /// Checks one kill-storm result: the value, or `WorkerDied`.
 fn settle(
     name: &str,
     x: u64,
     result: Result<u64, TaskError>,
-    died: &mut u64,
+    tally: &mut Tally,
     outcome: &mut Outcome,
 ) {
     match result {
-        Ok(value) if value == x.wrapping_mul(3) + 1 => outcome.operations += 1,
+        Ok(value) if value == x.wrapping_mul(3) + 1 => {
+            tally.valued.push(x);
+            outcome.operations += 1;
+        }
         Ok(value) => outcome.violation(name, format!("task {x}: wrong value {value}")),
         Err(TaskError::WorkerDied { .. }) => {
-            *died += 1;
+            tally.died += 1;
             outcome.operations += 1;
         }
         Err(TaskError::NotReady { .. }) => {
@@ -93,7 +135,8 @@ fn settle(
 
 /// 10,000 tasks (half `apply_async`, half through `imap` on a second thread), and twenty `map`s
 /// of 100 in chunks of 7 on a third, while a fourth thread SIGKILLs a random worker every
-/// 1-5 ms.
+/// 1-5 ms. Every task logs its run in a [`Ledger`]: a body that returned and ran again is a
+/// rerun (the pool has no retries here, so none may).
 pub(crate) fn kill_storm(config: &Config) -> Outcome {
     kill_storm_under(config, StartMethod::Fork, "pool-kill-storm")
 }
@@ -114,6 +157,13 @@ fn kill_storm_under(config: &Config, method: StartMethod, name: &'static str) ->
     let tasks = config.size(10_000, 1_000);
     let mut outcome = Outcome::default();
     let baseline = warm_baseline_under(method, name, &mut outcome);
+    let ledger = match Ledger::create(name) {
+        Ok(ledger) => ledger,
+        Err(err) => {
+            outcome.violation(name, format!("the run ledger: {err}"));
+            return outcome;
+        }
+    };
     let pool = match Pool::builder()
         .start_method(method)
         .workers(WORKERS)
@@ -127,10 +177,13 @@ fn kill_storm_under(config: &Config, method: StartMethod, name: &'static str) ->
     };
     let stop = AtomicBool::new(false);
     let kills = AtomicU64::new(0);
-    let mut died = 0;
+    let mut tally = Tally::default();
+    let maps = 20;
+    let map_len = tasks / 100;
+    let map_keys = |round: u64| MAP_KEYS + round * 1_000..MAP_KEYS + round * 1_000 + map_len;
     let started = Instant::now();
     std::thread::scope(|scope| {
-        let (pool, stop, kills) = (&pool, &stop, &kills);
+        let (pool, stop, kills, ledger) = (&pool, &stop, &kills, &ledger);
         scope.spawn(move || {
             let mut rng = Rng::new(0x6b69_6c6c);
             while !stop.load(Ordering::Relaxed) {
@@ -148,39 +201,48 @@ fn kill_storm_under(config: &Config, method: StartMethod, name: &'static str) ->
         let half = tasks / 2;
         let imap_side = scope.spawn(move || {
             let mut side = Outcome::default();
-            let mut side_died = 0;
+            let mut side_tally = Tally::default();
             let mut seen = 0;
-            for (i, result) in pool.imap(busy, half..tasks).enumerate() {
+            let items = logged(ledger, half..tasks);
+            for (i, result) in pool.imap(busy, items).enumerate() {
                 seen += 1;
-                settle(name, half + i as u64, result, &mut side_died, &mut side);
+                settle(name, half + i as u64, result, &mut side_tally, &mut side);
             }
             for missing in seen..(tasks - half) {
                 side.lost(name, format!("imap item {} never came", half + missing));
             }
-            (side, side_died)
+            (side, side_tally)
         });
         // Whole maps in chunks of 7 on a third thread: a kill fails one chunk, and map
-        // returns that first error (dropping its other tasks) or every value in order.
+        // returns that first error (dropping its other tasks; chunks already running may
+        // still finish, once) or every value in order.
         let map_side = scope.spawn(move || {
             let mut side = Outcome::default();
-            let mut side_died = 0;
-            for round in 0..20 {
-                let items = round * 1_000..round * 1_000 + tasks / 100;
-                match pool.map_chunked(busy, items.clone(), 7) {
+            let mut side_tally = Tally::default();
+            for round in 0..maps {
+                let items = map_keys(round);
+                match pool.map_chunked(busy, logged(ledger, items.clone()), 7) {
                     Ok(values)
                         if values.len() == items.clone().count()
-                            && items.zip(&values).all(|(x, v)| *v == x.wrapping_mul(3) + 1) =>
+                            && items
+                                .clone()
+                                .zip(&values)
+                                .all(|(x, v)| *v == x.wrapping_mul(3) + 1) =>
                     {
                         side.operations += values.len() as u64;
+                        side_tally.valued.extend(items);
                     }
                     Ok(_) => side.violation(name, format!("map {round}: wrong values")),
-                    Err(TaskError::WorkerDied { .. }) => side_died += 1,
+                    Err(TaskError::WorkerDied { .. }) => side_tally.died += 1,
                     Err(other) => side.lost(name, format!("map {round}: {other}")),
                 }
             }
-            (side, side_died)
+            (side, side_tally)
         });
-        let pending: Vec<_> = (0..half).map(|x| (x, pool.apply_async(busy, x))).collect();
+        let pending: Vec<_> = logged(ledger, 0..half)
+            .into_iter()
+            .map(|arg| (arg.1, pool.apply_async(busy, arg)))
+            .collect();
         for (x, submitted) in pending {
             match submitted {
                 Ok(result) => {
@@ -188,7 +250,7 @@ fn kill_storm_under(config: &Config, method: StartMethod, name: &'static str) ->
                         name,
                         x,
                         result.get_timeout(left(started, quick)),
-                        &mut died,
+                        &mut tally,
                         &mut outcome,
                     );
                 }
@@ -196,24 +258,22 @@ fn kill_storm_under(config: &Config, method: StartMethod, name: &'static str) ->
             }
         }
         match map_side.join() {
-            Ok((side, side_died)) => {
-                died += side_died;
+            Ok((side, side_tally)) => {
+                tally.absorb(side_tally);
                 outcome.absorb(&side);
             }
             Err(_) => outcome.violation(name, "the map thread panicked"),
         }
         match imap_side.join() {
-            Ok((side, side_died)) => {
-                died += side_died;
-                outcome.operations += side.operations;
-                outcome.lost += side.lost;
-                outcome.hangs += side.hangs;
-                outcome.violations += side.violations;
+            Ok((side, side_tally)) => {
+                tally.absorb(side_tally);
+                outcome.absorb(&side);
             }
             Err(_) => outcome.violation(name, "the imap thread panicked"),
         }
         stop.store(true, Ordering::Relaxed);
     });
+    let died = tally.died;
     outcome.faults = kills.load(Ordering::Relaxed);
     if died > outcome.faults {
         outcome.violation(
@@ -237,28 +297,47 @@ fn kill_storm_under(config: &Config, method: StartMethod, name: &'static str) ->
         );
     }
     // It still works after the storm.
-    match pool.map(busy, 0..100) {
+    let after = AFTER_KEYS..AFTER_KEYS + 100;
+    match pool.map(busy, logged(&ledger, after.clone())) {
         Ok(values)
             if values
                 .iter()
-                .enumerate()
-                .all(|(i, v)| *v == i as u64 * 3 + 1) => {}
+                .zip(after.clone())
+                .all(|(v, x)| *v == x.wrapping_mul(3) + 1) =>
+        {
+            tally.valued.extend(after.clone());
+        }
         Ok(_) => outcome.violation(name, "map after the storm: wrong values"),
         Err(err) => outcome.violation(name, format!("map after the storm: {err}")),
     }
     finish(pool, name, &mut outcome);
+    // Nothing runs any more (joined, or terminated after a hang): count the runs.
+    let submitted: HashSet<u64> = (0..tasks)
+        .chain((0..maps).flat_map(map_keys))
+        .chain(after)
+        .collect();
+    ledger.check(name, &submitted, &tally.valued, &mut outcome);
+    drop(ledger);
     terminate_mid_storm(config.quick, method, name, &mut outcome);
     eprintln!(
-        "soak: {name}: {} kills, {died} tasks or maps failed with WorkerDied, {} tasks done",
-        outcome.faults, outcome.operations
+        "soak: {name}: {} kills, {died} tasks or maps failed with WorkerDied, {} tasks done, {} reruns",
+        outcome.faults, outcome.operations, outcome.reruns
     );
     baseline.check(&mut outcome);
     outcome
 }
 
 /// A second pool, terminated while a thousand tasks are queued or running and a worker is
-/// being killed: every task still ends, with its value, `WorkerDied` or `PoolTerminated`.
+/// being killed: every task still ends, with its value, `WorkerDied` or `PoolTerminated`, and
+/// none ran twice.
 fn terminate_mid_storm(quick: bool, method: StartMethod, name: &str, outcome: &mut Outcome) {
+    let ledger = match Ledger::create(&format!("{name}-terminate")) {
+        Ok(ledger) => ledger,
+        Err(err) => {
+            outcome.violation(name, format!("the run ledger: {err}"));
+            return;
+        }
+    };
     let pool = match Pool::builder().start_method(method).workers(3).build() {
         Ok(pool) => pool,
         Err(err) => {
@@ -267,8 +346,10 @@ fn terminate_mid_storm(quick: bool, method: StartMethod, name: &str, outcome: &m
         }
     };
     let started = Instant::now();
-    let pending: Vec<_> = (0..1_000u64)
-        .map(|x| (x, pool.apply_async(busy, x)))
+    let tasks = 1_000;
+    let pending: Vec<_> = logged(&ledger, 0..tasks)
+        .into_iter()
+        .map(|arg| (arg.1, pool.apply_async(busy, arg)))
         .collect();
     std::thread::sleep(Duration::from_millis(20));
     if let Some(&victim) = pool.worker_pids().first() {
@@ -281,9 +362,13 @@ fn terminate_mid_storm(quick: bool, method: StartMethod, name: &str, outcome: &m
     }
     outcome.faults += 1;
     let (mut done, mut terminated) = (0, 0);
+    let mut valued = Vec::new();
     for (x, submitted) in pending {
         match submitted.map(|result| result.get_timeout(left(started, quick))) {
-            Ok(Ok(value)) if value == x.wrapping_mul(3) + 1 => done += 1,
+            Ok(Ok(value)) if value == x.wrapping_mul(3) + 1 => {
+                valued.push(x);
+                done += 1;
+            }
             Ok(Err(TaskError::WorkerDied { .. })) => done += 1,
             Ok(Err(TaskError::PoolTerminated)) => terminated += 1,
             Ok(Err(TaskError::NotReady { .. })) => {
@@ -298,6 +383,7 @@ fn terminate_mid_storm(quick: bool, method: StartMethod, name: &str, outcome: &m
         outcome.violation(name, "workers still listed after terminate");
     }
     drop(pool);
+    ledger.check(name, &(0..tasks).collect(), &valued, outcome);
     eprintln!("soak: {name}: terminate mid-storm: {done} tasks ended, {terminated} terminated");
 }
 
