@@ -432,17 +432,37 @@ const FRAME_LIMIT: usize = 64 * 1024;
 /// The task timeout of the mixed-fault pool; `Overrun` sleeps ten times this.
 const TASK_TIMEOUT: Duration = Duration::from_millis(200);
 
-fn faulty((code, seed): (u8, u64)) -> Vec<u8> {
+/// A mixed-fault task: logs its run in the ledger at `ledger` as the last thing before it
+/// returns, panics, aborts or segfaults (an `Overrun` is killed at its timeout before that).
+fn faulty((ledger, code, seed): (String, u8, u64)) -> Vec<u8> {
     match Fault::from_code(code) {
-        Fault::None => seed.to_le_bytes().repeat(4),
-        Fault::Panic => panic!("planned panic {seed}"),
-        Fault::Abort => std::process::abort(),
-        Fault::Segfault => crate::crash::segfault(),
+        Fault::None => {
+            let value = seed.to_le_bytes().repeat(4);
+            Ledger::record(&ledger, seed);
+            value
+        }
+        Fault::Panic => {
+            Ledger::record(&ledger, seed);
+            panic!("planned panic {seed}")
+        }
+        Fault::Abort => {
+            Ledger::record(&ledger, seed);
+            std::process::abort()
+        }
+        Fault::Segfault => {
+            Ledger::record(&ledger, seed);
+            crate::crash::segfault()
+        }
         Fault::Overrun => {
             std::thread::sleep(TASK_TIMEOUT * 10);
+            Ledger::record(&ledger, seed);
             Vec::new()
         }
-        Fault::Oversize => vec![7; 2 * FRAME_LIMIT],
+        Fault::Oversize => {
+            let value = vec![7; 2 * FRAME_LIMIT];
+            Ledger::record(&ledger, seed);
+            value
+        }
     }
 }
 
@@ -451,7 +471,9 @@ fn killed_by(status: &ExitStatus, wanted: Signal) -> bool {
 }
 
 /// Tasks that panic, abort, segfault, overrun their timeout or return oversize values, mixed
-/// at random among plain ones: each gets exactly its own error, every plain task its value.
+/// at random among plain ones: each gets exactly its own error, every plain task its value,
+/// and no task body runs twice (the crashes make workers die with results staged and tasks
+/// queued behind them).
 pub(crate) fn mixed_faults(config: &Config) -> Outcome {
     let quick = config.quick;
     const NAME: &str = "pool-mixed-faults";
@@ -459,6 +481,13 @@ pub(crate) fn mixed_faults(config: &Config) -> Outcome {
     let tasks = config.size(2_000, 300);
     let mut outcome = Outcome::default();
     let baseline = warm_baseline(NAME, &mut outcome);
+    let ledger = match Ledger::create(NAME) {
+        Ok(ledger) => ledger,
+        Err(err) => {
+            outcome.violation(NAME, format!("the run ledger: {err}"));
+            return outcome;
+        }
+    };
     // Workers also retire every 25 tasks, so replacements for crashes and for recycling mix.
     let pool = match Pool::builder()
         .workers(WORKERS)
@@ -480,8 +509,12 @@ pub(crate) fn mixed_faults(config: &Config) -> Outcome {
     let started = Instant::now();
     let pending: Vec<_> = jobs
         .iter()
-        .map(|&(fault, seed)| pool.apply_async(faulty, (fault.code(), seed)))
+        .map(|&(fault, seed)| {
+            pool.apply_async(faulty, (ledger.path().to_owned(), fault.code(), seed))
+        })
         .collect();
+    // Tasks whose error or value shows their body reached its end, where it logs its run.
+    let mut ended = Vec::new();
     for (&(fault, seed), submitted) in jobs.iter().zip(pending) {
         if fault != Fault::None {
             outcome.faults += 1;
@@ -519,6 +552,9 @@ pub(crate) fn mixed_faults(config: &Config) -> Outcome {
         };
         if expected {
             outcome.operations += 1;
+            if fault != Fault::Overrun {
+                ended.push(seed);
+            }
         } else {
             let got = match &result {
                 Ok(value) => format!("a value of {} bytes", value.len()),
@@ -534,6 +570,8 @@ pub(crate) fn mixed_faults(config: &Config) -> Outcome {
         outcome.violation(NAME, "the pool did not get back to its full worker count");
     }
     finish(pool, NAME, &mut outcome);
+    ledger.check(NAME, &(0..tasks).collect(), &ended, &mut outcome);
+    drop(ledger);
     baseline.check(&mut outcome);
     outcome
 }
