@@ -34,10 +34,16 @@
 //!   segfault, the OOM killer), exactly the task it was running fails with
 //!   [`TaskError::WorkerDied`] naming the pid and the signal; the worker is replaced and every
 //!   other task completes. Python's `Pool` waits for that task for ever.
+//! - **A task that returned never runs again.** Each result is in memory the parent shares
+//!   with the worker before the worker starts anything else, so a crash loses no value and
+//!   reruns nothing; tasks not started run once elsewhere. Re-running a task whose worker
+//!   died under it is opt-in ([`PoolBuilder::retries`]). Task code that damages its worker's
+//!   descriptors fails alone (see docs/proc-pool.md, "Self-checking").
 //! - **Timeouts per task** ([`PoolBuilder::task_timeout`]): an overrunning task's worker is
 //!   killed and replaced, and the task fails with [`TaskError::Timeout`].
-//! - **Throughput**: tasks and results travel in batches, many frames per `write`, so small
-//!   tasks cost hundreds of nanoseconds each rather than a pipe round trip.
+//! - **Throughput**: tasks travel in batches, many frames per `write`, and results through
+//!   shared memory with one wake-up per batch, so small tasks cost hundreds of nanoseconds
+//!   each rather than a pipe round trip.
 //! - **Nothing left behind**: dropping a pool kills and reaps its workers; every task gets an
 //!   answer, a value or an error, whatever happens.
 //! - **Start methods** ([`PoolBuilder::start_method`]): workers forked from the program

@@ -56,6 +56,31 @@ impl TaskFn {
         }
     }
 
+    /// Names a task of several arguments: `function` is a function or a closure that
+    /// captures nothing (zero-sized, checked at compile time), called with its arguments
+    /// spread out of the tuple `Args`. The entry point is monomorphised for `F` itself, so
+    /// the frame's function word is not needed (it repeats the entry).
+    pub(crate) fn star<F, Args, R>(function: F) -> TaskFn
+    where
+        F: StarFn<Args, R>,
+        Args: DeserializeOwned,
+        R: Serialize,
+    {
+        const {
+            assert!(
+                size_of::<F>() == 0,
+                "starmap takes a function, or a closure that captures nothing (its captures \
+                 could not cross to the worker): pass what it needs in the arguments"
+            )
+        };
+        let _ = function;
+        let entry = run_star_chunk::<F, Args, R> as Entry as usize;
+        TaskFn {
+            entry,
+            function: entry,
+        }
+    }
+
     /// The two offsets a frame carries; never 0 (the entry is not the base itself), which
     /// the shutdown frame uses.
     pub(crate) fn to_wire(self) -> (u64, u64) {
@@ -141,6 +166,64 @@ where
     }
     out.finish();
 }
+
+/// The entry point for `starmap` tasks of `F` (zero-sized).
+fn run_star_chunk<F, Args, R>(_function: usize, args: &[u8], skip: u32, out: &mut ResultWriter<'_>)
+where
+    F: StarFn<Args, R>,
+    Args: DeserializeOwned,
+    R: Serialize,
+{
+    #[allow(unsafe_code)]
+    // SAFETY: `F` is zero-sized (`TaskFn::star`, the only place this entry is named, asserts
+    // it at compile time) and `Copy`: every value of it is the same zero bytes, and the caller
+    // of `starmap` held one, so making another is a copy of that value, which `Copy` allows.
+    // (Only the compiler implements the `Fn` traits on stable Rust: `F` is a function item or
+    // a closure.)
+    let function: F = unsafe { std::mem::zeroed() };
+    run_items(args, skip, out, |items: Args| function.call_with(items));
+}
+
+/// A task function of several arguments, for [`Pool::starmap`](crate::Pool::starmap): any
+/// function, or closure that captures nothing, of 1 to 8 arguments; `Args` is the tuple of
+/// their types, what each item of the input is. Implemented for all of them; there is
+/// nothing to implement.
+///
+/// ```
+/// fn add(a: u64, b: u64) -> u64 {
+///     a + b
+/// }
+///
+/// let pool = proc_pool::Pool::new(2)?;
+/// assert_eq!(pool.starmap(add, [(1, 2), (3, 4)])?, [3, 7]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub trait StarFn<Args, R>: Copy + Send + 'static {
+    /// Calls the function with the tuple's fields as its arguments.
+    fn call_with(self, args: Args) -> R;
+}
+
+macro_rules! star_fn {
+    ($($arg:ident: $ty:ident),+) => {
+        impl<F, R, $($ty),+> StarFn<($($ty,)+), R> for F
+        where
+            F: Fn($($ty),+) -> R + Copy + Send + 'static,
+        {
+            fn call_with(self, ($($arg,)+): ($($ty,)+)) -> R {
+                self($($arg),+)
+            }
+        }
+    };
+}
+
+star_fn!(a: A);
+star_fn!(a: A, b: B);
+star_fn!(a: A, b: B, c: C);
+star_fn!(a: A, b: B, c: C, d: D);
+star_fn!(a: A, b: B, c: C, d: D, e: E);
+star_fn!(a: A, b: B, c: C, d: D, e: E, f: G);
+star_fn!(a: A, b: B, c: C, d: D, e: E, f: G, g: H);
+star_fn!(a: A, b: B, c: C, d: D, e: E, f: G, g: H, h: I);
 
 /// The offset of a worker initializer, to send to a worker started by exec.
 pub(crate) fn initializer_offset(initializer: fn()) -> u64 {

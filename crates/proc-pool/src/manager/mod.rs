@@ -3,9 +3,9 @@
 //! Callers on any thread encode their tasks and put them in the shared *inbox*, waking the
 //! manager through a pipe. The manager owns the workers (their processes, pipes and tasks in
 //! flight) and loops: take new tasks, keep the worker count, hand tasks to workers that have
-//! room, write, then sleep in one `poll` on the wake pipe, every worker's result pipe (and
-//! task pipe, when a write is pending) and exit fd, until something happens or a task's
-//! timeout is due. Nothing spins.
+//! room, write, then sleep in one `poll` on the wake pipe, every worker's wake pipe (and task
+//! pipe, when a write is pending) and exit fd, until something happens or a task's timeout is
+//! due; then read every worker's result ring. Nothing spins.
 //!
 //! **Scheduling.** Each worker gets a *window* of tasks in flight, sized from the measured
 //! time per task so that about [`TARGET_QUEUED_NANOS`] of work waits in its pipe: one task at
@@ -14,10 +14,11 @@
 //! the pipes always carry a batch and the per-task cost is a few hundred nanoseconds, not a
 //! round trip). A worker that has made no progress for [`STALL`] gets nothing more.
 //!
-//! **Failure.** When a worker dies, the task it had started (the counter it shares with the
-//! parent says which) fails with `WorkerDied`, or `Timeout` if the manager killed it for
-//! overrunning; the other tasks it held go back to the front of the queue, and a new worker
-//! is forked.
+//! **Failure.** When a worker dies, the manager reads what its ring holds (the items that
+//! returned, up to the one running), the running item (the chunk the claim word names, the
+//! first item without a result) fails with `WorkerDied`, or `Timeout` if the manager killed
+//! it for overrunning; what it never started goes back to the front of the queue, and a new
+//! worker is started.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -479,6 +480,11 @@ impl Manager {
             wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
         };
         for worker in &self.workers {
+            if worker.ring.available().map_or(true, |n| n > 0) {
+                // Results are waiting (more than one pass took, or they came after it):
+                // no wake byte may be on its way for them.
+                earliest(now);
+            }
             if let Some(deadline) = self.timeout_wakeup(worker, now) {
                 earliest(deadline);
             }
