@@ -40,6 +40,9 @@
 //!   tasks cost hundreds of nanoseconds each rather than a pipe round trip.
 //! - **Nothing left behind**: dropping a pool kills and reaps its workers; every task gets an
 //!   answer, a value or an error, whatever happens.
+//! - **Borrowed items**: `pool.map(f, &items)` (see [`TaskItems`]); a task that takes a
+//!   reference (`fn(&str)`) is refused at compile time with a message saying to take the
+//!   owned type ([`TaskArg`]).
 //! - **Start methods** ([`PoolBuilder::start_method`]): workers forked from the program
 //!   (`Fork`), forked by a fork server (`ForkServer`: replacing a worker costs well under a
 //!   millisecond whatever the program's size, and no lock or descriptor of the program's is
@@ -58,6 +61,7 @@ mod manager;
 mod pool;
 mod protocol;
 mod results;
+mod task_arg;
 mod task_fn;
 mod worker;
 mod worker_handle;
@@ -68,3 +72,4 @@ pub use imap::Imap;
 pub use pool::{Pool, PoolBuilder};
 pub use proc_core::StartMethod;
 pub use results::AsyncResult;
+pub use task_arg::{Refs, TaskArg, TaskArgMustBeOwned, TaskItems};

@@ -16,6 +16,7 @@ use crate::locking::{lock, wait};
 use crate::manager::{self, Config, Shared, Task};
 use crate::protocol::{self, TaskHeader};
 use crate::results::{AsyncResult, MapResults, Reply};
+use crate::task_arg::{TaskArg, TaskItems};
 use crate::task_fn::TaskFn;
 
 /// A pool of forked worker processes running `fn(A) -> R` tasks: Python's
@@ -222,7 +223,7 @@ impl Pool {
     /// Runs `function(arg)` in a worker and waits for its value.
     pub fn apply<A, R>(&self, function: fn(A) -> R, arg: A) -> Result<R, TaskError>
     where
-        A: Serialize + DeserializeOwned,
+        A: TaskArg,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.apply_async(function, arg)?.get()
@@ -237,7 +238,7 @@ impl Pool {
         arg: A,
     ) -> Result<AsyncResult<R>, TaskError>
     where
-        A: Serialize + DeserializeOwned,
+        A: TaskArg,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let id = self.shared.next_task_id();
@@ -251,16 +252,30 @@ impl Pool {
     /// error to arrive (then tasks not yet started are dropped; arguments that cannot be
     /// encoded are such an error, and chunks already sent run with their values dropped). Items go out in chunks of
     /// the pool's `chunksize`, by default Python's: about four chunks per worker.
-    pub fn map<A, R>(
+    ///
+    /// The items are the task's arguments, or references to them ([`TaskItems`]): `&Vec<A>`,
+    /// `&[A]` and `vec.iter()` are encoded without a clone.
+    ///
+    /// ```
+    /// fn shout(text: String) -> String {
+    ///     text.to_uppercase()
+    /// }
+    ///
+    /// let pool = proc_pool::Pool::new(2)?;
+    /// let words = vec!["a".to_string(), "b".to_string()];
+    /// assert_eq!(pool.map(shout, &words)?, ["A", "B"]); // `words` stays ours
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn map<A, R, M>(
         &self,
         function: fn(A) -> R,
-        items: impl IntoIterator<Item = A>,
+        items: impl TaskItems<A, M>,
     ) -> Result<Vec<R>, TaskError>
     where
-        A: Serialize + DeserializeOwned,
+        A: TaskArg,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let items: Vec<A> = items.into_iter().collect();
+        let items: Vec<_> = items.into_task_items().collect();
         let chunksize = self
             .chunksize
             .unwrap_or_else(|| default_map_chunksize(items.len(), self.workers));
@@ -269,91 +284,104 @@ impl Pool {
 
     /// [`map`](Pool::map) with an explicit chunk size (0 is taken as 1): each chunk is one
     /// task, one frame each way.
-    pub fn map_chunked<A, R>(
+    pub fn map_chunked<A, R, M>(
         &self,
         function: fn(A) -> R,
-        items: impl IntoIterator<Item = A>,
+        items: impl TaskItems<A, M>,
         chunksize: usize,
     ) -> Result<Vec<R>, TaskError>
     where
-        A: Serialize + DeserializeOwned,
+        A: TaskArg,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.map_items(function, items.into_iter().collect(), chunksize.max(1))
+        let items: Vec<_> = items.into_task_items().collect();
+        self.map_items(function, items, chunksize.max(1))
     }
 
-    fn map_items<A, R>(
+    fn map_items<A, R, T>(
         &self,
         function: fn(A) -> R,
-        items: Vec<A>,
+        items: Vec<T>,
         chunksize: usize,
     ) -> Result<Vec<R>, TaskError>
     where
-        A: Serialize + DeserializeOwned,
+        A: TaskArg,
         R: Serialize + DeserializeOwned + Send + 'static,
+        T: Serialize,
     {
         if items.is_empty() {
             return Ok(Vec::new());
         }
         let function = TaskFn::new(function);
         let results = MapResults::<R>::new(items.len(), chunksize);
-        // Chunks go out as they are encoded, in batches of about SUBMIT_BYTES, so the workers
-        // start on the first while the rest are being encoded.
-        let mut batch = Vec::new();
-        let mut batch_bytes = 0;
-        let chunks = items.len().div_ceil(chunksize);
-        for (chunk, slice) in items.chunks(chunksize).enumerate() {
-            let id = self.shared.next_task_id();
-            let frame = match self.encode(function, id, slice) {
-                Ok(frame) => frame,
-                Err(err) => {
-                    // Chunks already sent run; their values are dropped with the sink.
-                    results.cancel();
-                    return Err(err);
-                }
-            };
-            batch_bytes += frame.len();
-            batch.push(Task {
-                id,
-                frame,
-                reply: Reply::new(results.clone(), chunk),
-            });
-            if batch_bytes >= SUBMIT_BYTES || chunk + 1 == chunks {
-                batch_bytes = 0;
-                if let Err(err) = self.submit(std::mem::take(&mut batch)) {
-                    results.cancel();
-                    return Err(err);
-                }
-            }
+        let submitted = self.submit_chunks(function, &items, chunksize, |chunk| {
+            Reply::new(results.clone(), chunk)
+        });
+        if let Err(err) = submitted {
+            // Chunks already sent run; their values are dropped with the sink.
+            results.cancel();
+            return Err(err);
         }
         drop(items);
         results.wait()
     }
 
+    /// Encodes `items` in chunks of `chunksize` and submits them, chunk `i` answering through
+    /// `reply(i)`. Chunks go out as they are encoded, in batches of about SUBMIT_BYTES, so the
+    /// workers start on the first while the rest are being encoded. On an error, the chunks
+    /// not submitted fail through their replies; those submitted run.
+    fn submit_chunks<T: Serialize>(
+        &self,
+        function: TaskFn,
+        items: &[T],
+        chunksize: usize,
+        reply: impl Fn(usize) -> Reply,
+    ) -> Result<(), TaskError> {
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0;
+        let chunks = items.len().div_ceil(chunksize);
+        for (chunk, slice) in items.chunks(chunksize).enumerate() {
+            let id = self.shared.next_task_id();
+            let frame = self.encode(function, id, slice)?;
+            batch_bytes += frame.len();
+            batch.push(Task {
+                id,
+                frame,
+                reply: reply(chunk),
+            });
+            if batch_bytes >= SUBMIT_BYTES || chunk + 1 == chunks {
+                batch_bytes = 0;
+                self.submit(std::mem::take(&mut batch))?;
+            }
+        }
+        Ok(())
+    }
+
     /// A lazy, ordered map: yields each item's outcome in input order, while only a bounded
     /// window of tasks is in flight, so `items` may be endless and memory stays flat. Chunk
     /// size: the pool's `chunksize`, else 1; change it with [`Imap::chunksize`].
-    pub fn imap<A, R, I>(&self, function: fn(A) -> R, items: I) -> Imap<'_, I::IntoIter, R>
+    /// The items may be borrowed, as for [`map`](Pool::map): `pool.imap(f, &items)`.
+    pub fn imap<A, R, I, M>(&self, function: fn(A) -> R, items: I) -> Imap<'_, I::IntoIter, R>
     where
-        I: IntoIterator<Item = A>,
-        A: Serialize + DeserializeOwned,
+        I: TaskItems<A, M>,
+        A: TaskArg,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        Imap::new(self, TaskFn::new(function), items.into_iter(), true)
+        Imap::new(self, TaskFn::new(function), items.into_task_items(), true)
     }
 
     /// Like [`imap`](Pool::imap), but yields outcomes as tasks complete, in any order.
-    pub fn imap_unordered<A, R, I>(
+    pub fn imap_unordered<A, R, I, M>(
         &self,
         function: fn(A) -> R,
         items: I,
     ) -> Imap<'_, I::IntoIter, R>
     where
-        I: IntoIterator<Item = A>,
-        A: Serialize + DeserializeOwned,
+        I: TaskItems<A, M>,
+        A: TaskArg,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        Imap::new(self, TaskFn::new(function), items.into_iter(), false)
+        Imap::new(self, TaskFn::new(function), items.into_task_items(), false)
     }
 
     /// Takes no new tasks (they fail with [`TaskError::PoolClosed`]); those submitted run to
