@@ -40,9 +40,12 @@
 //!   tasks cost hundreds of nanoseconds each rather than a pipe round trip.
 //! - **Nothing left behind**: dropping a pool kills and reaps its workers; every task gets an
 //!   answer, a value or an error, whatever happens.
-//! - **Borrowed items**: `pool.map(f, &items)` (see [`TaskItems`]); a task that takes a
-//!   reference (`fn(&str)`) is refused at compile time with a message saying to take the
-//!   owned type ([`TaskArg`]).
+//! - **Python's calls, in Rust's terms**: [`Pool::map_async`] returns a [`MapResult`];
+//!   [`Pool::apply_async_with`] and [`Pool::map_async_with`] take [`Callbacks`] (Python's
+//!   `callback` and `error_callback`), run on a callback thread of the pool's, never on the
+//!   thread that drives the workers. Items may be borrowed (`pool.map(f, &items)`, see
+//!   [`TaskItems`]); a task that takes a reference (`fn(&str)`) is refused at compile time
+//!   with a message saying to take the owned type ([`TaskArg`]).
 //! - **Start methods** ([`PoolBuilder::start_method`]): workers forked from the program
 //!   (`Fork`), forked by a fork server (`ForkServer`: replacing a worker costs well under a
 //!   millisecond whatever the program's size, and no lock or descriptor of the program's is
@@ -53,11 +56,13 @@
 
 #![deny(unsafe_code)]
 
+mod callbacks;
 mod error;
 mod imap;
 mod launch;
 mod locking;
 mod manager;
+mod map_result;
 mod pool;
 mod protocol;
 mod results;
@@ -66,9 +71,11 @@ mod task_fn;
 mod worker;
 mod worker_handle;
 
+pub use callbacks::Callbacks;
 pub use error::{PoolError, TaskError};
 pub use fork_sys::{ExitStatus, Pid, Signal};
 pub use imap::Imap;
+pub use map_result::MapResult;
 pub use pool::{Pool, PoolBuilder};
 pub use proc_core::StartMethod;
 pub use results::AsyncResult;

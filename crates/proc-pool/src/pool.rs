@@ -10,12 +10,14 @@ use proc_core::codec::DEFAULT_MAX_FRAME_LEN;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::callbacks::{CallbackThread, Callbacks, CompletionSink};
 use crate::error::{PoolError, TaskError};
 use crate::imap::Imap;
 use crate::locking::{lock, wait};
 use crate::manager::{self, Config, Shared, Task};
+use crate::map_result::MapResult;
 use crate::protocol::{self, TaskHeader};
-use crate::results::{AsyncResult, MapResults, Reply};
+use crate::results::{AsyncResult, MapResults, OneSlot, Reply};
 use crate::task_arg::{TaskArg, TaskItems};
 use crate::task_fn::TaskFn;
 
@@ -35,12 +37,15 @@ use crate::task_fn::TaskFn;
 /// # Dropping
 ///
 /// Dropping a pool terminates it, like Python's: workers are killed and reaped at once, and
-/// tasks not finished yet fail with [`TaskError::PoolTerminated`]. To wait for the work
-/// instead, [`close`](Pool::close) and [`join`](Pool::join) first.
+/// tasks not finished yet fail with [`TaskError::PoolTerminated`] (their
+/// [`Callbacks`]' `on_error` runs before the drop returns). To wait for the work instead,
+/// [`close`](Pool::close) and [`join`](Pool::join) first.
 #[derive(Debug)]
 pub struct Pool {
     shared: Arc<Shared>,
     manager: ManagerThread,
+    /// Runs the tasks' callbacks; started by the first task that has some.
+    callbacks: Arc<CallbackThread>,
     workers: usize,
     chunksize: Option<usize>,
     max_frame_len: usize,
@@ -180,6 +185,7 @@ impl PoolBuilder {
         Ok(Pool {
             shared,
             manager: ManagerThread::new(handle),
+            callbacks: CallbackThread::new(),
             workers,
             chunksize: self.chunksize,
             max_frame_len,
@@ -245,6 +251,161 @@ impl Pool {
         let frame = self.encode(TaskFn::new(function), id, std::slice::from_ref(&arg))?;
         let (result, reply) = AsyncResult::new(id);
         self.submit(vec![Task { id, frame, reply }])?;
+        Ok(result)
+    }
+
+    /// [`apply_async`](Pool::apply_async) with Python's `callback` and `error_callback`:
+    /// `callbacks.on_value` runs with the value, or `callbacks.on_error` with the error, on
+    /// the pool's callback thread, before the [`AsyncResult`] is ready. See [`Callbacks`] for
+    /// where, when and in which order they run.
+    ///
+    /// A submission the pool refuses (closed, terminated, arguments that cannot be encoded)
+    /// returns the error and runs no callback. Fails with [`TaskError::WorkerSpawnFailed`] if
+    /// the callback thread, started by the first submission with callbacks, cannot be.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// use proc_pool::{Callbacks, Pool};
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// let total = Arc::new(AtomicU64::new(0));
+    /// for i in 1..=3 {
+    ///     let total = total.clone();
+    ///     let on_value = move |value: &u64| {
+    ///         total.fetch_add(*value, Ordering::Relaxed);
+    ///     };
+    ///     pool.apply_async_with(square, i, Callbacks::new().on_value(on_value))?;
+    /// }
+    /// pool.close();
+    /// pool.join()?; // waits for the tasks and for their callbacks
+    /// assert_eq!(total.load(Ordering::Relaxed), 1 + 4 + 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn apply_async_with<A, R>(
+        &self,
+        function: fn(A) -> R,
+        arg: A,
+        callbacks: Callbacks<R>,
+    ) -> Result<AsyncResult<R>, TaskError>
+    where
+        A: TaskArg,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        if callbacks.is_empty() {
+            return self.apply_async(function, arg);
+        }
+        let id = self.shared.next_task_id();
+        let frame = self.encode(TaskFn::new(function), id, std::slice::from_ref(&arg))?;
+        self.start_callbacks()?;
+        let (result, fill) = AsyncResult::filled_later(id);
+        let sink = CompletionSink::with_callbacks(
+            OneSlot::<R>::empty(),
+            callbacks,
+            fill,
+            self.callbacks.clone(),
+        );
+        let reply = Reply::new(sink.clone(), 0);
+        self.submit(vec![Task { id, frame, reply }])?;
+        sink.arm();
+        Ok(result)
+    }
+
+    /// [`map`](Pool::map) without waiting: submits every chunk, then returns a [`MapResult`]
+    /// whose `get` gives the values in input order or the first error (Python's
+    /// `map_async`). As with `map`, the items are collected and encoded here, on the calling
+    /// thread (an error to encode them is returned at once), and once a task fails, the
+    /// chunks not yet started are dropped, whether or not anybody waits.
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// let pool = proc_pool::Pool::new(2)?;
+    /// let pending = pool.map_async(square, 1..=4)?;
+    /// // ... other work ...
+    /// assert_eq!(pending.get()?, [1, 4, 9, 16]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn map_async<A, R, M>(
+        &self,
+        function: fn(A) -> R,
+        items: impl TaskItems<A, M>,
+    ) -> Result<MapResult<R>, TaskError>
+    where
+        A: TaskArg,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.map_async_with(function, items, None, Callbacks::new())
+    }
+
+    /// [`map_async`](Pool::map_async) with Python's other arguments: a chunk size (`None`:
+    /// the pool's, else about four chunks per worker, as for `map`) and [`Callbacks`], which
+    /// get the whole `Vec` of values, or the first error, on the pool's callback thread before
+    /// the [`MapResult`] is ready. A refused submission runs no callback.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    ///
+    /// use proc_pool::{Callbacks, Pool};
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// let (tx, rx) = mpsc::channel();
+    /// let on_value = move |values: &Vec<u64>| {
+    ///     let _ = tx.send(values.iter().sum::<u64>());
+    /// };
+    /// let items = vec![1, 2, 3];
+    /// pool.map_async_with(square, &items, Some(1), Callbacks::new().on_value(on_value))?;
+    /// assert_eq!(rx.recv()?, 14);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn map_async_with<A, R, M>(
+        &self,
+        function: fn(A) -> R,
+        items: impl TaskItems<A, M>,
+        chunksize: Option<usize>,
+        callbacks: Callbacks<Vec<R>>,
+    ) -> Result<MapResult<R>, TaskError>
+    where
+        A: TaskArg,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let items: Vec<_> = items.into_task_items().collect();
+        let chunksize = chunksize
+            .or(self.chunksize)
+            .unwrap_or_else(|| default_map_chunksize(items.len(), self.workers))
+            .max(1);
+        let function = TaskFn::new(function);
+        let results = MapResults::<R>::new(items.len(), chunksize);
+        let (result, sink) = if callbacks.is_empty() {
+            let sink = CompletionSink::new(results.clone());
+            (MapResult::collecting(results.clone()), sink)
+        } else {
+            self.start_callbacks()?;
+            let (result, fill) = AsyncResult::filled_later(0);
+            let thread = self.callbacks.clone();
+            let sink = CompletionSink::with_callbacks(results.clone(), callbacks, fill, thread);
+            (MapResult::called(result), sink)
+        };
+        let submitted = self.submit_chunks(function, &items, chunksize, |chunk| {
+            Reply::new(sink.clone(), chunk)
+        });
+        if let Err(err) = submitted {
+            // As for `map`: chunks already sent run; their values are dropped with the sink.
+            results.cancel();
+            return Err(err);
+        }
+        sink.arm();
         Ok(result)
     }
 
@@ -390,9 +551,10 @@ impl Pool {
         self.shared.close();
     }
 
-    /// Waits until every task has finished and every worker has exited; for a pool that was
-    /// [closed](Pool::close) or [terminated](Pool::terminate) (else [`PoolError::NotClosed`],
-    /// as waiting would never end).
+    /// Waits until every task has finished (and its callbacks, if any, have run) and every
+    /// worker has exited; for a pool that was [closed](Pool::close) or
+    /// [terminated](Pool::terminate) (else [`PoolError::NotClosed`], as waiting would never
+    /// end).
     pub fn join(&self) -> Result<(), PoolError> {
         if !self.shared.is_closed() {
             return Err(PoolError::NotClosed);
@@ -401,7 +563,8 @@ impl Pool {
     }
 
     /// Kills every worker now and reaps it; unfinished tasks fail with
-    /// [`TaskError::PoolTerminated`]. Returns once the workers are gone.
+    /// [`TaskError::PoolTerminated`]. Returns once the workers are gone and the callbacks
+    /// queued (those of the failed tasks among them) have run.
     pub fn terminate(&self) -> Result<(), PoolError> {
         self.shared.request_terminate();
         self.join_manager()
@@ -412,7 +575,24 @@ impl Pool {
             // A forked copy of the pool: its manager thread (and workers) are the parent's.
             return Ok(());
         }
-        self.manager.join()
+        let joined = self.manager.join();
+        // Every task has had its answer now, and its callbacks are queued: they run, then
+        // the callback thread ends.
+        self.callbacks.finish();
+        joined
+    }
+
+    /// Starts the callback thread for a submission with callbacks.
+    fn start_callbacks(&self) -> Result<(), TaskError> {
+        if !self.shared.in_owner_process() {
+            // A forked copy: the submission is refused, and no thread is wanted here.
+            return Ok(());
+        }
+        self.callbacks
+            .start()
+            .map_err(|err| TaskError::WorkerSpawnFailed {
+                message: format!("the pool's callback thread could not be started: {err}"),
+            })
     }
 
     pub(crate) fn next_task_id(&self) -> u64 {

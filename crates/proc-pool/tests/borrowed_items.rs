@@ -99,6 +99,9 @@ fn every_map_flavour_takes_borrowed_items() {
         .collect();
     unordered.sort_unstable();
     assert_eq!(unordered, squares);
+
+    let pending = pool.map_async(square, &numbers[..]).unwrap();
+    assert_eq!(pending.get().unwrap(), squares);
 }
 
 /// A caller's own generic wrapper, bounded the way the pool's methods used to be, compiles
