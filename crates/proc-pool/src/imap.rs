@@ -51,10 +51,12 @@ impl<I, R> std::fmt::Debug for Imap<'_, I, R> {
     }
 }
 
-impl<'pool, I, A, R> Imap<'pool, I, R>
+// The items are encoded as they are (an `A` or an `&A`, which encode alike); that they fit
+// the task's argument type is checked by `Pool::imap`, which made the `TaskFn`.
+impl<'pool, I, R> Imap<'pool, I, R>
 where
-    I: Iterator<Item = A>,
-    A: Serialize + DeserializeOwned,
+    I: Iterator,
+    I::Item: Serialize,
     R: Serialize + DeserializeOwned + Send + 'static,
 {
     pub(crate) fn new(pool: &'pool Pool, function: TaskFn, input: I, ordered: bool) -> Self {
@@ -104,7 +106,7 @@ where
             let room = (window - outstanding).min(SUBMIT_BATCH);
             let mut tasks = Vec::with_capacity(room);
             for _ in 0..room {
-                let items: Vec<A> = self.input.by_ref().take(chunksize).collect();
+                let items: Vec<I::Item> = self.input.by_ref().take(chunksize).collect();
                 if items.is_empty() {
                     self.input_done = true;
                     break;
@@ -128,10 +130,10 @@ where
     }
 }
 
-impl<I, A, R> Iterator for Imap<'_, I, R>
+impl<I, R> Iterator for Imap<'_, I, R>
 where
-    I: Iterator<Item = A>,
-    A: Serialize + DeserializeOwned,
+    I: Iterator,
+    I::Item: Serialize,
     R: Serialize + DeserializeOwned + Send + 'static,
 {
     type Item = Result<R, TaskError>;

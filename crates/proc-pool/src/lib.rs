@@ -46,6 +46,12 @@
 //!   each rather than a pipe round trip.
 //! - **Nothing left behind**: dropping a pool kills and reaps its workers; every task gets an
 //!   answer, a value or an error, whatever happens.
+//! - **Python's calls, in Rust's terms**: [`Pool::map_async`] returns a [`MapResult`];
+//!   [`Pool::apply_async_with`] and [`Pool::map_async_with`] take [`Callbacks`] (Python's
+//!   `callback` and `error_callback`), run on a callback thread of the pool's, never on the
+//!   thread that drives the workers. Items may be borrowed (`pool.map(f, &items)`, see
+//!   [`TaskItems`]); a task that takes a reference (`fn(&str)`) is refused at compile time
+//!   with a message saying to take the owned type ([`TaskArg`]).
 //! - **Start methods** ([`PoolBuilder::start_method`]): workers forked from the program
 //!   (`Fork`), forked by a fork server (`ForkServer`: replacing a worker costs well under a
 //!   millisecond whatever the program's size, and no lock or descriptor of the program's is
@@ -56,22 +62,29 @@
 
 #![deny(unsafe_code)]
 
+mod callbacks;
 mod error;
 mod imap;
 mod launch;
 mod locking;
 mod manager;
+mod map_result;
 mod pool;
 mod protocol;
 mod result_writer;
 mod results;
+mod task_arg;
 mod task_fn;
 mod worker;
 mod worker_handle;
 
+pub use callbacks::Callbacks;
 pub use error::{PoolError, TaskError};
 pub use fork_sys::{ExitStatus, Pid, Signal};
 pub use imap::Imap;
+pub use map_result::MapResult;
 pub use pool::{Pool, PoolBuilder};
 pub use proc_core::StartMethod;
 pub use results::AsyncResult;
+pub use task_arg::{Refs, TaskArg, TaskArgMustBeOwned, TaskItems};
+pub use task_fn::StarFn;

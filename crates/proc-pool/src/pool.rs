@@ -10,13 +10,16 @@ use proc_core::codec::DEFAULT_MAX_FRAME_LEN;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::callbacks::{CallbackThread, Callbacks, CompletionSink};
 use crate::error::{PoolError, TaskError};
 use crate::imap::Imap;
 use crate::locking::{lock, wait};
 use crate::manager::{self, Config, Shared, Task};
+use crate::map_result::MapResult;
 use crate::protocol::{self, TaskHeader};
-use crate::results::{AsyncResult, MapResults, Reply};
-use crate::task_fn::TaskFn;
+use crate::results::{AsyncResult, MapResults, OneSlot, Reply};
+use crate::task_arg::{TaskArg, TaskItems};
+use crate::task_fn::{StarFn, TaskFn};
 
 /// A pool of forked worker processes running `fn(A) -> R` tasks: Python's
 /// `multiprocessing.Pool`, without its hangs.
@@ -34,12 +37,15 @@ use crate::task_fn::TaskFn;
 /// # Dropping
 ///
 /// Dropping a pool terminates it, like Python's: workers are killed and reaped at once, and
-/// tasks not finished yet fail with [`TaskError::PoolTerminated`]. To wait for the work
-/// instead, [`close`](Pool::close) and [`join`](Pool::join) first.
+/// tasks not finished yet fail with [`TaskError::PoolTerminated`] (their
+/// [`Callbacks`]' `on_error` runs before the drop returns). To wait for the work instead,
+/// [`close`](Pool::close) and [`join`](Pool::join) first.
 #[derive(Debug)]
 pub struct Pool {
     shared: Arc<Shared>,
     manager: ManagerThread,
+    /// Runs the tasks' callbacks; started by the first task that has some.
+    callbacks: Arc<CallbackThread>,
     workers: usize,
     chunksize: Option<usize>,
     max_frame_len: usize,
@@ -194,6 +200,7 @@ impl PoolBuilder {
         Ok(Pool {
             shared,
             manager: ManagerThread::new(handle),
+            callbacks: CallbackThread::new(),
             workers,
             chunksize: self.chunksize,
             max_frame_len,
@@ -237,7 +244,7 @@ impl Pool {
     /// Runs `function(arg)` in a worker and waits for its value.
     pub fn apply<A, R>(&self, function: fn(A) -> R, arg: A) -> Result<R, TaskError>
     where
-        A: Serialize + DeserializeOwned,
+        A: TaskArg,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.apply_async(function, arg)?.get()
@@ -252,7 +259,7 @@ impl Pool {
         arg: A,
     ) -> Result<AsyncResult<R>, TaskError>
     where
-        A: Serialize + DeserializeOwned,
+        A: TaskArg,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let id = self.shared.next_task_id();
@@ -262,114 +269,356 @@ impl Pool {
         Ok(result)
     }
 
+    /// [`apply_async`](Pool::apply_async) with Python's `callback` and `error_callback`:
+    /// `callbacks.on_value` runs with the value, or `callbacks.on_error` with the error, on
+    /// the pool's callback thread, before the [`AsyncResult`] is ready. See [`Callbacks`] for
+    /// where, when and in which order they run.
+    ///
+    /// A submission the pool refuses (closed, terminated, arguments that cannot be encoded)
+    /// returns the error and runs no callback. Fails with [`TaskError::WorkerSpawnFailed`] if
+    /// the callback thread, started by the first submission with callbacks, cannot be.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// use proc_pool::{Callbacks, Pool};
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// let total = Arc::new(AtomicU64::new(0));
+    /// for i in 1..=3 {
+    ///     let total = total.clone();
+    ///     let on_value = move |value: &u64| {
+    ///         total.fetch_add(*value, Ordering::Relaxed);
+    ///     };
+    ///     pool.apply_async_with(square, i, Callbacks::new().on_value(on_value))?;
+    /// }
+    /// pool.close();
+    /// pool.join()?; // waits for the tasks and for their callbacks
+    /// assert_eq!(total.load(Ordering::Relaxed), 1 + 4 + 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn apply_async_with<A, R>(
+        &self,
+        function: fn(A) -> R,
+        arg: A,
+        callbacks: Callbacks<R>,
+    ) -> Result<AsyncResult<R>, TaskError>
+    where
+        A: TaskArg,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        if callbacks.is_empty() {
+            return self.apply_async(function, arg);
+        }
+        let id = self.shared.next_task_id();
+        let frame = self.encode(TaskFn::new(function), id, std::slice::from_ref(&arg))?;
+        self.start_callbacks()?;
+        let (result, fill) = AsyncResult::filled_later(id);
+        let sink = CompletionSink::with_callbacks(
+            OneSlot::<R>::empty(),
+            callbacks,
+            fill,
+            self.callbacks.clone(),
+        );
+        let reply = Reply::new(sink.clone(), 0);
+        self.submit(vec![Task::new(id, frame, reply, 1)])?;
+        sink.arm();
+        Ok(result)
+    }
+
+    /// [`map`](Pool::map) without waiting: submits every chunk, then returns a [`MapResult`]
+    /// whose `get` gives the values in input order or the first error (Python's
+    /// `map_async`). As with `map`, the items are collected and encoded here, on the calling
+    /// thread (an error to encode them is returned at once), and once a task fails, the
+    /// chunks not yet started are dropped, whether or not anybody waits.
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// let pool = proc_pool::Pool::new(2)?;
+    /// let pending = pool.map_async(square, 1..=4)?;
+    /// // ... other work ...
+    /// assert_eq!(pending.get()?, [1, 4, 9, 16]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn map_async<A, R, M>(
+        &self,
+        function: fn(A) -> R,
+        items: impl TaskItems<A, M>,
+    ) -> Result<MapResult<R>, TaskError>
+    where
+        A: TaskArg,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.map_async_with(function, items, None, Callbacks::new())
+    }
+
+    /// [`map_async`](Pool::map_async) with Python's other arguments: a chunk size (`None`:
+    /// the pool's, else about four chunks per worker, as for `map`) and [`Callbacks`], which
+    /// get the whole `Vec` of values, or the first error, on the pool's callback thread before
+    /// the [`MapResult`] is ready. A refused submission runs no callback.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    ///
+    /// use proc_pool::{Callbacks, Pool};
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// let (tx, rx) = mpsc::channel();
+    /// let on_value = move |values: &Vec<u64>| {
+    ///     let _ = tx.send(values.iter().sum::<u64>());
+    /// };
+    /// let items = vec![1, 2, 3];
+    /// pool.map_async_with(square, &items, Some(1), Callbacks::new().on_value(on_value))?;
+    /// assert_eq!(rx.recv()?, 14);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn map_async_with<A, R, M>(
+        &self,
+        function: fn(A) -> R,
+        items: impl TaskItems<A, M>,
+        chunksize: Option<usize>,
+        callbacks: Callbacks<Vec<R>>,
+    ) -> Result<MapResult<R>, TaskError>
+    where
+        A: TaskArg,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let items: Vec<_> = items.into_task_items().collect();
+        self.map_async_items(TaskFn::new(function), items, chunksize, callbacks)
+    }
+
+    /// `map_async` of a named task function over encodable items.
+    fn map_async_items<R, T>(
+        &self,
+        function: TaskFn,
+        items: Vec<T>,
+        chunksize: Option<usize>,
+        callbacks: Callbacks<Vec<R>>,
+    ) -> Result<MapResult<R>, TaskError>
+    where
+        R: Serialize + DeserializeOwned + Send + 'static,
+        T: Serialize,
+    {
+        let chunksize = chunksize
+            .or(self.chunksize)
+            .unwrap_or_else(|| default_map_chunksize(items.len(), self.workers))
+            .max(1);
+        let results = MapResults::<R>::new(items.len(), chunksize);
+        let (result, sink) = if callbacks.is_empty() {
+            let sink = CompletionSink::new(results.clone());
+            (MapResult::collecting(results.clone()), sink)
+        } else {
+            self.start_callbacks()?;
+            let (result, fill) = AsyncResult::filled_later(0);
+            let thread = self.callbacks.clone();
+            let sink = CompletionSink::with_callbacks(results.clone(), callbacks, fill, thread);
+            (MapResult::called(result), sink)
+        };
+        let submitted = self.submit_chunks(function, &items, chunksize, |chunk| {
+            Reply::new(sink.clone(), chunk)
+        });
+        if let Err(err) = submitted {
+            // As for `map`: chunks already sent run; their values are dropped with the sink.
+            results.cancel();
+            return Err(err);
+        }
+        sink.arm();
+        Ok(result)
+    }
+
+    /// Python's `starmap`: runs `function` with each item's fields as its arguments, for
+    /// functions of 1 to 8 arguments (the items are tuples of them), and returns the values in
+    /// input order, or the first error, as [`map`](Pool::map) does (same chunks). `function`
+    /// is a function, or a closure that captures nothing (anything else does not compile:
+    /// captures cannot cross to a worker).
+    ///
+    /// ```
+    /// fn power(base: u64, exponent: u32) -> u64 {
+    ///     base.pow(exponent)
+    /// }
+    ///
+    /// let pool = proc_pool::Pool::new(2)?;
+    /// assert_eq!(pool.starmap(power, [(2, 10), (3, 2)])?, [1024, 9]);
+    /// let pairs = vec![(String::from("a"), 3), (String::from("b"), 2)];
+    /// let repeat = |text: String, times: usize| text.repeat(times);
+    /// assert_eq!(pool.starmap(repeat, &pairs)?, ["aaa", "bb"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn starmap<F, Args, R, M>(
+        &self,
+        function: F,
+        items: impl TaskItems<Args, M>,
+    ) -> Result<Vec<R>, TaskError>
+    where
+        F: StarFn<Args, R>,
+        Args: TaskArg,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let items: Vec<_> = items.into_task_items().collect();
+        let chunksize = self
+            .chunksize
+            .unwrap_or_else(|| default_map_chunksize(items.len(), self.workers));
+        self.map_items(TaskFn::star(function), items, chunksize)
+    }
+
+    /// [`starmap`](Pool::starmap) without waiting, as [`map_async`](Pool::map_async) is
+    /// `map` without waiting; `chunksize` `None` is the pool's default.
+    pub fn starmap_async<F, Args, R, M>(
+        &self,
+        function: F,
+        items: impl TaskItems<Args, M>,
+        chunksize: Option<usize>,
+    ) -> Result<MapResult<R>, TaskError>
+    where
+        F: StarFn<Args, R>,
+        Args: TaskArg,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let items: Vec<_> = items.into_task_items().collect();
+        self.map_async_items(TaskFn::star(function), items, chunksize, Callbacks::new())
+    }
+
     /// Runs `function` on every item and returns the values in input order, or the first
     /// error to arrive (then tasks not yet started are dropped; arguments that cannot be
     /// encoded are such an error, and chunks already sent run with their values dropped). Items go out in chunks of
     /// the pool's `chunksize`, by default Python's: about four chunks per worker.
-    pub fn map<A, R>(
+    ///
+    /// The items are the task's arguments, or references to them ([`TaskItems`]): `&Vec<A>`,
+    /// `&[A]` and `vec.iter()` are encoded without a clone.
+    ///
+    /// ```
+    /// fn shout(text: String) -> String {
+    ///     text.to_uppercase()
+    /// }
+    ///
+    /// let pool = proc_pool::Pool::new(2)?;
+    /// let words = vec!["a".to_string(), "b".to_string()];
+    /// assert_eq!(pool.map(shout, &words)?, ["A", "B"]); // `words` stays ours
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn map<A, R, M>(
         &self,
         function: fn(A) -> R,
-        items: impl IntoIterator<Item = A>,
+        items: impl TaskItems<A, M>,
     ) -> Result<Vec<R>, TaskError>
     where
-        A: Serialize + DeserializeOwned,
+        A: TaskArg,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let items: Vec<A> = items.into_iter().collect();
+        let items: Vec<_> = items.into_task_items().collect();
         let chunksize = self
             .chunksize
             .unwrap_or_else(|| default_map_chunksize(items.len(), self.workers));
-        self.map_items(function, items, chunksize)
+        self.map_items(TaskFn::new(function), items, chunksize)
     }
 
     /// [`map`](Pool::map) with an explicit chunk size (0 is taken as 1): each chunk is one
     /// task, one frame each way.
-    pub fn map_chunked<A, R>(
+    pub fn map_chunked<A, R, M>(
         &self,
         function: fn(A) -> R,
-        items: impl IntoIterator<Item = A>,
+        items: impl TaskItems<A, M>,
         chunksize: usize,
     ) -> Result<Vec<R>, TaskError>
     where
-        A: Serialize + DeserializeOwned,
+        A: TaskArg,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.map_items(function, items.into_iter().collect(), chunksize.max(1))
+        let items: Vec<_> = items.into_task_items().collect();
+        self.map_items(TaskFn::new(function), items, chunksize.max(1))
     }
 
-    fn map_items<A, R>(
+    /// `map` of a named task function over encodable items.
+    fn map_items<R, T>(
         &self,
-        function: fn(A) -> R,
-        items: Vec<A>,
+        function: TaskFn,
+        items: Vec<T>,
         chunksize: usize,
     ) -> Result<Vec<R>, TaskError>
     where
-        A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
+        T: Serialize,
     {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let function = TaskFn::new(function);
         let results = MapResults::<R>::new(items.len(), chunksize);
-        // Chunks go out as they are encoded, in batches of about SUBMIT_BYTES, so the workers
-        // start on the first while the rest are being encoded.
-        let mut batch = Vec::new();
-        let mut batch_bytes = 0;
-        let chunks = items.len().div_ceil(chunksize);
-        for (chunk, slice) in items.chunks(chunksize).enumerate() {
-            let id = self.shared.next_task_id();
-            let frame = match self.encode(function, id, slice) {
-                Ok(frame) => frame,
-                Err(err) => {
-                    // Chunks already sent run; their values are dropped with the sink.
-                    results.cancel();
-                    return Err(err);
-                }
-            };
-            batch_bytes += frame.len();
-            batch.push(Task::new(
-                id,
-                frame,
-                Reply::new(results.clone(), chunk),
-                slice.len(),
-            ));
-            if batch_bytes >= SUBMIT_BYTES || chunk + 1 == chunks {
-                batch_bytes = 0;
-                if let Err(err) = self.submit(std::mem::take(&mut batch)) {
-                    results.cancel();
-                    return Err(err);
-                }
-            }
+        let submitted = self.submit_chunks(function, &items, chunksize, |chunk| {
+            Reply::new(results.clone(), chunk)
+        });
+        if let Err(err) = submitted {
+            // Chunks already sent run; their values are dropped with the sink.
+            results.cancel();
+            return Err(err);
         }
         drop(items);
         results.wait()
     }
 
+    /// Encodes `items` in chunks of `chunksize` and submits them, chunk `i` answering through
+    /// `reply(i)`. Chunks go out as they are encoded, in batches of about SUBMIT_BYTES, so the
+    /// workers start on the first while the rest are being encoded. On an error, the chunks
+    /// not submitted fail through their replies; those submitted run.
+    fn submit_chunks<T: Serialize>(
+        &self,
+        function: TaskFn,
+        items: &[T],
+        chunksize: usize,
+        reply: impl Fn(usize) -> Reply,
+    ) -> Result<(), TaskError> {
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0;
+        let chunks = items.len().div_ceil(chunksize);
+        for (chunk, slice) in items.chunks(chunksize).enumerate() {
+            let id = self.shared.next_task_id();
+            let frame = self.encode(function, id, slice)?;
+            batch_bytes += frame.len();
+            batch.push(Task::new(id, frame, reply(chunk), slice.len()));
+            if batch_bytes >= SUBMIT_BYTES || chunk + 1 == chunks {
+                batch_bytes = 0;
+                self.submit(std::mem::take(&mut batch))?;
+            }
+        }
+        Ok(())
+    }
+
     /// A lazy, ordered map: yields each item's outcome in input order, while only a bounded
     /// window of tasks is in flight, so `items` may be endless and memory stays flat. Chunk
     /// size: the pool's `chunksize`, else 1; change it with [`Imap::chunksize`].
-    pub fn imap<A, R, I>(&self, function: fn(A) -> R, items: I) -> Imap<'_, I::IntoIter, R>
+    /// The items may be borrowed, as for [`map`](Pool::map): `pool.imap(f, &items)`.
+    pub fn imap<A, R, I, M>(&self, function: fn(A) -> R, items: I) -> Imap<'_, I::IntoIter, R>
     where
-        I: IntoIterator<Item = A>,
-        A: Serialize + DeserializeOwned,
+        I: TaskItems<A, M>,
+        A: TaskArg,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        Imap::new(self, TaskFn::new(function), items.into_iter(), true)
+        Imap::new(self, TaskFn::new(function), items.into_task_items(), true)
     }
 
     /// Like [`imap`](Pool::imap), but yields outcomes as tasks complete, in any order.
-    pub fn imap_unordered<A, R, I>(
+    pub fn imap_unordered<A, R, I, M>(
         &self,
         function: fn(A) -> R,
         items: I,
     ) -> Imap<'_, I::IntoIter, R>
     where
-        I: IntoIterator<Item = A>,
-        A: Serialize + DeserializeOwned,
+        I: TaskItems<A, M>,
+        A: TaskArg,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        Imap::new(self, TaskFn::new(function), items.into_iter(), false)
+        Imap::new(self, TaskFn::new(function), items.into_task_items(), false)
     }
 
     /// Takes no new tasks (they fail with [`TaskError::PoolClosed`]); those submitted run to
@@ -378,9 +627,10 @@ impl Pool {
         self.shared.close();
     }
 
-    /// Waits until every task has finished and every worker has exited; for a pool that was
-    /// [closed](Pool::close) or [terminated](Pool::terminate) (else [`PoolError::NotClosed`],
-    /// as waiting would never end).
+    /// Waits until every task has finished (and its callbacks, if any, have run) and every
+    /// worker has exited; for a pool that was [closed](Pool::close) or
+    /// [terminated](Pool::terminate) (else [`PoolError::NotClosed`], as waiting would never
+    /// end).
     pub fn join(&self) -> Result<(), PoolError> {
         if !self.shared.is_closed() {
             return Err(PoolError::NotClosed);
@@ -389,7 +639,8 @@ impl Pool {
     }
 
     /// Kills every worker now and reaps it; unfinished tasks fail with
-    /// [`TaskError::PoolTerminated`]. Returns once the workers are gone.
+    /// [`TaskError::PoolTerminated`]. Returns once the workers are gone and the callbacks
+    /// queued (those of the failed tasks among them) have run.
     pub fn terminate(&self) -> Result<(), PoolError> {
         self.shared.request_terminate();
         self.join_manager()
@@ -400,7 +651,24 @@ impl Pool {
             // A forked copy of the pool: its manager thread (and workers) are the parent's.
             return Ok(());
         }
-        self.manager.join()
+        let joined = self.manager.join();
+        // Every task has had its answer now, and its callbacks are queued: they run, then
+        // the callback thread ends.
+        self.callbacks.finish();
+        joined
+    }
+
+    /// Starts the callback thread for a submission with callbacks.
+    fn start_callbacks(&self) -> Result<(), TaskError> {
+        if !self.shared.in_owner_process() {
+            // A forked copy: the submission is refused, and no thread is wanted here.
+            return Ok(());
+        }
+        self.callbacks
+            .start()
+            .map_err(|err| TaskError::WorkerSpawnFailed {
+                message: format!("the pool's callback thread could not be started: {err}"),
+            })
     }
 
     pub(crate) fn next_task_id(&self) -> u64 {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use proc_core::codec::CodecError;
 use serde::de::DeserializeOwned;
 
+use crate::callbacks::Collect;
 use crate::error::TaskError;
 use crate::locking::{lock, wait, wait_until};
 use crate::protocol::{self, EncodedItems, Origin};
@@ -123,7 +124,7 @@ fn missing_item(task: u64, index: usize) -> TaskError {
 // apply_async
 
 /// The sink of one `apply_async` task.
-struct OneSlot<R> {
+pub(crate) struct OneSlot<R> {
     state: Mutex<SlotState<R>>,
     ready: Condvar,
 }
@@ -590,5 +591,120 @@ impl<R: DeserializeOwned + Send> ReplySink for StreamResults<R> {
 
     fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outcomes taken whole, for callbacks and `map_async`
+
+impl<R> OneSlot<R> {
+    /// An empty slot, not tied to a task: filled through [`SlotFill`], or used as the
+    /// collecting sink of a task whose outcome goes through its callbacks first.
+    pub(crate) fn empty() -> Arc<OneSlot<R>> {
+        Arc::new(OneSlot {
+            state: Mutex::new(SlotState {
+                value: None,
+                done: false,
+            }),
+            ready: Condvar::new(),
+        })
+    }
+
+    /// Puts `outcome` in the slot and wakes its waiters, unless it is done already.
+    fn set(&self, outcome: Result<R, TaskError>) {
+        let mut state = lock(&self.state);
+        if !state.done {
+            state.value = Some(outcome);
+            state.done = true;
+            self.ready.notify_all();
+        }
+    }
+}
+
+impl<R> AsyncResult<R> {
+    /// An `AsyncResult` that gets its outcome from the returned [`SlotFill`] rather than from
+    /// a worker: what a task with callbacks returns, filled once its callbacks ran.
+    pub(crate) fn filled_later(task: u64) -> (AsyncResult<R>, SlotFill<R>) {
+        let slot = OneSlot::empty();
+        let fill = SlotFill {
+            slot: Some(slot.clone()),
+        };
+        (AsyncResult { slot, task }, fill)
+    }
+}
+
+/// Fills an [`AsyncResult::filled_later`] once; if dropped unused (its callback thread is
+/// gone), it fails it with `PoolTerminated`, so that no waiter waits for ever.
+pub(crate) struct SlotFill<R> {
+    slot: Option<Arc<OneSlot<R>>>,
+}
+
+impl<R> SlotFill<R> {
+    /// Hands `outcome` to the `AsyncResult` and wakes its waiters.
+    pub(crate) fn fill(mut self, outcome: Result<R, TaskError>) {
+        if let Some(slot) = self.slot.take() {
+            slot.set(outcome);
+        }
+    }
+}
+
+impl<R> Drop for SlotFill<R> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            slot.set(Err(TaskError::PoolTerminated));
+        }
+    }
+}
+
+impl<R: DeserializeOwned + Send> Collect for OneSlot<R> {
+    type Output = R;
+
+    fn is_complete(&self) -> bool {
+        lock(&self.state).done
+    }
+
+    fn take_outcome(&self) -> Result<R, TaskError> {
+        lock(&self.state)
+            .value
+            .take()
+            .unwrap_or(Err(TaskError::AlreadyTaken))
+    }
+}
+
+impl<R> MapResults<R> {
+    /// Whether every value is in, or an error: what `wait` waits for.
+    pub(crate) fn is_complete(&self) -> bool {
+        let state = lock(&self.state);
+        state.chunks_left == 0 || state.error.is_some()
+    }
+
+    /// Waits, until `deadline` at most, for every value or the first error, without taking
+    /// them; true if they are there.
+    pub(crate) fn wait_complete(&self, deadline: Option<Instant>) -> bool {
+        let mut state = lock(&self.state);
+        while state.chunks_left > 0 && state.error.is_none() {
+            match deadline {
+                Some(deadline) if Instant::now() >= deadline => return false,
+                Some(deadline) => state = wait_until(&self.changed, state, deadline),
+                None => state = wait(&self.changed, state),
+            }
+        }
+        true
+    }
+}
+
+impl<R: DeserializeOwned + Send> Collect for MapResults<R> {
+    type Output = Vec<R>;
+
+    fn is_complete(&self) -> bool {
+        MapResults::is_complete(self)
+    }
+
+    fn cancel_rest(&self) {
+        self.cancel();
+    }
+
+    fn take_outcome(&self) -> Result<Vec<R>, TaskError> {
+        self.wait()
     }
 }

@@ -198,6 +198,17 @@ where
 /// assert_eq!(pool.starmap(add, [(1, 2), (3, 4)])?, [3, 7]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// A closure that captures something does not compile ("starmap takes a function, or a
+/// closure that captures nothing"): its captures could not cross to a worker. Pass them in
+/// the items instead.
+///
+/// ```compile_fail
+/// let pool = proc_pool::Pool::new(1)?;
+/// let offset = 10u64;
+/// pool.starmap(move |a: u64, b: u64| a + b + offset, [(1, 2)])?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait StarFn<Args, R>: Copy + Send + 'static {
     /// Calls the function with the tuple's fields as its arguments.
     fn call_with(self, args: Args) -> R;
