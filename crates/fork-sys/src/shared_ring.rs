@@ -70,6 +70,9 @@ const DATA_AT: usize = 192;
 pub struct SharedRing {
     base: NonNull<u8>,
     capacity: usize,
+    /// The writer's last look at the free room: a lower bound (the reader only ever frees
+    /// more), so writes within it need no atomic load.
+    known_free: usize,
 }
 
 // SAFETY: the mapping is owned by this value alone (unmapped once, in `drop`); the positions
@@ -101,7 +104,11 @@ impl SharedRing {
     pub fn new(capacity: usize) -> io::Result<SharedRing> {
         let capacity = ring_capacity(capacity)?;
         let base = map_shared(None, DATA_AT + capacity)?;
-        Ok(SharedRing { base, capacity })
+        Ok(SharedRing {
+            base,
+            capacity,
+            known_free: 0,
+        })
     }
 
     /// An empty ring like [`new`](Self::new), backed by a memory file, and that file's fd, to
@@ -113,7 +120,12 @@ impl SharedRing {
         rustix::fs::ftruncate(&file, (DATA_AT + capacity) as u64)?;
         memory_file::seal_size(&file)?;
         let base = map_shared(Some(file.as_fd()), DATA_AT + capacity)?;
-        Ok((SharedRing { base, capacity }, file))
+        let ring = SharedRing {
+            base,
+            capacity,
+            known_free: 0,
+        };
+        Ok((ring, file))
     }
 
     /// Maps the ring of `capacity` bytes (as given to the creator) in memory file `fd`, and
@@ -131,14 +143,20 @@ impl SharedRing {
         }
         let base = map_shared(Some(fd.as_fd()), bytes)?;
         drop(fd);
-        Ok(SharedRing { base, capacity })
+        Ok(SharedRing {
+            base,
+            capacity,
+            known_free: 0,
+        })
     }
 
     /// The ring's size in bytes.
+    #[inline]
     pub fn capacity(&self) -> usize {
         self.capacity
     }
 
+    #[inline]
     fn word(&self, at: usize) -> &AtomicU64 {
         // SAFETY: `at` is one of the header offsets above, 8-aligned in a page-aligned mapping
         // at least `DATA_AT` bytes long; every bit pattern is a valid `AtomicU64`; the header
@@ -180,6 +198,7 @@ impl SharedRing {
 
     /// Bytes the writer may write now (the writer's view): the capacity less what is
     /// published and unread.
+    #[inline]
     pub fn free(&self) -> usize {
         let head = self.word(HEAD_AT).load(Ordering::Relaxed);
         let tail = self.word(TAIL_AT).load(Ordering::SeqCst);
@@ -189,29 +208,53 @@ impl SharedRing {
 
     /// Copies `bytes` into the ring at `offset` bytes past the head, without publishing them.
     /// Fails, writing nothing, unless `offset + bytes.len()` is free.
+    #[inline]
     pub fn write_at(&mut self, offset: usize, bytes: &[u8]) -> Result<(), RingFull> {
-        let free = self.free();
-        if offset.checked_add(bytes.len()).is_none_or(|end| end > free) {
-            return Err(RingFull { free });
+        let Some(end) = offset.checked_add(bytes.len()) else {
+            return Err(RingFull {
+                free: self.known_free,
+            });
+        };
+        if end > self.known_free {
+            // Look again: the reader may have freed more since.
+            self.known_free = self.free();
+            if end > self.known_free {
+                return Err(RingFull {
+                    free: self.known_free,
+                });
+            }
         }
         let head = self.word(HEAD_AT).load(Ordering::Relaxed);
         let start = (head as usize).wrapping_add(offset) & (self.capacity - 1);
-        let first = bytes.len().min(self.capacity - start);
-        // SAFETY: `start < capacity` and `first <= capacity - start`, so both copies stay in
-        // the data area (`capacity` bytes from `DATA_AT`); the room is free, so the reader does
-        // not read it concurrently (see the type's docs); `bytes` is not in the mapping (it
-        // is a shared borrow, the mapping is only written through raw pointers).
-        unsafe {
-            let data = self.base.as_ptr().add(DATA_AT);
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), data.add(start), first);
-            std::ptr::copy_nonoverlapping(bytes.as_ptr().add(first), data, bytes.len() - first);
+        let data = self.base.as_ptr().wrapping_add(DATA_AT);
+        if start + bytes.len() <= self.capacity {
+            // SAFETY: `start + len <= capacity`: the copy stays in the data area (`capacity`
+            // bytes from `DATA_AT`); the room is free (`known_free` is a lower bound of the
+            // free room), so the reader does not read it concurrently (see the type's docs);
+            // `bytes` is not in the mapping (the mapping is only written through raw
+            // pointers, never lent out).
+            unsafe {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), data.add(start), bytes.len());
+            }
+        } else {
+            let first = self.capacity - start;
+            // SAFETY: as above, in two pieces: `first` bytes up to the end of the data area,
+            // the rest (less than `start`, since `len <= capacity`) from its start.
+            unsafe {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), data.add(start), first);
+                std::ptr::copy_nonoverlapping(bytes.as_ptr().add(first), data, bytes.len() - first);
+            }
         }
         Ok(())
     }
 
     /// Makes the next `len` bytes written readable. `len` is capped at the free room.
     pub fn publish(&mut self, len: usize) {
-        let len = len.min(self.free());
+        if len > self.known_free {
+            self.known_free = self.free();
+        }
+        let len = len.min(self.known_free);
+        self.known_free -= len;
         let head = self.word(HEAD_AT).load(Ordering::Relaxed);
         self.word(HEAD_AT)
             .store(head + len as u64, Ordering::SeqCst);
@@ -219,7 +262,8 @@ impl SharedRing {
 
     /// Writes and publishes as much of `bytes` as is free; returns how much.
     pub fn write(&mut self, bytes: &[u8]) -> usize {
-        let len = bytes.len().min(self.free());
+        self.known_free = self.free();
+        let len = bytes.len().min(self.known_free);
         if self.write_at(0, &bytes[..len]).is_ok() {
             self.publish(len);
             len

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::bound::TaskCall;
 use crate::error::TaskError;
 use crate::manager::Task;
 use crate::pool::Pool;
 use crate::results::{Next, Reply, StreamResults};
-use crate::task_fn::TaskFn;
 
 /// Chunks in flight per worker: enough to keep every worker's window full of small tasks.
 const CHUNKS_PER_WORKER: usize = 512;
@@ -29,7 +29,7 @@ const FIRST_WINDOW: usize = 16;
 /// early drops the tasks not yet sent; those running finish and their values are discarded.
 pub struct Imap<'pool, I, R> {
     pool: &'pool Pool,
-    function: TaskFn,
+    call: TaskCall,
     input: I,
     input_done: bool,
     chunksize: Option<usize>,
@@ -59,10 +59,10 @@ where
     I::Item: Serialize,
     R: Serialize + DeserializeOwned + Send + 'static,
 {
-    pub(crate) fn new(pool: &'pool Pool, function: TaskFn, input: I, ordered: bool) -> Self {
+    pub(crate) fn new(pool: &'pool Pool, call: TaskCall, input: I, ordered: bool) -> Self {
         Imap {
             pool,
-            function,
+            call,
             input,
             input_done: false,
             chunksize: pool.default_chunksize(),
@@ -116,8 +116,11 @@ where
                 self.results.expect(chunk, items.len());
                 let id = self.pool.next_task_id();
                 let mut reply = Reply::new(self.results.clone(), chunk);
-                match self.pool.encode(self.function, id, &items) {
-                    Ok(frame) => tasks.push(Task::new(id, frame, reply, items.len())),
+                match self.pool.encode(&self.call, id, &items) {
+                    Ok(frame) => {
+                        let task = Task::new(id, frame, reply, items.len());
+                        tasks.push(task.with_bound(self.call.bound.clone()));
+                    }
                     // This chunk's items come out as that error, in their place.
                     Err(err) => reply.fail(err),
                 }

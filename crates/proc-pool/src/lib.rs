@@ -62,6 +62,7 @@
 
 #![deny(unsafe_code)]
 
+mod bound;
 mod callbacks;
 mod error;
 mod imap;
@@ -78,6 +79,7 @@ mod task_fn;
 mod worker;
 mod worker_handle;
 
+pub use bound::Bound;
 pub use callbacks::Callbacks;
 pub use error::{PoolError, TaskError};
 pub use fork_sys::{ExitStatus, Pid, Signal};

@@ -10,6 +10,7 @@ use proc_core::codec::DEFAULT_MAX_FRAME_LEN;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::bound::TaskCall;
 use crate::callbacks::{CallbackThread, Callbacks, CompletionSink};
 use crate::error::{PoolError, TaskError};
 use crate::imap::Imap;
@@ -262,11 +263,46 @@ impl Pool {
         A: TaskArg,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        self.apply_call(TaskFn::new(function).into(), arg)
+    }
+
+    /// `apply_async` of a named call.
+    pub(crate) fn apply_call<A, R>(
+        &self,
+        call: TaskCall,
+        arg: A,
+    ) -> Result<AsyncResult<R>, TaskError>
+    where
+        A: Serialize,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
         let id = self.shared.next_task_id();
-        let frame = self.encode(TaskFn::new(function), id, std::slice::from_ref(&arg))?;
+        let frame = self.encode(&call, id, std::slice::from_ref(&arg))?;
         let (result, reply) = AsyncResult::new(id);
-        self.submit(vec![Task::new(id, frame, reply, 1)])?;
+        self.submit(vec![Task::new(id, frame, reply, 1).with_bound(call.bound)])?;
         Ok(result)
+    }
+
+    /// `map` of a named call, at the pool's chunk size.
+    pub(crate) fn map_call<T, R, M>(
+        &self,
+        call: TaskCall,
+        items: impl TaskItems<T, M>,
+    ) -> Result<Vec<R>, TaskError>
+    where
+        T: TaskArg,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let items: Vec<_> = items.into_task_items().collect();
+        let chunksize = self
+            .chunksize
+            .unwrap_or_else(|| default_map_chunksize(items.len(), self.workers));
+        self.map_items(call, items, chunksize)
+    }
+
+    /// The frame limit.
+    pub(crate) fn max_frame_len(&self) -> usize {
+        self.max_frame_len
     }
 
     /// [`apply_async`](Pool::apply_async) with Python's `callback` and `error_callback`:
@@ -316,7 +352,11 @@ impl Pool {
             return self.apply_async(function, arg);
         }
         let id = self.shared.next_task_id();
-        let frame = self.encode(TaskFn::new(function), id, std::slice::from_ref(&arg))?;
+        let frame = self.encode(
+            &TaskFn::new(function).into(),
+            id,
+            std::slice::from_ref(&arg),
+        )?;
         self.start_callbacks()?;
         let (result, fill) = AsyncResult::filled_later(id);
         let sink = CompletionSink::with_callbacks(
@@ -396,13 +436,13 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let items: Vec<_> = items.into_task_items().collect();
-        self.map_async_items(TaskFn::new(function), items, chunksize, callbacks)
+        self.map_async_items(TaskFn::new(function).into(), items, chunksize, callbacks)
     }
 
     /// `map_async` of a named task function over encodable items.
     fn map_async_items<R, T>(
         &self,
-        function: TaskFn,
+        call: TaskCall,
         items: Vec<T>,
         chunksize: Option<usize>,
         callbacks: Callbacks<Vec<R>>,
@@ -426,7 +466,7 @@ impl Pool {
             let sink = CompletionSink::with_callbacks(results.clone(), callbacks, fill, thread);
             (MapResult::called(result), sink)
         };
-        let submitted = self.submit_chunks(function, &items, chunksize, |chunk| {
+        let submitted = self.submit_chunks(&call, &items, chunksize, |chunk| {
             Reply::new(sink.clone(), chunk)
         });
         if let Err(err) = submitted {
@@ -470,7 +510,7 @@ impl Pool {
         let chunksize = self
             .chunksize
             .unwrap_or_else(|| default_map_chunksize(items.len(), self.workers));
-        self.map_items(TaskFn::star(function), items, chunksize)
+        self.map_items(TaskFn::star(function).into(), items, chunksize)
     }
 
     /// [`starmap`](Pool::starmap) without waiting, as [`map_async`](Pool::map_async) is
@@ -487,7 +527,8 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let items: Vec<_> = items.into_task_items().collect();
-        self.map_async_items(TaskFn::star(function), items, chunksize, Callbacks::new())
+        let call = TaskFn::star(function).into();
+        self.map_async_items(call, items, chunksize, Callbacks::new())
     }
 
     /// Runs `function` on every item and returns the values in input order, or the first
@@ -521,7 +562,7 @@ impl Pool {
         let chunksize = self
             .chunksize
             .unwrap_or_else(|| default_map_chunksize(items.len(), self.workers));
-        self.map_items(TaskFn::new(function), items, chunksize)
+        self.map_items(TaskFn::new(function).into(), items, chunksize)
     }
 
     /// [`map`](Pool::map) with an explicit chunk size (0 is taken as 1): each chunk is one
@@ -537,13 +578,13 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let items: Vec<_> = items.into_task_items().collect();
-        self.map_items(TaskFn::new(function), items, chunksize.max(1))
+        self.map_items(TaskFn::new(function).into(), items, chunksize.max(1))
     }
 
     /// `map` of a named task function over encodable items.
     fn map_items<R, T>(
         &self,
-        function: TaskFn,
+        call: TaskCall,
         items: Vec<T>,
         chunksize: usize,
     ) -> Result<Vec<R>, TaskError>
@@ -555,7 +596,7 @@ impl Pool {
             return Ok(Vec::new());
         }
         let results = MapResults::<R>::new(items.len(), chunksize);
-        let submitted = self.submit_chunks(function, &items, chunksize, |chunk| {
+        let submitted = self.submit_chunks(&call, &items, chunksize, |chunk| {
             Reply::new(results.clone(), chunk)
         });
         if let Err(err) = submitted {
@@ -573,7 +614,7 @@ impl Pool {
     /// not submitted fail through their replies; those submitted run.
     fn submit_chunks<T: Serialize>(
         &self,
-        function: TaskFn,
+        call: &TaskCall,
         items: &[T],
         chunksize: usize,
         reply: impl Fn(usize) -> Reply,
@@ -583,9 +624,10 @@ impl Pool {
         let chunks = items.len().div_ceil(chunksize);
         for (chunk, slice) in items.chunks(chunksize).enumerate() {
             let id = self.shared.next_task_id();
-            let frame = self.encode(function, id, slice)?;
+            let frame = self.encode(call, id, slice)?;
             batch_bytes += frame.len();
-            batch.push(Task::new(id, frame, reply(chunk), slice.len()));
+            let task = Task::new(id, frame, reply(chunk), slice.len());
+            batch.push(task.with_bound(call.bound.clone()));
             if batch_bytes >= SUBMIT_BYTES || chunk + 1 == chunks {
                 batch_bytes = 0;
                 self.submit(std::mem::take(&mut batch))?;
@@ -604,7 +646,12 @@ impl Pool {
         A: TaskArg,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        Imap::new(self, TaskFn::new(function), items.into_task_items(), true)
+        Imap::new(
+            self,
+            TaskFn::new(function).into(),
+            items.into_task_items(),
+            true,
+        )
     }
 
     /// Like [`imap`](Pool::imap), but yields outcomes as tasks complete, in any order.
@@ -618,7 +665,12 @@ impl Pool {
         A: TaskArg,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        Imap::new(self, TaskFn::new(function), items.into_task_items(), false)
+        Imap::new(
+            self,
+            TaskFn::new(function).into(),
+            items.into_task_items(),
+            false,
+        )
     }
 
     /// Takes no new tasks (they fail with [`TaskError::PoolClosed`]); those submitted run to
@@ -681,10 +733,11 @@ impl Pool {
 
     pub(crate) fn encode<A: Serialize>(
         &self,
-        function: TaskFn,
+        call: &TaskCall,
         id: u64,
         items: &[A],
     ) -> Result<Vec<u8>, TaskError> {
+        let function = call.function;
         if self.start_method != StartMethod::Fork {
             function.check_nameable()?;
         }
@@ -692,6 +745,7 @@ impl Pool {
         protocol::encode_task(
             &mut frame,
             TaskHeader { id, function },
+            call.bound_id(),
             items,
             self.max_frame_len,
         )

@@ -2,11 +2,15 @@
 //! then the payload). docs/proc-pool.md draws them.
 //!
 //! Parent to worker, on the task pipe, a **task frame**: `[magic: u32][seq: u32][task id:
-//! u64][entry: u64][function: u64][skip: u32]` (little endian), then the task's arguments as
-//! one bincode sequence `[A]` (a chunk; `apply` sends a chunk of one). `seq` numbers the
-//! frames sent to this worker (1, 2, ...), `skip` says how many of the chunk's items to
-//! leave out (they ran already, in a worker that died). `entry` 0 is the *shutdown* frame:
-//! finish, flush and exit.
+//! u64][entry: u64][function: u64][skip: u32][bound: u64]` (little endian), then the task's
+//! arguments as one bincode sequence `[A]` (a chunk; `apply` sends a chunk of one). `seq`
+//! numbers the task frames sent to this worker (1, 2, ...), `skip` says how many of the
+//! chunk's items to leave out (they ran already, in a worker that died), `bound` names the
+//! bound value the function takes first (0: none). `entry` 0 makes a *control* frame, with
+//! sequence number 0, whose function word says which: 0 the *shutdown* frame (finish, flush
+//! and exit); 1 a *bound value* frame, whose task id word is the value's id, whose bound word
+//! is the id of a value the worker may forget (0: none), and whose payload is the value's
+//! encoding (sent to a worker once, before the first task that needs it).
 //!
 //! Worker to parent, through the worker's shared ring (`fork_sys::SharedRing`), a **result
 //! frame**: `[magic: u32][seq: u32][task id: u64][first item: u32][count: u32][flags: u8]`,
@@ -33,7 +37,7 @@ use crate::error::TaskError;
 use crate::task_fn::TaskFn;
 
 /// Bytes of a task frame's own header, after the codec's length prefix.
-pub(crate) const TASK_HEADER_LEN: usize = 36;
+pub(crate) const TASK_HEADER_LEN: usize = 44;
 /// Bytes of a result frame's own header.
 pub(crate) const RESULT_HEADER_LEN: usize = 25;
 /// The first word of every task frame's payload.
@@ -45,6 +49,10 @@ pub(crate) const RESULT_MAGIC: u32 = u32::from_le_bytes(*b"PKR1");
 const TASK_SEQ_AT: usize = codec::HEADER_LEN + 4;
 /// Where a task frame's skip count sits, from the start of the frame.
 const TASK_SKIP_AT: usize = codec::HEADER_LEN + 32;
+/// Where a task frame's bound value id (or a bound value frame's id to forget) sits.
+const TASK_BOUND_AT: usize = codec::HEADER_LEN + 36;
+/// The function word of a bound value frame (a control frame).
+const BOUND_VALUE: u64 = 1;
 
 /// The last part of a chunk's results.
 pub(crate) const LAST: u8 = 1;
@@ -83,11 +91,13 @@ pub(crate) struct TaskHeader {
 pub(crate) fn encode_task<A: Serialize>(
     out: &mut Vec<u8>,
     header: TaskHeader,
+    bound: u64,
     items: &[A],
     max_len: usize,
 ) -> Result<(), CodecError> {
     let frame = codec::begin_frame(out);
     write_task_header(out, header, 0);
+    out.extend_from_slice(&bound.to_le_bytes());
     if let Err(err) = codec::encode_value(items, out) {
         out.truncate(out.len() - TASK_HEADER_LEN - codec::HEADER_LEN);
         return Err(err);
@@ -105,11 +115,42 @@ fn write_task_header(out: &mut Vec<u8>, header: TaskHeader, skip: u32) {
     out.extend_from_slice(&skip.to_le_bytes());
 }
 
-/// Appends the shutdown frame (its sequence number 0: see [`set_task_seq`]).
+/// Appends the shutdown frame (a control frame: sequence number 0).
 pub(crate) fn encode_shutdown(out: &mut Vec<u8>) {
     out.extend_from_slice(&(TASK_HEADER_LEN as u32).to_le_bytes());
     out.extend_from_slice(&TASK_MAGIC.to_le_bytes());
     out.extend_from_slice(&[0; TASK_HEADER_LEN - 4]);
+}
+
+/// Appends a bound value frame for value `id`, whose encoding is `value` (see
+/// [`set_bound_forget`] for the id the worker may forget).
+pub(crate) fn encode_bound_value<C: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    id: u64,
+    value: &C,
+    max_len: usize,
+) -> Result<(), CodecError> {
+    let frame = codec::begin_frame(out);
+    out.extend_from_slice(&TASK_MAGIC.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes());
+    out.extend_from_slice(&BOUND_VALUE.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes());
+    if let Err(err) = codec::encode_value(value, out) {
+        out.truncate(out.len() - TASK_HEADER_LEN - codec::HEADER_LEN);
+        return Err(err);
+    }
+    codec::finish_frame(out, frame, max_len)
+}
+
+/// Writes, into the bound value frame at the start of `frame`, the id of a value the worker
+/// may forget.
+pub(crate) fn set_bound_forget(frame: &mut [u8], forget: u64) {
+    if let Some(word) = frame.get_mut(TASK_BOUND_AT..TASK_BOUND_AT + 8) {
+        word.copy_from_slice(&forget.to_le_bytes());
+    }
 }
 
 /// Writes the sequence number of the task frame at the start of `frame`.
@@ -132,7 +173,15 @@ pub(crate) enum TaskRequest<'a> {
     Run {
         header: TaskHeader,
         skip: u32,
+        /// The bound value the function takes first; 0 for none.
+        bound: u64,
         args: &'a [u8],
+    },
+    /// A bound value for later tasks, and one the worker may forget (0: none).
+    BoundValue {
+        id: u64,
+        forget: u64,
+        value: &'a [u8],
     },
     Shutdown,
 }
@@ -183,8 +232,16 @@ pub(crate) fn parse_task(payload: &[u8]) -> Option<TaskRequest<'_>> {
     let word = |i: usize| head[i..i + 8].try_into().map(u64::from_le_bytes);
     let half = |i: usize| head[i..i + 4].try_into().map(u32::from_le_bytes);
     let (id, entry, function) = (word(8).ok()?, word(16).ok()?, word(24).ok()?);
+    let bound = word(36).ok()?;
     if entry == 0 {
-        return Some(TaskRequest::Shutdown);
+        return Some(match function {
+            BOUND_VALUE => TaskRequest::BoundValue {
+                id,
+                forget: bound,
+                value: args,
+            },
+            _ => TaskRequest::Shutdown,
+        });
     }
     Some(TaskRequest::Run {
         header: TaskHeader {
@@ -192,6 +249,7 @@ pub(crate) fn parse_task(payload: &[u8]) -> Option<TaskRequest<'_>> {
             function: TaskFn::from_wire(entry, function),
         },
         skip: half(32).ok()?,
+        bound,
         args,
     })
 }
@@ -209,12 +267,19 @@ pub(crate) struct ResultHeader {
 impl ResultHeader {
     /// Appends the header (after the codec's length prefix, which the caller writes).
     pub(crate) fn write(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&RESULT_MAGIC.to_le_bytes());
-        out.extend_from_slice(&self.seq.to_le_bytes());
-        out.extend_from_slice(&self.id.to_le_bytes());
-        out.extend_from_slice(&self.first_item.to_le_bytes());
-        out.extend_from_slice(&self.count.to_le_bytes());
-        out.push(self.flags);
+        let mut header = [0u8; RESULT_HEADER_LEN];
+        self.write_to(&mut header);
+        out.extend_from_slice(&header);
+    }
+
+    /// Writes the header into `out`, `RESULT_HEADER_LEN` bytes.
+    pub(crate) fn write_to(&self, out: &mut [u8]) {
+        out[..4].copy_from_slice(&RESULT_MAGIC.to_le_bytes());
+        out[4..8].copy_from_slice(&self.seq.to_le_bytes());
+        out[8..16].copy_from_slice(&self.id.to_le_bytes());
+        out[16..20].copy_from_slice(&self.first_item.to_le_bytes());
+        out[20..24].copy_from_slice(&self.count.to_le_bytes());
+        out[24] = self.flags;
     }
 }
 

@@ -132,6 +132,80 @@ impl<'a> ResultWriter<'a> {
             debug_assert!(false, "push_item outside a chunk");
             return;
         };
+        if let (Ok(value), true) = (&outcome, chunk.values) {
+            if self.stage_value_in_place(value) {
+                if std::mem::needs_drop::<R>() {
+                    // Dropping the value may panic too; contain it.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                        drop(outcome)
+                    }));
+                }
+                return;
+            }
+        }
+        self.push_item_slowly(chunk, outcome);
+    }
+
+    /// The fast path of a chunk whose items all returned so far: encodes `value` straight
+    /// into the ring, in the open part; false (nothing staged) when it does not fit there or
+    /// does not encode, for the slow path to deal with.
+    fn stage_value_in_place<R: Serialize>(&mut self, value: &R) -> bool {
+        let Some(mut chunk) = self.chunk else {
+            return false;
+        };
+        let part = match chunk.part {
+            Some(part) => part,
+            None => {
+                if self.ring.free() < FRAME_HEAD {
+                    return false;
+                }
+                let part = Part {
+                    first_item: chunk.next_item,
+                    count: 0,
+                    values: true,
+                    len: FRAME_HEAD,
+                };
+                self.write_part_head(chunk.id, part, 0);
+                part
+            }
+        };
+        let mut sink = PartSink {
+            ring: &mut *self.ring,
+            at: part.len,
+            // A frame's payload is at most the frame limit.
+            end: self.max_len.saturating_add(codec::HEADER_LEN),
+        };
+        let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            codec::encode_into(value, &mut sink)
+        }));
+        let end = sink.at;
+        if !matches!(encoded, Ok(Ok(()))) {
+            // Keep the part as it was (a head written for a new part is harmless: the part
+            // is opened again, or not, by the slow path).
+            chunk.part = chunk.part.or(Some(part)).filter(|p| p.count > 0);
+            self.chunk = Some(chunk);
+            return false;
+        }
+        let part = Part {
+            count: part.count + 1,
+            len: end,
+            ..part
+        };
+        self.staged.store(
+            (u64::from(part.count) << 32) | part.len as u64,
+            Ordering::Release,
+        );
+        chunk.part = Some(part);
+        chunk.next_item += 1;
+        self.chunk = Some(chunk);
+        true
+    }
+
+    fn push_item_slowly<R: Serialize>(
+        &mut self,
+        chunk: Chunk,
+        outcome: Result<R, Box<dyn Any + Send>>,
+    ) {
         self.scratch.clear();
         let mut values = chunk.values;
         let encoded = match &outcome {
@@ -249,23 +323,21 @@ impl<'a> ResultWriter<'a> {
     /// when it is being opened (`part.count` 0), else the final one.
     fn write_part_head(&mut self, id: u64, part: Part, flags: u8) {
         let provisional = part.count == 0;
-        let mut head = [0u8; FRAME_HEAD];
         let payload_len = if provisional {
             0
         } else {
             part.len - codec::HEADER_LEN
         };
-        head[..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
-        let mut header = Vec::with_capacity(RESULT_HEADER_LEN);
-        ResultHeader {
+        let header = ResultHeader {
             seq: self.seq,
             id,
             first_item: part.first_item,
             count: part.count,
             flags: flags | if part.values { VALUES } else { 0 },
-        }
-        .write(&mut header);
-        head[codec::HEADER_LEN..].copy_from_slice(&header);
+        };
+        let mut head = [0u8; FRAME_HEAD];
+        head[..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
+        header.write_to(&mut head[codec::HEADER_LEN..]);
         // The room for the head was there when the part was opened, and stays reserved.
         let _ = self.ring.write_at(0, &head);
         if provisional {
@@ -286,8 +358,12 @@ impl<'a> ResultWriter<'a> {
         self.staged.store(0, Ordering::Release);
         self.seq = self.seq.wrapping_add(1);
         self.chunk = Some(chunk);
-        let urgent = self.unread() >= self.ring.capacity() / 4;
-        self.wake.published(urgent);
+        if flags & LAST == 0 {
+            // A chunk's last frame is announced by the task loop, which knows whether the
+            // worker is about to wait; a part before it, here.
+            let urgent = self.unread() >= self.ring.capacity() / 4;
+            self.wake.published(urgent);
+        }
     }
 
     /// Ends the chunk: its last frame gets the `LAST` flag (an empty frame if every item
@@ -383,6 +459,26 @@ impl<'a> ResultWriter<'a> {
             self.wake.published(true);
             self.ring.wait_for_free(bytes, ROOM_WAIT);
         }
+    }
+}
+
+/// The open part's room in the ring, as a [`codec::ByteSink`]: bytes go at `at` past the
+/// ring's head, up to `end`.
+struct PartSink<'r> {
+    ring: &'r mut SharedRing,
+    at: usize,
+    end: usize,
+}
+
+impl codec::ByteSink for PartSink<'_> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) -> bool {
+        let at = self.at + bytes.len();
+        if at > self.end || self.ring.write_at(self.at, bytes).is_err() {
+            return false;
+        }
+        self.at = at;
+        true
     }
 }
 

@@ -33,8 +33,26 @@ use crate::error::TaskError;
 use crate::result_writer::ResultWriter;
 
 /// The type-erased shape of every entry point: the user's function (as an address), the
-/// encoded arguments, how many of them to skip, where the results go.
-type Entry = for<'w> fn(usize, &[u8], u32, &mut ResultWriter<'w>);
+/// encoded arguments, how many of them to skip, where the results go, the bound value (for
+/// functions that take one).
+type Entry = for<'w, 'b> fn(usize, &[u8], u32, &mut ResultWriter<'w>, Option<&'b mut BoundSlot>);
+
+/// A bound value in a worker: its encoding, as the parent sent it once, and the value itself
+/// once a task needed it (decoded then, with the type the task's entry point knows).
+pub(crate) struct BoundSlot {
+    encoded: Vec<u8>,
+    decoded: Option<Box<dyn std::any::Any>>,
+}
+
+impl BoundSlot {
+    /// A value as it arrived, to decode when a task first needs it.
+    pub(crate) fn new(encoded: Vec<u8>) -> BoundSlot {
+        BoundSlot {
+            encoded,
+            decoded: None,
+        }
+    }
+}
 
 /// A task's function, as a frame carries it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,21 +131,46 @@ impl TaskFn {
         Ok(())
     }
 
+    /// Names `function`, which takes a bound value of type `C` before each item (see
+    /// [`crate::Bound`]).
+    pub(crate) fn bound<C, A, R>(function: fn(&C, A) -> R) -> TaskFn
+    where
+        C: DeserializeOwned + 'static,
+        A: DeserializeOwned,
+        R: Serialize,
+    {
+        TaskFn {
+            entry: run_bound_chunk::<C, A, R> as Entry as usize,
+            function: function as usize,
+        }
+    }
+
     /// Runs the chunk whose encoded arguments are `args`, but for its first `skip` items, in a
-    /// worker.
-    pub(crate) fn run(self, args: &[u8], skip: u32, out: &mut ResultWriter<'_>) {
+    /// worker; `bound` is the bound value the task names, if it names one.
+    pub(crate) fn run(
+        self,
+        args: &[u8],
+        skip: u32,
+        out: &mut ResultWriter<'_>,
+        bound: Option<&mut BoundSlot>,
+    ) {
         #[allow(unsafe_code)]
         // SAFETY: `entry` came from `TaskFn::new` in the pool's process, whose executable
         // this worker runs too (see the module docs), so it is the address of a
         // `run_chunk::<A, R>`, which has exactly the type `Entry`.
         let entry = unsafe { std::mem::transmute::<usize, Entry>(self.entry) };
-        entry(self.function, args, skip, out);
+        entry(self.function, args, skip, out, bound);
     }
 }
 
 /// The entry point for tasks of type `fn(A) -> R`.
-fn run_chunk<A, R>(function: usize, args: &[u8], skip: u32, out: &mut ResultWriter<'_>)
-where
+fn run_chunk<A, R>(
+    function: usize,
+    args: &[u8],
+    skip: u32,
+    out: &mut ResultWriter<'_>,
+    _bound: Option<&mut BoundSlot>,
+) where
     A: DeserializeOwned,
     R: Serialize,
 {
@@ -137,6 +180,54 @@ where
     // module docs).
     let function = unsafe { std::mem::transmute::<usize, fn(A) -> R>(function) };
     run_items(args, skip, out, function);
+}
+
+/// The entry point for tasks of type `fn(&C, A) -> R`: the bound value is decoded on the
+/// first task that needs it in this worker, and kept.
+fn run_bound_chunk<C, A, R>(
+    function: usize,
+    args: &[u8],
+    skip: u32,
+    out: &mut ResultWriter<'_>,
+    bound: Option<&mut BoundSlot>,
+) where
+    C: DeserializeOwned + 'static,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    #[allow(unsafe_code)]
+    // SAFETY: `function` was paired with this entry by `TaskFn::bound::<C, A, R>`, which took
+    // it from a `fn(&C, A) -> R` in the pool's process, whose executable this worker runs
+    // (see the module docs).
+    let function = unsafe { std::mem::transmute::<usize, fn(&C, A) -> R>(function) };
+    let Some(slot) = bound else {
+        out.fail_chunk("the task's bound value never reached its worker");
+        return;
+    };
+    if slot.decoded.as_ref().is_none_or(|value| !value.is::<C>()) {
+        let decoded = catch_unwind(AssertUnwindSafe(|| codec::decode_value::<C>(&slot.encoded)));
+        match decoded {
+            Ok(Ok((value, _))) => slot.decoded = Some(Box::new(value)),
+            Ok(Err(err)) => {
+                out.fail_chunk(&format!("the bound value did not decode: {err}"));
+                return;
+            }
+            Err(panic) => {
+                let message = crate::protocol::panic_message(panic.as_ref());
+                out.fail_chunk(&format!("decoding the bound value panicked: {message}"));
+                return;
+            }
+        }
+    }
+    let Some(value) = slot
+        .decoded
+        .as_ref()
+        .and_then(|value| value.downcast_ref::<C>())
+    else {
+        out.fail_chunk("the bound value is not of the task's type");
+        return;
+    };
+    run_items(args, skip, out, |item: A| function(value, item));
 }
 
 /// Decodes a chunk's arguments, then runs `call` on each but the first `skip`, under
@@ -168,8 +259,13 @@ where
 }
 
 /// The entry point for `starmap` tasks of `F` (zero-sized).
-fn run_star_chunk<F, Args, R>(_function: usize, args: &[u8], skip: u32, out: &mut ResultWriter<'_>)
-where
+fn run_star_chunk<F, Args, R>(
+    _function: usize,
+    args: &[u8],
+    skip: u32,
+    out: &mut ResultWriter<'_>,
+    _bound: Option<&mut BoundSlot>,
+) where
     F: StarFn<Args, R>,
     Args: DeserializeOwned,
     R: Serialize,

@@ -21,12 +21,13 @@
 //! ring, the parent reads it after the exit and gives the tasks not started to another
 //! worker.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::panic::catch_unwind;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use fork_sys::{SharedAtomics, SharedRing};
@@ -35,6 +36,7 @@ use proc_core::codec::FrameBuffer;
 use crate::locking::{lock, wait, wait_until};
 use crate::protocol::{self, TASK_MAGIC, TaskRequest};
 use crate::result_writer::{ResultWriter, STAGED, WakeParent};
+use crate::task_fn::BoundSlot;
 
 /// Index in a worker's shared counters: the claim word. Normally the sequence number of the
 /// last chunk the worker started. The parent may set it to `REVOKED | m`: chunks up to `m`
@@ -159,6 +161,8 @@ fn run_tasks(mut tasks: &File, setup: &Plan<'_>, out: &mut ResultWriter<'_>, wak
     );
     let mut seq: u64 = 0;
     let mut ran: u64 = 0;
+    // Bound values the parent sent, by id (it says when one may be forgotten).
+    let mut bound_values: HashMap<u64, BoundSlot> = HashMap::new();
     loop {
         loop {
             // Check each frame's start as soon as it is there: bytes that are not the next
@@ -173,8 +177,20 @@ fn run_tasks(mut tasks: &File, setup: &Plan<'_>, out: &mut ResultWriter<'_>, wak
                 Ok(None) => break,
                 Err(_) => return,
             };
-            let Some(TaskRequest::Run { header, skip, args }) = request else {
-                return; // Shutdown, or a frame too short to be a task.
+            let (header, skip, bound, args) = match request {
+                Some(TaskRequest::Run {
+                    header,
+                    skip,
+                    bound,
+                    args,
+                }) => (header, skip, bound, args),
+                Some(TaskRequest::BoundValue { id, forget, value }) => {
+                    bound_values.remove(&forget);
+                    bound_values.insert(id, BoundSlot::new(value.to_vec()));
+                    continue;
+                }
+                // Shutdown, or a frame too short to be a task.
+                Some(TaskRequest::Shutdown) | None => return,
             };
             seq += 1;
             // The start time first: the parent reads the claim, then the time, so it never
@@ -191,7 +207,8 @@ fn run_tasks(mut tasks: &File, setup: &Plan<'_>, out: &mut ResultWriter<'_>, wak
                 continue; // Revoked: the parent gave it to another worker.
             }
             out.begin(header.id, skip);
-            header.function.run(args, skip, out);
+            let bound = (bound != 0).then(|| bound_values.get_mut(&bound)).flatten();
+            header.function.run(args, skip, out, bound);
             // What the task printed goes out before the parent hears of its result. Here, not
             // in the waker, which must never wait on a lock a task may hold.
             let _ = io::stdout().flush();
@@ -228,10 +245,19 @@ fn try_claim(claim: &AtomicU64, seq: u64) -> bool {
     }
 }
 
-/// Wakes the parent when results are published (see the module docs).
+/// Wakes the parent when results are published (see the module docs). The main thread's side
+/// is a few atomics; it takes the lock only to wake the waker thread, once per batch.
 struct Waker<'a> {
-    state: Mutex<WakerState>,
+    /// Guards nothing but the sleep of the waker thread on `changed`.
+    sleep: Mutex<()>,
     changed: Condvar,
+    /// Results were published since the last wake.
+    published: AtomicBool,
+    /// Wake now: the main thread is about to wait.
+    urgent: AtomicBool,
+    closed: AtomicBool,
+    /// A wake could not be delivered: the parent is gone, or the pipe is not ours any more.
+    failed: AtomicBool,
     pipe: File,
     /// The wake pipe's identity (device, inode) when the worker started.
     identity: Option<(u64, u64)>,
@@ -239,40 +265,36 @@ struct Waker<'a> {
     pending: &'a AtomicU64,
 }
 
-#[derive(Debug, Default)]
-struct WakerState {
-    /// Results were published since the last wake.
-    published: bool,
-    /// Wake now: the main thread is about to wait.
-    urgent: bool,
-    closed: bool,
-    /// A wake could not be delivered: the parent is gone, or the pipe is not ours any more.
-    failed: bool,
-}
-
 impl<'a> Waker<'a> {
     fn new(pipe: File, pending: &'a AtomicU64) -> Waker<'a> {
         let identity = file_identity(&pipe);
         Waker {
-            state: Mutex::new(WakerState::default()),
+            sleep: Mutex::new(()),
             changed: Condvar::new(),
+            published: AtomicBool::new(false),
+            urgent: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
             pipe,
             identity,
             pending,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, WakerState> {
-        lock(&self.state)
+    fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
     }
 
-    fn failed(&self) -> bool {
-        self.lock().failed
+    /// Wakes the waker thread (under the lock, so it cannot miss it between its check and
+    /// its wait).
+    fn nudge(&self) {
+        let _sleep = lock(&self.sleep);
+        self.changed.notify_one();
     }
 
     fn close(&self) {
-        self.lock().closed = true;
-        self.changed.notify_one();
+        self.closed.store(true, Ordering::Release);
+        self.nudge();
     }
 
     /// Writes a wake byte unless one is pending already; false if it cannot be delivered.
@@ -298,23 +320,28 @@ impl<'a> Waker<'a> {
     fn run(&self) {
         loop {
             {
-                let mut state = self.lock();
-                while !state.published && !state.closed {
-                    state = wait(&self.changed, state);
+                let mut sleep = lock(&self.sleep);
+                while !self.published.load(Ordering::Acquire)
+                    && !self.closed.load(Ordering::Acquire)
+                {
+                    sleep = wait(&self.changed, sleep);
                 }
                 // Let a batch form, unless it is wanted now.
                 let deadline = Instant::now() + BATCH_WAIT;
-                while !state.urgent && !state.closed && Instant::now() < deadline {
-                    state = wait_until(&self.changed, state, deadline);
+                while !self.urgent.load(Ordering::Acquire)
+                    && !self.closed.load(Ordering::Acquire)
+                    && Instant::now() < deadline
+                {
+                    sleep = wait_until(&self.changed, sleep, deadline);
                 }
-                if !state.published && state.closed {
-                    return;
-                }
-                state.published = false;
-                state.urgent = false;
             }
-            if !self.ping() {
-                self.lock().failed = true;
+            let published = self.published.swap(false, Ordering::AcqRel);
+            self.urgent.store(false, Ordering::Release);
+            if !published && self.closed.load(Ordering::Acquire) {
+                return;
+            }
+            if published && !self.ping() {
+                self.failed.store(true, Ordering::Release);
                 return;
             }
         }
@@ -323,12 +350,12 @@ impl<'a> Waker<'a> {
 
 impl WakeParent for Waker<'_> {
     fn published(&self, urgent: bool) {
-        let mut state = self.lock();
-        let first = !state.published;
-        state.published = true;
-        state.urgent |= urgent;
+        if urgent {
+            self.urgent.store(true, Ordering::Release);
+        }
+        let first = !self.published.swap(true, Ordering::AcqRel);
         if first || urgent {
-            self.changed.notify_one();
+            self.nudge();
         }
     }
 }

@@ -11,11 +11,15 @@ use fork_sys::{Pid, SharedAtomics, SharedRing, Signal};
 use proc_core::codec::FrameBuffer;
 use proc_core::{Process, StartMethod};
 
+use crate::bound::BoundValue;
 use crate::launch::StartedWorker;
 use crate::manager::Task;
 use crate::protocol;
 use crate::result_writer::STAGED;
 use crate::worker::{CLAIM, REVOKED};
+
+/// How many bound values a worker keeps.
+const BOUND_VALUES_KEPT: usize = 8;
 
 pub(crate) struct Worker {
     pub(crate) process: Process<()>,
@@ -60,6 +64,8 @@ pub(crate) struct Worker {
     pub(crate) violation: Option<String>,
     /// The worker could not set itself up, and said why: it exits.
     pub(crate) setup_failed: Option<String>,
+    /// The bound values sent to the worker that it keeps, least recently used first.
+    pub(crate) bound_values: VecDeque<u64>,
 }
 
 pub(crate) struct InFlight {
@@ -152,6 +158,25 @@ impl Worker {
         revoked
     }
 
+    /// Queues `value`'s frame for the worker unless it has it already; past
+    /// [`BOUND_VALUES_KEPT`] values, the frame tells it to forget the least recently used.
+    pub(crate) fn send_bound_value(&mut self, value: &BoundValue) {
+        if let Some(at) = self.bound_values.iter().position(|&id| id == value.id) {
+            self.bound_values.remove(at);
+            self.bound_values.push_back(value.id);
+            return;
+        }
+        let forget = if self.bound_values.len() >= BOUND_VALUES_KEPT {
+            self.bound_values.pop_front().unwrap_or(0)
+        } else {
+            0
+        };
+        let at = self.unwritten.len();
+        self.unwritten.extend_from_slice(&value.frame);
+        protocol::set_bound_forget(&mut self.unwritten[at..], forget);
+        self.bound_values.push_back(value.id);
+    }
+
     /// SIGKILL to the worker and its process group (what its tasks started), before it is
     /// reaped (so the pid, which is also the group's id, cannot have been reused). A
     /// fork server's worker is reaped by the server, which kills its group first: only the
@@ -178,23 +203,21 @@ impl Worker {
         self.wake = None;
     }
 
-    /// Reads and discards the wake bytes the worker sent; `wake` becomes `None` at
-    /// end-of-file.
+    /// Reads and discards the wake bytes the worker sent (one read: the worker sends one
+    /// byte per read of the parent's, and any left over only wake the manager once more);
+    /// `wake` becomes `None` at end-of-file.
     pub(crate) fn drain_wake_pipe(&mut self) {
         let Some(pipe) = self.wake.as_mut() else {
             return;
         };
-        let mut sink = [0u8; 256];
+        let mut sink = [0u8; 64];
         loop {
             match std::io::Read::read(pipe, &mut sink) {
-                Ok(0) => {
-                    self.wake = None;
-                    return;
-                }
-                Ok(_) => {}
-                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => return,
+                Ok(0) => self.wake = None,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Ok(_) | Err(_) => {}
             }
+            return;
         }
     }
 
@@ -243,6 +266,7 @@ impl Worker {
             retired: false,
             violation: None,
             setup_failed: None,
+            bound_values: VecDeque::new(),
         }
     }
 }

@@ -71,7 +71,7 @@ impl Manager {
             Err(err) => Death::Lost(err.to_string()),
         };
         // Everything it wrote is in its ring now: read it all, then what it had staged.
-        while self.read_results(index, Instant::now()) > 0 {}
+        while self.read_results(index, Instant::now(), true) > 0 {}
         self.recover_staged(index);
         let worker = self.workers.remove(index);
         let pid = worker.pid();

@@ -34,6 +34,7 @@ use fork_sys::{Interest, Pid};
 use proc_core::StartMethod;
 use proc_core::codec::{self, CodecError, FrameBuffer};
 
+use crate::bound::BoundValue;
 use crate::error::{PoolError, TaskError};
 use crate::locking::lock;
 use crate::protocol::{
@@ -123,6 +124,8 @@ pub(crate) struct Task {
     pub(crate) skip: u32,
     /// How many times a worker died under this chunk's next item (see `Config::retries`).
     pub(crate) attempts: u32,
+    /// The bound value its function takes first, sent to a worker before the task.
+    pub(crate) bound: Option<Arc<BoundValue>>,
 }
 
 impl Task {
@@ -134,7 +137,13 @@ impl Task {
             items: u32::try_from(items).unwrap_or(u32::MAX),
             skip: 0,
             attempts: 0,
+            bound: None,
         }
+    }
+
+    pub(crate) fn with_bound(mut self, bound: Option<Arc<BoundValue>>) -> Task {
+        self.bound = bound;
+        self
     }
 
     /// The rest of the chunk, from item `from` on, for another worker. (`attempts` counts
@@ -433,6 +442,9 @@ impl Manager {
                 return;
             };
             let worker = &mut self.workers[index];
+            if let Some(bound) = &task.bound {
+                worker.send_bound_value(bound);
+            }
             worker.sent += 1;
             protocol::set_task_seq(&mut task.frame, worker.sent as u32);
             worker.unwritten.extend_from_slice(&task.frame);
@@ -610,7 +622,7 @@ impl Manager {
             let exit_fd = worker.process.exit_fd().is_some();
             let exit_ready = exit_fd && ready.next().is_some_and(|r| r.is_ready());
             if results_ready {
-                self.read_results(index, now);
+                self.read_results(index, now, woken);
             }
             // Without an exit fd, ask each turn; with one, only once it says so (an end of
             // file on the results can come first, and the group is killed before the reap).
@@ -639,10 +651,12 @@ impl Manager {
     }
 
     /// One bounded pass over a worker's result ring, handling every whole frame; returns the
-    /// bytes read.
-    fn read_results(&mut self, index: usize, now: Instant) -> usize {
+    /// bytes read. `woken`: its wake pipe is readable (drain it).
+    fn read_results(&mut self, index: usize, now: Instant, woken: bool) -> usize {
         let worker = &mut self.workers[index];
-        worker.drain_wake_pipe();
+        if woken {
+            worker.drain_wake_pipe();
+        }
         // Cleared before reading, so a result published after the read sends a new wake.
         worker.counters.get(WAKE_PENDING).store(0, Ordering::SeqCst);
         let bytes = match worker.frames.read_available(&mut worker.ring) {
