@@ -91,7 +91,10 @@ pub fn set_pipe_size(fd: impl AsFd, size: usize) -> io::Result<usize> {
 
 /// Moves `fd` to a descriptor number near the top of this process's range (the soft
 /// `RLIMIT_NOFILE` less `reserve`), close-on-exec, and closes the original; returns `fd`
-/// unchanged when there is no such room (a low limit) or the move fails.
+/// unchanged when there is no such room (a low limit), the move fails, or this process has
+/// more than one thread: the move grows the kernel's descriptor table, and Linux makes a
+/// multi-threaded process wait an RCU grace period for that (milliseconds; measured 5 to 19
+/// ms per call in a process with a second thread). Call it while single-threaded.
 ///
 /// Code that writes to, closes or `dup2`s over "the first few dozen descriptors" (a debugging
 /// habit, or a library cleaning up after a fork) then misses it: proc-pool keeps its
@@ -109,6 +112,9 @@ pub fn move_fd_high(fd: OwnedFd, reserve: u32) -> OwnedFd {
         return fd;
     };
     if floor <= 64 || floor <= fd.as_raw_fd() as u64 {
+        return fd;
+    }
+    if crate::thread_count().is_some_and(|threads| threads > 1) {
         return fd;
     }
     match rustix::io::fcntl_dupfd_cloexec(&fd, floor as RawFd) {

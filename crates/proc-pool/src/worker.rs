@@ -88,6 +88,8 @@ pub(crate) fn run(setup: WorkerSetup<'_>) {
     let _ = fork_sys::exec::setpgid(None);
     let _ = fork_sys::ignore_signal(fork_sys::Signal::TTIN);
     let _ = fork_sys::ignore_signal(fork_sys::Signal::TTOU);
+    // Where it is cheap (the worker has one thread: a fork server's child), not in a `Fork`
+    // worker, which has its parent watch already, nor a `Spawn` worker (see `move_fd_high`).
     let tasks = File::from(fork_sys::move_fd_high(
         OwnedFd::from(setup.tasks),
         HIGH_FD_RESERVE,
