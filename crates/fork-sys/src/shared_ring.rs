@@ -248,6 +248,28 @@ impl SharedRing {
         Ok(())
     }
 
+    /// The free room from `offset` bytes past the head, as one slice: up to the end of the
+    /// ring's memory or of the free room, whichever comes first (the rest of the room, if
+    /// any, is at the start of the memory: [`write_at`](Self::write_at) reaches it). Empty
+    /// when `offset` is past the free room. For an encoder that writes in place.
+    #[inline]
+    pub fn free_slice(&mut self, offset: usize) -> &mut [u8] {
+        if offset >= self.known_free {
+            self.known_free = self.free();
+        }
+        let Some(room) = self.known_free.checked_sub(offset) else {
+            return &mut [];
+        };
+        let head = self.word(HEAD_AT).load(Ordering::Relaxed);
+        let start = (head as usize).wrapping_add(offset) & (self.capacity - 1);
+        let len = room.min(self.capacity - start);
+        // SAFETY: `start + len <= capacity`: the slice lies in the data area; it is free room
+        // (`known_free` is a lower bound of it), which the reader never touches, and it is
+        // borrowed from `&mut self`, so nothing else in this process touches it while it
+        // lives; any byte pattern is a valid `u8`.
+        unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(DATA_AT + start), len) }
+    }
+
     /// Makes the next `len` bytes written readable. `len` is capped at the free room.
     pub fn publish(&mut self, len: usize) {
         if len > self.known_free {

@@ -190,40 +190,17 @@ pub fn encode_value<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Resu
     })
 }
 
-/// Where [`encode_into`] puts an encoding: its bytes, in pieces, in order.
-pub trait ByteSink {
-    /// Takes the next piece; false refuses it (no room), which ends the encoding.
-    fn put(&mut self, bytes: &[u8]) -> bool;
-}
-
-/// Encodes `value` (no header) into `sink`, piece by piece, without a buffer of its own: for
-/// a receiver that wants the bytes somewhere a `Vec` cannot be (shared memory). An error
-/// (the value's `Serialize` failed, or the sink refused a piece) leaves whatever the sink
-/// took of it; the sink knows whether it refused.
-pub fn encode_into<T: Serialize + ?Sized>(
+/// Encodes `value` (no header) at the start of `out`; returns the bytes used. `Encode` error
+/// when it does not fit (or its `Serialize` fails); what was written then is garbage.
+#[inline]
+pub fn encode_into_slice<T: Serialize + ?Sized>(
     value: &T,
-    sink: &mut impl ByteSink,
-) -> Result<(), CodecError> {
-    bincode::serde::encode_into_writer(value, SinkWriter(sink), config()).map_err(|err| {
-        CodecError::Encode {
-            type_name: std::any::type_name::<T>(),
-            message: err.to_string(),
-        }
+    out: &mut [u8],
+) -> Result<usize, CodecError> {
+    bincode::serde::encode_into_slice(value, out, config()).map_err(|err| CodecError::Encode {
+        type_name: std::any::type_name::<T>(),
+        message: err.to_string(),
     })
-}
-
-/// bincode's `Writer` over a [`ByteSink`].
-struct SinkWriter<'a, S>(&'a mut S);
-
-impl<S: ByteSink> bincode::enc::write::Writer for SinkWriter<'_, S> {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
-        if self.0.put(bytes) {
-            Ok(())
-        } else {
-            Err(bincode::error::EncodeError::UnexpectedEnd)
-        }
-    }
 }
 
 /// bincode's `Writer` for appending to a `Vec`: plain `extend_from_slice`, without the

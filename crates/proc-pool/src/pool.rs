@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use fork_sys::Pid;
 use proc_core::StartMethod;
-use proc_core::codec::DEFAULT_MAX_FRAME_LEN;
+use proc_core::codec::{self, DEFAULT_MAX_FRAME_LEN};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -741,7 +741,8 @@ impl Pool {
         if self.start_method != StartMethod::Fork {
             function.check_nameable()?;
         }
-        let mut frame = Vec::new();
+        // Room for the headers and a small chunk: most frames need no reallocation.
+        let mut frame = Vec::with_capacity(FRAME_ROOM);
         protocol::encode_task(
             &mut frame,
             TaskHeader { id, function },
@@ -823,6 +824,9 @@ impl ManagerThread {
         }
     }
 }
+
+/// The capacity a task frame starts with: its headers and a few small arguments.
+const FRAME_ROOM: usize = codec::HEADER_LEN + protocol::TASK_HEADER_LEN + 20;
 
 /// How many encoded bytes `map` gathers before handing them to the pool.
 const SUBMIT_BYTES: usize = 64 * 1024;

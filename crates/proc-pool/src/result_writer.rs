@@ -147,58 +147,66 @@ impl<'a> ResultWriter<'a> {
     }
 
     /// The fast path of a chunk whose items all returned so far: encodes `value` straight
-    /// into the ring, in the open part; false (nothing staged) when it does not fit there or
-    /// does not encode, for the slow path to deal with.
+    /// into the ring, in the open part; false (nothing staged) when it does not fit there in
+    /// one piece or does not encode, for the slow path to deal with.
+    #[inline]
     fn stage_value_in_place<R: Serialize>(&mut self, value: &R) -> bool {
-        let Some(mut chunk) = self.chunk else {
+        let Some(chunk) = self.chunk.as_mut() else {
             return false;
         };
-        let part = match chunk.part {
-            Some(part) => part,
-            None => {
-                if self.ring.free() < FRAME_HEAD {
-                    return false;
-                }
-                let part = Part {
-                    first_item: chunk.next_item,
-                    count: 0,
-                    values: true,
-                    len: FRAME_HEAD,
-                };
-                self.write_part_head(chunk.id, part, 0);
-                part
-            }
+        let Some(part) = chunk.part.as_mut() else {
+            return self.open_part_then_stage(value);
         };
-        let mut sink = PartSink {
-            ring: &mut *self.ring,
-            at: part.len,
-            // A frame's payload is at most the frame limit.
-            end: self.max_len.saturating_add(codec::HEADER_LEN),
-        };
+        // The frame limit caps a part's payload.
+        let limit = self.max_len.saturating_add(codec::HEADER_LEN);
+        let room = self.ring.free_slice(part.len);
+        let room_len = room.len().min(limit.saturating_sub(part.len));
+        let room = &mut room[..room_len];
         let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            codec::encode_into(value, &mut sink)
+            codec::encode_into_slice(value, room)
         }));
-        let end = sink.at;
-        if !matches!(encoded, Ok(Ok(()))) {
-            // Keep the part as it was (a head written for a new part is harmless: the part
-            // is opened again, or not, by the slow path).
-            chunk.part = chunk.part.or(Some(part)).filter(|p| p.count > 0);
-            self.chunk = Some(chunk);
+        let Ok(Ok(used)) = encoded else {
+            // No room left in one piece, or it does not encode: the slow path decides.
             return false;
-        }
-        let part = Part {
-            count: part.count + 1,
-            len: end,
-            ..part
         };
+        part.len += used;
+        part.count += 1;
+        chunk.next_item += 1;
         self.staged.store(
             (u64::from(part.count) << 32) | part.len as u64,
             Ordering::Release,
         );
-        chunk.part = Some(part);
-        chunk.next_item += 1;
-        self.chunk = Some(chunk);
         true
+    }
+
+    /// Opens a part of values for the chunk's next item, then stages `value` in it (false,
+    /// with the part closed again, if that fails).
+    #[cold]
+    fn open_part_then_stage<R: Serialize>(&mut self, value: &R) -> bool {
+        let Some(chunk) = self.chunk else {
+            return false;
+        };
+        if chunk.part.is_some() || !chunk.values || self.ring.free() < FRAME_HEAD {
+            return false;
+        }
+        let part = Part {
+            first_item: chunk.next_item,
+            count: 0,
+            values: true,
+            len: FRAME_HEAD,
+        };
+        self.write_part_head(chunk.id, part, 0);
+        if let Some(chunk) = self.chunk.as_mut() {
+            chunk.part = Some(part);
+        }
+        if self.stage_value_in_place(value) {
+            return true;
+        }
+        // Nothing staged in it: close it again (a part is never empty), for the slow path.
+        if let Some(chunk) = self.chunk.as_mut() {
+            chunk.part = None;
+        }
+        false
     }
 
     fn push_item_slowly<R: Serialize>(
@@ -459,26 +467,6 @@ impl<'a> ResultWriter<'a> {
             self.wake.published(true);
             self.ring.wait_for_free(bytes, ROOM_WAIT);
         }
-    }
-}
-
-/// The open part's room in the ring, as a [`codec::ByteSink`]: bytes go at `at` past the
-/// ring's head, up to `end`.
-struct PartSink<'r> {
-    ring: &'r mut SharedRing,
-    at: usize,
-    end: usize,
-}
-
-impl codec::ByteSink for PartSink<'_> {
-    #[inline]
-    fn put(&mut self, bytes: &[u8]) -> bool {
-        let at = self.at + bytes.len();
-        if at > self.end || self.ring.write_at(self.at, bytes).is_err() {
-            return false;
-        }
-        self.at = at;
-        true
     }
 }
 
