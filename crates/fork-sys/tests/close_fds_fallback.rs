@@ -113,6 +113,11 @@ fn close_range_is_enosys() -> bool {
 /// child's exit code: 0 when the shell did not see the fd, 1 when it leaked, 10+ when the set-up
 /// failed.
 fn leaked_into_child(simulated: Simulated, method: SpawnMethod) -> i32 {
+    // One test at a time under `cargo test`'s threads: they all need fd `HIGH_FD`.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let high = open_high_fd();
     let program = CString::new("/bin/sh").unwrap();
     let argv = CStringArray::new([
