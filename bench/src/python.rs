@@ -124,13 +124,15 @@ print(elapsed)
 "#;
 
 /// `multiprocessing.Pool(2)` (fork context) running an identity function: argument `mode` is
-/// `map` (all `N` items in one `map`), `apply_async` (`N` submissions, then every `get`) or
-/// `apply` (`N` sequential calls); then the number of items of an untimed warm-up pass of the
+/// `map` (all `N` items in one `map`), `starmap` (`add(i, 1)` over `N` pairs), `apply_async`
+/// (`N` submissions, then every `get`) or `apply` (`N` sequential calls); then the number of items of an untimed warm-up pass of the
 /// same kind on the fresh pool, and for `map` an optional chunk size (default: Python's).
 pub(crate) const POOL: &str = r#"
 import multiprocessing as mp, sys, time
 def identity(x):
     return x
+def add(a, b):
+    return a + b
 n, mode, warm = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 chunksize = int(sys.argv[4]) if len(sys.argv) > 4 else None
 def run(pool, n):
@@ -138,6 +140,10 @@ def run(pool, n):
         out = pool.map(identity, range(n), chunksize)
         if out[-1] != n - 1 or len(out) != n:
             sys.exit("wrong map result")
+    elif mode == "starmap":
+        out = pool.starmap(add, [(i, 1) for i in range(n)], chunksize)
+        if out[-1] != n or len(out) != n:
+            sys.exit("wrong starmap result")
     elif mode == "apply_async":
         pending = [pool.apply_async(identity, (i,)) for i in range(n)]
         if [r.get() for r in pending][-1] != n - 1:

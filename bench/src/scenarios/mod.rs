@@ -32,6 +32,7 @@ pub(crate) const ALL: &[Builder] = &[
     connection_ping_pong::scenario,
     pool::map_default,
     pool::map_chunksize_1,
+    pool::starmap,
     pool::apply_async,
     pool::apply_round_trip,
     pool::imap_memory,

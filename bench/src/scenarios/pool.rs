@@ -23,11 +23,17 @@ fn identity(x: u64) -> u64 {
     x
 }
 
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
 /// How a batch drives the pool.
 #[derive(Debug, Clone, Copy)]
 enum Drive {
     /// One `map` of all the items; `None`: the default chunk size.
     Map(Option<usize>),
+    /// One `starmap` of `add` over `(i, 1)` for every item, at the default chunk size.
+    Starmap,
     /// Every task with `apply_async`, then every `get`.
     ApplyAsync,
     /// One `apply` after another.
@@ -54,6 +60,15 @@ fn drive_pool(pool: &Pool, ops: u64, drive: Drive) -> BenchResult<Duration> {
                 return Err(format!("map returned {} values for {ops} items", values.len()).into());
             }
             values.last().copied()
+        }
+        Drive::Starmap => {
+            let pairs: Vec<(u64, u64)> = (0..ops).map(|i| (i, 1)).collect();
+            let values = pool.starmap(add, pairs)?;
+            if values.len() as u64 != ops {
+                return Err(format!("starmap returned {} values for {ops}", values.len()).into());
+            }
+            // `add(i, 1)`: the last is `ops`, one more than the identity's.
+            values.last().map(|last| last - 1)
         }
         Drive::ApplyAsync => {
             let pending = (0..ops)
@@ -104,6 +119,28 @@ pub(crate) fn map_default(cx: &Context) -> BenchResult<Scenario> {
     .note(WARM_POOL_NOTE)
     .contender(Contender::self_timed("proc_pool::Pool map", move |ops| {
         run_pool(ops, warm, Drive::Map(None))
+    })))
+}
+
+/// `starmap` of a two-argument function over 200,000 pairs at Python's default chunk size.
+pub(crate) fn starmap(cx: &Context) -> BenchResult<Scenario> {
+    let warm = cx.ops(200_000, 20_000);
+    Ok(Scenario::new(
+        "Pool starmap, default chunksize",
+        "one item of `starmap(add, [(i, 1) for i in 0..200_000])` on a pool of 2 (Python's chunk size)",
+        Unit::Rate,
+        cx.ops(200_000, 20_000),
+        python_pool(cx, "starmap", &["starmap", &warm.to_string()]),
+    )
+    .reference()
+    .note(
+        "The pools warm up with a whole starmap first (see the first Pool scenario). Both \
+         contenders build their list of pairs inside the timed run (a Python list of tuples, a \
+         `Vec<(u64, u64)>`), and both spread each pair over the function's two arguments in \
+         the worker.",
+    )
+    .contender(Contender::self_timed("proc_pool::Pool starmap", move |ops| {
+        run_pool(ops, warm, Drive::Starmap)
     })))
 }
 
