@@ -257,8 +257,17 @@ fn decode_counted_with_limit<T: DeserializeOwned, const LIMIT: usize>(
     bytes: &[u8],
     count: usize,
 ) -> Result<(Vec<T>, usize), bincode::error::DecodeError> {
+    // Room for all `count` values at once, as serde's `Vec` does for a sequence, but never
+    // more than a corrupt count could claim cheaply: at most one value per byte (a value of a
+    // type with no bytes aside), at most 1 MiB up front.
+    let claimable = if size_of::<T>() == 0 {
+        count
+    } else {
+        count.min(bytes.len()).min((1 << 20) / size_of::<T>())
+    };
     let seed = Counted::<T> {
         count,
+        capacity: claimable,
         item: std::marker::PhantomData,
     };
     bincode::serde::seed_decode_from_slice(seed, bytes, config_with_limit::<LIMIT>())
@@ -268,6 +277,8 @@ fn decode_counted_with_limit<T: DeserializeOwned, const LIMIT: usize>(
 /// front of a tuple).
 struct Counted<T> {
     count: usize,
+    /// What to allocate up front.
+    capacity: usize,
     item: std::marker::PhantomData<T>,
 }
 
@@ -287,8 +298,7 @@ impl<'de, T: DeserializeOwned> serde::de::Visitor<'de> for Counted<T> {
     }
 
     fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<Vec<T>, S::Error> {
-        // Never trust the count for the allocation: grow with what actually decodes.
-        let mut values = Vec::with_capacity(self.count.min(4096));
+        let mut values = Vec::with_capacity(self.capacity);
         while let Some(value) = seq.next_element()? {
             values.push(value);
         }

@@ -117,6 +117,13 @@ pub enum TaskError {
         /// The panic message.
         message: String,
     },
+    /// The pool's callback thread, started by the first submission with
+    /// [`Callbacks`](crate::Callbacks), could not be started (a thread or process limit):
+    /// nothing was submitted.
+    CallbackThreadFailed {
+        /// Why, as the OS said it.
+        message: String,
+    },
     /// No worker could be started to run the task.
     WorkerSpawnFailed {
         /// Why, as the OS said it.
@@ -187,6 +194,10 @@ impl fmt::Display for TaskError {
             TaskError::WorkerLost { task, pid, reason } => write!(
                 f,
                 "worker {pid} vanished while running task {task}, how it ended is unknown ({reason}); the worker was replaced"
+            ),
+            TaskError::CallbackThreadFailed { message } => write!(
+                f,
+                "the pool's callback thread could not be started: {message}; nothing was submitted"
             ),
             TaskError::ProtocolViolation { task, pid, message } => write!(
                 f,

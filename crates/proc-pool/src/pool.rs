@@ -718,8 +718,8 @@ impl Pool {
         }
         self.callbacks
             .start()
-            .map_err(|err| TaskError::WorkerSpawnFailed {
-                message: format!("the pool's callback thread could not be started: {err}"),
+            .map_err(|err| TaskError::CallbackThreadFailed {
+                message: err.to_string(),
             })
     }
 
