@@ -5,6 +5,16 @@ use std::time::Duration;
 
 use proc_core::{Process, StartMethod};
 
+/// One test at a time under `cargo test`'s threads: the first kills the fork server the
+/// second is using.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn sleep_then(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     42
@@ -14,6 +24,7 @@ fn sleep_then(ms: u64) -> u64 {
 /// `join` returns its value (only its exit status is lost with the server).
 #[test]
 fn a_child_outliving_its_killed_server_still_returns_its_value() {
+    let _turn = one_at_a_time();
     let _watchdog = test_support::watchdog(Duration::from_secs(60), "child of a killed server");
     let mut p = Process::builder()
         .start_method(StartMethod::ForkServer)
@@ -46,6 +57,7 @@ fn square(x: u64) -> u64 {
 /// it held).
 #[test]
 fn fork_children_of_a_fork_server_user_can_use_one_too() {
+    let _turn = one_at_a_time();
     use std::sync::atomic::{AtomicBool, Ordering};
     let _watchdog = test_support::watchdog(Duration::from_secs(120), "Fork child's fork server");
     let stop = std::sync::Arc::new(AtomicBool::new(false));
