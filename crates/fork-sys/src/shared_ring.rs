@@ -59,7 +59,7 @@ const DATA_AT: usize = 192;
 ///     }
 ///     Fork::Parent(child) => {
 ///         assert_eq!(fork_sys::wait(child)?, ExitStatus::Exited(0));
-/// ///         let mut buf = [0u8; 16];
+///         let mut buf = [0u8; 16];
 ///         let n = ring.read(&mut buf)?;
 ///         assert_eq!(&buf[..n], b"hello");
 ///     }
