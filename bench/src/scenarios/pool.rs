@@ -158,9 +158,9 @@ pub(crate) fn map_chunksize_1(cx: &Context) -> BenchResult<Scenario> {
         "The pools warm up with 2,000 tasks first (see the first Pool scenario). Every item is \
          a task of its own, with its own frame each way and its own outcome \
          (a panic fails that item alone). The pool still moves them in batches: each worker has \
-         a window of tasks in flight sized from the measured time per task, and a worker writes \
-         its results in one `write` per batch, so a task costs a few hundred nanoseconds, not a \
-         pipe round trip.",
+         a window of tasks in flight sized from the measured time per task, and a worker puts \
+         its results in memory it shares with the parent and wakes it once per batch, so a task \
+         costs a few hundred nanoseconds, not a pipe round trip.",
     )
     .contender(Contender::self_timed(
         "proc_pool::Pool map_chunked(.., 1)",
