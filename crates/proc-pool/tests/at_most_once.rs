@@ -5,33 +5,10 @@
 
 #![allow(clippy::unwrap_used)] // In tests a failed unwrap is a failed test, with its location.
 
-use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
 use proc_pool::{ExitStatus, Pool, Signal, StartMethod, TaskError};
-
-/// Appends `n` to the log at `log` in one `write` (`O_APPEND`: lines never interleave).
-fn append(log: &str, n: u64) {
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(log)
-        .expect("open the log");
-    file.write_all(format!("{n}\n").as_bytes())
-        .expect("append to the log");
-}
-
-/// How many times each number was logged.
-fn runs(log: &Path) -> HashMap<u64, usize> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let mut runs = HashMap::new();
-    for line in text.lines() {
-        *runs.entry(line.parse::<u64>().unwrap()).or_insert(0) += 1;
-    }
-    runs
-}
 
 fn kill_self() -> ! {
     let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
@@ -40,7 +17,7 @@ fn kill_self() -> ! {
 
 /// Odd numbers take their worker down (SIGKILL) right after logging; even ones return.
 fn odd_ones_crash((log, n): (String, u64)) -> u64 {
-    append(&log, n);
+    test_support::log_run(&log, n);
     if n % 2 == 1 {
         kill_self();
     }
@@ -76,7 +53,7 @@ fn check_exactly_once(outcomes: &[(u64, Result<u64, TaskError>)], log: &Path, wh
             Err(other) => panic!("{what}: task {n}: unexpected {other}"),
         }
     }
-    let runs = runs(log);
+    let runs = test_support::logged_runs(log);
     for n in 0..TASKS {
         assert_eq!(
             runs.get(&n).copied().unwrap_or(0),
@@ -206,7 +183,7 @@ fn map_fails_with_the_first_crash_and_runs_nothing_twice() {
             // Chunks already sent when map gave up still run, once: wait for them.
             pool.close();
             pool.join().unwrap();
-            let runs = runs(&log);
+            let runs = test_support::logged_runs(&log);
             assert!(
                 runs.contains_key(&1) || runs.keys().any(|n| n % 2 == 1),
                 "{runs:?}"
@@ -224,7 +201,7 @@ fn map_fails_with_the_first_crash_and_runs_nothing_twice() {
 /// The first attempt at each number crashes; a second attempt (a marker file says there was
 /// one) returns.
 fn crashes_once((log, n): (String, u64)) -> u64 {
-    append(&log, n);
+    test_support::log_run(&log, n);
     let marker = format!("{log}.{n}.tried");
     if std::fs::OpenOptions::new()
         .write(true)
@@ -238,7 +215,7 @@ fn crashes_once((log, n): (String, u64)) -> u64 {
 }
 
 fn always_crashes((log, n): (String, u64)) -> u64 {
-    append(&log, n);
+    test_support::log_run(&log, n);
     kill_self();
 }
 
@@ -255,7 +232,7 @@ fn retries_run_a_task_again_only_when_its_worker_died_under_it() {
         .map(Result::unwrap)
         .collect();
     assert_eq!(values, (0..10).collect::<Vec<_>>());
-    let counts = runs(&log);
+    let counts = test_support::logged_runs(&log);
     assert!((0..10).all(|n| counts[&n] == 2), "{counts:?}");
 
     // Always crashing: three attempts, then the error says so.
@@ -270,7 +247,7 @@ fn retries_run_a_task_again_only_when_its_worker_died_under_it() {
         other => panic!("expected RetriesExhausted, got {other}"),
     }
     assert!(err.to_string().contains("all 3 attempts"), "{err}");
-    assert_eq!(runs(&log)[&100], 3);
+    assert_eq!(test_support::logged_runs(&log)[&100], 3);
 
     // A panic is the task's own answer: never retried.
     let err = pool
@@ -288,5 +265,5 @@ fn without_retries_a_task_whose_worker_died_fails_at_once() {
     let err = pool.apply(crashes_once, (log_name, 5)).unwrap_err();
     assert!(matches!(err, TaskError::WorkerDied { .. }), "{err}");
     assert!(err.is_retriable());
-    assert_eq!(runs(&log)[&5], 1);
+    assert_eq!(test_support::logged_runs(&log)[&5], 1);
 }

@@ -8,10 +8,7 @@
 
 #![allow(clippy::unwrap_used)] // In tests a failed unwrap is a failed test, with its location.
 
-use std::collections::HashMap;
-use std::io::Write;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::path::Path;
 use std::time::Duration;
 
 use proc_pool::{Pool, StartMethod, TaskError};
@@ -21,25 +18,6 @@ type Task = fn((String, u64)) -> u64;
 
 const TASKS: u64 = 6000;
 const CULPRIT: u64 = 3000;
-
-fn append(log: &str, n: u64) {
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(log)
-        .expect("open the log");
-    file.write_all(format!("{n}\n").as_bytes())
-        .expect("append to the log");
-}
-
-fn runs(log: &Path) -> HashMap<u64, usize> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let mut runs = HashMap::new();
-    for line in text.lines() {
-        *runs.entry(line.parse::<u64>().unwrap()).or_insert(0) += 1;
-    }
-    runs
-}
 
 /// Runs `f` on each descriptor number in `range` that is open.
 fn each_open_fd(range: std::ops::Range<i32>, mut f: impl FnMut(BorrowedFd<'_>, i32)) {
@@ -60,7 +38,7 @@ fn write_to_fds(bytes: &[u8]) {
 }
 
 fn close_fds_0_to_1023((log, n): (String, u64)) -> u64 {
-    append(&log, n);
+    test_support::log_run(&log, n);
     if n == CULPRIT {
         each_open_fd(0..1024, |_, raw| {
             // SAFETY: closing descriptors this code does not own is the damage under test;
@@ -72,7 +50,7 @@ fn close_fds_0_to_1023((log, n): (String, u64)) -> u64 {
 }
 
 fn write_zeros((log, n): (String, u64)) -> u64 {
-    append(&log, n);
+    test_support::log_run(&log, n);
     if n == CULPRIT {
         write_to_fds(&[0; 256]);
     }
@@ -80,7 +58,7 @@ fn write_zeros((log, n): (String, u64)) -> u64 {
 }
 
 fn write_random_bytes((log, n): (String, u64)) -> u64 {
-    append(&log, n);
+    test_support::log_run(&log, n);
     if n == CULPRIT {
         let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
         let bytes: Vec<u8> = (0..4096)
@@ -97,7 +75,7 @@ fn write_random_bytes((log, n): (String, u64)) -> u64 {
 }
 
 fn write_log_line((log, n): (String, u64)) -> u64 {
-    append(&log, n);
+    test_support::log_run(&log, n);
     if n == CULPRIT {
         write_to_fds(b"log: task done\n");
     }
@@ -105,7 +83,7 @@ fn write_log_line((log, n): (String, u64)) -> u64 {
 }
 
 fn dev_null_over_fds((log, n): (String, u64)) -> u64 {
-    append(&log, n);
+    test_support::log_run(&log, n);
     if n == CULPRIT {
         let null = std::fs::File::open("/dev/null").expect("open /dev/null");
         each_open_fd(3..64, |_, raw| {
@@ -140,7 +118,7 @@ fn scenario(name: &str, task: Task, method: StartMethod) {
             Err(err) => assert_eq!(n, CULPRIT, "{what}: innocent task {n} failed: {err}"),
         }
     }
-    let runs = runs(&log);
+    let runs = test_support::logged_runs(&log);
     for n in 0..TASKS {
         assert_eq!(
             runs.get(&n),

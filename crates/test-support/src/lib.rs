@@ -152,3 +152,32 @@ pub fn thread_cpu_time(name: &str) -> Option<Duration> {
     }
     ticks.map(|t| Duration::from_millis(t * 10))
 }
+
+/// Appends `key` as a line to the file at `log` with one `write` on an `O_APPEND` file, so
+/// lines from processes writing at once never interleave: how a pool task records that its
+/// body ran (tasks capture nothing, and a worker's memory is its own). Panics if the file
+/// cannot be written: a test that cannot count must not pass.
+pub fn log_run(log: &str, key: u64) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(log)
+        .unwrap_or_else(|err| panic!("opening the run log {log}: {err}"));
+    file.write_all(format!("{key}\n").as_bytes())
+        .unwrap_or_else(|err| panic!("appending to the run log {log}: {err}"));
+}
+
+/// How many times each key was logged by [`log_run`] in the file at `log` (none if it does
+/// not exist).
+pub fn logged_runs(log: &std::path::Path) -> std::collections::HashMap<u64, usize> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut runs = std::collections::HashMap::new();
+    for line in text.lines() {
+        let key = line
+            .parse::<u64>()
+            .unwrap_or_else(|err| panic!("run log {}: line {line:?}: {err}", log.display()));
+        *runs.entry(key).or_insert(0) += 1;
+    }
+    runs
+}
