@@ -15,7 +15,8 @@
 //! skips, so they run elsewhere instead of waiting.
 //!
 //! **Damage.** A task may write to, close or replace any descriptor of its process. The
-//! worker keeps its two pipes near the top of the descriptor range, checks every task frame's
+//! worker keeps its two pipes near the top of the descriptor range (where that is cheap: a fork
+//! server's worker, single-threaded at that point), checks every task frame's
 //! magic word and sequence number, checks that its wake pipe is still the one it was given
 //! before each wake, and stops (exits) at the first sign of damage: what it staged is in the
 //! ring, the parent reads it after the exit and gives the tasks not started to another
