@@ -388,6 +388,60 @@ pub(crate) fn run_launched_child(socket: OwnedFd, say_hello: bool) -> ! {
     )
 }
 
+/// The child's side of a [`crate::Launcher`] launch: the same hello and launch as
+/// [`run_launched_child`], over a byte stream (`input` from the parent, `output` to it), no
+/// descriptors attached: the result goes back on `output`. Never returns.
+pub(crate) fn run_streamed_child(input: OwnedFd, output: OwnedFd) -> ! {
+    use std::io::Write;
+    let hello = Hello {
+        pid: fork_sys::getpid().as_raw(),
+        identity: crate::identity::current().map(str::to_owned),
+    };
+    let mut writer = std::fs::File::from(output);
+    let sent = frame_of(&hello).and_then(|frame| writer.write_all(&frame));
+    if sent.is_err() {
+        fork_sys::exit_immediately(EXIT_NO_LAUNCH);
+    }
+    let mut reader = std::fs::File::from(input);
+    let mut frames = FrameBuffer::new(MAX_MESSAGE);
+    let mut next = |frames: &mut FrameBuffer| -> Option<Vec<u8>> {
+        loop {
+            if let Some(payload) = frames.next_payload().ok()? {
+                return Some(payload.to_vec());
+            }
+            match frames.read_from(&mut reader) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+    };
+    let Some(launch) = next(&mut frames) else {
+        fork_sys::exit_immediately(EXIT_NO_LAUNCH);
+    };
+    let Ok((launch, _)) = codec::decode_value::<Launch>(&launch) else {
+        fork_sys::exit_immediately(EXIT_NO_LAUNCH);
+    };
+    let Some(args) = next(&mut frames) else {
+        fork_sys::exit_immediately(EXIT_NO_LAUNCH);
+    };
+    drop(reader);
+    let setup = ChildSetup {
+        name: launch.name.as_deref(),
+        watch_parent: None,
+        max_frame_len: usize::try_from(launch.max_frame_len).unwrap_or(usize::MAX),
+    };
+    let trampoline = crate::spawn_fn::trampoline_at(launch.trampoline);
+    trampoline(
+        crate::code_offset::address(launch.function),
+        args,
+        Vec::new(),
+        OwnedFd::from(writer),
+        setup,
+    )
+}
+
 /// The exit code of a started child that never got to run anything (refused, or its parent
 /// went away before sending the launch).
 pub(crate) const EXIT_NO_LAUNCH: i32 = 125;

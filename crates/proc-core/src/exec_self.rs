@@ -25,13 +25,17 @@ pub(crate) enum Role {
     Child,
     /// Serve fork requests until the program goes away.
     ForkServer,
+    /// Run one launched function, started by a [`crate::Launcher`]: the bootstrap protocol
+    /// over stdin and stdout.
+    Launched,
 }
 
 impl Role {
-    fn marker(self) -> &'static str {
+    pub(crate) fn marker(self) -> &'static str {
         match self {
             Role::Child => "--prockit-start-method-child",
             Role::ForkServer => "--prockit-fork-server",
+            Role::Launched => "--prockit-launched-child",
         }
     }
 }
@@ -78,8 +82,12 @@ pub(crate) fn enter_if_started_as_child() {
     let role = match args.nth(1) {
         Some(arg) if arg == Role::Child.marker() => Role::Child,
         Some(arg) if arg == Role::ForkServer.marker() => Role::ForkServer,
+        Some(arg) if arg == Role::Launched.marker() => Role::Launched,
         _ => return,
     };
+    if role == Role::Launched {
+        enter_as_launched_child();
+    }
     // Ours only if stdin is the bootstrap socket (someone typing the marker by hand gets the
     // program's own `main`).
     let Ok(socket) = std::io::stdin().as_fd().try_clone_to_owned() else {
@@ -100,14 +108,40 @@ pub(crate) fn enter_if_started_as_child() {
     // (`process N panicked at file:line:col`), not std's default for an unnamed thread.
     crate::child_side::install_panic_hook();
     crate::child_side::mark_forked_child();
-    // Panics in the child print the same one-line report as in a `Fork` child
-    // (`process N panicked at file:line:col`), not std's default for an unnamed thread.
-    crate::child_side::install_panic_hook();
-    crate::child_side::mark_forked_child();
     match role {
         Role::Child => crate::bootstrap::run_launched_child(socket, true),
         Role::ForkServer => crate::fork_server::serve(socket),
+        Role::Launched => fork_sys::exit_immediately(crate::bootstrap::EXIT_NO_LAUNCH),
     }
+}
+
+/// The entry of a child started through a [`crate::Launcher`]: its stdin and stdout are the
+/// stream to the parent (pipes or sockets, through `srun`, `ssh`...). They move to other
+/// numbers; stdin becomes `/dev/null` and stdout goes to stderr, so what user code prints
+/// reaches the launcher's stderr instead of corrupting the stream. Returns (to run `main`)
+/// unless stdin and stdout are a pipe or a socket: someone typed the marker by hand.
+fn enter_as_launched_child() {
+    let stream = |fd: BorrowedFd<'_>| {
+        let Ok(file) = fd.try_clone_to_owned().map(std::fs::File::from) else {
+            return None;
+        };
+        let kind = file.metadata().ok()?.file_type();
+        (kind.is_fifo() || kind.is_socket()).then(|| OwnedFd::from(file))
+    };
+    let (Some(input), Some(output)) = (
+        stream(std::io::stdin().as_fd()),
+        stream(std::io::stdout().as_fd()),
+    ) else {
+        return;
+    };
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        let _ = fork_sys::exec::redirect_stdio(null.as_fd(), StdioFd::Stdin);
+    }
+    let _ = fork_sys::exec::redirect_stdio(std::io::stderr().as_fd(), StdioFd::Stdout);
+    let _ = fork_sys::ignore_signal(Signal::PIPE);
+    crate::child_side::install_panic_hook();
+    crate::child_side::mark_forked_child();
+    crate::bootstrap::run_streamed_child(input, output)
 }
 
 /// The constructor: runs [`enter_if_started_as_child`] before `main` (before the test

@@ -104,10 +104,29 @@ pub(crate) fn check_hello(
     };
     let hello = channel.recv::<Hello>(Some(Instant::now() + HELLO_TIMEOUT), child.exit_fd());
     match hello {
-        Ok(Hello {
-            identity: Ok(found),
-            ..
-        }) => {
+        Ok(hello) => check_identity(hello, pid, program),
+        Err(RecvError::Closed) => {
+            let how = match child.wait_timeout(std::time::Duration::from_millis(100)) {
+                Ok(Some(status)) => format!("it {status} before saying hello"),
+                _ => "it closed its channel before saying hello".to_owned(),
+            };
+            Err(no_entry(how))
+        }
+        Err(RecvError::TimedOut) => Err(no_entry(format!(
+            "it said nothing for {} s",
+            HELLO_TIMEOUT.as_secs()
+        ))),
+        Err(RecvError::Codec(err)) => Err(no_entry(format!(
+            "it sent something that is not a hello ({err})"
+        ))),
+        Err(RecvError::Io(err)) => Err(StartError::Io(err)),
+    }
+}
+
+/// Checks that the child that said `hello` runs this very executable.
+pub(crate) fn check_identity(hello: Hello, pid: Pid, program: &Path) -> Result<(), StartError> {
+    match hello.identity {
+        Ok(found) => {
             let expected = crate::identity::current().map_err(|reason| {
                 StartError::Io(io::Error::other(format!(
                     "cannot read this program's own executable to compare: {reason}"
@@ -124,25 +143,11 @@ pub(crate) fn check_hello(
                 })
             }
         }
-        Ok(Hello {
-            identity: Err(reason),
-            ..
-        }) => Err(no_entry(reason)),
-        Err(RecvError::Closed) => {
-            let how = match child.wait_timeout(std::time::Duration::from_millis(100)) {
-                Ok(Some(status)) => format!("it {status} before saying hello"),
-                _ => "it closed its channel before saying hello".to_owned(),
-            };
-            Err(no_entry(how))
-        }
-        Err(RecvError::TimedOut) => Err(no_entry(format!(
-            "it said nothing for {} s",
-            HELLO_TIMEOUT.as_secs()
-        ))),
-        Err(RecvError::Codec(err)) => Err(no_entry(format!(
-            "it sent something that is not a hello ({err})"
-        ))),
-        Err(RecvError::Io(err)) => Err(StartError::Io(err)),
+        Err(reason) => Err(StartError::NoEntry {
+            pid,
+            program: program.to_path_buf(),
+            reason,
+        }),
     }
 }
 

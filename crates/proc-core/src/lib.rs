@@ -66,6 +66,7 @@ mod bootstrap;
 mod child_side;
 pub mod code_offset;
 pub mod codec;
+mod command_launcher;
 mod connection;
 mod error;
 mod exec_self;
@@ -78,6 +79,7 @@ mod spawn_fn;
 mod start_method;
 mod wait_any;
 
+pub use command_launcher::Launcher;
 pub use connection::{Connection, ConnectionError, pipe};
 pub use error::ProcessError;
 pub use fork_server::fork_server_pid;

@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use crate::bootstrap::Trampoline;
 use crate::child_side::{self, ChildSetup};
 use crate::codec;
+use crate::command_launcher::{self, Launcher};
 use crate::error::ProcessError;
 use crate::launcher::{self, LaunchRequest};
 use crate::process::{Process, ProcessBuilder};
@@ -40,6 +41,7 @@ use crate::start_method::StartMethod;
 pub struct FnProcessBuilder {
     builder: ProcessBuilder,
     method: StartMethod,
+    launcher: Option<Launcher>,
 }
 
 impl ProcessBuilder {
@@ -60,6 +62,7 @@ impl ProcessBuilder {
         FnProcessBuilder {
             builder: self,
             method,
+            launcher: None,
         }
     }
 
@@ -113,6 +116,18 @@ impl FnProcessBuilder {
         self
     }
 
+    /// Starts the child through `launcher` (`srun`, `ssh`, any command that runs a program
+    /// and connects its stdin and stdout to ours), whatever the start method: the child is
+    /// this executable, run wherever the launcher runs things, checked by its build id, and
+    /// told what to run over that stream. What it prints goes to the launcher's stderr. It
+    /// takes no descriptors (`spawn_fn_with_fds` is refused), and it does not watch for this
+    /// process's exit (it may run on another machine): a daemon child is ended by killing
+    /// the launcher, which forwards the signal (srun, ssh) or not.
+    pub fn launcher(mut self, launcher: Launcher) -> FnProcessBuilder {
+        self.launcher = Some(launcher);
+        self
+    }
+
     /// Starts a child that runs `function(arg)`; [`Process::join`] returns what it returned,
     /// with the same errors as a closure's child.
     pub fn spawn_fn<A, R>(self, function: fn(A) -> R, arg: A) -> Result<Process<R>, ProcessError>
@@ -120,7 +135,7 @@ impl FnProcessBuilder {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        if self.method == StartMethod::Fork {
+        if self.method == StartMethod::Fork && self.launcher.is_none() {
             return self.builder.spawn(move || function(arg));
         }
         let trampoline = trampoline_plain::<A, R> as Trampoline as usize;
@@ -141,7 +156,7 @@ impl FnProcessBuilder {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        if self.method == StartMethod::Fork {
+        if self.method == StartMethod::Fork && self.launcher.is_none() {
             return self.builder.spawn(move || function(arg, fds));
         }
         let trampoline = trampoline_with_fds::<A, R> as Trampoline as usize;
@@ -172,7 +187,7 @@ impl FnProcessBuilder {
                 source: std::io::Error::new(std::io::ErrorKind::InvalidInput, err),
             });
         }
-        launcher::launch(LaunchRequest {
+        let request = LaunchRequest {
             method: self.method,
             trampoline,
             function,
@@ -182,7 +197,11 @@ impl FnProcessBuilder {
             daemon: parts.daemon,
             max_frame_len: parts.max_frame_len,
             kill_group_on_exit: parts.kill_group_on_exit,
-        })
+        };
+        match &self.launcher {
+            Some(launcher) => command_launcher::launch_through(request, launcher),
+            None => launcher::launch(request),
+        }
     }
 }
 
