@@ -403,44 +403,50 @@ pub(crate) fn run_streamed_child(input: OwnedFd, output: OwnedFd) -> ! {
         fork_sys::exit_immediately(EXIT_NO_LAUNCH);
     }
     let mut reader = std::fs::File::from(input);
-    let mut frames = FrameBuffer::new(MAX_MESSAGE);
-    let mut next = |frames: &mut FrameBuffer| -> Option<Vec<u8>> {
-        loop {
-            if let Some(payload) = frames.next_payload().ok()? {
-                return Some(payload.to_vec());
-            }
-            match frames.read_from(&mut reader) {
-                Ok(0) => return None,
-                Ok(_) => {}
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return None,
-            }
-        }
+    // Exactly the launch and the argument frames, not a byte more: with
+    // `spawn_fn_with_streams`, what follows is the function's to read.
+    let mut next = || -> Option<Vec<u8>> {
+        use std::io::Read;
+        let mut len = [0u8; codec::HEADER_LEN];
+        reader.read_exact(&mut len).ok()?;
+        let len = usize::try_from(u32::from_le_bytes(len)).ok()?;
+        let mut payload = Vec::new();
+        payload.try_reserve_exact(len).ok()?;
+        payload.resize(len, 0);
+        reader.read_exact(&mut payload).ok()?;
+        Some(payload)
     };
-    let Some(launch) = next(&mut frames) else {
+    let Some(launch) = next() else {
         fork_sys::exit_immediately(EXIT_NO_LAUNCH);
     };
     let Ok((launch, _)) = codec::decode_value::<Launch>(&launch) else {
         fork_sys::exit_immediately(EXIT_NO_LAUNCH);
     };
-    let Some(args) = next(&mut frames) else {
+    let Some(args) = next() else {
         fork_sys::exit_immediately(EXIT_NO_LAUNCH);
     };
-    drop(reader);
     let setup = ChildSetup {
         name: launch.name.as_deref(),
         watch_parent: None,
         max_frame_len: usize::try_from(launch.max_frame_len).unwrap_or(usize::MAX),
     };
     let trampoline = crate::spawn_fn::trampoline_at(launch.trampoline);
-    trampoline(
-        crate::code_offset::address(launch.function),
-        args,
-        Vec::new(),
-        OwnedFd::from(writer),
-        setup,
-    )
+    let function = crate::code_offset::address(launch.function);
+    if launch.fds == STREAMS {
+        // The function takes the stream; its own value goes nowhere.
+        let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
+            fork_sys::exit_immediately(EXIT_NO_LAUNCH);
+        };
+        let streams = vec![OwnedFd::from(reader), OwnedFd::from(writer)];
+        trampoline(function, args, streams, OwnedFd::from(null), setup)
+    }
+    drop(reader);
+    trampoline(function, args, Vec::new(), OwnedFd::from(writer), setup)
 }
+
+/// A launch's `fds` for a child started through a launcher whose function takes the stream
+/// itself (`spawn_fn_with_streams`): its input and output as its two descriptors.
+pub(crate) const STREAMS: u32 = u32::MAX;
 
 /// The exit code of a started child that never got to run anything (refused, or its parent
 /// went away before sending the launch).

@@ -186,6 +186,54 @@ pub(crate) fn launch_through<R>(
     request: LaunchRequest,
     launcher: &Launcher,
 ) -> Result<Process<R>, ProcessError> {
+    let (child, input, output, request) = start(request, launcher, false)?;
+    // The child reads nothing more: its stdin ends here.
+    drop(input);
+    Ok(Process::started(
+        child,
+        output,
+        request.name,
+        request.daemon,
+        request.max_frame_len,
+        StartMethod::Spawn,
+    ))
+}
+
+/// Starts `request`'s function through `launcher`, the function taking the stream: returns
+/// the process and this side's ends of it (input to the child, output from it), non-blocking.
+pub(crate) fn launch_with_streams<R>(
+    request: LaunchRequest,
+    launcher: &Launcher,
+) -> Result<(Process<R>, File, File), ProcessError> {
+    let (child, input, output, request) = start(request, launcher, true)?;
+    let name = request.name.clone();
+    let io_error = |source| ProcessError::Spawn {
+        name: name.clone(),
+        source,
+    };
+    fork_sys::set_nonblocking(&input, true).map_err(io_error)?;
+    // The process has no result of its own to send: an empty pipe stands for it.
+    let (no_result, _) = fork_sys::pipe().map_err(io_error)?;
+    fork_sys::set_nonblocking(&no_result, true).map_err(io_error)?;
+    let process = Process::started(
+        child,
+        File::from(no_result),
+        request.name,
+        request.daemon,
+        request.max_frame_len,
+        StartMethod::Spawn,
+    );
+    Ok((process, input, output))
+}
+
+/// Spawns the launcher, checks the hello, sends the launch (`streams`: the function takes
+/// the stream); returns the child, our ends of its stdin and stdout (the latter
+/// non-blocking), and the request's remains.
+fn start(
+    request: LaunchRequest,
+    launcher: &Launcher,
+    streams: bool,
+) -> Result<(ChildHandle, File, File, LaunchRequest), ProcessError> {
     let name = request.name.clone();
     let spawn_error = |source| ProcessError::Spawn {
         name: name.clone(),
@@ -237,7 +285,11 @@ pub(crate) fn launch_through<R>(
             // The parent may be on another machine: a launched child does not watch it.
             watch_parent: None,
             max_frame_len: request.max_frame_len as u64,
-            fds: 0,
+            fds: if streams {
+                crate::bootstrap::STREAMS
+            } else {
+                0
+            },
             context: None,
         };
         let mut frames = frame_of(&launch).map_err(StartError::Io)?;
@@ -251,16 +303,7 @@ pub(crate) fn launch_through<R>(
         let _ = child.wait();
         return Err(err.into_process_error(request.name));
     }
-    // The child reads nothing more: its stdin ends here.
-    drop(input);
-    Ok(Process::started(
-        child,
-        output,
-        request.name,
-        request.daemon,
-        request.max_frame_len,
-        StartMethod::Spawn,
-    ))
+    Ok((child, input, output, request))
 }
 
 /// Reads the child's hello from its stdout and checks its build, as for `Spawn`.

@@ -163,15 +163,45 @@ impl FnProcessBuilder {
         self.launch(trampoline, function as usize, &arg, fds)
     }
 
-    fn launch<A: Serialize, R>(
+    /// Through a [`launcher`](FnProcessBuilder::launcher) only: starts `function(arg, fds)`
+    /// where `fds` are the child's ends of the launcher's byte stream, `[input, output]`, and
+    /// returns the process with this side's ends: what is written to the first reaches the
+    /// child's `input`, what the child writes to `output` comes out of the second. The
+    /// function's own value is discarded (the stream is the caller's); `join` then reports
+    /// the launcher's exit (`ExitedWithoutResult` even when it succeeded). A protocol of the
+    /// caller's own over a launcher: proc-pool's workers on a cluster.
+    pub fn spawn_fn_with_streams<A, R>(
         self,
+        function: fn(A, Vec<OwnedFd>) -> R,
+        arg: A,
+    ) -> Result<(Process<R>, std::fs::File, std::fs::File), ProcessError>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        let parts = self.builder.into_parts();
+        let Some(launcher) = self.launcher else {
+            return Err(ProcessError::Spawn {
+                name: parts.name,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "spawn_fn_with_streams needs a launcher: its streams are the launcher's",
+                ),
+            });
+        };
+        let trampoline = trampoline_with_fds::<A, R> as Trampoline as usize;
+        let request = Self::request(parts, self.method, trampoline, function as usize, &arg)?;
+        command_launcher::launch_with_streams(request, &launcher)
+    }
+
+    /// The launch request for `function` (checked to be nameable) and its encoded `arg`.
+    fn request<A: Serialize>(
+        parts: crate::process::BuilderParts,
+        method: StartMethod,
         trampoline: usize,
         function: usize,
         arg: &A,
-        fds: Vec<OwnedFd>,
-    ) -> Result<Process<R>, ProcessError> {
-        let parts = self.builder.into_parts();
-        // Offsets name the same code in the child only within proc-core's own image.
+    ) -> Result<LaunchRequest, ProcessError> {
         if let Err(err) =
             crate::code_offset::check(function).and_then(|()| crate::code_offset::check(trampoline))
         {
@@ -187,17 +217,30 @@ impl FnProcessBuilder {
                 source: std::io::Error::new(std::io::ErrorKind::InvalidInput, err),
             });
         }
-        let request = LaunchRequest {
-            method: self.method,
+        Ok(LaunchRequest {
+            method,
             trampoline,
             function,
             args,
-            fds,
+            fds: Vec::new(),
             name: parts.name,
             daemon: parts.daemon,
             max_frame_len: parts.max_frame_len,
             kill_group_on_exit: parts.kill_group_on_exit,
-        };
+        })
+    }
+
+    fn launch<A: Serialize, R>(
+        self,
+        trampoline: usize,
+        function: usize,
+        arg: &A,
+        fds: Vec<OwnedFd>,
+    ) -> Result<Process<R>, ProcessError> {
+        let parts = self.builder.into_parts();
+        // Offsets name the same code in the child only within proc-core's own image.
+        let mut request = Self::request(parts, self.method, trampoline, function, arg)?;
+        request.fds = fds;
         match &self.launcher {
             Some(launcher) => command_launcher::launch_through(request, launcher),
             None => launcher::launch(request),

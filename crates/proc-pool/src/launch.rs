@@ -17,7 +17,7 @@ use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use fork_sys::{SharedAtomics, SharedRing};
-use proc_core::{Process, ProcessError, StartMethod};
+use proc_core::{Launcher, Process, ProcessError, StartMethod};
 use serde::{Deserialize, Serialize};
 
 use crate::manager::Config;
@@ -44,8 +44,9 @@ pub(crate) struct StartedWorker {
     /// The wake pipe's read end, non-blocking.
     pub(crate) wake: File,
     pub(crate) counters: SharedAtomics,
-    /// The ring the worker writes its results into.
-    pub(crate) ring: SharedRing,
+    /// The ring the worker writes its results into; `None` for a worker on a stream, whose
+    /// results come on `wake`.
+    pub(crate) ring: Option<SharedRing>,
 }
 
 /// What a worker started by exec needs to know that a forked one would have inherited.
@@ -72,6 +73,9 @@ pub(crate) fn start_worker(
         name: Some(WORKER_NAME.into()),
         source,
     };
+    if let Some(launcher) = &config.launcher {
+        return start_streamed_worker(config, launcher.clone());
+    }
     let (tasks_read, tasks_write) = fork_sys::pipe().map_err(spawn_error)?;
     let (wake_read, wake_write) = fork_sys::pipe().map_err(spawn_error)?;
     // Bigger pipes carry bigger batches per write; the default is fine if refused.
@@ -145,8 +149,56 @@ pub(crate) fn start_worker(
         tasks: tasks_write,
         wake: wake_read,
         counters,
-        ring,
+        ring: Some(ring),
     })
+}
+
+/// Starts a worker through `launcher`: its stdin and stdout are the task and result streams.
+fn start_streamed_worker(
+    config: &Config,
+    launcher: Launcher,
+) -> Result<StartedWorker, ProcessError> {
+    let spawn_error = |source| ProcessError::Spawn {
+        name: Some(WORKER_NAME.into()),
+        source,
+    };
+    let worker_config = WorkerConfig {
+        initializer: config.initializer.map(task_fn::initializer_offset),
+        max_tasks: config.max_tasks_per_child,
+        max_frame_len: config.max_frame_len as u64,
+        ring_capacity: 0,
+        clock_base: None,
+    };
+    let (process, tasks, results) = Process::builder()
+        .name(WORKER_NAME)
+        .daemon(true)
+        .start_method(StartMethod::Spawn)
+        .launcher(launcher)
+        .spawn_fn_with_streams(streamed_worker, worker_config)?;
+    // The manager's own record of what the worker says in band (claims, readiness).
+    let counters = SharedAtomics::new(COUNTERS).map_err(spawn_error)?;
+    Ok(StartedWorker {
+        process,
+        tasks,
+        wake: results,
+        counters,
+        ring: None,
+    })
+}
+
+/// A worker started through a launcher: `fds` are its input and output streams.
+fn streamed_worker(config: WorkerConfig, fds: Vec<OwnedFd>) {
+    let max_frame_len = usize::try_from(config.max_frame_len).unwrap_or(usize::MAX);
+    let Ok([input, output]) = <[OwnedFd; 2]>::try_from(fds) else {
+        worker::report_setup_failure("a pool worker was launched without its two streams");
+    };
+    worker::run_streamed(
+        File::from(input),
+        File::from(output),
+        config.initializer.map(task_fn::initializer_at),
+        config.max_tasks,
+        max_frame_len,
+    );
 }
 
 /// A worker started by exec (or forked by the fork server): its pipes and shared memory come

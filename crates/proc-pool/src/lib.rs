@@ -86,7 +86,7 @@ pub use fork_sys::{ExitStatus, Pid, Signal};
 pub use imap::Imap;
 pub use map_result::MapResult;
 pub use pool::{Pool, PoolBuilder};
-pub use proc_core::StartMethod;
+pub use proc_core::{Launcher, StartMethod};
 pub use results::AsyncResult;
 pub use task_arg::{Refs, TaskArg, TaskArgMustBeOwned, TaskItems};
 pub use task_fn::StarFn;

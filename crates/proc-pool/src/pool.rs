@@ -64,6 +64,7 @@ pub struct PoolBuilder {
     max_frame_len: Option<usize>,
     start_method: Option<StartMethod>,
     retries: u32,
+    launcher: Option<proc_core::Launcher>,
 }
 
 impl PoolBuilder {
@@ -149,6 +150,21 @@ impl PoolBuilder {
         self
     }
 
+    /// Starts each worker through `launcher` (`srun`, `ssh`, any command that runs a program
+    /// and connects its stdin and stdout to ours: [`proc_core::Launcher`]) instead of by the
+    /// start method: workers on other machines. The executable must be at the same path
+    /// there (a shared file system); a different build is refused. Tasks go down the
+    /// launcher's stdin and results come up its stdout, one frame per item, written before
+    /// the next item starts, so the guarantees hold: a task that returned never runs again,
+    /// a worker that dies (killed, node lost, `scancel`) fails the task it was running and
+    /// nothing else. What such a worker prints goes to the launcher's stderr. Its queued
+    /// tasks cannot be taken back (no shared memory): a slow task holds back those sent
+    /// behind it.
+    pub fn launcher(mut self, launcher: proc_core::Launcher) -> PoolBuilder {
+        self.launcher = Some(launcher);
+        self
+    }
+
     /// Forks the workers and starts the pool.
     pub fn build(self) -> Result<Pool, PoolError> {
         let workers = match self.workers {
@@ -177,9 +193,13 @@ impl PoolBuilder {
             .max_frame_len
             .unwrap_or(DEFAULT_MAX_FRAME_LEN)
             .min(u32::MAX as usize);
-        let start_method = self
-            .start_method
-            .unwrap_or_else(proc_core::default_start_method);
+        // Workers through a launcher are fresh runs of this executable, as under `Spawn`:
+        // functions cross to them by code offsets, which must then be nameable.
+        let start_method = match (&self.launcher, self.start_method) {
+            (Some(_), _) => StartMethod::Spawn,
+            (None, Some(method)) => method,
+            (None, None) => proc_core::default_start_method(),
+        };
         if let (Some(initializer), true) = (self.initializer, start_method != StartMethod::Fork) {
             if let Err(err) = proc_core::code_offset::check(initializer as usize) {
                 return Err(PoolError::Spawn(proc_core::ProcessError::Spawn {
@@ -196,6 +216,7 @@ impl PoolBuilder {
             max_frame_len,
             start_method,
             retries: self.retries,
+            launcher: self.launcher,
         };
         let (shared, handle) = manager::start(config)?;
         Ok(Pool {

@@ -65,6 +65,11 @@ pub(crate) const VALUES: u8 = 8;
 /// The worker could not set itself up (its result thread did not start); the payload is
 /// the OS's reason, and the worker exits.
 pub(crate) const SETUP_FAILED: u8 = 16;
+/// From a worker on a stream (no shared memory): it starts the chunk whose task frame had
+/// the sequence number in the `first item` field (what the claim word says otherwise).
+pub(crate) const CLAIMED: u8 = 32;
+/// From a worker on a stream: its initializer returned (the `READY` counter otherwise).
+pub(crate) const READY_FLAG: u8 = 64;
 
 /// How one item of a chunk ended, as the worker reports it. `T` is `&R` when encoding.
 #[derive(Debug, Serialize, Deserialize)]

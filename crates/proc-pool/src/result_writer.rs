@@ -26,8 +26,8 @@ use proc_core::codec;
 use serde::Serialize;
 
 use crate::protocol::{
-    self, FAILED, INIT_FAILED, ItemOutcome, LAST, RESULT_HEADER_LEN, ResultHeader, SETUP_FAILED,
-    VALUES,
+    self, CLAIMED, FAILED, INIT_FAILED, ItemOutcome, LAST, READY_FLAG, RESULT_HEADER_LEN,
+    ResultHeader, SETUP_FAILED, VALUES,
 };
 
 /// Index in a worker's shared counters: the part staged in the ring past its head, as
@@ -72,6 +72,9 @@ struct Chunk {
 /// Writes a worker's result frames into its ring.
 pub(crate) struct ResultWriter<'a> {
     ring: &'a mut SharedRing,
+    /// A worker on a byte stream (through a launcher): every frame goes there whole, one
+    /// item per frame, before the next item starts; the ring is not used.
+    stream: Option<std::fs::File>,
     staged: &'a AtomicU64,
     wake: &'a dyn WakeParent,
     max_len: usize,
@@ -101,12 +104,43 @@ impl<'a> ResultWriter<'a> {
     ) -> ResultWriter<'a> {
         ResultWriter {
             ring,
+            stream: None,
             staged,
             wake,
             max_len,
             seq: 1,
             chunk: None,
             scratch: Vec::new(),
+        }
+    }
+
+    /// A writer for a worker on a byte stream: frames go to `stream` (the ring, which the
+    /// caller makes small, is never written).
+    pub(crate) fn streaming(
+        ring: &'a mut SharedRing,
+        stream: std::fs::File,
+        staged: &'a AtomicU64,
+        wake: &'a dyn WakeParent,
+        max_len: usize,
+    ) -> ResultWriter<'a> {
+        ResultWriter {
+            stream: Some(stream),
+            ..ResultWriter::new(ring, staged, wake, max_len)
+        }
+    }
+
+    /// On a stream: tells the parent the chunk sent with sequence number `seq` starts now
+    /// (nothing otherwise: the claim word says it).
+    pub(crate) fn claimed(&mut self, seq: u64) {
+        if self.stream.is_some() {
+            self.write_frame(0, seq as u32, CLAIMED, &[]);
+        }
+    }
+
+    /// On a stream: tells the parent the initializer returned.
+    pub(crate) fn ready(&mut self) {
+        if self.stream.is_some() {
+            self.write_frame(0, 0, READY_FLAG, &[]);
         }
     }
 
@@ -132,6 +166,10 @@ impl<'a> ResultWriter<'a> {
             debug_assert!(false, "push_item outside a chunk");
             return;
         };
+        if self.stream.is_some() {
+            self.push_item_to_stream(chunk, outcome);
+            return;
+        }
         if let (Ok(value), true) = (&outcome, chunk.values) {
             if self.stage_value_in_place(value) {
                 if std::mem::needs_drop::<R>() {
@@ -207,6 +245,62 @@ impl<'a> ResultWriter<'a> {
             chunk.part = None;
         }
         false
+    }
+
+    /// On a stream: the item's outcome as a frame of its own, written before this returns.
+    fn push_item_to_stream<R: Serialize>(
+        &mut self,
+        chunk: Chunk,
+        outcome: Result<R, Box<dyn Any + Send>>,
+    ) {
+        self.scratch.clear();
+        let mut values = true;
+        let encoded = match &outcome {
+            Ok(value) => encode_guarded(value, &mut self.scratch),
+            Err(panic) => {
+                values = false;
+                encode_outcome(
+                    ItemOutcome::Panicked(protocol::panic_message(panic.as_ref())),
+                    &mut self.scratch,
+                );
+                Ok(())
+            }
+        };
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(outcome)));
+        if let Err(message) = encoded {
+            values = false;
+            self.scratch.clear();
+            encode_outcome(ItemOutcome::EncodeFailed(message), &mut self.scratch);
+        }
+        if self.scratch.len() > self.max_len.saturating_sub(RESULT_HEADER_LEN) {
+            let len = (self.scratch.len() + RESULT_HEADER_LEN) as u64;
+            values = false;
+            self.scratch.clear();
+            encode_outcome(
+                ItemOutcome::TooLarge {
+                    len,
+                    limit: self.max_len as u64,
+                },
+                &mut self.scratch,
+            );
+        }
+        let item = std::mem::take(&mut self.scratch);
+        let header = ResultHeader {
+            seq: self.next_seq(),
+            id: chunk.id,
+            first_item: chunk.next_item,
+            count: 1,
+            flags: if values { VALUES } else { 0 },
+        };
+        let mut frame = Vec::with_capacity(FRAME_HEAD + item.len());
+        frame.extend_from_slice(&((RESULT_HEADER_LEN + item.len()) as u32).to_le_bytes());
+        header.write(&mut frame);
+        frame.extend_from_slice(&item);
+        self.write_all(&frame);
+        self.scratch = item;
+        if let Some(chunk) = self.chunk.as_mut() {
+            chunk.next_item += 1;
+        }
     }
 
     fn push_item_slowly<R: Serialize>(
@@ -446,8 +540,13 @@ impl<'a> ResultWriter<'a> {
         seq
     }
 
-    /// Publishes all of `bytes`, in pieces as the parent makes room.
+    /// Publishes all of `bytes`, in pieces as the parent makes room (on a stream: writes
+    /// them; a failed write means the parent is gone, which ends the worker at its next read).
     fn write_all(&mut self, mut bytes: &[u8]) {
+        if let Some(stream) = self.stream.as_mut() {
+            let _ = std::io::Write::write_all(stream, bytes);
+            return;
+        }
         while !bytes.is_empty() {
             let n = self.ring.write(bytes);
             bytes = &bytes[n..];

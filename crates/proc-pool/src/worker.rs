@@ -131,10 +131,62 @@ pub(crate) fn run(setup: WorkerSetup<'_>) {
             max_frame_len: setup.max_frame_len,
             clock_base: setup.clock_base,
         };
-        run_tasks(&tasks, &plan, &mut out, &waker);
+        run_tasks(&tasks, &plan, &mut out, Some(&waker));
         waker.close();
     });
 }
+
+/// A worker on a byte stream, started through a launcher (on another machine, say): task
+/// frames come on `input`, every result frame goes to `output` as soon as it exists (one item
+/// per frame, written before the next item starts), and what the shared counters say
+/// otherwise goes in band (`READY`, `CLAIMED` frames). Nothing is revoked from such a worker.
+pub(crate) fn run_streamed(
+    input: File,
+    output: File,
+    initializer: Option<fn()>,
+    max_tasks: Option<u64>,
+    max_frame_len: usize,
+) {
+    let _ = fork_sys::exec::setpgid(None);
+    let _ = fork_sys::ignore_signal(fork_sys::Signal::TTIN);
+    let _ = fork_sys::ignore_signal(fork_sys::Signal::TTOU);
+    // Claims are made in memory of our own (the parent's are in band), and the writer needs
+    // a ring it never writes: the smallest.
+    let (Ok(counters), Ok(mut ring)) = (SharedAtomics::new(COUNTERS), SharedRing::new(64)) else {
+        report_setup_failure("a worker could not map its counters");
+    };
+    let mut out = ResultWriter::streaming(
+        &mut ring,
+        output,
+        counters.get(STAGED),
+        &NO_WAKE,
+        max_frame_len,
+    );
+    if let Some(initializer) = initializer {
+        if let Err(panic) = catch_unwind(initializer) {
+            out.initializer_failed(&protocol::panic_message(panic.as_ref()));
+            return;
+        }
+    }
+    out.ready();
+    let plan = Plan {
+        counters: &counters,
+        max_tasks,
+        max_frame_len,
+        // The parent stamps a chunk's start when its claim arrives.
+        clock_base: None,
+    };
+    run_tasks(&input, &plan, &mut out, None);
+}
+
+/// A stream worker's writer wakes nobody: the parent polls the stream itself.
+struct NoWake;
+
+impl WakeParent for NoWake {
+    fn published(&self, _urgent: bool) {}
+}
+
+static NO_WAKE: NoWake = NoWake;
 
 /// Tells the parent why this worker cannot run, for a worker that fails before `run` (it
 /// could not map its ring): the only channel left is its exit status.
@@ -154,7 +206,12 @@ struct Plan<'a> {
     clock_base: Option<Duration>,
 }
 
-fn run_tasks(mut tasks: &File, setup: &Plan<'_>, out: &mut ResultWriter<'_>, waker: &Waker<'_>) {
+fn run_tasks(
+    mut tasks: &File,
+    setup: &Plan<'_>,
+    out: &mut ResultWriter<'_>,
+    waker: Option<&Waker<'_>>,
+) {
     let claim = setup.counters.get(CLAIM);
     // Task frames are at most the frame limit plus their own header.
     let mut frames = FrameBuffer::new(
@@ -209,16 +266,19 @@ fn run_tasks(mut tasks: &File, setup: &Plan<'_>, out: &mut ResultWriter<'_>, wak
             if !try_claim(claim, seq) {
                 continue; // Revoked: the parent gave it to another worker.
             }
+            out.claimed(seq);
             out.begin(header.id, skip);
             let bound = (bound != 0).then(|| bound_values.get_mut(&bound)).flatten();
             header.function.run(args, skip, out, bound);
             // What the task printed goes out before the parent hears of its result. Here, not
             // in the waker, which must never wait on a lock a task may hold.
             let _ = io::stdout().flush();
-            let more = frames.has_frame().unwrap_or(false);
-            waker.published(!more);
-            if waker.failed() {
-                return; // The parent is gone, or the wake pipe was damaged.
+            if let Some(waker) = waker {
+                let more = frames.has_frame().unwrap_or(false);
+                waker.published(!more);
+                if waker.failed() {
+                    return; // The parent is gone, or the wake pipe was damaged.
+                }
             }
             ran += 1;
             if setup.max_tasks.is_some_and(|max| ran >= max) {

@@ -27,8 +27,9 @@ pub(crate) struct Worker {
     pub(crate) tasks: Option<File>,
     /// The wake pipe's read end, non-blocking; `None` after end-of-file.
     pub(crate) wake: Option<File>,
-    /// The ring the worker writes its results into.
-    pub(crate) ring: SharedRing,
+    /// The ring the worker writes its results into; `None` for a worker on a stream (through
+    /// a launcher), whose results come on `wake`, its stdout.
+    pub(crate) ring: Option<SharedRing>,
     /// What was read from the ring and not yet taken as frames.
     pub(crate) frames: FrameBuffer,
     /// The sequence number of the next result frame.
@@ -114,7 +115,9 @@ impl Worker {
     /// Whether the worker holds chunks behind the one it runs that it has not started: what
     /// a revocation would take back.
     pub(crate) fn holds_unstarted(&self) -> bool {
-        self.in_flight.len() > 1
+        // A worker on a stream cannot be told (no shared claim word): nothing is revoked.
+        self.ring.is_some()
+            && self.in_flight.len() > 1
             && self
                 .in_flight
                 .back()
@@ -203,6 +206,18 @@ impl Worker {
         self.wake = None;
     }
 
+    /// Whether the worker's results come on a stream (through a launcher), not a ring.
+    pub(crate) fn on_stream(&self) -> bool {
+        self.ring.is_none()
+    }
+
+    /// Whether its ring holds results not read yet (or cannot be read: it says so then).
+    pub(crate) fn ring_has_results(&self) -> bool {
+        self.ring
+            .as_ref()
+            .is_some_and(|ring| ring.available().map_or(true, |n| n > 0))
+    }
+
     /// Reads and discards the wake bytes the worker sent (one read: the worker sends one
     /// byte per read of the parent's, and any left over only wake the manager once more);
     /// `wake` becomes `None` at end-of-file.
@@ -236,7 +251,7 @@ impl Worker {
             return None;
         }
         let mut bytes = Vec::new();
-        self.ring.read_unpublished(len, &mut bytes).ok()?;
+        self.ring.as_ref()?.read_unpublished(len, &mut bytes).ok()?;
         Some((count, bytes))
     }
 }

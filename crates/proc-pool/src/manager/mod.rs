@@ -38,11 +38,11 @@ use crate::bound::BoundValue;
 use crate::error::{PoolError, TaskError};
 use crate::locking::lock;
 use crate::protocol::{
-    self, EncodedItems, FAILED, INIT_FAILED, LAST, Origin, RESULT_MAGIC, ResultHeader,
-    SETUP_FAILED, VALUES,
+    self, CLAIMED, EncodedItems, FAILED, INIT_FAILED, LAST, Origin, READY_FLAG, RESULT_MAGIC,
+    ResultHeader, SETUP_FAILED, VALUES,
 };
 use crate::results::Reply;
-use crate::worker::{STARTED_AT, WAKE_PENDING};
+use crate::worker::{CLAIM, READY, STARTED_AT, WAKE_PENDING};
 use crate::worker_handle::{InFlight, Worker};
 
 mod lifecycle;
@@ -109,6 +109,8 @@ pub(crate) struct Config {
     pub(crate) start_method: StartMethod,
     /// How many more times an item whose worker died under it runs (0: it fails).
     pub(crate) retries: u32,
+    /// Workers are started through this, on byte streams, instead of by `start_method`.
+    pub(crate) launcher: Option<proc_core::Launcher>,
 }
 
 /// One encoded chunk and the answer owed for it.
@@ -492,7 +494,7 @@ impl Manager {
             wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
         };
         for worker in &self.workers {
-            if worker.ring.available().map_or(true, |n| n > 0) {
+            if worker.ring_has_results() {
                 // Results are waiting (more than one pass took, or they came after it):
                 // no wake byte may be on its way for them.
                 earliest(now);
@@ -615,7 +617,7 @@ impl Manager {
             let woken = worker.wake.is_some() && ready.next().is_some_and(|r| r.is_ready());
             // The ring is looked at on every turn, woken or not: a wake that went astray
             // (a task damaged the pipe) delays results at most until the next turn.
-            let results_ready = woken || worker.ring.available().map_or(true, |n| n > 0);
+            let results_ready = woken || worker.ring_has_results();
             if worker.tasks.is_some() && worker.has_unwritten() {
                 ready.next();
             }
@@ -654,15 +656,31 @@ impl Manager {
     /// bytes read. `woken`: its wake pipe is readable (drain it).
     fn read_results(&mut self, index: usize, now: Instant, woken: bool) -> usize {
         let worker = &mut self.workers[index];
-        if woken {
+        if woken && !worker.on_stream() {
             worker.drain_wake_pipe();
         }
-        // Cleared before reading, so a result published after the read sends a new wake.
-        worker.counters.get(WAKE_PENDING).store(0, Ordering::SeqCst);
-        let bytes = match worker.frames.read_available(&mut worker.ring) {
-            Ok(pass) => pass.bytes,
+        let read = match worker.ring.as_mut() {
+            Some(ring) => {
+                // Cleared before reading, so a result published after the read sends a new
+                // wake.
+                worker.counters.get(WAKE_PENDING).store(0, Ordering::SeqCst);
+                worker.frames.read_available(ring)
+            }
+            // A worker on a stream: its results come on the stream itself.
+            None => match worker.wake.as_mut() {
+                Some(stream) => worker.frames.read_available(stream),
+                None => Ok(codec::ReadPass::default()),
+            },
+        };
+        let bytes = match read {
+            Ok(pass) => {
+                if pass.eof && worker.on_stream() {
+                    worker.wake = None;
+                }
+                pass.bytes
+            }
             Err(err) => {
-                protocol_violation(worker, format!("its result ring is corrupt: {err}"));
+                protocol_violation(worker, format!("its results cannot be read: {err}"));
                 return 0;
             }
         };
@@ -714,6 +732,22 @@ impl Manager {
         };
         if header.flags & SETUP_FAILED != 0 {
             worker.setup_failed = Some(decode_message(items));
+            return;
+        }
+        if header.flags & CLAIMED != 0 {
+            // A worker on a stream starts the chunk it was sent as `first_item`.
+            let seq = u64::from(header.first_item);
+            let since = now.saturating_duration_since(self.clock_base);
+            worker.counters.get(STARTED_AT).store(
+                u64::try_from(since.as_nanos()).unwrap_or(u64::MAX),
+                Ordering::Release,
+            );
+            worker.counters.get(CLAIM).store(seq, Ordering::Release);
+            worker.last_progress = now;
+            return;
+        }
+        if header.flags & READY_FLAG != 0 {
+            worker.counters.get(READY).store(1, Ordering::Release);
             return;
         }
         if header.flags & INIT_FAILED != 0 {
