@@ -186,7 +186,7 @@ pub(crate) fn launch_through<R>(
     request: LaunchRequest,
     launcher: &Launcher,
 ) -> Result<Process<R>, ProcessError> {
-    let (child, input, output, request) = start(request, launcher, false)?;
+    let (child, input, output, request, _) = start(request, launcher, false)?;
     // The child reads nothing more: its stdin ends here.
     drop(input);
     Ok(Process::started(
@@ -199,19 +199,40 @@ pub(crate) fn launch_through<R>(
     ))
 }
 
+/// This side's ends of a child's streams, from
+/// [`spawn_fn_with_streams`](crate::FnProcessBuilder::spawn_fn_with_streams): all
+/// non-blocking.
+#[derive(Debug)]
+pub struct LaunchedStreams {
+    /// What is written here reaches the child's input stream.
+    pub input: File,
+    /// What the child writes to its output stream comes out here.
+    pub output: File,
+    /// The launcher's stderr, and so the child's (what it prints goes there too): the
+    /// caller forwards it, or drops it to discard it.
+    pub stderr: File,
+}
+
 /// Starts `request`'s function through `launcher`, the function taking the stream: returns
-/// the process and this side's ends of it (input to the child, output from it), non-blocking.
+/// the process and this side's ends of it.
 pub(crate) fn launch_with_streams<R>(
     request: LaunchRequest,
     launcher: &Launcher,
-) -> Result<(Process<R>, File, File), ProcessError> {
-    let (child, input, output, request) = start(request, launcher, true)?;
+) -> Result<(Process<R>, LaunchedStreams), ProcessError> {
+    let (child, input, output, request, stderr) = start(request, launcher, true)?;
+    let Some(stderr) = stderr else {
+        return Err(ProcessError::Spawn {
+            name: request.name,
+            source: io::Error::other("the launcher's stderr was not captured"),
+        });
+    };
     let name = request.name.clone();
     let io_error = |source| ProcessError::Spawn {
         name: name.clone(),
         source,
     };
     fork_sys::set_nonblocking(&input, true).map_err(io_error)?;
+    fork_sys::set_nonblocking(&stderr, true).map_err(io_error)?;
     // The process has no result of its own to send: an empty pipe stands for it.
     let (no_result, _) = fork_sys::pipe().map_err(io_error)?;
     fork_sys::set_nonblocking(&no_result, true).map_err(io_error)?;
@@ -223,17 +244,27 @@ pub(crate) fn launch_with_streams<R>(
         request.max_frame_len,
         StartMethod::Spawn,
     );
-    Ok((process, input, output))
+    Ok((
+        process,
+        LaunchedStreams {
+            input,
+            output,
+            stderr,
+        },
+    ))
 }
 
+/// What [`start`] returns: the child, our ends of its stdin and stdout (the latter
+/// non-blocking), the request's remains, and with `streams`, its stderr.
+type Started = (ChildHandle, File, File, LaunchRequest, Option<File>);
+
 /// Spawns the launcher, checks the hello, sends the launch (`streams`: the function takes
-/// the stream); returns the child, our ends of its stdin and stdout (the latter
-/// non-blocking), and the request's remains.
+/// the stream, and its stderr is captured for the caller).
 fn start(
     request: LaunchRequest,
     launcher: &Launcher,
     streams: bool,
-) -> Result<(ChildHandle, File, File, LaunchRequest), ProcessError> {
+) -> Result<Started, ProcessError> {
     let name = request.name.clone();
     let spawn_error = |source| ProcessError::Spawn {
         name: name.clone(),
@@ -266,10 +297,17 @@ fn start(
     let window = fork_sys::spawn_window();
     let (stdin_read, stdin_write) = fork_sys::pipe().map_err(spawn_error)?;
     let (stdout_read, stdout_write) = fork_sys::pipe().map_err(spawn_error)?;
+    let stderr_pipe = if streams {
+        Some(fork_sys::pipe().map_err(spawn_error)?)
+    } else {
+        None
+    };
     let mut spawn = SpawnRequest::new(&c_program, &c_argv, &envp);
     spawn.stdio[0] = Some(stdin_read.as_fd());
     spawn.stdio[1] = Some(stdout_write.as_fd());
+    spawn.stdio[2] = stderr_pipe.as_ref().map(|(_, write)| write.as_fd());
     let spawned = fork_sys::spawn_in_window(&spawn, &window);
+    let stderr = stderr_pipe.map(|(read, _write)| File::from(read));
     drop((stdin_read, stdout_write));
     drop(window);
     let pid = spawned.map_err(spawn_error)?;
@@ -303,7 +341,7 @@ fn start(
         let _ = child.wait();
         return Err(err.into_process_error(request.name));
     }
-    Ok((child, input, output, request))
+    Ok((child, input, output, request, stderr))
 }
 
 /// Reads the child's hello from its stdout and checks its build, as for `Spawn`.

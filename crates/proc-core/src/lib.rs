@@ -79,7 +79,7 @@ mod spawn_fn;
 mod start_method;
 mod wait_any;
 
-pub use command_launcher::Launcher;
+pub use command_launcher::{LaunchedStreams, Launcher};
 pub use connection::{Connection, ConnectionError, pipe};
 pub use error::ProcessError;
 pub use fork_server::fork_server_pid;

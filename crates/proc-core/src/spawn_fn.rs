@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use crate::bootstrap::Trampoline;
 use crate::child_side::{self, ChildSetup};
 use crate::codec;
-use crate::command_launcher::{self, Launcher};
+use crate::command_launcher::{self, LaunchedStreams, Launcher};
 use crate::error::ProcessError;
 use crate::launcher::{self, LaunchRequest};
 use crate::process::{Process, ProcessBuilder};
@@ -165,16 +165,16 @@ impl FnProcessBuilder {
 
     /// Through a [`launcher`](FnProcessBuilder::launcher) only: starts `function(arg, fds)`
     /// where `fds` are the child's ends of the launcher's byte stream, `[input, output]`, and
-    /// returns the process with this side's ends: what is written to the first reaches the
-    /// child's `input`, what the child writes to `output` comes out of the second. The
-    /// function's own value is discarded (the stream is the caller's); `join` then reports
-    /// the launcher's exit (`ExitedWithoutResult` even when it succeeded). A protocol of the
-    /// caller's own over a launcher: proc-pool's workers on a cluster.
+    /// returns the process with this side's ends ([`LaunchedStreams`]: what is written to
+    /// `input` reaches the child's, what the child writes to its `output` comes out of ours,
+    /// and the launcher's stderr, for the caller to forward). The function's own value is
+    /// discarded (the stream is the caller's): `join` reports only how the launcher ended. A
+    /// protocol of the caller's own over a launcher: proc-pool's workers on a cluster.
     pub fn spawn_fn_with_streams<A, R>(
         self,
         function: fn(A, Vec<OwnedFd>) -> R,
         arg: A,
-    ) -> Result<(Process<R>, std::fs::File, std::fs::File), ProcessError>
+    ) -> Result<(Process<R>, LaunchedStreams), ProcessError>
     where
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,

@@ -47,6 +47,8 @@ pub(crate) struct StartedWorker {
     /// The ring the worker writes its results into; `None` for a worker on a stream, whose
     /// results come on `wake`.
     pub(crate) ring: Option<SharedRing>,
+    /// A launched worker's stderr, for the manager to forward line by line.
+    pub(crate) stderr: Option<File>,
 }
 
 /// What a worker started by exec needs to know that a forked one would have inherited.
@@ -150,6 +152,7 @@ pub(crate) fn start_worker(
         wake: wake_read,
         counters,
         ring: Some(ring),
+        stderr: None,
     })
 }
 
@@ -169,7 +172,7 @@ fn start_streamed_worker(
         ring_capacity: 0,
         clock_base: None,
     };
-    let (process, tasks, results) = Process::builder()
+    let (process, streams) = Process::builder()
         .name(WORKER_NAME)
         .daemon(true)
         .start_method(StartMethod::Spawn)
@@ -179,10 +182,11 @@ fn start_streamed_worker(
     let counters = SharedAtomics::new(COUNTERS).map_err(spawn_error)?;
     Ok(StartedWorker {
         process,
-        tasks,
-        wake: results,
+        tasks: streams.input,
+        wake: streams.output,
         counters,
         ring: None,
+        stderr: Some(streams.stderr),
     })
 }
 

@@ -67,6 +67,11 @@ pub(crate) struct Worker {
     pub(crate) setup_failed: Option<String>,
     /// The bound values sent to the worker that it keeps, least recently used first.
     pub(crate) bound_values: VecDeque<u64>,
+    /// A launched worker's stderr (non-blocking), forwarded line by line; `None` after its
+    /// end, and for local workers, whose stderr is the program's.
+    pub(crate) stderr: Option<File>,
+    /// The start of a line of its stderr whose end has not come yet.
+    pub(crate) stderr_line: Vec<u8>,
 }
 
 pub(crate) struct InFlight {
@@ -236,6 +241,46 @@ impl Worker {
         }
     }
 
+    /// Forwards what a launched worker wrote to its stderr, whole lines each prefixed with
+    /// `[proc-pool worker PID] ` (PID the launcher's here), to this process's stderr; at its
+    /// end, the last partial line too.
+    pub(crate) fn forward_stderr(&mut self) {
+        use std::io::Read;
+        let Some(pipe) = self.stderr.as_mut() else {
+            return;
+        };
+        let mut chunk = [0u8; 4096];
+        let mut ended = false;
+        loop {
+            match pipe.read(&mut chunk) {
+                Ok(0) => {
+                    ended = true;
+                    break;
+                }
+                Ok(n) => self.stderr_line.extend_from_slice(&chunk[..n]),
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let prefix = format!("[proc-pool worker {}] ", self.pid());
+        let mut out = Vec::new();
+        while let Some(end) = self.stderr_line.iter().position(|&b| b == b'\n') {
+            out.extend_from_slice(prefix.as_bytes());
+            out.extend(self.stderr_line.drain(..=end));
+        }
+        if ended {
+            if !self.stderr_line.is_empty() {
+                out.extend_from_slice(prefix.as_bytes());
+                out.append(&mut self.stderr_line);
+                out.push(b'\n');
+            }
+            self.stderr = None;
+        }
+        if !out.is_empty() {
+            let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), &out);
+        }
+    }
+
     /// After the worker is gone: the part it had staged in its ring and not published (see
     /// `result_writer`), as `(item count, frame bytes)`; `None` when there is none or it
     /// cannot be read.
@@ -282,6 +327,8 @@ impl Worker {
             violation: None,
             setup_failed: None,
             bound_values: VecDeque::new(),
+            stderr: started.stderr,
+            stderr_line: Vec::new(),
         }
     }
 }

@@ -120,3 +120,43 @@ fn a_task_timeout_kills_a_launched_worker() {
     assert!(matches!(err, TaskError::Timeout { .. }), "{err}");
     assert_eq!(pool.apply(sleepy, 1).unwrap(), 1);
 }
+
+fn says_hello(x: u64) -> u64 {
+    eprintln!("task {x} says hello on stderr");
+    println!("task {x} says hello on stdout");
+    x
+}
+
+/// Runs a launched pool in a forked child whose stderr is a pipe: what comes out of it.
+fn stderr_of_a_launched_pool() -> String {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let (read, write) = fork_sys::pipe().unwrap();
+    let child = proc_core::Process::spawn(move || {
+        fork_sys::exec::redirect_stdio(write.as_fd(), fork_sys::exec::StdioFd::Stderr).unwrap();
+        drop(write);
+        let pool = pool(1);
+        let value = pool.apply(says_hello, 7).unwrap();
+        pool.close();
+        pool.join().unwrap();
+        value
+    })
+    .unwrap();
+    assert_eq!(child.join().unwrap(), 7);
+    let mut text = String::new();
+    std::fs::File::from(read).read_to_string(&mut text).unwrap();
+    text
+}
+
+#[test]
+fn what_a_launched_worker_prints_is_forwarded_with_a_prefix() {
+    let _turn = one_at_a_time();
+    let _guard = test_support::watchdog(Duration::from_secs(120), "launched worker stderr");
+    let text = stderr_of_a_launched_pool();
+    for stream in ["stderr", "stdout"] {
+        let line = format!("task 7 says hello on {stream}");
+        let found = text.lines().find(|l| l.ends_with(&line));
+        let found = found.unwrap_or_else(|| panic!("no {line:?} in {text:?}"));
+        assert!(found.starts_with("[proc-pool worker "), "{found:?}");
+    }
+}

@@ -73,6 +73,8 @@ impl Manager {
         // Everything it wrote is in its ring now: read it all, then what it had staged.
         while self.read_results(index, Instant::now(), true) > 0 {}
         self.recover_staged(index);
+        // What it said last (a launched worker's dying words).
+        self.workers[index].forward_stderr();
         let worker = self.workers.remove(index);
         let pid = worker.pid();
         lock(&self.shared.pids).retain(|&p| p != pid);

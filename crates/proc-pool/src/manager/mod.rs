@@ -602,6 +602,9 @@ impl Manager {
                 if let Some(exit) = worker.process.exit_fd() {
                     fds.push((exit, Interest::Read));
                 }
+                if let Some(stderr) = &worker.stderr {
+                    fds.push((stderr.as_fd(), Interest::Read));
+                }
             }
             fork_sys::poll(&fds, timeout)?
         };
@@ -623,6 +626,11 @@ impl Manager {
             }
             let exit_fd = worker.process.exit_fd().is_some();
             let exit_ready = exit_fd && ready.next().is_some_and(|r| r.is_ready());
+            let stderr_ready =
+                worker.stderr.is_some() && ready.next().is_some_and(|r| r.is_ready());
+            if stderr_ready {
+                self.workers[index].forward_stderr();
+            }
             if results_ready {
                 self.read_results(index, now, woken);
             }
