@@ -13,6 +13,7 @@ pub(crate) mod fork_wait;
 pub(crate) mod pipe_ping_pong;
 mod pipe_throughput;
 mod pool;
+mod pool_over_srun;
 mod process_join;
 mod spawn_true;
 mod start_methods;
@@ -36,6 +37,8 @@ pub(crate) const ALL: &[Builder] = &[
     pool::apply_async,
     pool::apply_round_trip,
     pool::imap_memory,
+    pool_over_srun::map,
+    pool_over_srun::apply_round_trip,
     start_methods::process_start_join,
     start_methods::pool_worker_restart,
 ];
