@@ -398,7 +398,11 @@ pub(crate) fn run_streamed_child(input: OwnedFd, output: OwnedFd) -> ! {
         identity: crate::identity::current().map(str::to_owned),
     };
     let mut writer = std::fs::File::from(output);
-    let sent = frame_of(&hello).and_then(|frame| writer.write_all(&frame));
+    // With the newline that makes srun forward it (see `Launcher::slurm`).
+    let sent = frame_of(&hello).and_then(|mut frame| {
+        frame.push(FRAME_SEPARATOR);
+        writer.write_all(&frame)
+    });
     if sent.is_err() {
         fork_sys::exit_immediately(EXIT_NO_LAUNCH);
     }
@@ -443,6 +447,10 @@ pub(crate) fn run_streamed_child(input: OwnedFd, output: OwnedFd) -> ! {
     drop(reader);
     trampoline(function, args, Vec::new(), OwnedFd::from(writer), setup)
 }
+
+/// The byte a launched child writes after each frame of its own on its output (its hello,
+/// a pool worker's result frames): srun forwards a task's output a line at a time.
+pub(crate) const FRAME_SEPARATOR: u8 = b'\n';
 
 /// A launch's `fds` for a child started through a launcher whose function takes the stream
 /// itself (`spawn_fn_with_streams`): its input and output as its two descriptors.

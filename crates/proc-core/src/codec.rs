@@ -433,6 +433,16 @@ impl FrameBuffer {
         &self.bytes[self.start..self.end]
     }
 
+    /// Drops the first `n` bytes buffered (at most what is buffered): for a stream that puts
+    /// something of its own between frames.
+    pub fn consume(&mut self, n: usize) {
+        self.start += n.min(self.pending());
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
     /// The bytes buffered and not yet taken, starting with the next frame's length prefix:
     /// for a receiver that checks a frame's header of its own as soon as it arrives, before
     /// the whole frame is in (and so before waiting for a length that may be corrupt).

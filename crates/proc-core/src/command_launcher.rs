@@ -78,8 +78,11 @@ impl Launcher {
     }
 
     /// Slurm: each child is one job step, `srun --nodes=1 --ntasks=1 --quiet` (inside an
-    /// allocation from `salloc` or `sbatch`, a step of it; else a job of its own). Add srun
-    /// arguments with [`arg`](Launcher::arg): `--partition=p`, `--time=10`, `--cpus-per-task=4`.
+    /// allocation from `salloc` or `sbatch`, a step of it; else a job of its own). srun holds
+    /// a task's output until a newline (`--unbuffered` would make stdout a terminal, which
+    /// binary frames cannot cross), so every frame a launched child writes is followed by one
+    /// newline, which the reader expects and drops. Add srun arguments with
+    /// [`arg`](Launcher::arg): `--partition=p`, `--time=10`, `--cpus-per-task=4`.
     pub fn slurm() -> Launcher {
         Launcher::command(["srun", "--nodes=1", "--ntasks=1", "--quiet"])
     }
@@ -357,6 +360,9 @@ fn read_hello(output: &File, child: &mut ChildHandle, program: &Path) -> Result<
     loop {
         match frames.next_frame::<Hello>() {
             Ok(Some(hello)) => {
+                // The newline after the frame (see `Launcher::slurm`) must not be left for
+                // whoever reads the output next.
+                read_separator(output, &mut frames, deadline).map_err(|reason| no_entry(reason))?;
                 return crate::launcher::check_identity(hello, pid, program);
             }
             Ok(None) => {}
@@ -399,6 +405,47 @@ fn read_hello(output: &File, child: &mut ChildHandle, program: &Path) -> Result<
             Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) => return Err(StartError::Io(err)),
+        }
+    }
+}
+
+/// Consumes the one newline that follows a launched child's frame, reading it if it has not
+/// arrived (it comes in the same write, so at once); an error says what came instead.
+fn read_separator(
+    output: &File,
+    frames: &mut FrameBuffer,
+    deadline: Instant,
+) -> Result<(), String> {
+    loop {
+        match frames.peek().first() {
+            Some(&crate::bootstrap::FRAME_SEPARATOR) => {
+                frames.consume(1);
+                return Ok(());
+            }
+            Some(other) => {
+                return Err(format!(
+                    "its hello was followed by byte {other:#04x}, not a newline"
+                ));
+            }
+            None => {}
+        }
+        if Instant::now() >= deadline {
+            return Err("its hello was not followed by a newline".to_owned());
+        }
+        let ready = fork_sys::poll(
+            &[(output.as_fd(), Interest::Read)],
+            Some(std::time::Duration::from_millis(100)),
+        )
+        .map_err(|err| err.to_string())?;
+        if !ready.first().is_some_and(|r| r.is_ready()) {
+            continue;
+        }
+        let mut reader = output;
+        match frames.read_from(&mut reader) {
+            Ok(0) => return Err("its output ended right after its hello".to_owned()),
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err.to_string()),
         }
     }
 }

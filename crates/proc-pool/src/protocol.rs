@@ -65,6 +65,11 @@ pub(crate) const VALUES: u8 = 8;
 /// The worker could not set itself up (its result thread did not start); the payload is
 /// the OS's reason, and the worker exits.
 pub(crate) const SETUP_FAILED: u8 = 16;
+/// What a worker on a stream writes after each frame, and the manager expects and drops:
+/// srun forwards a task's output a line at a time, so without it a frame could wait for the
+/// next one's newline.
+pub(crate) const STREAM_SEPARATOR: u8 = b'\n';
+
 /// From a worker on a stream (no shared memory): it starts the chunk whose task frame had
 /// the sequence number in the `first item` field (what the claim word says otherwise).
 pub(crate) const CLAIMED: u8 = 32;

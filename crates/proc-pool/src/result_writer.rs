@@ -544,7 +544,11 @@ impl<'a> ResultWriter<'a> {
     /// them; a failed write means the parent is gone, which ends the worker at its next read).
     fn write_all(&mut self, mut bytes: &[u8]) {
         if let Some(stream) = self.stream.as_mut() {
-            let _ = std::io::Write::write_all(stream, bytes);
+            // Every frame here is written whole, so the separator follows each one.
+            let mut frame = Vec::with_capacity(bytes.len() + 1);
+            frame.extend_from_slice(bytes);
+            frame.push(protocol::STREAM_SEPARATOR);
+            let _ = std::io::Write::write_all(stream, &frame);
             return;
         }
         while !bytes.is_empty() {

@@ -72,6 +72,8 @@ pub(crate) struct Worker {
     pub(crate) stderr: Option<File>,
     /// The start of a line of its stderr whose end has not come yet.
     pub(crate) stderr_line: Vec<u8>,
+    /// A worker on a stream: the separator after the last frame has not been read yet.
+    pub(crate) separator_due: bool,
 }
 
 pub(crate) struct InFlight {
@@ -329,6 +331,7 @@ impl Worker {
             bound_values: VecDeque::new(),
             stderr: started.stderr,
             stderr_line: Vec::new(),
+            separator_due: false,
         }
     }
 }

@@ -699,6 +699,20 @@ impl Manager {
             if worker.violation.is_some() {
                 break;
             }
+            if worker.separator_due {
+                match frames.peek().first() {
+                    None => break,
+                    Some(&protocol::STREAM_SEPARATOR) => {
+                        frames.consume(1);
+                        worker.separator_due = false;
+                    }
+                    Some(other) => {
+                        let message = format!("byte {other:#04x} where a frame's newline was due");
+                        protocol_violation(worker, message);
+                        break;
+                    }
+                }
+            }
             let start = protocol::check_frame_start(
                 frames.peek(),
                 RESULT_MAGIC,
@@ -723,6 +737,7 @@ impl Manager {
                 break;
             };
             worker.result_seq = worker.result_seq.wrapping_add(1);
+            worker.separator_due = worker.on_stream();
             self.handle_result(index, header, items, now);
         }
         self.workers[index].frames = frames;
