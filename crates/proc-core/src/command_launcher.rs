@@ -362,7 +362,7 @@ fn read_hello(output: &File, child: &mut ChildHandle, program: &Path) -> Result<
             Ok(Some(hello)) => {
                 // The newline after the frame (see `Launcher::slurm`) must not be left for
                 // whoever reads the output next.
-                read_separator(output, &mut frames, deadline).map_err(|reason| no_entry(reason))?;
+                read_separator(output, &mut frames, deadline).map_err(&no_entry)?;
                 return crate::launcher::check_identity(hello, pid, program);
             }
             Ok(None) => {}
