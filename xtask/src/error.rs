@@ -34,6 +34,18 @@ pub(crate) enum Error {
         /// What the operating system said.
         source: io::Error,
     },
+    /// A file or directory could not be read, written or created.
+    Io {
+        /// What was being done, e.g. `write` or `create directory`.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// What the operating system said.
+        source: io::Error,
+    },
+    /// The single-node Slurm cluster (`cargo xtask cluster`) is not as it should be; the
+    /// message names the command, file or pid involved and what to do about it.
+    Cluster(String),
     /// Some steps of a multi-step command failed; each has already reported its own output.
     StepsFailed {
         /// The command, e.g. `test` or `ci`.
@@ -58,7 +70,11 @@ impl Error {
                 .and_then(|code| u8::try_from(code).ok())
                 .filter(|&code| code != 0)
                 .unwrap_or(1),
-            Self::Spawn { .. } | Self::ReadDir { .. } | Self::StepsFailed { .. } => 1,
+            Self::Spawn { .. }
+            | Self::ReadDir { .. }
+            | Self::Io { .. }
+            | Self::Cluster(_)
+            | Self::StepsFailed { .. } => 1,
         }
     }
 }
@@ -76,6 +92,12 @@ impl fmt::Display for Error {
             Self::ReadDir { path, source } => {
                 write!(f, "could not list {}: {source}", path.display())
             }
+            Self::Io {
+                action,
+                path,
+                source,
+            } => write!(f, "could not {action} {}: {source}", path.display()),
+            Self::Cluster(message) => f.write_str(message),
             Self::StepsFailed {
                 command,
                 failed,
@@ -93,8 +115,12 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Spawn { source, .. } | Self::ReadDir { source, .. } => Some(source),
-            Self::Usage(_) | Self::Failed { .. } | Self::StepsFailed { .. } => None,
+            Self::Spawn { source, .. } | Self::ReadDir { source, .. } | Self::Io { source, .. } => {
+                Some(source)
+            }
+            Self::Usage(_) | Self::Cluster(_) | Self::Failed { .. } | Self::StepsFailed { .. } => {
+                None
+            }
         }
     }
 }

@@ -14,13 +14,16 @@
 //! cargo xtask bench [args...]
 //! cargo xtask soak [--quick] [--only <substring>]... [--fuzz-minutes <m>]
 //! cargo xtask check-macos
+//! cargo xtask cluster up|down|status
 //! ```
 //!
 //! This file only parses the command line and dispatches; `matrix` holds the test legs and their
-//! table, `chores` the commands that wrap a single cargo run, `workspace` how cargo is found and
-//! invoked, and `error` the one error type and its exit codes.
+//! table, `chores` the commands that wrap a single cargo run, `cluster` the single-node Slurm
+//! cluster, `workspace` how cargo is found and invoked, and `error` the one
+//! error type and its exit codes.
 
 mod chores;
+mod cluster;
 mod error;
 mod matrix;
 mod workspace;
@@ -53,6 +56,14 @@ Commands:
                    `test` runs `soak --quick` as a leg of its own.
   check-macos      `cargo clippy -D warnings` every target for x86_64-apple-darwin, if that target
                    is installed; otherwise say so and succeed. Not part of `test` or `ci`.
+  cluster up|down|status
+                   A single-node Slurm cluster on this machine (root; docs/CLUSTER.md).
+                   up: write /etc/slurm/slurm.conf (never over one xtask did not write) and a
+                     munge key if there is none, start munged, slurmctld and slurmd, wait until
+                     the node is idle and `srun -N1 -n1 true` works; reuses a running one.
+                   down: stop the daemons `up` started, by their recorded pids.
+                   status: what runs and the node's state; non-zero unless up.
+                   State, logs and pids live in /tmp/prockit-slurm.
   help             Print this message.
 
 Tests run under cargo-nextest (one process per test, hung tests killed per
@@ -99,6 +110,7 @@ fn dispatch(args: &[String]) -> Result<(), Error> {
             no_arguments("check-macos", rest)?;
             chores::check_macos(&Workspace::locate())
         }
+        "cluster" => cluster::command(rest),
         other => Err(Error::Usage(format!("unknown command `{other}`"))),
     }
 }
