@@ -9,12 +9,13 @@
 //! `srun -N1 -n1 true` succeeds. A cluster it started earlier that still runs is reused. `down`
 //! stops exactly the processes the pid file names, and waits for them. Both are idempotent.
 //!
-//! `config` holds what is written, `daemons` the pid file and the processes, and `client` the
-//! Slurm commands run under deadlines.
+//! `config` holds what is written, `daemons` the pid file and the processes, `client` the Slurm
+//! commands run under deadlines, and `leg` the `cluster` leg of `cargo xtask test`.
 
 mod client;
 mod config;
 mod daemons;
+mod leg;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 use self::client::{Programs, SINFO_NODE_ARGS, node_state, resumable, run_bounded, takes_jobs};
 use self::config::{Account, HostFacts, Layout, MungeKey};
 use self::daemons::{Daemon, PidFile, Started, Stopped};
+pub(crate) use self::leg::{CLUSTER_ENV, LegEnd, TEST_FILTER, leg_description, run_leg};
 use crate::error::Error;
 
 /// How long `up` waits for munged's socket to accept connections.

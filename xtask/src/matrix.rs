@@ -1,11 +1,13 @@
 //! `cargo xtask test`: the check matrix, its legs in order, and the PASS/FAIL table.
 //!
 //! Every leg runs even after one fails, because the table is most useful when it is complete:
-//! a formatting slip should not hide a test failure three legs later.
+//! a formatting slip should not hide a test failure three legs later. A leg the machine cannot
+//! run (the `cluster` leg without Slurm) is SKIPPED, says why, and fails nothing.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use crate::cluster::{self, LegEnd};
 use crate::error::Error;
 use crate::workspace::{CargoInvocation, Workspace};
 
@@ -14,6 +16,9 @@ const RELEASE_LEG: &str = "release tests";
 
 /// Name of the soak suite's short leg.
 const SOAK_LEG: &str = "soak --quick";
+
+/// Name of the leg that runs against a single-node Slurm cluster.
+const CLUSTER_LEG: &str = "cluster";
 
 /// What the user asked of `cargo xtask test`.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -91,20 +96,53 @@ impl TestRunner {
             Self::CargoTest => CargoInvocation::new(["test", "--workspace", "--release"]),
         }
     }
+
+    /// The tests of `crates` whose names contain `cluster_`, told by the environment that a
+    /// cluster is up. None exist yet, so zero matching tests must pass: nextest needs
+    /// `--no-tests=pass` for that, `cargo test` with a filter passes on its own.
+    fn cluster_tests(self, crates: &[String]) -> CargoInvocation {
+        let packages = crates.iter().flat_map(|name| ["-p", name.as_str()]);
+        let command = match self {
+            Self::Nextest => CargoInvocation::new(["nextest", "run", "--no-tests=pass"]),
+            Self::CargoTest => CargoInvocation::new(["test"]),
+        };
+        command
+            .args(packages)
+            .args([cluster::TEST_FILTER])
+            .env(cluster::CLUSTER_ENV, "1")
+    }
 }
 
-/// One row of the matrix: a name for the table and the command it runs.
+/// What a leg does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Action {
+    /// One cargo command; the leg passes when it succeeds.
+    Cargo(CargoInvocation),
+    /// The cluster leg ([`cluster::run_leg`]) with the cargo command of its tests.
+    Cluster(CargoInvocation),
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Cargo(command) => write!(f, "{command}"),
+            Self::Cluster(tests) => f.write_str(&cluster::leg_description(tests)),
+        }
+    }
+}
+
+/// One row of the matrix: a name for the table and what it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Leg {
     name: String,
-    command: CargoInvocation,
+    action: Action,
 }
 
 impl Leg {
     fn new(name: impl Into<String>, command: CargoInvocation) -> Self {
         Self {
             name: name.into(),
-            command,
+            action: Action::Cargo(command),
         }
     }
 }
@@ -136,6 +174,11 @@ fn all_legs(crates: &[String], runner: TestRunner) -> Vec<Leg> {
         SOAK_LEG,
         CargoInvocation::new(["run", "--quiet", "--package", "soak", "--", "--quick"]),
     ));
+    // After the crates' own legs, which build what its tests need; skipped without Slurm.
+    legs.push(Leg {
+        name: CLUSTER_LEG.to_owned(),
+        action: Action::Cluster(runner.cluster_tests(crates)),
+    });
     // nextest cannot run doctests, so they always go through `cargo test`.
     legs.push(Leg::new(
         "doc tests",
@@ -153,11 +196,20 @@ fn all_legs(crates: &[String], runner: TestRunner) -> Vec<Leg> {
 }
 
 /// How one leg ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    Pass,
+    /// Why it failed: exit status, or why it could not start.
+    Fail(String),
+    /// Why this machine cannot run it.
+    Skip(String),
+}
+
+/// A leg's row in the table.
 #[derive(Debug)]
 struct LegResult {
     name: String,
-    /// `None` on success, otherwise why it failed (exit status, or why it could not start).
-    failure: Option<String>,
+    outcome: Outcome,
     duration: Duration,
 }
 
@@ -197,17 +249,27 @@ pub(crate) fn run(workspace: &Workspace, options: &MatrixOptions) -> Result<(), 
             index + 1,
             legs.len(),
             leg.name,
-            leg.command
+            leg.action
         );
         let leg_started = Instant::now();
-        let failure = match workspace.status(&leg.command) {
-            Ok(status) if status.success() => None,
-            Ok(status) => Some(status.to_string()),
-            Err(error) => Some(error.to_string()),
+        let outcome = match &leg.action {
+            Action::Cargo(command) => match workspace.status(command) {
+                Ok(status) if status.success() => Outcome::Pass,
+                Ok(status) => Outcome::Fail(status.to_string()),
+                Err(error) => Outcome::Fail(error.to_string()),
+            },
+            Action::Cluster(tests) => match cluster::run_leg(workspace, tests) {
+                Ok(LegEnd::Ran) => Outcome::Pass,
+                Ok(LegEnd::Skipped(reason)) => Outcome::Skip(reason),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    Outcome::Fail(error.to_string())
+                }
+            },
         };
         results.push(LegResult {
             name: leg.name.clone(),
-            failure,
+            outcome,
             duration: leg_started.elapsed(),
         });
     }
@@ -215,7 +277,7 @@ pub(crate) fn run(workspace: &Workspace, options: &MatrixOptions) -> Result<(), 
     print!("{}", render_table(&results, started.elapsed()));
     let failed: Vec<String> = results
         .iter()
-        .filter(|result| result.failure.is_some())
+        .filter(|result| matches!(result.outcome, Outcome::Fail(_)))
         .map(|result| result.name.clone())
         .collect();
     if failed.is_empty() {
@@ -240,6 +302,9 @@ pub(crate) fn run(workspace: &Workspace, options: &MatrixOptions) -> Result<(), 
 /// xtask test: all legs passed (2 of 2)
 /// ```
 ///
+/// A skipped leg reads `SKIP` with its reason, and the closing line then names it:
+/// `xtask test: every leg that ran passed (2 of 3; skipped: cluster)`.
+///
 /// The closing line deliberately does not read "N passed, N failed": it counts legs, and CI
 /// tooling that scans for test counts must not mistake it for one.
 fn render_table(results: &[LegResult], total: Duration) -> String {
@@ -253,14 +318,14 @@ fn render_table(results: &[LegResult], total: Duration) -> String {
     // Writing to a String cannot fail, so the fmt::Results below are ignored.
     let _ = writeln!(table, "  {:width$}  {:6}  {:>10}", "leg", "result", "time");
     for result in results {
-        let verdict = if result.failure.is_some() {
-            "FAIL"
-        } else {
-            "PASS"
+        let (verdict, reason) = match &result.outcome {
+            Outcome::Pass => ("PASS", None),
+            Outcome::Fail(reason) => ("FAIL", Some(reason)),
+            Outcome::Skip(reason) => ("SKIP", Some(reason)),
         };
         let time = format_duration(result.duration);
         let _ = write!(table, "  {:width$}  {verdict:6}  {time:>10}", result.name);
-        if let Some(reason) = &result.failure {
+        if let Some(reason) = reason {
             let _ = write!(table, "  ({reason})");
         }
         table.push('\n');
@@ -273,9 +338,24 @@ fn render_table(results: &[LegResult], total: Duration) -> String {
         format_duration(total)
     );
     // On failure the closing line is the error `main` prints, naming the failed legs.
-    if results.iter().all(|result| result.failure.is_none()) {
-        let count = results.len();
+    let failed = results
+        .iter()
+        .any(|result| matches!(result.outcome, Outcome::Fail(_)));
+    let skipped: Vec<&str> = results
+        .iter()
+        .filter(|result| matches!(result.outcome, Outcome::Skip(_)))
+        .map(|result| result.name.as_str())
+        .collect();
+    let count = results.len();
+    if !failed && skipped.is_empty() {
         let _ = writeln!(table, "xtask test: all legs passed ({count} of {count})");
+    } else if !failed {
+        let _ = writeln!(
+            table,
+            "xtask test: every leg that ran passed ({} of {count}; skipped: {})",
+            count - skipped.len(),
+            skipped.join(", ")
+        );
     }
     table
 }
@@ -357,6 +437,7 @@ mod tests {
             "test fork-sys",
             "test procdemo",
             "soak --quick",
+            "cluster",
             "doc tests",
             "release tests",
             "docs",
@@ -375,6 +456,7 @@ mod tests {
                 "clippy",
                 "test fork-sys",
                 "soak --quick",
+                "cluster",
                 "doc tests",
                 "docs"
             ]
@@ -413,6 +495,21 @@ mod tests {
     }
 
     #[test]
+    fn cluster_leg_runs_the_crates_cluster_tests_with_the_variable_set() {
+        let crates = strings(&["fork-sys", "proc-pool"]);
+        assert_eq!(
+            TestRunner::Nextest.cluster_tests(&crates).to_string(),
+            "PROCKIT_SLURM=1 cargo nextest run --no-tests=pass -p fork-sys -p proc-pool cluster_"
+        );
+        assert_eq!(
+            TestRunner::CargoTest.cluster_tests(&crates).to_string(),
+            "PROCKIT_SLURM=1 cargo test -p fork-sys -p proc-pool cluster_"
+        );
+        let options = MatrixOptions::parse(&strings(&["--leg", "cluster"])).unwrap();
+        assert_eq!(leg_names(&["fork-sys"], &options), ["cluster"]);
+    }
+
+    #[test]
     fn durations_format() {
         let cases = [
             (Duration::from_millis(0), "0.0s"),
@@ -431,12 +528,12 @@ mod tests {
         let results = [
             LegResult {
                 name: "fmt".to_owned(),
-                failure: None,
+                outcome: Outcome::Pass,
                 duration: Duration::from_millis(400),
             },
             LegResult {
                 name: "clippy".to_owned(),
-                failure: Some("exit status: 101".to_owned()),
+                outcome: Outcome::Fail("exit status: 101".to_owned()),
                 duration: Duration::from_secs(12),
             },
         ];
@@ -451,7 +548,7 @@ mod tests {
     fn table_of_passing_legs_says_so_last() {
         let results = [LegResult {
             name: "fmt".to_owned(),
-            failure: None,
+            outcome: Outcome::Pass,
             duration: Duration::from_millis(400),
         }];
         let table = render_table(&results, Duration::from_millis(400));
@@ -459,5 +556,31 @@ mod tests {
             table.ends_with("  total                0.4s\nxtask test: all legs passed (1 of 1)\n"),
             "{table}"
         );
+    }
+
+    #[test]
+    fn skipped_legs_say_why_and_fail_nothing() {
+        let results = [
+            LegResult {
+                name: "fmt".to_owned(),
+                outcome: Outcome::Pass,
+                duration: Duration::from_millis(400),
+            },
+            LegResult {
+                name: "cluster".to_owned(),
+                outcome: Outcome::Skip("Slurm/munge not installed (no srun)".to_owned()),
+                duration: Duration::from_millis(1),
+            },
+        ];
+        let table = render_table(&results, Duration::from_millis(401));
+        assert!(
+            table.contains("cluster  SKIP          0.0s  (Slurm/munge not installed (no srun))"),
+            "{table}"
+        );
+        assert!(
+            table.ends_with("xtask test: every leg that ran passed (1 of 2; skipped: cluster)\n"),
+            "{table}"
+        );
+        assert!(!table.contains("all legs passed"), "{table}");
     }
 }
