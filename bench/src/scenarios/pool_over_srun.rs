@@ -22,7 +22,9 @@ fn no_cluster() -> Option<String> {
         .args(["-h", "-o", "%t"])
         .output();
     match answer {
-        Err(err) => Some(format!("no Slurm here (sinfo: {err}); `cargo xtask cluster up`")),
+        Err(err) => Some(format!(
+            "no Slurm here (sinfo: {err}); `cargo xtask cluster up`"
+        )),
         Ok(out) if !out.status.success() => Some(format!(
             "no Slurm cluster answers (sinfo {}); `cargo xtask cluster up`",
             out.status
@@ -101,9 +103,10 @@ pub(crate) fn map(cx: &Context) -> BenchResult<Scenario> {
          down its stdin, one result frame per item up its stdout) instead of pipes and shared \
          memory. Each batch starts its pool and maps once untimed first.",
     )
-    .contender(srun_contender("proc_pool::Pool, srun workers", move |ops| {
-        map_batch(true, ops, warm)
-    })))
+    .contender(srun_contender(
+        "proc_pool::Pool, srun workers",
+        move |ops| map_batch(true, ops, warm),
+    )))
 }
 
 /// One `apply` after another through srun workers against local `ForkServer` workers.
