@@ -247,60 +247,15 @@ impl<'a> ResultWriter<'a> {
         false
     }
 
-    /// On a stream: the item's outcome as a frame of its own, written before this returns.
+    /// On a stream: the item's outcome as a frame of its own, written before this returns
+    /// (each frame says for itself whether it holds a bare value).
     fn push_item_to_stream<R: Serialize>(
         &mut self,
         chunk: Chunk,
         outcome: Result<R, Box<dyn Any + Send>>,
     ) {
-        self.scratch.clear();
-        let mut values = true;
-        let encoded = match &outcome {
-            Ok(value) => encode_guarded(value, &mut self.scratch),
-            Err(panic) => {
-                values = false;
-                encode_outcome(
-                    ItemOutcome::Panicked(protocol::panic_message(panic.as_ref())),
-                    &mut self.scratch,
-                );
-                Ok(())
-            }
-        };
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(outcome)));
-        if let Err(message) = encoded {
-            values = false;
-            self.scratch.clear();
-            encode_outcome(ItemOutcome::EncodeFailed(message), &mut self.scratch);
-        }
-        if self.scratch.len() > self.max_len.saturating_sub(RESULT_HEADER_LEN) {
-            let len = (self.scratch.len() + RESULT_HEADER_LEN) as u64;
-            values = false;
-            self.scratch.clear();
-            encode_outcome(
-                ItemOutcome::TooLarge {
-                    len,
-                    limit: self.max_len as u64,
-                },
-                &mut self.scratch,
-            );
-        }
-        let item = std::mem::take(&mut self.scratch);
-        let header = ResultHeader {
-            seq: self.next_seq(),
-            id: chunk.id,
-            first_item: chunk.next_item,
-            count: 1,
-            flags: if values { VALUES } else { 0 },
-        };
-        let mut frame = Vec::with_capacity(FRAME_HEAD + item.len());
-        frame.extend_from_slice(&((RESULT_HEADER_LEN + item.len()) as u32).to_le_bytes());
-        header.write(&mut frame);
-        frame.extend_from_slice(&item);
-        self.write_all(&frame);
-        self.scratch = item;
-        if let Some(chunk) = self.chunk.as_mut() {
-            chunk.next_item += 1;
-        }
+        let values = self.encode_into_scratch(outcome, true);
+        self.write_single_item(chunk, values);
     }
 
     fn push_item_slowly<R: Serialize>(
@@ -308,8 +263,26 @@ impl<'a> ResultWriter<'a> {
         chunk: Chunk,
         outcome: Result<R, Box<dyn Any + Send>>,
     ) {
+        let values = self.encode_into_scratch(outcome, chunk.values);
+        if !values && chunk.values {
+            // From the first failure on, outcomes: the bare values so far end their part.
+            self.finish_part(0);
+            if let Some(chunk) = self.chunk.as_mut() {
+                chunk.values = false;
+            }
+        }
+        self.stage_item();
+    }
+
+    /// Encodes `outcome` into `scratch`: a bare value while `values` (the part holds bare
+    /// values), else an `ItemOutcome`; a panic, a value that does not encode, or one over the
+    /// frame limit as the outcome that says so. Returns whether `scratch` holds a bare value.
+    fn encode_into_scratch<R: Serialize>(
+        &mut self,
+        outcome: Result<R, Box<dyn Any + Send>>,
+        mut values: bool,
+    ) -> bool {
         self.scratch.clear();
-        let mut values = chunk.values;
         let encoded = match &outcome {
             Ok(value) if values => encode_guarded(value, &mut self.scratch),
             Ok(value) => encode_guarded(&ItemOutcome::Returned(value), &mut self.scratch),
@@ -343,14 +316,7 @@ impl<'a> ResultWriter<'a> {
                 &mut self.scratch,
             );
         }
-        if !values && chunk.values {
-            // From the first failure on, outcomes: the bare values so far end their part.
-            self.finish_part(0);
-            if let Some(chunk) = self.chunk.as_mut() {
-                chunk.values = false;
-            }
-        }
-        self.stage_item();
+        values
     }
 
     /// Stages `scratch` as the chunk's next item.
@@ -370,7 +336,7 @@ impl<'a> ResultWriter<'a> {
             Some(part) => part,
             None if FRAME_HEAD + item_len > self.ring.capacity() => {
                 // Bigger than the ring: a frame of its own, streamed.
-                self.stream_single_item(chunk);
+                self.write_single_item(chunk, chunk.values);
                 return;
             }
             None => {
@@ -401,14 +367,15 @@ impl<'a> ResultWriter<'a> {
         self.chunk = Some(chunk);
     }
 
-    /// Sends the item in `scratch`, too big for the ring, as a frame of its own.
-    fn stream_single_item(&mut self, chunk: Chunk) {
+    /// Sends the item in `scratch` as a frame of its own (`values`: a bare value): one too
+    /// big for the ring, streamed through it, or any item on a stream.
+    fn write_single_item(&mut self, chunk: Chunk, values: bool) {
         let header = ResultHeader {
             seq: self.next_seq(),
             id: chunk.id,
             first_item: chunk.next_item,
             count: 1,
-            flags: if chunk.values { VALUES } else { 0 },
+            flags: if values { VALUES } else { 0 },
         };
         let mut frame = Vec::with_capacity(FRAME_HEAD + self.scratch.len());
         frame.extend_from_slice(&((RESULT_HEADER_LEN + self.scratch.len()) as u32).to_le_bytes());
