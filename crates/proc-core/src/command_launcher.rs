@@ -357,20 +357,28 @@ fn read_hello(output: &File, child: &mut ChildHandle, program: &Path) -> Result<
     };
     let deadline = Instant::now() + HELLO_TIMEOUT;
     let mut frames = FrameBuffer::new(64 << 10);
+    let mut hello = None;
     loop {
-        match frames.next_frame::<Hello>() {
-            Ok(Some(hello)) => {
-                // The newline after the frame (see `Launcher::slurm`) must not be left for
-                // whoever reads the output next.
-                read_separator(output, &mut frames, deadline).map_err(&no_entry)?;
-                return crate::launcher::check_identity(hello, pid, program);
-            }
-            Ok(None) => {}
-            Err(err) => {
-                return Err(no_entry(format!(
+        if hello.is_none() {
+            hello = frames.next_frame::<Hello>().map_err(|err| {
+                no_entry(format!(
                     "its output is not a hello ({err}): does the launcher print anything first?"
+                ))
+            })?;
+        }
+        // The newline after the frame (see `Launcher::slurm`) is taken too: it must not be
+        // left for whoever reads the output next.
+        if let (Some(_), Some(&byte)) = (&hello, frames.peek().first()) {
+            if byte != crate::bootstrap::FRAME_SEPARATOR {
+                return Err(no_entry(format!(
+                    "its hello was followed by byte {byte:#04x}, not a newline"
                 )));
             }
+            frames.consume(1);
+            let hello = hello
+                .take()
+                .ok_or_else(|| no_entry("no hello".to_owned()))?;
+            return crate::launcher::check_identity(hello, pid, program);
         }
         let now = Instant::now();
         if now >= deadline {
@@ -393,6 +401,11 @@ fn read_hello(output: &File, child: &mut ChildHandle, program: &Path) -> Result<
         }
         let mut reader = output;
         match frames.read_from(&mut reader) {
+            Ok(0) if hello.is_some() => {
+                return Err(no_entry(
+                    "its output ended right after its hello".to_owned(),
+                ));
+            }
             Ok(0) => {
                 let how = match child.wait_timeout(std::time::Duration::from_millis(500)) {
                     Ok(Some(status)) => {
@@ -405,47 +418,6 @@ fn read_hello(output: &File, child: &mut ChildHandle, program: &Path) -> Result<
             Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) => return Err(StartError::Io(err)),
-        }
-    }
-}
-
-/// Consumes the one newline that follows a launched child's frame, reading it if it has not
-/// arrived (it comes in the same write, so at once); an error says what came instead.
-fn read_separator(
-    output: &File,
-    frames: &mut FrameBuffer,
-    deadline: Instant,
-) -> Result<(), String> {
-    loop {
-        match frames.peek().first() {
-            Some(&crate::bootstrap::FRAME_SEPARATOR) => {
-                frames.consume(1);
-                return Ok(());
-            }
-            Some(other) => {
-                return Err(format!(
-                    "its hello was followed by byte {other:#04x}, not a newline"
-                ));
-            }
-            None => {}
-        }
-        if Instant::now() >= deadline {
-            return Err("its hello was not followed by a newline".to_owned());
-        }
-        let ready = fork_sys::poll(
-            &[(output.as_fd(), Interest::Read)],
-            Some(std::time::Duration::from_millis(100)),
-        )
-        .map_err(|err| err.to_string())?;
-        if !ready.first().is_some_and(|r| r.is_ready()) {
-            continue;
-        }
-        let mut reader = output;
-        match frames.read_from(&mut reader) {
-            Ok(0) => return Err("its output ended right after its hello".to_owned()),
-            Ok(_) => {}
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err.to_string()),
         }
     }
 }
