@@ -77,7 +77,11 @@ pub fn poll(
 
 /// Names the calling thread (what `ps -L`, `top -H` and debuggers show); in a freshly forked
 /// child that is the name of the whole process as `ps` shows it. The kernel keeps 15 bytes:
-/// longer names are cut (at a character boundary). Linux only; a no-op elsewhere.
+/// longer names are cut (at a character boundary). Whitespace becomes `-`: programs that
+/// read `/proc/PID/stat` with `scanf("%d (%s) %c %d")` lose a process whose name has a space,
+/// and one of them is Slurm's `proctrack/linuxproc`, which then cannot kill it when its job
+/// step is cancelled (the step hangs "completing" and the node is drained). Linux only; a
+/// no-op elsewhere.
 ///
 /// # References
 ///  - [Linux](https://man7.org/linux/man-pages/man2/PR_SET_NAME.2const.html)
@@ -92,6 +96,7 @@ pub fn set_thread_name(name: &str) -> io::Result<()> {
             .iter()
             .copied()
             .filter(|&b| b != 0)
+            .map(|b| if b.is_ascii_whitespace() { b'-' } else { b })
             .collect();
         let name = std::ffi::CString::new(short)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;

@@ -429,6 +429,26 @@ fn thread_count_sees_one_thread_after_fork_and_one_more_while_it_lives() {
     assert_eq!(fork_sys::wait(child).unwrap(), ExitStatus::Exited(0));
 }
 
+/// A name with spaces reaches the kernel with `-` for them, and the process stays visible to
+/// a `scanf("%d (%s) %c %d")` reader of `/proc/PID/stat` (Slurm's `proctrack/linuxproc`
+/// kills a cancelled step's processes by that parse).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_thread_name_with_spaces_is_set_with_dashes_and_is_cut_to_15_bytes() {
+    let named = std::thread::spawn(|| {
+        fork_sys::set_thread_name("my pool\tworker 7").unwrap();
+        let comm = std::fs::read_to_string("/proc/thread-self/comm").unwrap();
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        (comm, stat)
+    });
+    let (comm, stat) = named.join().unwrap();
+    assert_eq!(comm, "my-pool-worker-\n");
+    // What such a reader does: the first word after " (" must end with ")".
+    let after_paren = stat.split_once(" (").unwrap().1;
+    let word = after_paren.split_whitespace().next().unwrap();
+    assert_eq!(word, "my-pool-worker-)", "{stat}");
+}
+
 #[test]
 fn thread_count_is_none_only_where_the_platform_does_not_say() {
     assert_eq!(
