@@ -20,6 +20,7 @@ mod leg;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+pub(crate) use self::client::find_program;
 use self::client::{Programs, SINFO_NODE_ARGS, node_state, resumable, run_bounded, takes_jobs};
 use self::config::{Account, HostFacts, Layout, MungeKey};
 use self::daemons::{Daemon, PidFile, Started, Stopped};

@@ -19,13 +19,14 @@
 //!
 //! This file only parses the command line and dispatches; `matrix` holds the test legs and their
 //! table, `chores` the commands that wrap a single cargo run, `cluster` the single-node Slurm
-//! cluster and the `cluster` leg, `workspace` how cargo is found and invoked, and `error` the one
-//! error type and its exit codes.
+//! cluster and the `cluster` leg, `ssh_leg` the `ssh` leg, `workspace` how cargo is found and
+//! invoked, and `error` the one error type and its exit codes.
 
 mod chores;
 mod cluster;
 mod error;
 mod matrix;
+mod ssh_leg;
 mod workspace;
 
 use std::process::ExitCode;
@@ -40,10 +41,11 @@ Usage: cargo xtask <command> [args...]
 Commands:
   test [--quick] [--leg <substring>]...
                    Run the whole check matrix (fmt, clippy, each crate's tests, soak --quick,
-                   cluster, doc tests, release tests, docs), then print a PASS/FAIL/SKIP table.
-                   Exits non-zero if any leg failed; later legs still run after a failure.
-                   The cluster leg needs root and the Slurm and munge programs; without them
-                   it is SKIPPED, saying why, and fails nothing.
+                   cluster, ssh, doc tests, release tests, docs), then print a PASS/FAIL/SKIP
+                   table. Exits non-zero if any leg failed; later legs still run after a
+                   failure. The cluster leg needs root and the Slurm and munge programs, the
+                   ssh leg the OpenSSH programs; without them a leg is SKIPPED, saying why,
+                   and fails nothing.
                      --quick           skip the release-mode test leg
                      --leg <substring> run only legs whose name contains <substring>
                                        (repeatable; e.g. --leg clippy --leg fork-sys)

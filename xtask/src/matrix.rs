@@ -2,13 +2,15 @@
 //!
 //! Every leg runs even after one fails, because the table is most useful when it is complete:
 //! a formatting slip should not hide a test failure three legs later. A leg the machine cannot
-//! run (the `cluster` leg without Slurm) is SKIPPED, says why, and fails nothing.
+//! run (the `cluster` leg without Slurm, the `ssh` leg without OpenSSH) is SKIPPED, says why,
+//! and fails nothing.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use crate::cluster::{self, LegEnd};
 use crate::error::Error;
+use crate::ssh_leg;
 use crate::workspace::{CargoInvocation, Workspace};
 
 /// Name of the leg that `--quick` skips.
@@ -19,6 +21,9 @@ const SOAK_LEG: &str = "soak --quick";
 
 /// Name of the leg that runs against a single-node Slurm cluster.
 const CLUSTER_LEG: &str = "cluster";
+
+/// Name of the leg that runs through `ssh` into a private sshd.
+const SSH_LEG: &str = "ssh";
 
 /// What the user asked of `cargo xtask test`.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -98,18 +103,28 @@ impl TestRunner {
     }
 
     /// The tests of `crates` whose names contain `cluster_`, told by the environment that a
-    /// cluster is up. None exist yet, so zero matching tests must pass: nextest needs
-    /// `--no-tests=pass` for that, `cargo test` with a filter passes on its own.
+    /// cluster is up.
     fn cluster_tests(self, crates: &[String]) -> CargoInvocation {
+        self.filtered_tests(crates, cluster::TEST_FILTER, cluster::CLUSTER_ENV)
+    }
+
+    /// The tests of `crates` whose names contain `ssh_`, told by the environment that the
+    /// OpenSSH programs are there.
+    fn ssh_tests(self, crates: &[String]) -> CargoInvocation {
+        self.filtered_tests(crates, ssh_leg::TEST_FILTER, ssh_leg::SSH_ENV)
+    }
+
+    /// The tests of `crates` whose names contain `filter`, with `env_var=1` telling them that
+    /// what they need is there. A leg may have no such tests yet, so zero matching tests must
+    /// pass: nextest needs `--no-tests=pass` for that, `cargo test` with a filter passes on its
+    /// own.
+    fn filtered_tests(self, crates: &[String], filter: &str, env_var: &str) -> CargoInvocation {
         let packages = crates.iter().flat_map(|name| ["-p", name.as_str()]);
         let command = match self {
             Self::Nextest => CargoInvocation::new(["nextest", "run", "--no-tests=pass"]),
             Self::CargoTest => CargoInvocation::new(["test"]),
         };
-        command
-            .args(packages)
-            .args([cluster::TEST_FILTER])
-            .env(cluster::CLUSTER_ENV, "1")
+        command.args(packages).args([filter]).env(env_var, "1")
     }
 }
 
@@ -120,6 +135,8 @@ enum Action {
     Cargo(CargoInvocation),
     /// The cluster leg ([`cluster::run_leg`]) with the cargo command of its tests.
     Cluster(CargoInvocation),
+    /// The ssh leg ([`ssh_leg::run_leg`]) with the cargo command of its tests.
+    Ssh(CargoInvocation),
 }
 
 impl std::fmt::Display for Action {
@@ -127,6 +144,7 @@ impl std::fmt::Display for Action {
         match self {
             Self::Cargo(command) => write!(f, "{command}"),
             Self::Cluster(tests) => f.write_str(&cluster::leg_description(tests)),
+            Self::Ssh(tests) => f.write_str(&ssh_leg::leg_description(tests)),
         }
     }
 }
@@ -178,6 +196,11 @@ fn all_legs(crates: &[String], runner: TestRunner) -> Vec<Leg> {
     legs.push(Leg {
         name: CLUSTER_LEG.to_owned(),
         action: Action::Cluster(runner.cluster_tests(crates)),
+    });
+    // Skipped without OpenSSH; its tests start their own sshd, so it needs no root.
+    legs.push(Leg {
+        name: SSH_LEG.to_owned(),
+        action: Action::Ssh(runner.ssh_tests(crates)),
     });
     // nextest cannot run doctests, so they always go through `cargo test`.
     legs.push(Leg::new(
@@ -258,14 +281,8 @@ pub(crate) fn run(workspace: &Workspace, options: &MatrixOptions) -> Result<(), 
                 Ok(status) => Outcome::Fail(status.to_string()),
                 Err(error) => Outcome::Fail(error.to_string()),
             },
-            Action::Cluster(tests) => match cluster::run_leg(workspace, tests) {
-                Ok(LegEnd::Ran) => Outcome::Pass,
-                Ok(LegEnd::Skipped(reason)) => Outcome::Skip(reason),
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    Outcome::Fail(error.to_string())
-                }
-            },
+            Action::Cluster(tests) => leg_outcome(cluster::run_leg(workspace, tests)),
+            Action::Ssh(tests) => leg_outcome(ssh_leg::run_leg(workspace, tests)),
         };
         results.push(LegResult {
             name: leg.name.clone(),
@@ -288,6 +305,18 @@ pub(crate) fn run(workspace: &Workspace, options: &MatrixOptions) -> Result<(), 
             failed,
             total: results.len(),
         })
+    }
+}
+
+/// The table's verdict on a leg that can be skipped; an error is also printed where it happened.
+fn leg_outcome(end: Result<LegEnd, Error>) -> Outcome {
+    match end {
+        Ok(LegEnd::Ran) => Outcome::Pass,
+        Ok(LegEnd::Skipped(reason)) => Outcome::Skip(reason),
+        Err(error) => {
+            eprintln!("error: {error}");
+            Outcome::Fail(error.to_string())
+        }
     }
 }
 
@@ -438,6 +467,7 @@ mod tests {
             "test procdemo",
             "soak --quick",
             "cluster",
+            "ssh",
             "doc tests",
             "release tests",
             "docs",
@@ -457,6 +487,7 @@ mod tests {
                 "test fork-sys",
                 "soak --quick",
                 "cluster",
+                "ssh",
                 "doc tests",
                 "docs"
             ]
@@ -507,6 +538,27 @@ mod tests {
         );
         let options = MatrixOptions::parse(&strings(&["--leg", "cluster"])).unwrap();
         assert_eq!(leg_names(&["fork-sys"], &options), ["cluster"]);
+    }
+
+    #[test]
+    fn ssh_leg_runs_the_crates_ssh_tests_with_the_variable_set() {
+        let crates = strings(&["fork-sys", "proc-pool"]);
+        assert_eq!(
+            TestRunner::Nextest.ssh_tests(&crates).to_string(),
+            "PROCKIT_SSH=1 cargo nextest run --no-tests=pass -p fork-sys -p proc-pool ssh_"
+        );
+        assert_eq!(
+            TestRunner::CargoTest.ssh_tests(&crates).to_string(),
+            "PROCKIT_SSH=1 cargo test -p fork-sys -p proc-pool ssh_"
+        );
+        let options = MatrixOptions::parse(&strings(&["--leg", "ssh"])).unwrap();
+        assert_eq!(leg_names(&["fork-sys"], &options), ["ssh"]);
+        let legs = all_legs(&crates, TestRunner::Nextest);
+        let ssh = legs.iter().find(|leg| leg.name == "ssh");
+        assert_eq!(
+            ssh.map(|leg| &leg.action),
+            Some(&Action::Ssh(TestRunner::Nextest.ssh_tests(&crates)))
+        );
     }
 
     #[test]

@@ -15,6 +15,10 @@ pub enum Interest {
     Read,
     /// Room to write, or the reader went away (a write would fail with `EPIPE`).
     Write,
+    /// Only the other end going away: for the write end of a pipe, every reader closed it;
+    /// for a socket, the peer closed. What a process watches on its output when it should
+    /// end once nobody reads it, without waking for room to write.
+    HangUp,
 }
 
 /// What [`poll`] found on one descriptor.
@@ -52,6 +56,8 @@ pub fn poll(
             let events = match interest {
                 Interest::Read => PollFlags::IN,
                 Interest::Write => PollFlags::OUT,
+                // POLLHUP and POLLERR are reported whatever is asked.
+                Interest::HangUp => PollFlags::empty(),
             };
             PollFd::from_borrowed_fd(fd, events)
         })

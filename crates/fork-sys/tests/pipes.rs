@@ -78,3 +78,34 @@ fn pidfds_are_close_on_exec_too() {
     let mut child = child;
     child.wait().unwrap();
 }
+
+#[test]
+fn a_write_end_watched_for_hang_up_wakes_only_when_the_reader_closes() {
+    use fork_sys::Interest;
+    use std::os::fd::AsFd;
+    use std::time::Duration;
+    let (read, write) = fork_sys::pipe().unwrap();
+    // Room to write is not a hang-up: the wait times out.
+    let quiet = fork_sys::poll(
+        &[(write.as_fd(), Interest::HangUp)],
+        Some(Duration::from_millis(50)),
+    )
+    .unwrap();
+    assert!(!quiet[0].is_ready(), "{quiet:?}");
+    drop(read);
+    let gone = fork_sys::poll(
+        &[(write.as_fd(), Interest::HangUp)],
+        Some(Duration::from_secs(5)),
+    )
+    .unwrap();
+    assert!(gone[0].hung_up, "{gone:?}");
+    // A socket's peer closing is one too.
+    let (mine, peer) = fork_sys::socketpair().unwrap();
+    drop(peer);
+    let gone = fork_sys::poll(
+        &[(mine.as_fd(), Interest::HangUp)],
+        Some(Duration::from_secs(5)),
+    )
+    .unwrap();
+    assert!(gone[0].hung_up, "{gone:?}");
+}

@@ -429,6 +429,7 @@ pub(crate) fn run_streamed_child(input: OwnedFd, output: OwnedFd) -> ! {
     let Some(args) = next() else {
         fork_sys::exit_immediately(EXIT_NO_LAUNCH);
     };
+    end_when_abandoned(&writer);
     let setup = ChildSetup {
         name: launch.name.as_deref(),
         watch_parent: None,
@@ -447,6 +448,34 @@ pub(crate) fn run_streamed_child(input: OwnedFd, output: OwnedFd) -> ! {
     drop(reader);
     trampoline(function, args, Vec::new(), OwnedFd::from(writer), setup)
 }
+
+/// Ends this launched child as soon as nobody reads `output` any more: its launcher was
+/// killed (`Process::kill`, a pool's task timeout or `terminate`) or the connection dropped.
+/// The remote side of an `ssh` gets no signal when the client dies, only its pipes closed:
+/// without this a child busy in a long function would run on, alone, until it next wrote.
+/// (Slurm kills a step's processes itself.) A parent that wants the child's output keeps
+/// reading it until the child exits, so this never cuts a wanted child short. Best effort:
+/// without a thread, the child ends at its next write instead.
+fn end_when_abandoned(output: &std::fs::File) {
+    let Ok(watched) = output.try_clone() else {
+        return;
+    };
+    let _ = std::thread::Builder::new()
+        .name("launch-watch".into())
+        .spawn(move || {
+            loop {
+                match fork_sys::poll(&[(watched.as_fd(), Interest::HangUp)], None) {
+                    Ok(ready) if ready[0].hung_up => fork_sys::exit_immediately(EXIT_ABANDONED),
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+}
+
+/// The exit code of a launched child that ended because nobody read its output any more
+/// (nobody is left to see it; it tells a node's logs why).
+pub(crate) const EXIT_ABANDONED: i32 = 124;
 
 /// The byte a launched child writes after each frame of its own on its output (its hello,
 /// a pool worker's result frames): srun forwards a task's output a line at a time.

@@ -11,47 +11,18 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
-/// A copy of this test binary whose build id has one byte changed: the same code, as far as
-/// running goes, but another identity.
-fn patched_copy(dir: &std::path::Path) -> PathBuf {
-    let me = std::env::current_exe().expect("current_exe");
-    let mut bytes = std::fs::read(&me).expect("read the test binary");
-    let id = build_id(&me);
-    let at = bytes
-        .windows(id.len())
-        .position(|w| w == id.as_slice())
-        .expect("the build id is in the file");
-    bytes[at] ^= 0xff;
-    let copy = dir.join("patched-test-binary");
-    std::fs::write(&copy, &bytes).expect("write copy");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    copy
-}
-
-/// The build id, read with `readelf`-free parsing: the bytes after the note name "GNU\0" of
-/// type 3 are what we look for; simplest is to take them from the identity proc-core reports,
-/// which is not public, so find the note by its header instead.
-fn build_id(path: &std::path::Path) -> Vec<u8> {
-    let bytes = std::fs::read(path).expect("read");
-    // A GNU build-id note: namesz 4, descsz 20 (SHA-1), type 3, "GNU\0", then the id.
-    let header: Vec<u8> = [4u32, 20, 3]
-        .iter()
-        .flat_map(|w| w.to_le_bytes())
-        .chain(*b"GNU\0")
-        .collect();
-    let at = bytes
-        .windows(header.len())
-        .position(|w| w == header.as_slice())
-        .expect("a 20-byte GNU build id note");
-    bytes[at + header.len()..at + header.len() + 20].to_vec()
+/// `set_executable` is process-wide: one test at a time.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(target_os = "linux")]
 #[test]
 fn a_child_of_another_build_is_refused_and_a_stranger_program_is_named() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().expect("tempdir");
-    let copy = patched_copy(dir.path());
+    let copy = test_support::copy_with_another_build_id(dir.path());
     for method in [StartMethod::Spawn, StartMethod::ForkServer] {
         proc_core::set_executable(Some(copy.clone()));
         let err = Process::builder()
@@ -80,5 +51,30 @@ fn a_child_of_another_build_is_refused_and_a_stranger_program_is_named() {
         .spawn_fn(square, 3)
         .expect("spawn");
     assert_eq!(p.join().expect("join"), 9);
+    assert_eq!(test_support::zombie_children(), 0);
+}
+
+/// Through `srun` on the live test cluster (the `cluster` leg sets `PROCKIT_SLURM=1`): the job
+/// step runs the other build, which says hello with its identity and is refused.
+#[test]
+fn cluster_a_job_step_of_another_build_is_refused() {
+    if std::env::var_os("PROCKIT_SLURM").is_none_or(|v| v != "1") {
+        eprintln!("cluster_a_job_step_of_another_build_is_refused: skipped: no Slurm cluster");
+        return;
+    }
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let copy = test_support::copy_with_another_build_id(dir.path());
+    proc_core::set_executable(Some(copy.clone()));
+    let spawned = Process::builder()
+        .start_method(StartMethod::Spawn)
+        .launcher(proc_core::Launcher::slurm())
+        .spawn_fn(square, 3);
+    proc_core::set_executable(None);
+    let err = spawned.map(|_| ()).unwrap_err();
+    assert!(
+        matches!(err, ProcessError::ExecutableMismatch { ref program, .. } if *program == copy),
+        "{err}"
+    );
     assert_eq!(test_support::zombie_children(), 0);
 }

@@ -1,6 +1,7 @@
 //! What prockit's tests check again and again, written once: how many fds this process has
-//! open, how many of its children are unreaped zombies, and a watchdog that turns a hang into
-//! a failure. A dev-dependency only.
+//! open, how many of its children are unreaped zombies, a watchdog that turns a hang into
+//! a failure, run logs, a private `sshd` ([`SshServer`]) and a copy of the test binary that
+//! claims another build ([`copy_with_another_build_id`]). A dev-dependency only.
 //!
 //! ```
 //! let fds = test_support::open_fd_count();
@@ -11,6 +12,12 @@
 //! ```
 
 #![forbid(unsafe_code)]
+
+mod other_build;
+mod ssh_server;
+
+pub use other_build::copy_with_another_build_id;
+pub use ssh_server::SshServer;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

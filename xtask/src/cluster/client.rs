@@ -88,8 +88,9 @@ impl Programs {
 }
 
 /// The first executable file called `name` in the directories of `path` (a `PATH` value), then
-/// in [`SBIN_DIRS`].
-fn find_program(name: &str, path: &OsStr) -> Option<PathBuf> {
+/// in [`SBIN_DIRS`] (where daemons such as `slurmd` and `sshd` live, often outside a user's
+/// `PATH`).
+pub(crate) fn find_program(name: &str, path: &OsStr) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt as _;
     std::env::split_paths(path)
         .chain(SBIN_DIRS.iter().map(PathBuf::from))
