@@ -77,14 +77,18 @@ impl Launcher {
         }
     }
 
-    /// Slurm: each child is one job step, `srun --nodes=1 --ntasks=1 --quiet` (inside an
-    /// allocation from `salloc` or `sbatch`, a step of it; else a job of its own). srun holds
-    /// a task's output until a newline (`--unbuffered` would make stdout a terminal, which
-    /// binary frames cannot cross), so every frame a launched child writes is followed by one
+    /// Slurm: each child is one job step, `srun --nodes=1 --ntasks=1 --exact --quiet` (inside
+    /// an allocation from `salloc` or `sbatch`, a step of it, and `--exact` gives the step only
+    /// the CPUs it asks for, so steps run side by side instead of each taking the whole
+    /// allocation and the next waiting; outside one, a job of its own). srun holds a task's
+    /// output until a newline (`--unbuffered` would make stdout a terminal, which binary
+    /// frames cannot cross), so every frame a launched child writes is followed by one
     /// newline, which the reader expects and drops. Add srun arguments with
-    /// [`arg`](Launcher::arg): `--partition=p`, `--time=10`, `--cpus-per-task=4`.
+    /// [`arg`](Launcher::arg): `--partition=p`, `--time=10`, `--cpus-per-task=4`,
+    /// `--mem-per-cpu=2G` (where Slurm tracks memory, a step given no memory size takes all
+    /// of the allocation's), `--jobid=N` (steps of an allocation made elsewhere).
     pub fn slurm() -> Launcher {
-        Launcher::command(["srun", "--nodes=1", "--ntasks=1", "--quiet"])
+        Launcher::command(["srun", "--nodes=1", "--ntasks=1", "--exact", "--quiet"])
     }
 
     /// `ssh` to `hosts` in turn (one child per launch, round robin), in batch mode (no
@@ -436,6 +440,7 @@ mod tests {
                 "srun",
                 "--nodes=1",
                 "--ntasks=1",
+                "--exact",
                 "--quiet",
                 "--partition=debug",
                 "/opt/my app",
