@@ -36,19 +36,31 @@ fn no_cluster() -> Option<String> {
     }
 }
 
-fn pool(srun: bool) -> BenchResult<Pool> {
+/// Where a benchmarked pool's workers run.
+#[derive(Debug, Clone, Copy)]
+enum Workers {
+    /// Local `ForkServer` workers: tasks on pipes, results in shared memory.
+    Local,
+    /// Local workers on the launchers' byte-stream protocol, started through `env`: what the
+    /// stream costs without srun.
+    Stream,
+    /// Slurm job steps.
+    Srun,
+}
+
+fn pool(workers: Workers) -> BenchResult<Pool> {
     let builder = Pool::builder().workers(WORKERS);
-    let builder = if srun {
-        builder.launcher(Launcher::slurm())
-    } else {
-        builder.start_method(StartMethod::ForkServer)
+    let builder = match workers {
+        Workers::Local => builder.start_method(StartMethod::ForkServer),
+        Workers::Stream => builder.launcher(Launcher::command(["env"])),
+        Workers::Srun => builder.launcher(Launcher::slurm()),
     };
     Ok(builder.build()?)
 }
 
 /// A fresh pool, a warm-up `map` of `warm` items, then `ops` items timed.
-fn map_batch(srun: bool, ops: u64, warm: u64) -> BenchResult<Duration> {
-    let pool = pool(srun)?;
+fn map_batch(workers: Workers, ops: u64, warm: u64) -> BenchResult<Duration> {
+    let pool = pool(workers)?;
     pool.map(identity, 0..warm.max(1))?;
     let start = Instant::now();
     let values = pool.map(identity, 0..ops)?;
@@ -60,8 +72,8 @@ fn map_batch(srun: bool, ops: u64, warm: u64) -> BenchResult<Duration> {
 }
 
 /// A fresh pool, 20 warm-up `apply`s, then `ops` `apply`s one after another.
-fn apply_batch(srun: bool, ops: u64) -> BenchResult<Duration> {
-    let pool = pool(srun)?;
+fn apply_batch(workers: Workers, ops: u64) -> BenchResult<Duration> {
+    let pool = pool(workers)?;
     for i in 0..20 {
         pool.apply(identity, i)?;
     }
@@ -93,7 +105,7 @@ pub(crate) fn map(cx: &Context) -> BenchResult<Scenario> {
         Unit::Rate,
         cx.ops(100_000, 10_000),
         Contender::self_timed("proc_pool::Pool, ForkServer workers", move |ops| {
-            map_batch(false, ops, warm)
+            map_batch(Workers::Local, ops, warm)
         }),
     )
     .reference()
@@ -101,11 +113,17 @@ pub(crate) fn map(cx: &Context) -> BenchResult<Scenario> {
         "The srun workers are job steps of a one-node Slurm on the same machine (`cargo xtask \
          cluster up`): the difference from local workers is srun's stdio forwarding (tasks \
          down its stdin, one result frame per item up its stdout) instead of pipes and shared \
-         memory. Each batch starts its pool and maps once untimed first.",
+         memory. The `env` row runs the same stream protocol as srun workers on local pipes, \
+         so srun's own share is the gap between the last two rows. Each batch starts its pool \
+         and maps once untimed first.",
     )
+    .contender(Contender::self_timed(
+        "proc_pool::Pool, stream workers through env",
+        move |ops| map_batch(Workers::Stream, ops, warm),
+    ))
     .contender(srun_contender(
         "proc_pool::Pool, srun workers",
-        move |ops| map_batch(true, ops, warm),
+        move |ops| map_batch(Workers::Srun, ops, warm),
     )))
 }
 
@@ -117,11 +135,15 @@ pub(crate) fn apply_round_trip(cx: &Context) -> BenchResult<Scenario> {
         Unit::TimePerOp,
         cx.ops(200, 50),
         Contender::self_timed("proc_pool::Pool, ForkServer workers", |ops| {
-            apply_batch(false, ops)
+            apply_batch(Workers::Local, ops)
         }),
     )
     .reference()
+    .contender(Contender::self_timed(
+        "proc_pool::Pool, stream workers through env",
+        |ops| apply_batch(Workers::Stream, ops),
+    ))
     .contender(srun_contender("proc_pool::Pool, srun workers", |ops| {
-        apply_batch(true, ops)
+        apply_batch(Workers::Srun, ops)
     })))
 }
