@@ -1,5 +1,5 @@
 //! `cargo xtask cluster up|down|status`: a single-node Slurm cluster on this machine, for the
-//! tests of code that launches work through `srun` (docs/CLUSTER.md says how to use and debug
+//! tests of code that launches work through `srun` (docs/test-cluster.md says how to use and debug
 //! it).
 //!
 //! `up` writes `/etc/munge/munge.key` (only when there is none), `/etc/slurm/slurm.conf` (only
@@ -416,7 +416,7 @@ fn wait_ready(
         if remaining.is_zero() {
             return Err(Error::Cluster(format!(
                 "cluster up: not ready after {READY_TIMEOUT:.0?}: {last}; see {} and {}, and \
-                 docs/CLUSTER.md on debugging",
+                 docs/test-cluster.md on debugging",
                 layout.logs_of(Daemon::Slurmctld),
                 layout.logs_of(Daemon::Slurmd)
             )));

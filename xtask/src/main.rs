@@ -61,7 +61,7 @@ Commands:
   check-macos      `cargo clippy -D warnings` every target for x86_64-apple-darwin, if that target
                    is installed; otherwise say so and succeed. Not part of `test` or `ci`.
   cluster up|down|status
-                   A single-node Slurm cluster on this machine (root; docs/CLUSTER.md).
+                   A single-node Slurm cluster on this machine (root; docs/test-cluster.md).
                    up: write /etc/slurm/slurm.conf (never over one xtask did not write) and a
                      munge key if there is none, start munged, slurmctld and slurmd, wait until
                      the node is idle and `srun -N1 -n1 true` works; reuses a running one.

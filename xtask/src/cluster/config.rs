@@ -260,7 +260,7 @@ pub(crate) fn slurm_conf(host: &HostFacts, layout: &Layout) -> String {
     format!(
         "\
 {MARKER}
-# A single-node test cluster for this host (see docs/CLUSTER.md). `up` rewrites this file;
+# A single-node test cluster for this host (see docs/test-cluster.md). `up` rewrites this file;
 # delete the line above to keep edits, and `up` will then refuse to touch it.
 ClusterName={CLUSTER_NAME}
 SlurmctldHost={host_name}(127.0.0.1)
