@@ -1,7 +1,10 @@
 //! `imap` and `imap_unordered`: lazy maps with a bounded window of tasks in flight.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker, ready};
 
+use futures_core::Stream;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -131,6 +134,21 @@ where
             }
         }
     }
+
+    /// The next outcome: the one state machine behind both [`Iterator::next`] (no `waker`:
+    /// blocks, never `Pending`) and [`Stream::poll_next`] (keeps `waker` and returns
+    /// `Pending` when no outcome is there yet).
+    fn poll_item(&mut self, waker: Option<&Waker>) -> Poll<Option<Result<R, TaskError>>> {
+        loop {
+            self.refill();
+            match ready!(self.results.next(self.cursor, self.submitted, waker)) {
+                Next::Item(item) => return Poll::Ready(Some(item)),
+                Next::ChunkDone => self.cursor += 1,
+                Next::Empty if self.input_done => return Poll::Ready(None),
+                Next::Empty => {}
+            }
+        }
+    }
 }
 
 impl<I, R> Iterator for Imap<'_, I, R>
@@ -142,17 +160,37 @@ where
     type Item = Result<R, TaskError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        // Without a waker `poll_item` blocks until it is `Ready`: this loop runs once.
         loop {
-            self.refill();
-            match self.results.next(self.cursor, self.submitted) {
-                Next::Item(item) => return Some(item),
-                Next::ChunkDone => self.cursor += 1,
-                Next::Empty if self.input_done => return None,
-                Next::Empty => {}
+            if let Poll::Ready(item) = self.poll_item(None) {
+                return item;
             }
         }
     }
 }
+
+/// `Imap` as an async stream, for any executor: `poll_next` submits chunks and pulls the
+/// input (on the polling thread, as `next` does), then returns an outcome if one is there, or
+/// keeps the task's waker, which the pool's manager thread wakes when the next result
+/// arrives: no thread waits, nothing is registered with a reactor. Same outcomes, same order,
+/// same window and same end (`None` for ever once the input is exhausted and every outcome
+/// was handed out) as the [`Iterator`].
+impl<I, R> Stream for Imap<'_, I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    type Item = Result<R, TaskError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_item(Some(cx.waker()))
+    }
+}
+
+// Nothing of an `Imap` is pinned: `poll_next` only ever uses it through `&mut`, so it may
+// move between polls whatever its input iterator is.
+impl<I, R> Unpin for Imap<'_, I, R> {}
 
 impl<I, R> Drop for Imap<'_, I, R> {
     fn drop(&mut self) {

@@ -76,6 +76,7 @@ mod result_writer;
 mod results;
 mod task_arg;
 mod task_fn;
+mod waiter;
 mod worker;
 mod worker_handle;
 

@@ -1,7 +1,10 @@
 //! [`MapResult`], the handle [`Pool::map_async`](crate::Pool::map_async) returns.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -112,6 +115,35 @@ impl<R: DeserializeOwned + Send + 'static> MapResult<R> {
                 }
             }
             Source::Called(result) => result.get_timeout(Duration::ZERO),
+        }
+    }
+}
+
+/// Awaiting a `MapResult` gives what [`get`](MapResult::get) gives (the values in input
+/// order, or the first error), without blocking a thread: the task that polled is woken when
+/// the map finishes (after its callbacks, if any, have run). Polled again after it returned
+/// `Ready`, it returns `Ready(Err(`[`TaskError::AlreadyTaken`]`))`; it never panics. See
+/// [`AsyncResult`]'s `Future` implementation.
+impl<R: DeserializeOwned + Send + 'static> Future for MapResult<R> {
+    type Output = Result<Vec<R>, TaskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match &mut this.source {
+            Source::Collecting { results, .. } => {
+                ready!(results.poll_complete(cx.waker()));
+                Poll::Ready(this.take())
+            }
+            Source::Called(result) => Pin::new(result).poll(cx),
+        }
+    }
+}
+
+impl<R> Drop for MapResult<R> {
+    fn drop(&mut self) {
+        // A `Called` source forgets its waker in its own `drop`.
+        if let Source::Collecting { results, .. } = &self.source {
+            results.forget_waker();
         }
     }
 }

@@ -7,8 +7,11 @@
 //! timeout, terminate, even a panic in the manager), its waiter always hears back.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use proc_core::codec::CodecError;
@@ -18,6 +21,7 @@ use crate::callbacks::Collect;
 use crate::error::TaskError;
 use crate::locking::{lock, wait, wait_until};
 use crate::protocol::{self, EncodedItems, Origin};
+use crate::waiter::Waiter;
 
 /// What the manager needs from a result destination.
 pub(crate) trait ReplySink: Send + Sync {
@@ -132,6 +136,18 @@ pub(crate) struct OneSlot<R> {
 struct SlotState<R> {
     value: Option<Result<R, TaskError>>,
     done: bool,
+    /// The task awaiting the `AsyncResult`, if it was polled before the outcome was in.
+    waiter: Waiter,
+}
+
+impl<R> SlotState<R> {
+    fn new() -> SlotState<R> {
+        SlotState {
+            value: None,
+            done: false,
+            waiter: Waiter::default(),
+        }
+    }
 }
 
 impl<R: DeserializeOwned + Send> ReplySink for OneSlot<R> {
@@ -152,17 +168,14 @@ impl<R: DeserializeOwned + Send> ReplySink for OneSlot<R> {
                 .value
                 .get_or_insert_with(|| Err(missing_item(origin.task, 0)));
             state.done = true;
-            self.ready.notify_all();
+            let woken = state.waiter.notify(&self.ready);
+            drop(state);
+            woken.wake();
         }
     }
 
     fn fail(&self, _chunk: usize, error: TaskError) {
-        let mut state = lock(&self.state);
-        if !state.done {
-            state.value = Some(Err(error));
-            state.done = true;
-            self.ready.notify_all();
-        }
+        self.set(Err(error));
     }
 }
 
@@ -187,13 +200,7 @@ impl<R> std::fmt::Debug for AsyncResult<R> {
 impl<R: DeserializeOwned + Send + 'static> AsyncResult<R> {
     /// A new empty slot, and the reply the task carries to fill it.
     pub(crate) fn new(task: u64) -> (AsyncResult<R>, Reply) {
-        let slot = Arc::new(OneSlot {
-            state: Mutex::new(SlotState {
-                value: None,
-                done: false,
-            }),
-            ready: Condvar::new(),
-        });
+        let slot = OneSlot::empty();
         let reply = Reply::new(slot.clone(), 0);
         (AsyncResult { slot, task }, reply)
     }
@@ -257,6 +264,33 @@ impl<R> AsyncResult<R> {
     }
 }
 
+/// Awaiting an `AsyncResult` gives what [`get`](AsyncResult::get) gives, without blocking a
+/// thread: the task that polled is woken by whatever finishes the task (its value, its error,
+/// the pool's termination, or, for a task with [`Callbacks`](crate::Callbacks), the callback
+/// thread once the callback has run). Polled again after it returned `Ready`, it returns
+/// `Ready(Err(`[`TaskError::AlreadyTaken`]`))`, as `get_timeout` does after the value was
+/// taken; it never panics.
+impl<R> Future for AsyncResult<R> {
+    type Output = Result<R, TaskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = lock(&self.slot.state);
+        if !state.done {
+            state.waiter.register(cx.waker());
+            return Poll::Pending;
+        }
+        Poll::Ready(state.value.take().unwrap_or(Err(TaskError::AlreadyTaken)))
+    }
+}
+
+impl<R> Drop for AsyncResult<R> {
+    fn drop(&mut self) {
+        // The task runs on; its completion need not wake a task that stopped waiting (nor
+        // keep that task's waker alive until then).
+        lock(&self.slot.state).waiter.clear();
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // map
 
@@ -274,6 +308,15 @@ struct MapState<R> {
     chunks: Vec<Vec<R>>,
     chunks_left: usize,
     error: Option<TaskError>,
+    /// The task awaiting the `MapResult`, if it was polled before the map was complete.
+    waiter: Waiter,
+}
+
+impl<R> MapState<R> {
+    /// Every value is in, or an error: what the waiters wait for. Once true, stays true.
+    fn is_complete(&self) -> bool {
+        self.chunks_left == 0 || self.error.is_some()
+    }
 }
 
 impl<R: DeserializeOwned + Send> MapResults<R> {
@@ -284,6 +327,7 @@ impl<R: DeserializeOwned + Send> MapResults<R> {
                 chunks: (0..chunks).map(|_| Vec::new()).collect(),
                 chunks_left: chunks,
                 error: None,
+                waiter: Waiter::default(),
             }),
             changed: Condvar::new(),
             cancelled: AtomicBool::new(false),
@@ -299,7 +343,7 @@ impl<R: DeserializeOwned + Send> MapResults<R> {
     /// Waits until every value is in, or the first error.
     pub(crate) fn wait(&self) -> Result<Vec<R>, TaskError> {
         let mut state = lock(&self.state);
-        while state.chunks_left > 0 && state.error.is_none() {
+        while !state.is_complete() {
             state = wait(&self.changed, state);
         }
         if let Some(error) = state.error.clone() {
@@ -346,7 +390,9 @@ impl<R: DeserializeOwned + Send> ReplySink for MapResults<R> {
         }
         if let Some(error) = error {
             state.error = Some(error);
-            self.changed.notify_all();
+            let woken = state.waiter.notify(&self.changed);
+            drop(guard);
+            woken.wake();
             return;
         }
         let expected = self.chunk_len(chunk);
@@ -363,15 +409,19 @@ impl<R: DeserializeOwned + Send> ReplySink for MapResults<R> {
             }
             state.chunks_left -= 1;
         }
-        if state.chunks_left == 0 || state.error.is_some() {
-            self.changed.notify_all();
+        if state.is_complete() {
+            let woken = state.waiter.notify(&self.changed);
+            drop(guard);
+            woken.wake();
         }
     }
 
     fn fail(&self, _chunk: usize, error: TaskError) {
         let mut state = lock(&self.state);
         state.error.get_or_insert(error);
-        self.changed.notify_all();
+        let woken = state.waiter.notify(&self.changed);
+        drop(state);
+        woken.wake();
     }
 
     fn is_cancelled(&self) -> bool {
@@ -403,6 +453,8 @@ struct StreamState<R> {
     /// Encoded bytes of every result that arrived, and how many chunks they completed.
     total_bytes: usize,
     total_chunks: usize,
+    /// The task polling the `Imap` as a stream, if it found nothing at its last poll.
+    waiter: Waiter,
 }
 
 struct ChunkItems<R> {
@@ -427,8 +479,11 @@ pub(crate) enum Next<R> {
 }
 
 impl<R> StreamResults<R> {
+    /// Nobody wants the results any more (the `Imap` was dropped): queued tasks may be
+    /// dropped unsent, and no task is to be woken.
     pub(crate) fn cancel(&self) {
         self.cancelled.store(true, Ordering::Relaxed);
+        lock(&self.state).waiter.clear();
     }
 }
 
@@ -442,6 +497,7 @@ impl<R: DeserializeOwned + Send> StreamResults<R> {
                 held_bytes: 0,
                 total_bytes: 0,
                 total_chunks: 0,
+                waiter: Waiter::default(),
             }),
             changed: Condvar::new(),
             cancelled: AtomicBool::new(false),
@@ -476,47 +532,74 @@ impl<R: DeserializeOwned + Send> StreamResults<R> {
         lock(&self.state).handed_out
     }
 
-    /// The next item, blocking until one arrives, given the ordered cursor and how many
-    /// chunks were submitted.
-    pub(crate) fn next(&self, cursor: usize, submitted: usize) -> Next<R> {
+    /// The next item, given the ordered cursor and how many chunks were submitted. When none
+    /// is there yet: with no `waker`, blocks until one arrives (`Imap` as an `Iterator`),
+    /// never returning `Pending`; with a `waker`, keeps it to wake on the next arrival and
+    /// returns `Pending` (`Imap` as a `Stream`). Both read the state through
+    /// [`take_next`](StreamResults::take_next).
+    pub(crate) fn next(
+        &self,
+        cursor: usize,
+        submitted: usize,
+        waker: Option<&Waker>,
+    ) -> Poll<Next<R>> {
         let mut guard = lock(&self.state);
         loop {
-            let state = &mut *guard;
-            if self.ordered {
-                if let Some(chunk) = state.chunks.get_mut(&cursor) {
-                    if let Some(item) = chunk.items.pop_front() {
-                        chunk.handed += 1;
-                        return Next::Item(item);
-                    }
-                    if chunk.handed == chunk.len {
-                        let bytes = chunk.bytes;
-                        state.chunks.remove(&cursor);
+            if let Some(next) = self.take_next(&mut guard, cursor, submitted) {
+                return Poll::Ready(next);
+            }
+            match waker {
+                // Checked and kept under one lock: an arrival after the check wakes it.
+                Some(waker) => {
+                    guard.waiter.register(waker);
+                    return Poll::Pending;
+                }
+                None => guard = wait(&self.changed, guard),
+            }
+        }
+    }
+
+    /// The next item if one is there, or `None` to wait for one.
+    fn take_next(
+        &self,
+        state: &mut StreamState<R>,
+        cursor: usize,
+        submitted: usize,
+    ) -> Option<Next<R>> {
+        if self.ordered {
+            if let Some(chunk) = state.chunks.get_mut(&cursor) {
+                if let Some(item) = chunk.items.pop_front() {
+                    chunk.handed += 1;
+                    return Some(Next::Item(item));
+                }
+                if chunk.handed == chunk.len {
+                    let bytes = chunk.bytes;
+                    state.chunks.remove(&cursor);
+                    state.handed_out += 1;
+                    state.held_bytes -= bytes;
+                    return Some(Next::ChunkDone);
+                }
+            } else if cursor >= submitted {
+                return Some(Next::Empty);
+            }
+        } else {
+            if let Some((chunk, item)) = state.arrived.pop_front() {
+                if let Some(entry) = state.chunks.get_mut(&chunk) {
+                    entry.handed += 1;
+                    if entry.handed == entry.len {
+                        let bytes = entry.bytes;
+                        state.chunks.remove(&chunk);
                         state.handed_out += 1;
                         state.held_bytes -= bytes;
-                        return Next::ChunkDone;
                     }
-                } else if cursor >= submitted {
-                    return Next::Empty;
                 }
-            } else {
-                if let Some((chunk, item)) = state.arrived.pop_front() {
-                    if let Some(entry) = state.chunks.get_mut(&chunk) {
-                        entry.handed += 1;
-                        if entry.handed == entry.len {
-                            let bytes = entry.bytes;
-                            state.chunks.remove(&chunk);
-                            state.handed_out += 1;
-                            state.held_bytes -= bytes;
-                        }
-                    }
-                    return Next::Item(item);
-                }
-                if state.handed_out >= submitted {
-                    return Next::Empty;
-                }
+                return Some(Next::Item(item));
             }
-            guard = wait(&self.changed, guard);
+            if state.handed_out >= submitted {
+                return Some(Next::Empty);
+            }
         }
+        None
     }
 
     /// Adds arrived items of `chunk`, at most the chunk's length in all.
@@ -574,19 +657,25 @@ impl<R: DeserializeOwned + Send> ReplySink for StreamResults<R> {
         if last {
             self.finish_chunk(&mut state, chunk, |index| missing_item(origin.task, index));
         }
-        self.changed.notify_all();
+        let woken = state.waiter.notify(&self.changed);
+        drop(state);
+        woken.wake();
     }
 
     fn fail(&self, chunk: usize, error: TaskError) {
         let mut state = lock(&self.state);
         self.finish_chunk(&mut state, chunk, |_| error.clone());
-        self.changed.notify_all();
+        let woken = state.waiter.notify(&self.changed);
+        drop(state);
+        woken.wake();
     }
 
     fn fail_one(&self, chunk: usize, error: TaskError) {
         let mut state = lock(&self.state);
         self.push(&mut state, chunk, vec![Err(error)]);
-        self.changed.notify_all();
+        let woken = state.waiter.notify(&self.changed);
+        drop(state);
+        woken.wake();
     }
 
     fn is_cancelled(&self) -> bool {
@@ -602,21 +691,21 @@ impl<R> OneSlot<R> {
     /// collecting sink of a task whose outcome goes through its callbacks first.
     pub(crate) fn empty() -> Arc<OneSlot<R>> {
         Arc::new(OneSlot {
-            state: Mutex::new(SlotState {
-                value: None,
-                done: false,
-            }),
+            state: Mutex::new(SlotState::new()),
             ready: Condvar::new(),
         })
     }
 
-    /// Puts `outcome` in the slot and wakes its waiters, unless it is done already.
+    /// Puts `outcome` in the slot and wakes its waiters (blocked or awaiting), unless it is
+    /// done already.
     fn set(&self, outcome: Result<R, TaskError>) {
         let mut state = lock(&self.state);
         if !state.done {
             state.value = Some(outcome);
             state.done = true;
-            self.ready.notify_all();
+            let woken = state.waiter.notify(&self.ready);
+            drop(state);
+            woken.wake();
         }
     }
 }
@@ -674,15 +763,30 @@ impl<R: DeserializeOwned + Send> Collect for OneSlot<R> {
 impl<R> MapResults<R> {
     /// Whether every value is in, or an error: what `wait` waits for.
     pub(crate) fn is_complete(&self) -> bool {
-        let state = lock(&self.state);
-        state.chunks_left == 0 || state.error.is_some()
+        lock(&self.state).is_complete()
+    }
+
+    /// `Ready` once [`is_complete`](MapResults::is_complete); else keeps `waker` to wake
+    /// when it is, checked and kept under one lock so that no completion is missed.
+    pub(crate) fn poll_complete(&self, waker: &Waker) -> Poll<()> {
+        let mut state = lock(&self.state);
+        if state.is_complete() {
+            return Poll::Ready(());
+        }
+        state.waiter.register(waker);
+        Poll::Pending
+    }
+
+    /// The `MapResult` reading this sink is gone: nobody awaits it any more.
+    pub(crate) fn forget_waker(&self) {
+        lock(&self.state).waiter.clear();
     }
 
     /// Waits, until `deadline` at most, for every value or the first error, without taking
     /// them; true if they are there.
     pub(crate) fn wait_complete(&self, deadline: Option<Instant>) -> bool {
         let mut state = lock(&self.state);
-        while state.chunks_left > 0 && state.error.is_none() {
+        while !state.is_complete() {
             match deadline {
                 Some(deadline) if Instant::now() >= deadline => return false,
                 Some(deadline) => state = wait_until(&self.changed, state, deadline),
