@@ -30,6 +30,43 @@ const FIRST_WINDOW: usize = 16;
 /// It pulls items from the input only as results are consumed, keeping at most a few hundred
 /// chunks per worker in flight, so an endless or huge input runs in flat memory. Dropping it
 /// early drops the tasks not yet sent; those running finish and their values are discarded.
+///
+/// # As a stream
+///
+/// An `Imap` is also a [`futures_core::Stream`] of the same outcomes, in the same order, for
+/// any executor: where the iterator would block, `poll_next` returns `Pending` and the pool's
+/// manager thread wakes the task when the next result arrives (no thread per waiter, no
+/// reactor). The input is pulled, and chunks encoded, on the thread that polls.
+///
+/// ```
+/// use std::future::poll_fn;
+/// use std::pin::Pin;
+///
+/// use futures_core::Stream;
+/// use proc_pool::{Pool, TaskError};
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// async fn total(pool: &Pool) -> Result<u64, TaskError> {
+///     let mut squares = pool.imap_unordered(square, 0..1000);
+///     let mut total = 0;
+///     // `StreamExt::next(&mut squares).await` with the `futures` crate.
+///     while let Some(value) = poll_fn(|cx| Pin::new(&mut squares).poll_next(cx)).await {
+///         total += value?;
+///     }
+///     Ok(total)
+/// }
+///
+/// let pool = Pool::new(2)?;
+/// let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+/// assert_eq!(runtime.block_on(total(&pool))?, 332_833_500);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// Being both an `Iterator` and a `Stream`, with `futures::StreamExt` (or `tokio_stream`'s)
+/// in scope `squares.next()` is ambiguous: write `StreamExt::next(&mut squares)`.
 pub struct Imap<'pool, I, R> {
     pool: &'pool Pool,
     call: TaskCall,

@@ -52,6 +52,9 @@
 //!   thread that drives the workers. Items may be borrowed (`pool.map(f, &items)`, see
 //!   [`TaskItems`]); a task that takes a reference (`fn(&str)`) is refused at compile time
 //!   with a message saying to take the owned type ([`TaskArg`]).
+//! - **Async, on any executor**: [`AsyncResult`] and [`MapResult`] are futures and [`Imap`]
+//!   is a `Stream` (`futures-core`'s), woken by the pool's own threads when results arrive:
+//!   no thread per waiter, no reactor, no runtime required. The blocking calls stay.
 //! - **Start methods** ([`PoolBuilder::start_method`]): workers forked from the program
 //!   (`Fork`), forked by a fork server (`ForkServer`: replacing a worker costs well under a
 //!   millisecond whatever the program's size, and no lock or descriptor of the program's is

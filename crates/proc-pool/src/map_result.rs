@@ -15,9 +15,24 @@ use crate::results::{AsyncResult, MapResults};
 /// The values of a [`Pool::map_async`](crate::Pool::map_async), once they are all there (or
 /// its first error): Python's `MapResult`, with the methods of [`AsyncResult`].
 ///
-/// The tasks run whether or not anybody waits for them; dropping the `MapResult` only
-/// discards the values (callbacks given with
+/// The tasks run whether or not anybody waits for them; dropping the `MapResult` (awaited or
+/// not) only discards the values (callbacks given with
 /// [`map_async_with`](crate::Pool::map_async_with) still run).
+///
+/// Like [`AsyncResult`], it is a [`Future`] too, of what [`get`](MapResult::get) returns,
+/// woken by the pool when the map is complete, on any executor:
+///
+/// ```
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// let pool = proc_pool::Pool::new(2)?;
+/// let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+/// let values = runtime.block_on(async { pool.map_async(square, 1..=4)?.await })?;
+/// assert_eq!(values, [1, 4, 9, 16]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct MapResult<R> {
     source: Source<R>,
 }

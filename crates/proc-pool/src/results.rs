@@ -182,8 +182,41 @@ impl<R: DeserializeOwned + Send> ReplySink for OneSlot<R> {
 /// The value of a task submitted with [`Pool::apply_async`](crate::Pool::apply_async), once
 /// it is there: Python's `AsyncResult`.
 ///
-/// The task runs whether or not anybody waits for it; dropping the `AsyncResult` only
-/// discards the value.
+/// The task runs whether or not anybody waits for it; dropping the `AsyncResult` (awaited
+/// or not, polled or not) only discards the value: it does not cancel the task.
+///
+/// # Awaiting
+///
+/// An `AsyncResult` is also a [`Future`] of what [`get`](AsyncResult::get) returns, on any
+/// executor: the pool's own manager thread (or its callback thread, after the task's
+/// callbacks ran) wakes the task that awaits, so no thread is started per waiter and nothing
+/// is registered with an I/O reactor. Awaited again after it gave its outcome, it gives
+/// [`TaskError::AlreadyTaken`].
+///
+/// ```
+/// use proc_pool::{Pool, TaskError};
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// async fn sum_of_squares(pool: &Pool) -> Result<u64, TaskError> {
+///     let pending = (1..=3)
+///         .map(|x| pool.apply_async(square, x))
+///         .collect::<Result<Vec<_>, _>>()?;
+///     let mut total = 0;
+///     for value in pending {
+///         total += value.await?; // the three tasks run at once
+///     }
+///     Ok(total)
+/// }
+///
+/// let pool = Pool::new(2)?;
+/// // Any executor will do; here tokio's, without threads of its own.
+/// let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+/// assert_eq!(runtime.block_on(sum_of_squares(&pool))?, 14);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct AsyncResult<R> {
     slot: Arc<OneSlot<R>>,
     task: u64,
