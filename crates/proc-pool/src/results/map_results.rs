@@ -1,0 +1,204 @@
+//! The sink of one `map` or `map_async`: values collected per chunk, joined in order.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Poll, Waker};
+use std::time::Instant;
+
+use serde::de::DeserializeOwned;
+
+use crate::callbacks::Collect;
+use crate::error::TaskError;
+use crate::locking::{lock, wait, wait_until};
+use crate::protocol::{self, EncodedItems, Origin};
+use crate::waiter::Waiter;
+
+use super::{ReplySink, missing_item};
+
+/// The sink of one `map`: each chunk's values collect in a vector of their own, joined in
+/// chunk order at the end. (A chunk that comes back whole is one decoded vector, moved in.)
+pub(crate) struct MapResults<R> {
+    state: Mutex<MapState<R>>,
+    changed: Condvar,
+    cancelled: AtomicBool,
+    len: usize,
+    chunksize: usize,
+}
+
+struct MapState<R> {
+    chunks: Vec<Vec<R>>,
+    chunks_left: usize,
+    error: Option<TaskError>,
+    /// The task awaiting the `MapResult`, if it was polled before the map was complete.
+    waiter: Waiter,
+}
+
+impl<R> MapState<R> {
+    /// Every value is in, or an error: what the waiters wait for. Once true, stays true.
+    fn is_complete(&self) -> bool {
+        self.chunks_left == 0 || self.error.is_some()
+    }
+}
+
+impl<R: DeserializeOwned + Send> MapResults<R> {
+    pub(crate) fn new(len: usize, chunksize: usize) -> Arc<MapResults<R>> {
+        let chunks = len.div_ceil(chunksize);
+        Arc::new(MapResults {
+            state: Mutex::new(MapState {
+                chunks: (0..chunks).map(|_| Vec::new()).collect(),
+                chunks_left: chunks,
+                error: None,
+                waiter: Waiter::default(),
+            }),
+            changed: Condvar::new(),
+            cancelled: AtomicBool::new(false),
+            len,
+            chunksize,
+        })
+    }
+
+    fn chunk_len(&self, chunk: usize) -> usize {
+        self.chunksize.min(self.len - chunk * self.chunksize)
+    }
+
+    /// Waits until every value is in, or the first error.
+    pub(crate) fn wait(&self) -> Result<Vec<R>, TaskError> {
+        let mut state = lock(&self.state);
+        while !state.is_complete() {
+            state = wait(&self.changed, state);
+        }
+        if let Some(error) = state.error.clone() {
+            // Fail fast, like Python: tasks not yet sent are dropped, running ones discarded
+            // (the error stays, so later results are not even decoded).
+            self.cancelled.store(true, Ordering::Relaxed);
+            state.chunks = Vec::new();
+            return Err(error);
+        }
+        let mut chunks = std::mem::take(&mut state.chunks);
+        drop(state);
+        if chunks.len() == 1 {
+            return Ok(chunks.pop().unwrap_or_default());
+        }
+        let mut values = Vec::with_capacity(self.len);
+        for chunk in chunks {
+            values.extend(chunk);
+        }
+        Ok(values)
+    }
+
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+}
+
+impl<R: DeserializeOwned + Send> ReplySink for MapResults<R> {
+    fn deliver(
+        &self,
+        chunk: usize,
+        _first: usize,
+        items: EncodedItems<'_>,
+        last: bool,
+        origin: Origin,
+    ) {
+        // Decode before taking the lock: the caller may be waiting on it.
+        let mut decoded = Vec::new();
+        let mut error = None;
+        protocol::decode_items_into::<R>(items, origin, &mut decoded, &mut error);
+        let mut guard = lock(&self.state);
+        let state = &mut *guard;
+        if state.error.is_some() {
+            return;
+        }
+        if let Some(error) = error {
+            state.error = Some(error);
+            let woken = state.waiter.notify(&self.changed);
+            drop(guard);
+            woken.wake();
+            return;
+        }
+        let expected = self.chunk_len(chunk);
+        let values = &mut state.chunks[chunk];
+        if values.is_empty() {
+            *values = decoded;
+        } else {
+            values.append(&mut decoded);
+        }
+        values.truncate(expected);
+        if last {
+            if values.len() != expected {
+                state.error = Some(missing_item(origin.task, values.len()));
+            }
+            state.chunks_left -= 1;
+        }
+        if state.is_complete() {
+            let woken = state.waiter.notify(&self.changed);
+            drop(guard);
+            woken.wake();
+        }
+    }
+
+    fn fail(&self, _chunk: usize, error: TaskError) {
+        let mut state = lock(&self.state);
+        state.error.get_or_insert(error);
+        let woken = state.waiter.notify(&self.changed);
+        drop(state);
+        woken.wake();
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+}
+
+impl<R> MapResults<R> {
+    /// Whether every value is in, or an error: what `wait` waits for.
+    pub(crate) fn is_complete(&self) -> bool {
+        lock(&self.state).is_complete()
+    }
+
+    /// `Ready` once [`is_complete`](MapResults::is_complete); else keeps `waker` to wake
+    /// when it is, checked and kept under one lock so that no completion is missed.
+    pub(crate) fn poll_complete(&self, waker: &Waker) -> Poll<()> {
+        let mut state = lock(&self.state);
+        if state.is_complete() {
+            return Poll::Ready(());
+        }
+        state.waiter.register(waker);
+        Poll::Pending
+    }
+
+    /// The `MapResult` reading this sink is gone: nobody awaits it any more.
+    pub(crate) fn forget_waker(&self) {
+        lock(&self.state).waiter.clear();
+    }
+
+    /// Waits, until `deadline` at most, for every value or the first error, without taking
+    /// them; true if they are there.
+    pub(crate) fn wait_complete(&self, deadline: Option<Instant>) -> bool {
+        let mut state = lock(&self.state);
+        while !state.is_complete() {
+            match deadline {
+                Some(deadline) if Instant::now() >= deadline => return false,
+                Some(deadline) => state = wait_until(&self.changed, state, deadline),
+                None => state = wait(&self.changed, state),
+            }
+        }
+        true
+    }
+}
+
+impl<R: DeserializeOwned + Send> Collect for MapResults<R> {
+    type Output = Vec<R>;
+
+    fn is_complete(&self) -> bool {
+        MapResults::is_complete(self)
+    }
+
+    fn cancel_rest(&self) {
+        self.cancel();
+    }
+
+    fn take_outcome(&self) -> Result<Vec<R>, TaskError> {
+        self.wait()
+    }
+}
