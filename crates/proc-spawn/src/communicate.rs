@@ -298,6 +298,15 @@ impl<'a> Communication<'a> {
         }
     }
 
+    /// What was read, taken out of the call: `(stdout, stderr)`.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))] // The async driver's.
+    pub(crate) fn take_output(&mut self) -> (Vec<u8>, Vec<u8>) {
+        (
+            std::mem::take(&mut self.stdout),
+            std::mem::take(&mut self.stderr),
+        )
+    }
+
     /// What was read: `(stdout, stderr)`.
     pub(crate) fn into_output(self) -> (Vec<u8>, Vec<u8>) {
         (self.stdout, self.stderr)
