@@ -35,6 +35,24 @@ for _ in range(n):
 print(time.perf_counter() - start)
 "#;
 
+/// `asyncio.create_subprocess_exec("echo", i)` for `N` children at once, each with its stdout
+/// captured (`communicate`) and checked.
+pub(crate) const ASYNC_SPAWN: &str = r#"
+import asyncio, sys, time
+n = int(sys.argv[1])
+async def one(i):
+    child = await asyncio.create_subprocess_exec(
+        "echo", str(i), stdout=asyncio.subprocess.PIPE)
+    out, _ = await child.communicate()
+    if child.returncode != 0 or out != f"{i}\n".encode():
+        sys.exit(f"echo {i} printed {out!r}")
+async def main():
+    await asyncio.gather(*(one(i) for i in range(n)))
+start = time.perf_counter()
+asyncio.run(main())
+print(time.perf_counter() - start)
+"#;
+
 /// 8-byte round trips to a forked echo child over two `os.pipe()`s; the fork is not timed.
 /// Arguments after `N`: the parent's and the child's CPU (`-1`: unpinned), pinned the same way
 /// as the Rust contenders (see `cpu.rs`).

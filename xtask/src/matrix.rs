@@ -65,6 +65,19 @@ impl MatrixOptions {
     }
 }
 
+/// Optional features the matrix turns on, so their code is linted and tested too:
+/// proc-spawn's `tokio` (the async subprocess). Its blocking tests run under it as well.
+const ASYNC_FEATURES: &str = "proc-spawn/tokio";
+
+/// The extra arguments of a crate's test leg: `--all-features` for the crates with optional
+/// features worth testing.
+fn features_of(package: &str) -> &'static [&'static str] {
+    match package {
+        "proc-spawn" => &["--all-features"],
+        _ => &[],
+    }
+}
+
 /// Which program runs the tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TestRunner {
@@ -85,6 +98,7 @@ impl TestRunner {
             }
             Self::CargoTest => CargoInvocation::new(["test", "-p", package]),
         }
+        .args(features_of(package).iter().copied())
     }
 
     /// Every workspace test built with optimizations, where timing-dependent code
@@ -177,6 +191,8 @@ fn all_legs(crates: &[String], runner: TestRunner) -> Vec<Leg> {
                 "clippy",
                 "--workspace",
                 "--all-targets",
+                "--features",
+                ASYNC_FEATURES,
                 "--",
                 "-D",
                 "warnings",
@@ -510,6 +526,14 @@ mod tests {
             (
                 TestRunner::CargoTest.package_tests("fork-sys"),
                 "cargo test -p fork-sys",
+            ),
+            (
+                TestRunner::Nextest.package_tests("proc-spawn"),
+                "cargo nextest run -p proc-spawn --no-tests=pass --all-features",
+            ),
+            (
+                TestRunner::CargoTest.package_tests("proc-spawn"),
+                "cargo test -p proc-spawn --all-features",
             ),
             (
                 TestRunner::Nextest.release_tests(),

@@ -7,6 +7,7 @@
 use crate::harness::{BenchResult, Scenario};
 use crate::python::Python;
 
+mod async_spawn;
 mod communicate;
 mod connection_ping_pong;
 pub(crate) mod fork_wait;
@@ -26,6 +27,7 @@ pub(crate) type Builder = fn(&Context) -> BenchResult<Scenario>;
 pub(crate) const ALL: &[Builder] = &[
     fork_wait::scenario,
     spawn_true::scenario,
+    async_spawn::scenario,
     communicate::scenario,
     pipe_ping_pong::scenario,
     pipe_throughput::scenario,

@@ -45,7 +45,7 @@ pub struct Child {
     pub stderr: Option<ChildStderr>,
     /// The child leads its own process group (new group or new session).
     own_group: bool,
-    kill_on_drop: bool,
+    pub(crate) kill_on_drop: bool,
     /// What `communicate` did with its input so far: the unwritten rest after a timeout is
     /// kept here, so a later call finishes it (as Python's does) instead of cutting it.
     pub(crate) input: InputProgress,
@@ -305,6 +305,13 @@ impl Child {
     /// has its own, and with `tree` every descendant found (stopped first, so none escapes by
     /// forking or being re-parented meanwhile; Linux), then reaps it.
     pub(crate) fn kill_tree_and_reap(&mut self, tree: bool) -> Result<ExitStatus, Error> {
+        self.kill_tree(tree)?;
+        self.wait()
+    }
+
+    /// The signalling half of [`kill_tree_and_reap`](Child::kill_tree_and_reap), for the
+    /// async child, which reaps without blocking.
+    pub(crate) fn kill_tree(&mut self, tree: bool) -> Result<(), Error> {
         let descendants = if tree {
             StoppedTree::stop(self)
         } else {
@@ -317,7 +324,7 @@ impl Child {
             let _ = self.send_signal(Signal::CONT);
             return Err(err);
         }
-        self.wait()
+        Ok(())
     }
 
     pub(crate) fn io_error(&self, during: &'static str, source: io::Error) -> Error {

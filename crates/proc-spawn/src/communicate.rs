@@ -1,11 +1,20 @@
-//! `communicate`: stdin, stdout and stderr driven together in one `poll` loop, so a child that
-//! fills its output pipe while we are still writing its input cannot deadlock us.
+//! `communicate`: stdin, stdout and stderr driven together, so a child that fills its output
+//! pipe while we are still writing its input cannot deadlock us.
 //!
-//! The pipes are switched to non-blocking for the loop: a write takes whatever room the pipe
-//! has (writing "all of it" on a blocking pipe would stall the loop), and reads take everything
+//! **One state machine, two drivers.** [`Communication`] is everything a call decides: where
+//! its input comes from (the caller's bytes, or what an earlier timed-out call kept in the
+//! child's [`InputProgress`]), whether that input continues the earlier one, what to write
+//! next, what was read, when stdin is to be closed, and what to keep when the call stops
+//! early. It never waits. The blocking driver here waits in one `fork_sys::poll` on the open
+//! pipes; the async one (`tokio::communicate`, feature `tokio`) waits for the readiness of the
+//! same pipes registered with tokio's reactor. Both call the same steps on readiness.
+//!
+//! The pipes are non-blocking while they are driven: a write takes whatever room the pipe has
+//! (writing "all of it" on a blocking pipe would stall the loop), and reads take everything
 //! available in one pass (`read_to_end` until `WouldBlock`), straight into the output buffers.
 //! On Linux the pipes are enlarged to 1 MiB first, which more than doubles bulk throughput.
 
+use std::ffi::OsString;
 use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
@@ -15,7 +24,7 @@ use fork_sys::Interest;
 use crate::{Child, Error};
 
 /// The pipe size asked for (Linux `F_SETPIPE_SZ`); the kernel may cap it.
-const BIG_PIPE: usize = 1024 * 1024;
+pub(crate) const BIG_PIPE: usize = 1024 * 1024;
 
 /// What `communicate` has done with the child's input, across calls: a call that times out
 /// part-way keeps the unwritten rest here, so that the next call finishes it, and a later
@@ -72,176 +81,331 @@ enum Source<'a> {
     Kept,
 }
 
+/// One output pipe of the child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Output {
+    Stdout,
+    Stderr,
+}
+
+impl Output {
+    /// What an error while reading it was doing.
+    pub(crate) fn during(self) -> &'static str {
+        match self {
+            Output::Stdout => "reading stdout",
+            Output::Stderr => "reading stderr",
+        }
+    }
+}
+
+/// What a step on a ready pipe left to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// The pipe would block: wait for it to be ready again.
+    WouldBlock,
+    /// Done with this pipe: for stdin, the input is all written or the child stopped reading
+    /// (the progress says `Finished`; drop the pipe so the child sees end-of-file); for an
+    /// output, end-of-file (drop it).
+    Finished,
+}
+
+/// One `communicate` call, whatever waits for the pipes: the state machine both drivers
+/// share. It holds the call's input source, the output read so far and the deadline; the
+/// input progress that outlives the call stays in the child, passed in by the driver.
+pub(crate) struct Communication<'a> {
+    source: Source<'a>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    timeout: Option<Duration>,
+    /// `None` without a timeout, or one too far away to represent.
+    deadline: Option<Instant>,
+}
+
+impl<'a> Communication<'a> {
+    /// Starts a call: decides where its input comes from, refusing (`InvalidInput`, nothing
+    /// written or changed) an `input` that does not continue what an earlier call started: a
+    /// resumed call passes `None` (or nothing) to finish the kept input, or the same input
+    /// again. `stdin_open`: the child's stdin pipe is still ours.
+    pub(crate) fn begin(
+        progress: &InputProgress,
+        stdin_open: bool,
+        input: Option<&'a [u8]>,
+        timeout: Option<Duration>,
+    ) -> io::Result<Communication<'a>> {
+        let input = input.unwrap_or_default();
+        let refuse = |message: String| Err(io::Error::new(ErrorKind::InvalidInput, message));
+        let source = match progress {
+            InputProgress::NotStarted if !input.is_empty() && !stdin_open => {
+                return refuse("input was given but the child's stdin is not piped".to_owned());
+            }
+            InputProgress::NotStarted => Source::Caller {
+                bytes: input,
+                written: 0,
+            },
+            InputProgress::Unfinished { total, kept, sent } => {
+                let written = total - (kept.len() - sent);
+                let unsent = progress.unsent();
+                if !input.is_empty()
+                    && (input.len() != *total || input.get(written..) != Some(unsent))
+                {
+                    return refuse(format!(
+                        "input of {} bytes differs from the unfinished input of an earlier call \
+                         ({written} of {total} bytes written): pass None to finish that one",
+                        input.len()
+                    ));
+                }
+                if !stdin_open {
+                    return refuse(format!(
+                        "the child's stdin was taken with {} bytes of input unwritten",
+                        unsent.len()
+                    ));
+                }
+                Source::Kept
+            }
+            InputProgress::Finished { len } if !input.is_empty() && input.len() != *len => {
+                return refuse(format!(
+                    "input of {} bytes was given, but stdin was closed after an earlier call's \
+                     {len} bytes",
+                    input.len()
+                ));
+            }
+            InputProgress::Finished { .. } => Source::Kept,
+        };
+        Ok(Communication {
+            source,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            timeout,
+            deadline: timeout.and_then(|t| Instant::now().checked_add(t)),
+        })
+    }
+
+    /// The input this call still has to write.
+    fn remaining<'p>(&'p self, progress: &'p InputProgress) -> &'p [u8] {
+        match &self.source {
+            Source::Caller { bytes, written } => bytes.get(*written..).unwrap_or_default(),
+            Source::Kept => progress.unsent(),
+        }
+    }
+
+    /// Whether input is left to write; when not, the driver calls
+    /// [`close_input`](Communication::close_input) before anything else, so the child sees
+    /// end-of-file (also when there was no input at all).
+    pub(crate) fn input_left(&self, progress: &InputProgress) -> bool {
+        !self.remaining(progress).is_empty()
+    }
+
+    /// Records that stdin is closed on `communicate`'s behalf (all input written, or the child
+    /// stopped reading); the driver drops its pipe.
+    pub(crate) fn close_input(&self, progress: &mut InputProgress) {
+        let len = match (&self.source, &*progress) {
+            (Source::Caller { bytes, .. }, _) => bytes.len(),
+            (Source::Kept, InputProgress::Unfinished { total, .. }) => *total,
+            (Source::Kept, InputProgress::Finished { len }) => *len,
+            (Source::Kept, InputProgress::NotStarted) => 0,
+        };
+        *progress = InputProgress::Finished { len };
+    }
+
+    /// On a writable stdin: writes as much of what is left as the pipe takes. `Finished` when
+    /// all is written or the child stopped reading (`EPIPE`, absorbed as in Python): the
+    /// progress then says so and the driver drops the pipe.
+    pub(crate) fn write_input(
+        &mut self,
+        progress: &mut InputProgress,
+        mut stdin: impl Write,
+    ) -> io::Result<Step> {
+        loop {
+            let rest = self.remaining(progress);
+            if rest.is_empty() {
+                self.close_input(progress);
+                return Ok(Step::Finished);
+            }
+            match stdin.write(rest) {
+                Ok(n) => match &mut self.source {
+                    Source::Caller { written, .. } => *written += n,
+                    Source::Kept => {
+                        if let InputProgress::Unfinished { sent, .. } = progress {
+                            *sent += n;
+                        }
+                    }
+                },
+                Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(Step::WouldBlock),
+                Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                Err(err) if err.kind() == ErrorKind::BrokenPipe => {
+                    self.close_input(progress);
+                    return Ok(Step::Finished);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// On a readable output pipe: reads everything available; `Finished` at end-of-file.
+    pub(crate) fn read_output(&mut self, which: Output, mut pipe: impl Read) -> io::Result<Step> {
+        let buffer = match which {
+            Output::Stdout => &mut self.stdout,
+            Output::Stderr => &mut self.stderr,
+        };
+        loop {
+            // `read_to_end` keeps what it read when it stops with an error, `WouldBlock` too.
+            match pipe.read_to_end(buffer) {
+                Ok(_) => return Ok(Step::Finished),
+                Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(Step::WouldBlock),
+                Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// The time left before the deadline: `Ok(None)` without one, `Err(())` once it passed.
+    pub(crate) fn time_left(&self) -> Result<Option<Duration>, ()> {
+        match self.deadline {
+            None => Ok(None),
+            Some(deadline) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    Err(())
+                } else {
+                    Ok(Some(deadline - now))
+                }
+            }
+        }
+    }
+
+    /// After a call that stopped early (timeout, error, a dropped future): the caller's bytes
+    /// not written yet are copied into the child's progress, so a later call can finish them
+    /// (the caller's slice cannot be kept). `stdin_open`: the pipe is still ours.
+    pub(crate) fn keep_unwritten_input(&self, progress: &mut InputProgress, stdin_open: bool) {
+        if let Source::Caller { bytes, written } = &self.source {
+            if stdin_open && *written < bytes.len() {
+                *progress = InputProgress::Unfinished {
+                    total: bytes.len(),
+                    kept: bytes[*written..].to_vec(),
+                    sent: 0,
+                };
+            }
+        }
+    }
+
+    /// The timeout error, with everything read so far (taken out of the call).
+    pub(crate) fn timed_out(&mut self, args: &[OsString]) -> Error {
+        Error::TimeoutExpired {
+            args: args.to_vec(),
+            timeout: self.timeout.unwrap_or_default(),
+            stdout: std::mem::take(&mut self.stdout),
+            stderr: std::mem::take(&mut self.stderr),
+        }
+    }
+
+    /// What was read, taken out of the call: `(stdout, stderr)`.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))] // The async driver's.
+    pub(crate) fn take_output(&mut self) -> (Vec<u8>, Vec<u8>) {
+        (
+            std::mem::take(&mut self.stdout),
+            std::mem::take(&mut self.stderr),
+        )
+    }
+
+    /// What was read: `(stdout, stderr)`.
+    pub(crate) fn into_output(self) -> (Vec<u8>, Vec<u8>) {
+        (self.stdout, self.stderr)
+    }
+}
+
+/// The blocking driver: `Child::communicate`.
 pub(crate) fn communicate(
     child: &mut Child,
     input: Option<&[u8]>,
     timeout: Option<Duration>,
 ) -> Result<(Vec<u8>, Vec<u8>), Error> {
-    let deadline = timeout.map(|t| Instant::now().checked_add(t));
-    let input = input.unwrap_or_default();
-    let mut source = source_of_input(child, input)?;
-    if remaining(child, &source).is_empty() {
+    let mut call = Communication::begin(&child.input, child.stdin.is_some(), input, timeout)
+        .map_err(|err| child.io_error("communicating", err))?;
+    if !call.input_left(&child.input) {
         // Nothing (left) to write: close stdin so the child sees end-of-file.
-        finish_input(child, &source);
+        call.close_input(&mut child.input);
+        child.stdin = None;
     }
-    let result = set_up_pipes(child)
-        .map_err(|err| child.io_error("preparing pipes", err))
-        .and_then(|()| drive(child, &mut source, deadline, timeout));
-    if result.is_err() {
-        keep_unwritten_input(child, &source);
+    let result = set_up_pipes(open_pipes(child))
+        .map_err(|err| Stopped::Failed(child.io_error("preparing pipes", err)))
+        .and_then(|()| drive(child, &mut call));
+    if let Err(err) = result {
+        call.keep_unwritten_input(&mut child.input, child.stdin.is_some());
         // The pipes still open go back to blocking mode, whatever stopped the loop, for the
         // caller's own reads and writes on them.
         for fd in open_pipes(child).into_iter().flatten() {
             let _ = fork_sys::set_nonblocking(fd, false);
         }
+        return Err(match err {
+            Stopped::TimedOut => call.timed_out(child.args()),
+            Stopped::Failed(err) => err,
+        });
     }
-    result
+    Ok(call.into_output())
 }
 
-/// Decides where this call's input comes from, refusing (`InvalidInput`, nothing written or
-/// changed) an `input` that does not continue what an earlier call started: a resumed call
-/// passes `None` (or nothing) to finish the kept input, or the same input again.
-fn source_of_input<'a>(child: &Child, input: &'a [u8]) -> Result<Source<'a>, Error> {
-    let refuse = |message: String| {
-        Err(child.io_error(
-            "communicating",
-            io::Error::new(ErrorKind::InvalidInput, message),
-        ))
-    };
-    match &child.input {
-        InputProgress::NotStarted if !input.is_empty() && child.stdin.is_none() => {
-            refuse("input was given but the child's stdin is not piped".to_owned())
-        }
-        InputProgress::NotStarted => Ok(Source::Caller {
-            bytes: input,
-            written: 0,
-        }),
-        InputProgress::Unfinished { total, kept, sent } => {
-            let written = total - (kept.len() - sent);
-            let unsent = child.input.unsent();
-            if !input.is_empty() && (input.len() != *total || input.get(written..) != Some(unsent))
-            {
-                return refuse(format!(
-                    "input of {} bytes differs from the unfinished input of an earlier call \
-                     ({written} of {total} bytes written): pass None to finish that one",
-                    input.len()
-                ));
-            }
-            if child.stdin.is_none() {
-                return refuse(format!(
-                    "the child's stdin was taken with {} bytes of input unwritten",
-                    unsent.len()
-                ));
-            }
-            Ok(Source::Kept)
-        }
-        InputProgress::Finished { len } if !input.is_empty() && input.len() != *len => {
-            refuse(format!(
-                "input of {} bytes was given, but stdin was closed after an earlier call's \
-                 {len} bytes",
-                input.len()
-            ))
-        }
-        InputProgress::Finished { .. } => Ok(Source::Kept),
-    }
+/// Why a driver stopped before the end.
+pub(crate) enum Stopped {
+    TimedOut,
+    Failed(Error),
 }
 
-/// The input this call still has to write.
-fn remaining<'a>(child: &'a Child, source: &Source<'a>) -> &'a [u8] {
-    match source {
-        Source::Caller { bytes, written } => bytes.get(*written..).unwrap_or_default(),
-        Source::Kept => child.input.unsent(),
-    }
-}
-
-/// Closes stdin on `communicate`'s behalf (end-of-file for the child): all input written, or
-/// the child stopped reading.
-fn finish_input(child: &mut Child, source: &Source<'_>) {
-    let len = match (source, &child.input) {
-        (Source::Caller { bytes, .. }, _) => bytes.len(),
-        (Source::Kept, InputProgress::Unfinished { total, .. }) => *total,
-        (Source::Kept, InputProgress::Finished { len }) => *len,
-        (Source::Kept, InputProgress::NotStarted) => 0,
-    };
-    child.stdin = None;
-    child.input = InputProgress::Finished { len };
-}
-
-/// After a call that stopped early: the caller's bytes not written yet are copied into the
-/// child, so a later call can finish them (the caller's slice cannot be kept).
-fn keep_unwritten_input(child: &mut Child, source: &Source<'_>) {
-    if let Source::Caller { bytes, written } = source {
-        if child.stdin.is_some() && *written < bytes.len() {
-            child.input = InputProgress::Unfinished {
-                total: bytes.len(),
-                kept: bytes[*written..].to_vec(),
-                sent: 0,
-            };
-        }
+impl From<Error> for Stopped {
+    fn from(err: Error) -> Stopped {
+        Stopped::Failed(err)
     }
 }
 
 /// The `poll` loop, then the wait; leaves the pipes still open non-blocking when it fails.
-fn drive(
-    child: &mut Child,
-    source: &mut Source<'_>,
-    deadline: Option<Option<Instant>>,
-    timeout: Option<Duration>,
-) -> Result<(Vec<u8>, Vec<u8>), Error> {
-    let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
+fn drive(child: &mut Child, call: &mut Communication<'_>) -> Result<(), Stopped> {
     while child.stdin.is_some() || child.stdout.is_some() || child.stderr.is_some() {
-        let remaining = match deadline {
-            None | Some(None) => None,
-            Some(Some(deadline)) => {
-                let now = Instant::now();
-                if now >= deadline {
-                    return Err(timed_out(child, timeout, stdout, stderr));
-                }
-                Some(deadline - now)
-            }
-        };
+        let left = call.time_left().map_err(|()| Stopped::TimedOut)?;
         let fds: Vec<_> = open_pipes(child)
             .into_iter()
             .zip([Interest::Write, Interest::Read, Interest::Read])
             .filter_map(|(fd, interest)| Some((fd?, interest)))
             .collect();
-        let ready =
-            fork_sys::poll(&fds, remaining).map_err(|err| child.io_error("polling", err))?;
+        let ready = fork_sys::poll(&fds, left).map_err(|err| child.io_error("polling", err))?;
         drop(fds);
         let mut ready = ready.into_iter();
         if child.stdin.is_some() && ready.next().is_some_and(|r| r.is_ready()) {
-            write_input(child, source)?;
-        }
-        if child.stdout.is_some() && ready.next().is_some_and(|r| r.is_ready()) {
-            if let Some(out) = child.stdout.as_mut() {
-                if read_available(out, &mut stdout)
-                    .map_err(|err| child.io_error("reading stdout", err))?
-                {
-                    child.stdout = None;
+            if let Some(stdin) = child.stdin.as_mut() {
+                let step = call
+                    .write_input(&mut child.input, stdin)
+                    .map_err(|err| child.io_error("writing stdin", err))?;
+                if step == Step::Finished {
+                    child.stdin = None;
                 }
             }
         }
-        if child.stderr.is_some() && ready.next().is_some_and(|r| r.is_ready()) {
-            if let Some(err) = child.stderr.as_mut() {
-                if read_available(err, &mut stderr)
-                    .map_err(|e| child.io_error("reading stderr", e))?
-                {
-                    child.stderr = None;
+        for which in [Output::Stdout, Output::Stderr] {
+            let pipe = match which {
+                Output::Stdout => child.stdout.as_mut().map(|p| p as &mut dyn Read),
+                Output::Stderr => child.stderr.as_mut().map(|p| p as &mut dyn Read),
+            };
+            let Some(pipe) = pipe else { continue };
+            if !ready.next().is_some_and(|r| r.is_ready()) {
+                continue;
+            }
+            let step = call
+                .read_output(which, pipe)
+                .map_err(|err| child.io_error(which.during(), err))?;
+            if step == Step::Finished {
+                match which {
+                    Output::Stdout => child.stdout = None,
+                    Output::Stderr => child.stderr = None,
                 }
             }
         }
     }
 
-    let status = match deadline {
-        None | Some(None) => child.wait().map(Some)?,
-        Some(Some(deadline)) => {
-            child.wait_timeout(deadline.saturating_duration_since(Instant::now()))?
-        }
+    let status = match call.time_left().map_err(|()| Stopped::TimedOut)? {
+        None => child.wait().map(Some)?,
+        Some(left) => child.wait_timeout(left)?,
     };
     match status {
-        Some(_) => Ok((stdout, stderr)),
-        None => Err(timed_out(child, timeout, stdout, stderr)),
+        Some(_) => Ok(()),
+        None => Err(Stopped::TimedOut),
     }
 }
 
@@ -255,69 +419,13 @@ fn open_pipes(child: &Child) -> [Option<BorrowedFd<'_>>; 3] {
 }
 
 /// Non-blocking pipes for the loop, enlarged where the platform allows.
-fn set_up_pipes(child: &Child) -> io::Result<()> {
-    for fd in open_pipes(child).into_iter().flatten() {
+pub(crate) fn set_up_pipes<'f>(
+    pipes: impl IntoIterator<Item = Option<BorrowedFd<'f>>>,
+) -> io::Result<()> {
+    for fd in pipes.into_iter().flatten() {
         fork_sys::set_nonblocking(fd, true)?;
         // Best effort: unsupported off Linux, capped by /proc/sys/fs/pipe-max-size.
         let _ = fork_sys::set_pipe_size(fd, BIG_PIPE);
     }
     Ok(())
-}
-
-/// Writes as much of what is left of the input as the pipe takes; closes stdin when all is
-/// written or the child stopped reading (`EPIPE`, absorbed as in Python).
-fn write_input(child: &mut Child, source: &mut Source<'_>) -> Result<(), Error> {
-    loop {
-        let Some(stdin) = child.stdin.as_mut() else {
-            return Ok(());
-        };
-        let rest = match source {
-            Source::Caller { bytes, written } => bytes.get(*written..).unwrap_or_default(),
-            Source::Kept => child.input.unsent(),
-        };
-        if rest.is_empty() {
-            finish_input(child, source);
-            return Ok(());
-        }
-        match stdin.write(rest) {
-            Ok(n) => match source {
-                Source::Caller { written, .. } => *written += n,
-                Source::Kept => {
-                    if let InputProgress::Unfinished { sent, .. } = &mut child.input {
-                        *sent += n;
-                    }
-                }
-            },
-            Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(()),
-            Err(err) if err.kind() == ErrorKind::Interrupted => {}
-            Err(err) if err.kind() == ErrorKind::BrokenPipe => {
-                finish_input(child, source);
-                return Ok(());
-            }
-            Err(err) => return Err(child.io_error("writing stdin", err)),
-        }
-    }
-}
-
-/// Reads everything available into `buffer`; `Ok(true)` at end-of-file.
-fn read_available(pipe: &mut impl Read, buffer: &mut Vec<u8>) -> io::Result<bool> {
-    loop {
-        // `read_to_end` keeps what it read when it stops with an error, `WouldBlock` included.
-        match pipe.read_to_end(buffer) {
-            Ok(_) => return Ok(true),
-            Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(false),
-            Err(err) if err.kind() == ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-    }
-}
-
-/// The timeout error, with everything read so far.
-fn timed_out(child: &Child, timeout: Option<Duration>, stdout: Vec<u8>, stderr: Vec<u8>) -> Error {
-    Error::TimeoutExpired {
-        args: child.args().to_vec(),
-        timeout: timeout.unwrap_or_default(),
-        stdout,
-        stderr,
-    }
 }

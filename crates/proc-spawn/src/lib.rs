@@ -60,6 +60,8 @@ mod pipeline;
 mod run;
 mod spawn;
 mod stdio;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 mod tree;
 
 use std::ffi::OsStr;

@@ -26,8 +26,8 @@ use crate::{Child, Command, Error, Input, Stdio};
 pub struct Pipeline {
     stages: Vec<Command>,
     check: bool,
-    input: Option<Input>,
-    timeout: Option<Duration>,
+    pub(crate) input: Option<Input>,
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// How a pipeline ended: every stage's status, and the last stage's captured output.
@@ -147,8 +147,14 @@ impl Pipeline {
         self.spawn_stages(false)
     }
 
+    /// The first stage's program, for errors before anything starts.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))] // The async run's.
+    pub(crate) fn first_program(&self) -> Option<&std::ffi::OsStr> {
+        self.stages.first().map(|stage| stage.program.as_os_str())
+    }
+
     /// Whether a timeout kills stage `i`'s whole tree (see [`Command::kill_tree_on_timeout`]).
-    fn kills_tree(&self, i: usize) -> bool {
+    pub(crate) fn kills_tree(&self, i: usize) -> bool {
         self.timeout.is_some()
             && self
                 .stages
@@ -159,7 +165,7 @@ impl Pipeline {
     /// Starts the stages; with `for_timeout` (`run` with a timeout), each stage that kills its
     /// tree on a timeout gets a process group of its own, unless this process is in its
     /// terminal's foreground.
-    fn spawn_stages(&self, for_timeout: bool) -> Result<Vec<Child>, Error> {
+    pub(crate) fn spawn_stages(&self, for_timeout: bool) -> Result<Vec<Child>, Error> {
         let new_groups = for_timeout && !crate::tree::in_terminal_foreground();
         let mut children: Vec<Child> = Vec::with_capacity(self.stages.len());
         let last = self.stages.len().saturating_sub(1);
@@ -207,6 +213,59 @@ impl Pipeline {
     /// stage would fill up unread and stall the pipeline, so it is an error (read it through
     /// [`spawn`](Pipeline::spawn), or send it elsewhere).
     pub fn run(&self) -> Result<PipelineOutput, Error> {
+        self.check_run_options()?;
+        let deadline = self.timeout.and_then(|t| Instant::now().checked_add(t));
+        let mut children = self.spawn_stages(self.timeout.is_some())?;
+        let (stdout, stderr) = match self.communicate(&mut children) {
+            Ok(output) => output,
+            Err(Error::TimeoutExpired { stdout, stderr, .. }) => {
+                return Err(self.timed_out(&mut children, stdout, stderr));
+            }
+            Err(err) => return Err(err),
+        };
+        let mut statuses = Vec::with_capacity(children.len());
+        for i in 0..children.len() {
+            let status = match deadline {
+                None => children[i].wait()?,
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match children[i].wait_timeout(left)? {
+                        Some(status) => status,
+                        None => return Err(self.timed_out(&mut children, stdout, stderr)),
+                    }
+                }
+            };
+            statuses.push(status);
+        }
+        self.finish(
+            children.iter().map(|c| c.args().to_vec()).collect(),
+            statuses,
+            (stdout, stderr),
+        )
+    }
+
+    /// The `PipelineOutput` of stages that all ended, checked when asked for.
+    pub(crate) fn finish(
+        &self,
+        args: Vec<Vec<OsString>>,
+        statuses: Vec<ExitStatus>,
+        (stdout, stderr): (Vec<u8>, Vec<u8>),
+    ) -> Result<PipelineOutput, Error> {
+        let output = PipelineOutput {
+            args,
+            statuses,
+            stdout,
+            stderr,
+        };
+        if self.check {
+            output.check()
+        } else {
+            Ok(output)
+        }
+    }
+
+    /// What `run` (blocking or async) refuses before starting anything.
+    pub(crate) fn check_run_options(&self) -> Result<(), Error> {
         self.reject_stage_run_options()?;
         let last = self.stages.len().saturating_sub(1);
         for (i, stage) in self.stages.iter().enumerate().take(last) {
@@ -234,40 +293,7 @@ impl Pipeline {
                 ));
             }
         }
-        let deadline = self.timeout.and_then(|t| Instant::now().checked_add(t));
-        let mut children = self.spawn_stages(self.timeout.is_some())?;
-        let (stdout, stderr) = match self.communicate(&mut children) {
-            Ok(output) => output,
-            Err(Error::TimeoutExpired { stdout, stderr, .. }) => {
-                return Err(self.timed_out(&mut children, stdout, stderr));
-            }
-            Err(err) => return Err(err),
-        };
-        let mut statuses = Vec::with_capacity(children.len());
-        for i in 0..children.len() {
-            let status = match deadline {
-                None => children[i].wait()?,
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    match children[i].wait_timeout(left)? {
-                        Some(status) => status,
-                        None => return Err(self.timed_out(&mut children, stdout, stderr)),
-                    }
-                }
-            };
-            statuses.push(status);
-        }
-        let output = PipelineOutput {
-            args: children.iter().map(|c| c.args().to_vec()).collect(),
-            statuses,
-            stdout,
-            stderr,
-        };
-        if self.check {
-            output.check()
-        } else {
-            Ok(output)
-        }
+        Ok(())
     }
 
     /// Writes the input to the first stage while reading the last stage's output, in one
@@ -289,12 +315,22 @@ impl Pipeline {
             // Best effort: the timeout, with its bytes, is the error to report.
             let _ = child.kill_tree_and_reap(self.kills_tree(i));
         }
+        self.timeout_error(children.iter().map(Child::args), stdout, stderr)
+    }
+
+    /// The timeout error: the stages' command lines joined by `"|"`, the last stage's output.
+    pub(crate) fn timeout_error<'a>(
+        &self,
+        stages: impl Iterator<Item = &'a [OsString]>,
+        stdout: Vec<u8>,
+        stderr: Vec<u8>,
+    ) -> Error {
         let mut args = Vec::new();
-        for (i, child) in children.iter().enumerate() {
+        for (i, stage) in stages.enumerate() {
             if i > 0 {
                 args.push(OsString::from("|"));
             }
-            args.extend(child.args().iter().cloned());
+            args.extend(stage.iter().cloned());
         }
         Error::TimeoutExpired {
             args,

@@ -76,24 +76,73 @@ fn run_streams(command: &Command) -> [Stdio; 3] {
     ]
 }
 
+/// What `run` (blocking or async) decided before starting the child.
+pub(crate) struct RunPlan {
+    /// stdin, stdout, stderr.
+    pub(crate) streams: [Stdio; 3],
+    /// A timeout kills the child's tree, not the child alone.
+    pub(crate) kill_tree: bool,
+    /// The child gets a process group of its own.
+    pub(crate) new_group: bool,
+}
+
+impl RunPlan {
+    /// The streams and the group for `command`, or the error for options that cannot work
+    /// together (input without a piped stdin).
+    pub(crate) fn of(command: &Command) -> Result<RunPlan, Error> {
+        let options = &command.run;
+        let streams = run_streams(command);
+        if options.input.is_some() && !matches!(streams[0].0, Kind::Piped) {
+            return Err(Error::Spawn {
+                program: command.program.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "input was given but stdin is set to something other than a pipe",
+                ),
+            });
+        }
+        let kill_tree = options.timeout.is_some() && !options.keep_tree_on_timeout;
+        // A group of our own (to kill on the timeout) only where the terminal's Ctrl-C does
+        // not depend on the child sharing ours.
+        let new_group = kill_tree && !crate::tree::in_terminal_foreground();
+        Ok(RunPlan {
+            streams,
+            kill_tree,
+            new_group,
+        })
+    }
+}
+
+/// The `CompletedProcess` of a child that ended, checked when the command asks for it.
+pub(crate) fn completed(
+    command: &Command,
+    status: ExitStatus,
+    status_lost: bool,
+    (stdout, stderr): (Vec<u8>, Vec<u8>),
+) -> Result<CompletedProcess, Error> {
+    let completed = CompletedProcess {
+        args: command.get_args(),
+        status,
+        status_lost,
+        stdout,
+        stderr,
+    };
+    if command.run.check {
+        completed.check_returncode()
+    } else {
+        Ok(completed)
+    }
+}
+
 pub(crate) fn run(command: &Command) -> Result<CompletedProcess, Error> {
     let options = &command.run;
-    let streams = run_streams(command);
-    if options.input.is_some() && !matches!(streams[0].0, Kind::Piped) {
-        return Err(Error::Spawn {
-            program: command.program.clone(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "input was given but stdin is set to something other than a pipe",
-            ),
-        });
-    }
-    let kill_tree = options.timeout.is_some() && !options.keep_tree_on_timeout;
-    // A group of our own (to kill on the timeout) only where the terminal's Ctrl-C does not
-    // depend on the child sharing ours.
-    let new_group = kill_tree && !crate::tree::in_terminal_foreground();
+    let RunPlan {
+        streams,
+        kill_tree,
+        new_group,
+    } = RunPlan::of(command)?;
     let mut child = crate::spawn::spawn_with_streams(command, streams, new_group)?;
-    let (stdout, stderr) =
+    let output =
         match child.communicate(options.input.as_ref().map(Input::as_bytes), options.timeout) {
             Ok(output) => output,
             Err(err @ Error::TimeoutExpired { .. }) => {
@@ -107,16 +156,5 @@ pub(crate) fn run(command: &Command) -> Result<CompletedProcess, Error> {
             Err(err) => return Err(err),
         };
     let status = child.wait()?;
-    let completed = CompletedProcess {
-        args: command.get_args(),
-        status,
-        status_lost: child.status_lost(),
-        stdout,
-        stderr,
-    };
-    if options.check {
-        completed.check_returncode()
-    } else {
-        Ok(completed)
-    }
+    completed(command, status, child.status_lost(), output)
 }
