@@ -127,6 +127,8 @@ pub(crate) fn check_macos(workspace: &Workspace) -> Result<(), Error> {
         "--all-targets",
         "--target",
         MACOS_TARGET,
+        "--features",
+        crate::matrix::ASYNC_FEATURES,
         "--",
         "-D",
         "warnings",

@@ -65,9 +65,10 @@ impl MatrixOptions {
     }
 }
 
-/// Optional features the matrix turns on, so their code is linted and tested too:
-/// proc-spawn's `tokio` (the async subprocess). Its blocking tests run under it as well.
-const ASYNC_FEATURES: &str = "proc-spawn/tokio";
+/// Optional features the matrix turns on, so their code is linted, documented and tested too
+/// (clippy, doc tests, docs, `check-macos`): proc-spawn's `tokio` (the async subprocess). Its
+/// blocking tests run under it as well.
+pub(crate) const ASYNC_FEATURES: &str = "proc-spawn/tokio";
 
 /// The extra arguments of a crate's test leg: `--all-features` for the crates with optional
 /// features worth testing.
@@ -221,15 +222,21 @@ fn all_legs(crates: &[String], runner: TestRunner) -> Vec<Leg> {
     // nextest cannot run doctests, so they always go through `cargo test`.
     legs.push(Leg::new(
         "doc tests",
-        CargoInvocation::new(["test", "--workspace", "--doc"]),
+        CargoInvocation::new(["test", "--workspace", "--doc", "--features", ASYNC_FEATURES]),
     ));
     legs.push(Leg::new(RELEASE_LEG, runner.release_tests()));
     // `-D warnings` makes broken intra-doc links and missing docs fail the leg
     // instead of scrolling past as warnings.
     legs.push(Leg::new(
         "docs",
-        CargoInvocation::new(["doc", "--workspace", "--no-deps"])
-            .env("RUSTDOCFLAGS", "-D warnings"),
+        CargoInvocation::new([
+            "doc",
+            "--workspace",
+            "--no-deps",
+            "--features",
+            ASYNC_FEATURES,
+        ])
+        .env("RUSTDOCFLAGS", "-D warnings"),
     ));
     legs
 }
