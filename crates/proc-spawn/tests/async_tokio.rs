@@ -457,3 +457,39 @@ fn the_futures_are_send() {
     // Build only: never polled, so no runtime is needed.
     let _ = &command;
 }
+
+/// An async child costs its pipe ends and one pidfd, no more (Linux, where it waits on the
+/// pidfd): every descriptor the parent holds is copied into, and closed in, each child it
+/// spawns, so with thousands at once each extra one is paid thousands of times.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_async_child_holds_its_pipes_and_one_pidfd() {
+    let _turn = one_at_a_time();
+    start_the_reaper();
+    let rt = runtime();
+    rt.block_on(async {
+        let before = test_support::open_fd_count();
+        let mut children: Vec<_> = (0..10)
+            .map(|_| {
+                Command::new("cat")
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn_async()
+                    .unwrap()
+            })
+            .collect();
+        // The runtime's own descriptors (its epoll, its waker) exist from the first spawn.
+        let held = test_support::open_fd_count() - before;
+        assert!(
+            held <= 10 * 4 + 2,
+            "{held} descriptors for 10 children with three pipes each"
+        );
+        for child in &mut children {
+            child.stdin = None;
+            assert!(child.wait().await.unwrap().success());
+        }
+    });
+    drop(rt);
+    assert!(no_children_soon());
+}

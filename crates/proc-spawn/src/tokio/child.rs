@@ -49,6 +49,7 @@ pub struct Child {
     pub stdout: Option<ChildStdout>,
     /// The parent's end of the child's stderr, when piped.
     pub stderr: Option<ChildStderr>,
+    /// Declared before `inner`, so dropped first: it registers `inner`'s pidfd.
     exit: ExitWait,
     /// Its pipes taken out (they live above, registered).
     pub(crate) inner: crate::Child,
@@ -57,10 +58,9 @@ pub struct Child {
 /// How [`Child::wait`] sleeps until the child has exited.
 #[derive(Debug)]
 enum ExitWait {
-    /// A duplicate of the child's pidfd, registered with the reactor: readable once the
-    /// child has exited.
+    /// The child's pidfd, registered with the reactor: readable once the child has exited.
     #[cfg(target_os = "linux")]
-    Pidfd(::tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>),
+    Pidfd(::tokio::io::unix::AsyncFd<InnerPidfd>),
     /// Naps of [`FIRST_SLICE`] growing to [`LAST_SLICE`] between looks.
     Slices,
 }
@@ -236,15 +236,17 @@ fn register(
     ))
 }
 
-/// A duplicate of the child's pidfd registered with the reactor where there is one (Linux
-/// 5.3+), else naps. A duplicate, so the registration owns what it watches.
+/// The child's pidfd registered with the reactor where there is one (Linux 5.3+), else naps.
 fn exit_wait(inner: &crate::Child) -> ExitWait {
     #[cfg(target_os = "linux")]
     if let Some(pidfd) = inner.exit_fd() {
-        // A failed duplicate or registration (out of fds or epoll watches) only costs naps.
-        let registered = pidfd
-            .try_clone_to_owned()
-            .and_then(|pidfd| super::pipe::register(pidfd, ::tokio::io::Interest::READABLE));
+        use std::os::fd::AsRawFd;
+        // A failed registration (out of epoll watches) only costs naps.
+        #[allow(deprecated)] // Sound: see `InnerPidfd`.
+        let registered = ::tokio::io::unix::AsyncFd::with_interest(
+            InnerPidfd(pidfd.as_raw_fd()),
+            ::tokio::io::Interest::READABLE,
+        );
         if let Ok(registered) = registered {
             return ExitWait::Pidfd(registered);
         }
@@ -252,6 +254,26 @@ fn exit_wait(inner: &crate::Child) -> ExitWait {
     #[cfg(not(target_os = "linux"))]
     let _ = inner;
     ExitWait::Slices
+}
+
+/// The pidfd of a [`Child`]'s `inner` child, by number, registered without a duplicate: one
+/// descriptor per child fewer, which counts with thousands of children at once (every spawn
+/// copies the whole descriptor table into the new process and closes it there). Registering a
+/// descriptor we do not own is sound here, as tokio requires of `AsyncFd::with_interest`
+/// (deprecated for the unsafe `register*`, whose contract this is), because the descriptor
+/// stays open and the same for as long as the registration exists: an own child's pidfd is
+/// opened once when it is spawned and closed only when its handle drops, and
+/// [`Child::exit`](Child) is declared before `Child::inner`, so the registration is dropped
+/// (deregistered) first; nothing moves `inner` out of a `Child`.
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+struct InnerPidfd(std::os::fd::RawFd);
+
+#[cfg(target_os = "linux")]
+impl std::os::fd::AsRawFd for InnerPidfd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0
+    }
 }
 
 impl Drop for Child {
