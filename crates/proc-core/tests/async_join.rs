@@ -18,9 +18,11 @@ use proc_core::{JoinFuture, Launcher, Process, ProcessError, Signal, StartMethod
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// One test at a time: they count this process's fds, children and threads.
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+/// One test at a time (they count this process's fds, children and threads), each under a
+/// watchdog that turns a hang (a waker never woken) into a failure.
+fn serial(what: &'static str) -> (MutexGuard<'static, ()>, test_support::Watchdog) {
+    let turn = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    (turn, test_support::watchdog(Duration::from_secs(60), what))
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -31,7 +33,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// A wait long enough that only a hang exceeds it.
-const HANG: Duration = Duration::from_secs(60);
+const HANG: Duration = Duration::from_secs(20);
 
 fn triple(x: u64) -> u64 {
     x * 3
@@ -79,7 +81,7 @@ fn start_the_watcher() {
 #[test]
 fn the_future_is_send_and_unpin() {
     fn send_and_unpin<T: Send + Unpin>(_: &T) {}
-    let _serial = serial();
+    let _turn = serial("the_future_is_send_and_unpin");
     let future: JoinFuture<String> = Process::spawn(|| "ok".to_string()).unwrap().join_async();
     send_and_unpin(&future);
     assert_eq!(block_on(future).0.unwrap(), "ok");
@@ -87,47 +89,52 @@ fn the_future_is_send_and_unpin() {
 
 #[test]
 fn two_hundred_concurrent_waiters_cost_one_thread() {
-    let _serial = serial();
-    let _guard = test_support::watchdog(Duration::from_secs(100), "200 async joins");
+    let _turn = serial("two_hundred_concurrent_waiters_cost_one_thread");
     // The parent's watcher exists, so the forked scenario also proves that a fork starts its
     // own (the inherited one has no thread behind it there).
     start_the_watcher();
     // In a forked child: one thread to begin with, and no harness threads coming and going.
-    let scenario = Process::spawn(|| {
-        let before = fork_sys::thread_count();
-        let release = Instant::now() + Duration::from_secs(2);
-        runtime().block_on(async move {
-            let mut joins = Vec::new();
-            for i in 0..200u64 {
-                let p = Process::spawn(move || {
-                    // Every child waits for the same instant, so all 200 wait together.
-                    std::thread::sleep(release.saturating_duration_since(Instant::now()));
-                    i * 3
-                })
-                .unwrap();
-                joins.push(tokio::spawn(p.join_async()));
-            }
-            let mut most_threads = 0;
-            let mut most_waiting = 0;
-            loop {
-                // Yields first, so every join has been polled (and registered) before a look.
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                let waiting = joins.iter().filter(|j| !j.is_finished()).count();
-                if waiting == 0 {
-                    break;
+    // A daemon, so that a hang in it ends with the test.
+    let mut scenario = Process::builder()
+        .daemon(true)
+        .spawn(|| {
+            let before = fork_sys::thread_count();
+            let release = Instant::now() + Duration::from_secs(2);
+            runtime().block_on(async move {
+                let mut joins = Vec::new();
+                for i in 0..200u64 {
+                    let p = Process::spawn(move || {
+                        // Every child waits for the same instant, so all 200 wait together.
+                        std::thread::sleep(release.saturating_duration_since(Instant::now()));
+                        i * 3
+                    })
+                    .unwrap();
+                    joins.push(tokio::spawn(p.join_async()));
                 }
-                most_threads = most_threads.max(fork_sys::thread_count().unwrap_or(0));
-                most_waiting = most_waiting.max(waiting);
-            }
-            let mut values = Vec::new();
-            for join in joins {
-                values.push(join.await.unwrap().unwrap());
-            }
-            (before, most_threads, most_waiting, values)
+                let mut most_threads = 0;
+                let mut most_waiting = 0;
+                loop {
+                    // Yields first, so every join has been polled (and registered) before a look.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    let waiting = joins.iter().filter(|j| !j.is_finished()).count();
+                    if waiting == 0 {
+                        break;
+                    }
+                    most_threads = most_threads.max(fork_sys::thread_count().unwrap_or(0));
+                    most_waiting = most_waiting.max(waiting);
+                }
+                let mut values = Vec::new();
+                for join in joins {
+                    values.push(join.await.unwrap().unwrap());
+                }
+                (before, most_threads, most_waiting, values)
+            })
         })
-    })
-    .unwrap();
-    let (before, most_threads, most_waiting, values) = scenario.join().unwrap();
+        .unwrap();
+    let (before, most_threads, most_waiting, values) = scenario
+        .join_timeout(HANG)
+        .unwrap()
+        .expect("200 async joins did not complete");
     assert_eq!(values, (0..200).map(|i| i * 3).collect::<Vec<u64>>());
     assert!(
         most_waiting >= 150,
@@ -144,7 +151,7 @@ fn two_hundred_concurrent_waiters_cost_one_thread() {
 
 #[test]
 fn an_eight_mib_value_is_read_while_the_child_is_still_writing() {
-    let _serial = serial();
+    let _turn = serial("an_eight_mib_value_is_read_while_the_child_is_still_writing");
     let len = 8 << 20;
     let expected: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
     let p = Process::spawn(move || (0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>()).unwrap();
@@ -158,7 +165,7 @@ fn an_eight_mib_value_is_read_while_the_child_is_still_writing() {
 
 #[test]
 fn a_panicking_child_is_a_panicked_error() {
-    let _serial = serial();
+    let _turn = serial("a_panicking_child_is_a_panicked_error");
     let p = Process::builder()
         .name("doomed")
         .spawn(|| -> u32 {
@@ -176,7 +183,7 @@ fn a_panicking_child_is_a_panicked_error() {
 
 #[test]
 fn a_child_killed_while_awaited_is_a_signaled_error() {
-    let _serial = serial();
+    let _turn = serial("a_child_killed_while_awaited_is_a_signaled_error");
     let p = Process::spawn(|| sleeps_a_minute(())).unwrap();
     let err = runtime().block_on(async {
         let mut join = p.join_async();
@@ -199,7 +206,7 @@ fn a_child_killed_while_awaited_is_a_signaled_error() {
 
 #[test]
 fn a_std_only_block_on_is_woken_without_spinning() {
-    let _serial = serial();
+    let _turn = serial("a_std_only_block_on_is_woken_without_spinning");
     let p = Process::spawn(|| {
         std::thread::sleep(Duration::from_millis(300));
         "woken".to_string()
@@ -217,7 +224,7 @@ fn a_std_only_block_on_is_woken_without_spinning() {
 
 #[test]
 fn polling_again_after_completion_is_already_joined() {
-    let _serial = serial();
+    let _turn = serial("polling_again_after_completion_is_already_joined");
     let mut join = Process::spawn(|| 5u8).unwrap().join_async();
     assert_eq!(block_on(&mut join).0.unwrap(), 5);
     let again = block_on(&mut join).0.unwrap_err();
@@ -231,8 +238,7 @@ fn polling_again_after_completion_is_already_joined() {
 
 #[test]
 fn every_start_method_joins_asynchronously() {
-    let _serial = serial();
-    let _guard = test_support::watchdog(Duration::from_secs(100), "async joins by method");
+    let _turn = serial("every_start_method_joins_asynchronously");
     let rt = runtime();
     let closure = Process::spawn(|| triple(2)).unwrap();
     assert_eq!(rt.block_on(closure.join_async()).unwrap(), 6);
@@ -279,8 +285,7 @@ fn every_start_method_joins_asynchronously() {
 
 #[test]
 fn a_launched_child_joins_asynchronously() {
-    let _serial = serial();
-    let _guard = test_support::watchdog(Duration::from_secs(60), "launched async join");
+    let _turn = serial("a_launched_child_joins_asynchronously");
     let p = Process::builder()
         .start_method(StartMethod::Spawn)
         .launcher(Launcher::command(["env"]))
@@ -291,8 +296,7 @@ fn a_launched_child_joins_asynchronously() {
 
 #[test]
 fn a_future_dropped_half_way_leaves_no_zombie_and_no_fd() {
-    let _serial = serial();
-    let _guard = test_support::watchdog(Duration::from_secs(100), "dropped async joins");
+    let _turn = serial("a_future_dropped_half_way_leaves_no_zombie_and_no_fd");
     let rt = runtime();
     // The reaper and the watcher (and their wake pipes) live for the process: start both
     // before counting.
