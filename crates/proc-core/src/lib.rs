@@ -26,6 +26,9 @@
 //! # }
 //! ```
 //!
+//! **Async.** [`Process::join_async`] returns a [`JoinFuture`]: the same result as `join`, on
+//! any executor (no runtime dependency), with one background thread for all waiters.
+//!
 //! Also here: [`pipe`], a typed duplex [`Connection`] like `multiprocessing.Pipe`;
 //! [`wait_any`] for the first of several processes to finish; and [`codec`], the wire format
 //! (length-prefixed bincode frames) that proc-pool reuses.
@@ -72,6 +75,8 @@ mod error;
 mod exec_self;
 mod fork_server;
 mod identity;
+mod join_future;
+mod join_watcher;
 mod launcher;
 mod process;
 mod reaper;
@@ -84,6 +89,7 @@ pub use connection::{Connection, ConnectionError, pipe};
 pub use error::ProcessError;
 pub use fork_server::fork_server_pid;
 pub use fork_sys::{ExitStatus, Pid, Signal};
+pub use join_future::JoinFuture;
 pub use process::{Process, ProcessBuilder};
 pub use spawn_fn::FnProcessBuilder;
 pub use start_method::{

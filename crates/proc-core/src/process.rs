@@ -14,6 +14,8 @@ use serde::de::DeserializeOwned;
 use crate::child_side::{self, ChildSetup, Report};
 use crate::codec::{CodecError, DEFAULT_MAX_FRAME_LEN, FrameBuffer};
 use crate::error::ProcessError;
+use crate::join_future::JoinFuture;
+use crate::join_watcher::WakeFds;
 use crate::reaper;
 
 /// A closure running in a forked child process, like Python's `multiprocessing.Process`, whose
@@ -153,10 +155,11 @@ impl ProcessBuilder {
         let flushed = stdout_lock.flush();
         let reaper_lock = reaper::lock();
         let client_lock = crate::fork_server::lock_client();
+        let watcher_lock = crate::join_watcher::lock();
 
         #[allow(unsafe_code)] // The crate's one unsafe call: Process exists to wrap it.
         // SAFETY: the locks the child's Rust code is known to need (stdout, stderr, the
-        // reaper's, the fork server client's) are held by this thread, so the child inherits them free once it drops its
+        // reaper's, the fork server client's, the join watcher's) are held by this thread, so the child inherits them free once it drops its
         // guards; glibc's atfork handlers keep malloc usable; a panic in the child goes
         // through our hook, which avoids std's backtrace lock. The child never returns: it
         // runs the closure and leaves through `_exit` in `run_child`.
@@ -164,6 +167,7 @@ impl ProcessBuilder {
         match forked {
             Ok(Fork::Child) => {
                 child_side::mark_forked_child();
+                drop(watcher_lock);
                 drop(client_lock);
                 drop(reaper_lock);
                 drop(stderr_lock);
@@ -177,6 +181,7 @@ impl ProcessBuilder {
                 child_side::run_child(setup, write_end, body)
             }
             Ok(Fork::Parent(pid)) => {
+                drop(watcher_lock);
                 drop(client_lock);
                 drop(reaper_lock);
                 drop(stderr_lock);
@@ -280,6 +285,30 @@ impl<R: DeserializeOwned> Process<R> {
     pub fn join(mut self) -> Result<R, ProcessError> {
         self.progress(None)?;
         self.take_outcome()
+    }
+
+    /// [`join`](Process::join) for async code: a future that resolves to exactly what `join`
+    /// returns, on any executor, without a thread per waiter (see [`JoinFuture`]). Dropping
+    /// the future before it completes is dropping the `Process`: a daemon is killed, another
+    /// child detached; neither is left a zombie.
+    ///
+    /// ```
+    /// use proc_core::{Process, ProcessError};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    /// let sum = runtime.block_on(async {
+    ///     // Both children run at once; awaiting them blocks no thread.
+    ///     let a = Process::spawn(|| (1..=10u64).sum::<u64>())?.join_async();
+    ///     let b = Process::spawn(|| (11..=20u64).sum::<u64>())?.join_async();
+    ///     Ok::<_, ProcessError>(a.await? + b.await?)
+    /// })?;
+    /// assert_eq!(sum, 210);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn join_async(self) -> JoinFuture<R> {
+        JoinFuture::new(self)
     }
 
     /// Waits at most `timeout` for the child; `Ok(None)` if it is still running then (the
@@ -431,8 +460,21 @@ impl<R: DeserializeOwned> Process<R> {
         }
     }
 
+    /// What a [`JoinFuture`] waits on: the result pipe while the report is still arriving,
+    /// and the exit fd.
+    pub(crate) fn wake_fds(&self) -> WakeFds<'_> {
+        WakeFds {
+            pipe: self
+                .pipe
+                .as_ref()
+                .filter(|_| self.report.is_none())
+                .map(AsFd::as_fd),
+            exit: self.child.exit_fd(),
+        }
+    }
+
     /// Turns the report and the exit status into the value or the error, once.
-    fn take_outcome(&mut self) -> Result<R, ProcessError> {
+    pub(crate) fn take_outcome(&mut self) -> Result<R, ProcessError> {
         if self.taken {
             return Err(ProcessError::AlreadyJoined {
                 pid: self.pid(),

@@ -155,9 +155,10 @@ const WARNING_RECHECK: Duration = Duration::from_secs(1);
 
 /// Names of the threads prockit runs for itself: they fork nothing behind the caller's back
 /// and take care of their own locks, so they do not make a fork unsafe.
-const LIBRARY_THREADS: [&str; 4] = [
+const LIBRARY_THREADS: [&str; 5] = [
     "proc-pool",
     "fork-sys-reaper",
+    "proc-core-exits",
     "parent-watch",
     "pool-flusher",
 ];
