@@ -28,25 +28,13 @@ pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
             Ok(())
         })
     });
-    let proc_spawn = Contender::timed("proc_spawn Command::output_async", |ops| {
-        current_thread()?.block_on(async {
-            let mut runs = tokio::task::JoinSet::new();
-            for i in 0..ops {
-                runs.spawn(async move {
-                    let out = proc_spawn::Command::new("echo")
-                        .arg(i.to_string())
-                        .output_async()
-                        .await
-                        .map_err(|err| err.to_string())?;
-                    check(i, out.status.success(), &out.stdout)
-                });
-            }
-            while let Some(joined) = runs.join_next().await {
-                joined??;
-            }
-            Ok(())
-        })
+    let proc_spawn = Contender::timed("proc_spawn Command::output_async", move |ops| {
+        run_ours(ops, true)
     });
+    let proc_spawn_keep_fds = Contender::timed(
+        "proc_spawn Command::output_async, close_fds(false)",
+        move |ops| run_ours(ops, false),
+    );
     Ok(Scenario::new(
         "async spawn",
         "one of N concurrent `echo N` children on a current-thread runtime, stdout captured",
@@ -61,15 +49,43 @@ pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
          a pidfd too (on Linux 5.3+, falling back to its SIGCHLD handler) and spawns with \
          std's `Command`; proc-spawn spawns through `posix_spawn` with `closefrom`, registers \
          the pidfd and the pipes with the reactor, and installs no signal handler. Python's \
-         asyncio child watcher is a pidfd as well on Linux (3.9+).",
+         asyncio child watcher is a pidfd as well on Linux (3.9+). With N children in flight \
+         the parent holds ~3N descriptors; proc-spawn's default `close_fds` closes them in \
+         each new child before its exec, while `posix_spawn`'s parent waits (vfork), where \
+         std and tokio leave them to the exec (all close-on-exec), after the parent has \
+         resumed: the `close_fds(false)` row shows that cost.",
     )
     .contender(proc_spawn)
+    .contender(proc_spawn_keep_fds)
     .contender(python::contender(
         cx.python.as_ref(),
         "python3 asyncio.create_subprocess_exec",
         python::ASYNC_SPAWN,
         [],
     )))
+}
+
+/// `ops` concurrent `echo` runs through proc-spawn's `output_async`; `close_fds` as the
+/// command's option (`false` leaves closing to `exec`, as std and tokio do).
+fn run_ours(ops: u64, close_fds: bool) -> BenchResult<()> {
+    current_thread()?.block_on(async {
+        let mut runs = tokio::task::JoinSet::new();
+        for i in 0..ops {
+            runs.spawn(async move {
+                let out = proc_spawn::Command::new("echo")
+                    .arg(i.to_string())
+                    .close_fds(close_fds)
+                    .output_async()
+                    .await
+                    .map_err(|err| err.to_string())?;
+                check(i, out.status.success(), &out.stdout)
+            });
+        }
+        while let Some(joined) = runs.join_next().await {
+            joined??;
+        }
+        Ok(())
+    })
 }
 
 /// A runtime with IO and time, on this thread only.
