@@ -7,11 +7,7 @@
 
 #![allow(clippy::unwrap_used)] // In tests a failed unwrap is a failed test, with its location.
 
-use std::future::Future;
-use std::pin::pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::Thread;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use proc_core::{JoinFuture, Launcher, Process, ProcessError, Signal, StartMethod};
@@ -48,30 +44,6 @@ fn sleeps_a_minute(_: ()) -> u64 {
     0
 }
 
-/// A std-only executor: the waker unparks the thread that polls.
-struct Unpark(Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-/// Runs `future` to completion on this thread; returns its output and how often it was polled.
-fn block_on<F: Future>(future: F) -> (F::Output, usize) {
-    let mut future = pin!(future);
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut polls = 0;
-    loop {
-        polls += 1;
-        match future.as_mut().poll(&mut cx) {
-            Poll::Ready(output) => return (output, polls),
-            Poll::Pending => std::thread::park(),
-        }
-    }
-}
-
 /// This process's open fds once the count has stopped moving (background threads closing
 /// what they were done with).
 fn settled_fd_count() -> usize {
@@ -89,7 +61,7 @@ fn settled_fd_count() -> usize {
 /// Makes this process's watcher thread exist (a join that has to wait starts it).
 fn start_the_watcher() {
     let p = Process::spawn(|| std::thread::sleep(Duration::from_millis(30))).unwrap();
-    block_on(p.join_async()).0.unwrap();
+    test_support::block_on(p.join_async()).0.unwrap();
 }
 
 #[test]
@@ -98,7 +70,7 @@ fn the_future_is_send_and_unpin() {
     let _turn = serial("the_future_is_send_and_unpin");
     let future: JoinFuture<String> = Process::spawn(|| "ok".to_string()).unwrap().join_async();
     send_and_unpin(&future);
-    assert_eq!(block_on(future).0.unwrap(), "ok");
+    assert_eq!(test_support::block_on(future).0.unwrap(), "ok");
 }
 
 #[test]
@@ -226,22 +198,25 @@ fn a_std_only_block_on_is_woken_without_spinning() {
         "woken".to_string()
     })
     .unwrap();
-    let (value, polls) = block_on(p.join_async());
+    let (value, polls) = test_support::block_on(p.join_async());
     assert_eq!(value.unwrap(), "woken");
     // A future that woke itself at once would be polled thousands of times in 300 ms.
     assert!(polls <= 10, "polled {polls} times while the child slept");
 
     // A value larger than the pipe: woken each time more arrived.
     let p = Process::spawn(|| vec![3u64; 1 << 18]).unwrap();
-    assert_eq!(block_on(p.join_async()).0.unwrap(), vec![3u64; 1 << 18]);
+    assert_eq!(
+        test_support::block_on(p.join_async()).0.unwrap(),
+        vec![3u64; 1 << 18]
+    );
 }
 
 #[test]
 fn polling_again_after_completion_is_already_joined() {
     let _turn = serial("polling_again_after_completion_is_already_joined");
     let mut join = Process::spawn(|| 5u8).unwrap().join_async();
-    assert_eq!(block_on(&mut join).0.unwrap(), 5);
-    let again = block_on(&mut join).0.unwrap_err();
+    assert_eq!(test_support::block_on(&mut join).0.unwrap(), 5);
+    let again = test_support::block_on(&mut join).0.unwrap_err();
     assert!(
         matches!(again, ProcessError::AlreadyJoined { pid, .. } if pid == join.pid()),
         "{again:?}"

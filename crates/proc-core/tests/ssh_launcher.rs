@@ -10,16 +10,6 @@ use std::time::Duration;
 use proc_core::{Launcher, Process, ProcessError, StartMethod};
 use test_support::SshServer;
 
-/// The server, or `None` (the test is skipped) without `PROCKIT_SSH=1`. With it, a server
-/// that cannot start fails the test: the leg found sshd installed.
-fn ssh_server(test: &str) -> Option<SshServer> {
-    if std::env::var_os("PROCKIT_SSH").is_none_or(|v| v != "1") {
-        eprintln!("{test}: skipped: no sshd for it (run `cargo xtask test --leg ssh`)");
-        return None;
-    }
-    Some(SshServer::start().unwrap_or_else(|err| panic!("{test}: starting sshd: {err}")))
-}
-
 fn launcher(server: &SshServer) -> Launcher {
     server
         .client_args()
@@ -55,7 +45,8 @@ fn alive(pid: u32) -> bool {
 
 #[test]
 fn ssh_a_function_runs_through_ssh_and_its_panic_comes_back() {
-    let Some(server) = ssh_server("ssh_a_function_runs_through_ssh_and_its_panic_comes_back")
+    let Some(server) =
+        SshServer::for_test("ssh_a_function_runs_through_ssh_and_its_panic_comes_back")
     else {
         return;
     };
@@ -85,7 +76,7 @@ fn ssh_a_function_runs_through_ssh_and_its_panic_comes_back() {
 
 #[test]
 fn ssh_killing_the_process_ends_the_remote_child() {
-    let Some(server) = ssh_server("ssh_killing_the_process_ends_the_remote_child") else {
+    let Some(server) = SshServer::for_test("ssh_killing_the_process_ends_the_remote_child") else {
         return;
     };
     let _guard = test_support::watchdog(Duration::from_secs(120), "ssh launcher kill");

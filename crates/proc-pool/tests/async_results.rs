@@ -1,5 +1,5 @@
 //! Awaiting pool results: `AsyncResult` and `MapResult` as futures, `Imap` as a stream, on
-//! tokio's single-threaded runtime and on a `block_on` written here with std alone; no thread
+//! tokio's single-threaded runtime and on `test_support::block_on`, std alone; no thread
 //! per waiter; wakers woken once per completion, never a spin; a future dropped early
 //! disturbs nothing.
 //!
@@ -9,12 +9,11 @@
 #![allow(clippy::unwrap_used)] // In tests a failed unwrap is a failed test, with its location.
 
 use std::future::{Future, poll_fn};
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
-use std::thread::Thread;
 use std::time::Duration;
 
 use futures_core::Stream;
@@ -400,36 +399,11 @@ fn a_pending_map_result_and_stream_are_woken_then_ready() {
 // ---------------------------------------------------------------------------------------------
 // Without tokio
 
-/// Wakes the thread blocked in `block_on`.
-struct Unpark(Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-/// The smallest executor: polls `future` on this thread, parking between polls; returns the
-/// output and how many polls it took.
-fn block_on<F: Future>(future: F) -> (F::Output, usize) {
-    let mut future = pin!(future);
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut polls = 0;
-    loop {
-        polls += 1;
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return (output, polls);
-        }
-        std::thread::park();
-    }
-}
-
 #[test]
 fn results_are_awaited_on_any_executor() {
     let _serial = serial();
     let pool = Pool::new(2).unwrap();
-    let ((value, values, streamed), polls) = block_on(async {
+    let ((value, values, streamed), polls) = test_support::block_on(async {
         let value = pool.apply_async(sleep_ms, 200).unwrap().await;
         let values = pool.map_async(square, 0..100).unwrap().await;
         let streamed = collect(pool.imap(square, 0..100)).await;

@@ -11,16 +11,6 @@ use std::time::Duration;
 use proc_pool::{Launcher, Pool, PoolError, TaskError};
 use test_support::SshServer;
 
-/// The server, or `None` (the test is skipped) without `PROCKIT_SSH=1`. With it, a server
-/// that cannot start fails the test: the leg found sshd installed.
-fn ssh_server(test: &str) -> Option<SshServer> {
-    if std::env::var_os("PROCKIT_SSH").is_none_or(|v| v != "1") {
-        eprintln!("{test}: skipped: no sshd for it (run `cargo xtask test --leg ssh`)");
-        return None;
-    }
-    Some(SshServer::start().unwrap_or_else(|err| panic!("{test}: starting sshd: {err}")))
-}
-
 /// The tests look for processes by pid and one of them sets the executable (process-wide):
 /// one at a time.
 fn one_at_a_time() -> MutexGuard<'static, ()> {
@@ -76,7 +66,8 @@ fn parent_of(pid: u32) -> u32 {
 
 #[test]
 fn ssh_a_pool_of_ssh_workers_maps_imaps_and_applies() {
-    let Some(server) = ssh_server("ssh_a_pool_of_ssh_workers_maps_imaps_and_applies") else {
+    let Some(server) = SshServer::for_test("ssh_a_pool_of_ssh_workers_maps_imaps_and_applies")
+    else {
         return;
     };
     let _serial = one_at_a_time();
@@ -107,9 +98,9 @@ fn ssh_a_pool_of_ssh_workers_maps_imaps_and_applies() {
 
 #[test]
 fn ssh_a_dropped_connection_fails_only_its_task_the_worker_ends_and_is_replaced() {
-    let Some(server) =
-        ssh_server("ssh_a_dropped_connection_fails_only_its_task_the_worker_ends_and_is_replaced")
-    else {
+    let Some(server) = SshServer::for_test(
+        "ssh_a_dropped_connection_fails_only_its_task_the_worker_ends_and_is_replaced",
+    ) else {
         return;
     };
     let _serial = one_at_a_time();
@@ -151,7 +142,8 @@ fn ssh_a_dropped_connection_fails_only_its_task_the_worker_ends_and_is_replaced(
 
 #[test]
 fn ssh_a_task_timeout_leaves_no_process_on_the_host() {
-    let Some(server) = ssh_server("ssh_a_task_timeout_leaves_no_process_on_the_host") else {
+    let Some(server) = SshServer::for_test("ssh_a_task_timeout_leaves_no_process_on_the_host")
+    else {
         return;
     };
     let _serial = one_at_a_time();
@@ -187,7 +179,9 @@ fn ssh_a_task_timeout_leaves_no_process_on_the_host() {
 
 #[test]
 fn ssh_a_worker_of_another_build_is_refused_with_its_path() {
-    let Some(server) = ssh_server("ssh_a_worker_of_another_build_is_refused_with_its_path") else {
+    let Some(server) =
+        SshServer::for_test("ssh_a_worker_of_another_build_is_refused_with_its_path")
+    else {
         return;
     };
     let _serial = one_at_a_time();

@@ -1,7 +1,7 @@
 //! What prockit's tests check again and again, written once: how many fds this process has
 //! open, how many of its children are unreaped zombies, a watchdog that turns a hang into
-//! a failure, run logs, a private `sshd` ([`SshServer`]) and a copy of the test binary that
-//! claims another build ([`copy_with_another_build_id`]). A dev-dependency only.
+//! a failure, run logs, a private `sshd` ([`SshServer`]), a copy of the test binary that
+//! claims another build ([`copy_with_another_build_id`]) and a std-only [`block_on`]. A dev-dependency only.
 //!
 //! ```
 //! let fds = test_support::open_fd_count();
@@ -15,9 +15,11 @@
 
 mod other_build;
 mod ssh_server;
+mod std_executor;
 
 pub use other_build::copy_with_another_build_id;
 pub use ssh_server::SshServer;
+pub use std_executor::block_on;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -64,6 +64,20 @@ impl SshServer {
         Err(last_error)
     }
 
+    /// For a test named `test`: `None` (the test prints that it was skipped and should
+    /// return) unless `PROCKIT_SSH=1`, which the `ssh` leg of `cargo xtask test` sets where
+    /// OpenSSH is installed; with it, a server that cannot start panics, failing the test.
+    pub fn for_test(test: &str) -> Option<SshServer> {
+        if std::env::var_os("PROCKIT_SSH").is_none_or(|v| v != "1") {
+            eprintln!("{test}: skipped: no sshd for it (run `cargo xtask test --leg ssh`)");
+            return None;
+        }
+        match SshServer::start() {
+            Ok(server) => Some(server),
+            Err(err) => panic!("{test}: starting sshd: {err}"),
+        }
+    }
+
     /// The host to give `ssh`.
     pub fn host(&self) -> &'static str {
         "127.0.0.1"
