@@ -39,8 +39,9 @@ fn pid_then_sleep(path: String) -> u64 {
     0
 }
 
+/// Whether the process `pid` still runs.
 fn alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
+    test_support::is_running(pid as i32)
 }
 
 #[test]

@@ -160,11 +160,16 @@ fn ten_thousand_awaited_apply_asyncs_start_no_thread() {
         still_waiting > 0,
         "the count was meant to be taken while tasks waited"
     );
-    assert_eq!(
-        during, before,
-        "threads while {still_waiting} futures waited"
+    // Under `cargo test` the harness may start the next test's thread meanwhile (it waits
+    // for its turn): one thread more is that. A thread per waiter would be thousands.
+    assert!(
+        during <= before + 1,
+        "{during} threads while {still_waiting} futures waited, {before} before"
     );
-    assert_eq!(fork_sys::thread_count().unwrap(), before, "threads after");
+    assert!(
+        fork_sys::thread_count().unwrap() <= before + 1,
+        "threads after"
+    );
 }
 
 #[test]

@@ -156,8 +156,9 @@ fn worker_pids(dir: &std::path::Path, n: usize) -> Vec<u32> {
     read()
 }
 
+/// Whether the process `pid` still runs.
 fn alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
+    test_support::is_running(pid as i32)
 }
 
 #[test]

@@ -41,9 +41,9 @@ fn pid_then_sleep(path: String) -> u64 {
     0
 }
 
-/// Whether a process with this pid runs (or is a zombie nobody reaped yet).
+/// Whether the process `pid` still runs.
 fn alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
+    test_support::is_running(pid as i32)
 }
 
 /// The pid `pid_then_sleep` wrote to `path`, once it has.

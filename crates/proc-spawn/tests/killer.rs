@@ -14,17 +14,6 @@ const KILLED: ExitStatus = ExitStatus::Signaled {
     core_dumped: false,
 };
 
-/// Whether `pid` is still a running process (not gone, not a zombie).
-fn is_running(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => false,
-        Ok(stat) => stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-    }
-}
-
 #[test]
 fn a_killer_is_send_sync_and_clone() {
     fn assert_traits<T: Send + Sync + Clone + 'static>() {}
@@ -178,7 +167,9 @@ fn a_killer_reaches_the_whole_group_while_another_thread_waits() {
     assert_eq!(waiter.join().unwrap(), KILLED);
     if cfg!(target_os = "linux") {
         assert!(
-            test_support::eventually(Duration::from_secs(5), || !is_running(grandchild)),
+            test_support::eventually(Duration::from_secs(5), || !test_support::is_running(
+                grandchild
+            )),
             "grandchild {grandchild} survived the group kill"
         );
     }
@@ -206,10 +197,10 @@ fn after_the_child_is_dropped_a_killer_still_reaches_it_through_its_pidfd() {
     let pid = child.pid().as_raw();
     let killer = child.killer();
     drop(child); // still running: the background reaper takes it
-    assert!(is_running(pid));
+    assert!(test_support::is_running(pid));
     killer.kill().unwrap();
     assert!(
-        test_support::eventually(Duration::from_secs(5), || !is_running(pid)),
+        test_support::eventually(Duration::from_secs(5), || !test_support::is_running(pid)),
         "the dropped child survived its killer"
     );
     // Reaped by the reaper by now, at a moment the killer did not see: still harmless.

@@ -19,19 +19,8 @@ use proc_spawn::{Command, Error, Pipeline, Stdio};
 const TWO_SLEEPS: &str = "echo $$; cut -d' ' -f5 /proc/$$/stat; \
                           sleep 100 & echo $!; sleep 100 & echo $!; wait";
 
-/// Whether `pid` is still a running process (not gone, not a zombie).
-fn is_running(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => false,
-        Ok(stat) => stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-    }
-}
-
 fn gone_soon(pid: i32) -> bool {
-    test_support::eventually(Duration::from_secs(5), || !is_running(pid))
+    test_support::eventually(Duration::from_secs(5), || !test_support::is_running(pid))
 }
 
 /// What [`TWO_SLEEPS`] printed before the timeout: the shell's pid, its group, the sleeps.
@@ -98,12 +87,12 @@ fn kill_tree_on_timeout_false_kills_the_child_alone_in_our_group() {
     let printed = timed_out_two_sleeps(Command::shell(TWO_SLEEPS).kill_tree_on_timeout(false));
     let our_group = rustix::process::getpgrp().as_raw_pid();
     assert_eq!(printed.group, our_group, "the child left our process group");
-    assert!(!is_running(printed.shell));
+    assert!(!test_support::is_running(printed.shell));
     let running: Vec<i32> = printed
         .sleeps
         .iter()
         .copied()
-        .filter(|&p| is_running(p))
+        .filter(|&p| test_support::is_running(p))
         .collect();
     kill_leftovers(&printed.sleeps);
     assert_eq!(

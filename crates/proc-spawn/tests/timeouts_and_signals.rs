@@ -7,17 +7,6 @@ use std::time::{Duration, Instant};
 
 use proc_spawn::{Command, Error, ExitStatus, Signal, Stdio};
 
-/// Whether `pid` is still a running process (not gone, not a zombie).
-fn is_running(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => false,
-        Ok(stat) => stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-    }
-}
-
 #[test]
 fn run_with_a_timeout_returns_early_with_partial_output_and_leaves_nothing_behind() {
     let _guard = test_support::watchdog(Duration::from_secs(30), "run with a timeout");
@@ -56,7 +45,9 @@ fn run_with_a_timeout_returns_early_with_partial_output_and_leaves_nothing_behin
     if cfg!(target_os = "linux") {
         // The group kill took the grandchild too (it may linger as a zombie of init's).
         assert!(
-            test_support::eventually(Duration::from_secs(5), || !is_running(sleep_pid)),
+            test_support::eventually(Duration::from_secs(5), || !test_support::is_running(
+                sleep_pid
+            )),
             "sleep {sleep_pid} still running"
         );
         // The shell, our child, was killed and reaped: not even a zombie is left.
@@ -170,12 +161,12 @@ fn a_new_session_or_group_is_signalled_as_a_whole() {
             .read_line(&mut line)
             .unwrap();
         let grandchild: i32 = line.trim().parse().unwrap();
-        assert!(is_running(grandchild) || !cfg!(target_os = "linux"));
+        assert!(test_support::is_running(grandchild) || !cfg!(target_os = "linux"));
         child.signal_group(Signal::KILL).unwrap();
         assert_eq!(child.wait().unwrap().signal(), Some(Signal::KILL));
         if cfg!(target_os = "linux") {
             assert!(test_support::eventually(Duration::from_secs(5), || {
-                !is_running(grandchild)
+                !test_support::is_running(grandchild)
             }));
         }
     }

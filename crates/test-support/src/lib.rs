@@ -73,6 +73,18 @@ fn children_in_state(wanted: Option<char>) -> usize {
         .count()
 }
 
+/// Whether `pid` is a running process: it exists and is not a zombie (Linux, from
+/// `/proc/PID/stat`; always `false` elsewhere, so call it from Linux-only tests).
+pub fn is_running(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => false,
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+    }
+}
+
 /// Makes this process the reaper of its orphaned descendants (Linux `PR_SET_CHILD_SUBREAPER`),
 /// so a test can wait for a grandchild whose parent died.
 #[cfg(target_os = "linux")]
