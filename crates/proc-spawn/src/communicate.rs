@@ -12,7 +12,9 @@
 //! The pipes are non-blocking while they are driven: a write takes whatever room the pipe has
 //! (writing "all of it" on a blocking pipe would stall the loop), and reads take everything
 //! available in one pass (`read_to_end` until `WouldBlock`), straight into the output buffers.
-//! On Linux the pipes are enlarged to 1 MiB first, which more than doubles bulk throughput.
+//! On Linux a pipe that shows it carries bulk (a read that drains a full default-sized pipe, a
+//! write that fills one) is enlarged to 1 MiB, which more than doubles bulk throughput; a
+//! child that prints a line costs no `fcntl` for it and keeps a default-sized pipe.
 
 use std::ffi::OsString;
 use std::io::{self, ErrorKind, Read, Write};
@@ -24,7 +26,11 @@ use fork_sys::Interest;
 use crate::{Child, Error};
 
 /// The pipe size asked for (Linux `F_SETPIPE_SZ`); the kernel may cap it.
-pub(crate) const BIG_PIPE: usize = 1024 * 1024;
+const BIG_PIPE: usize = 1024 * 1024;
+
+/// A pipe's default capacity on Linux (16 pages): a read pass that takes this much found the
+/// pipe full, and the pipe is worth enlarging.
+const DEFAULT_PIPE: usize = 64 * 1024;
 
 /// What `communicate` has done with the child's input, across calls: a call that times out
 /// part-way keeps the unwritten rest here, so that the next call finishes it, and a later
@@ -119,6 +125,8 @@ pub(crate) struct Communication<'a> {
     timeout: Option<Duration>,
     /// `None` without a timeout, or one too far away to represent.
     deadline: Option<Instant>,
+    /// Which pipes (stdin, stdout, stderr) were enlarged already (or tried).
+    enlarged: [bool; 3],
 }
 
 impl<'a> Communication<'a> {
@@ -177,7 +185,17 @@ impl<'a> Communication<'a> {
             stderr: Vec::new(),
             timeout,
             deadline: timeout.and_then(|t| Instant::now().checked_add(t)),
+            enlarged: [false; 3],
         })
+    }
+
+    /// Enlarges pipe `index` (0 stdin, 1 stdout, 2 stderr) to [`BIG_PIPE`] the first time it
+    /// shows it carries bulk. Best effort: unsupported off Linux, capped by
+    /// `/proc/sys/fs/pipe-max-size`; growing a pipe never loses what is in it.
+    fn enlarge_once(&mut self, index: usize, pipe: BorrowedFd<'_>) {
+        if !std::mem::replace(&mut self.enlarged[index], true) {
+            let _ = fork_sys::set_pipe_size(pipe, BIG_PIPE);
+        }
     }
 
     /// The input this call still has to write.
@@ -213,7 +231,7 @@ impl<'a> Communication<'a> {
     pub(crate) fn write_input(
         &mut self,
         progress: &mut InputProgress,
-        mut stdin: impl Write,
+        mut stdin: impl Write + AsFd,
     ) -> io::Result<Step> {
         loop {
             let rest = self.remaining(progress);
@@ -222,6 +240,10 @@ impl<'a> Communication<'a> {
                 return Ok(Step::Finished);
             }
             match stdin.write(rest) {
+                // The pipe is full and there is more: bulk input. Make room once and go on.
+                Err(err) if err.kind() == ErrorKind::WouldBlock && !self.enlarged[0] => {
+                    self.enlarge_once(0, stdin.as_fd());
+                }
                 Ok(n) => match &mut self.source {
                     Source::Caller { written, .. } => *written += n,
                     Source::Kept => {
@@ -242,20 +264,30 @@ impl<'a> Communication<'a> {
     }
 
     /// On a readable output pipe: reads everything available; `Finished` at end-of-file.
-    pub(crate) fn read_output(&mut self, which: Output, mut pipe: impl Read) -> io::Result<Step> {
-        let buffer = match which {
-            Output::Stdout => &mut self.stdout,
-            Output::Stderr => &mut self.stderr,
+    pub(crate) fn read_output(
+        &mut self,
+        which: Output,
+        mut pipe: impl Read + AsFd,
+    ) -> io::Result<Step> {
+        let (buffer, index) = match which {
+            Output::Stdout => (&mut self.stdout, 1),
+            Output::Stderr => (&mut self.stderr, 2),
         };
-        loop {
+        let before = buffer.len();
+        let step = loop {
             // `read_to_end` keeps what it read when it stops with an error, `WouldBlock` too.
             match pipe.read_to_end(buffer) {
-                Ok(_) => return Ok(Step::Finished),
-                Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(Step::WouldBlock),
+                Ok(_) => break Step::Finished,
+                Err(err) if err.kind() == ErrorKind::WouldBlock => break Step::WouldBlock,
                 Err(err) if err.kind() == ErrorKind::Interrupted => {}
                 Err(err) => return Err(err),
             }
+        };
+        // A pass that drained a full default-sized pipe: the child writes in bulk.
+        if step == Step::WouldBlock && buffer.len() - before >= DEFAULT_PIPE {
+            self.enlarge_once(index, pipe.as_fd());
         }
+        Ok(step)
     }
 
     /// The time left before the deadline: `Ok(None)` without one, `Err(())` once it passed.
@@ -379,17 +411,19 @@ fn drive(child: &mut Child, call: &mut Communication<'_>) -> Result<(), Stopped>
             }
         }
         for which in [Output::Stdout, Output::Stderr] {
-            let pipe = match which {
-                Output::Stdout => child.stdout.as_mut().map(|p| p as &mut dyn Read),
-                Output::Stderr => child.stderr.as_mut().map(|p| p as &mut dyn Read),
+            let open = match which {
+                Output::Stdout => child.stdout.is_some(),
+                Output::Stderr => child.stderr.is_some(),
             };
-            let Some(pipe) = pipe else { continue };
-            if !ready.next().is_some_and(|r| r.is_ready()) {
+            if !open || !ready.next().is_some_and(|r| r.is_ready()) {
                 continue;
             }
-            let step = call
-                .read_output(which, pipe)
-                .map_err(|err| child.io_error(which.during(), err))?;
+            let read = match (which, child.stdout.as_mut(), child.stderr.as_mut()) {
+                (Output::Stdout, Some(pipe), _) => call.read_output(which, pipe),
+                (Output::Stderr, _, Some(pipe)) => call.read_output(which, pipe),
+                _ => continue,
+            };
+            let step = read.map_err(|err| child.io_error(which.during(), err))?;
             if step == Step::Finished {
                 match which {
                     Output::Stdout => child.stdout = None,
@@ -418,14 +452,12 @@ fn open_pipes(child: &Child) -> [Option<BorrowedFd<'_>>; 3] {
     ]
 }
 
-/// Non-blocking pipes for the loop, enlarged where the platform allows.
+/// Non-blocking pipes for the loop (enlarged later, by the call, if they carry bulk).
 pub(crate) fn set_up_pipes<'f>(
     pipes: impl IntoIterator<Item = Option<BorrowedFd<'f>>>,
 ) -> io::Result<()> {
     for fd in pipes.into_iter().flatten() {
         fork_sys::set_nonblocking(fd, true)?;
-        // Best effort: unsupported off Linux, capped by /proc/sys/fs/pipe-max-size.
-        let _ = fork_sys::set_pipe_size(fd, BIG_PIPE);
     }
     Ok(())
 }

@@ -3,14 +3,13 @@
 
 use std::future::poll_fn;
 use std::io;
-use std::os::fd::AsFd;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::Child;
 use super::pipe::Registered;
 use crate::Error;
-use crate::communicate::{BIG_PIPE, Communication, InputProgress, Output, Step, Stopped};
+use crate::communicate::{Communication, InputProgress, Output, Step, Stopped};
 
 /// One call in flight. Dropped however the call ends (done, failed, timed out, or its future
 /// dropped part-way), it keeps the input not written yet in the child for the next call;
@@ -51,15 +50,7 @@ async fn drive(exchange: &mut Exchange<'_, '_>) -> Result<(), Stopped> {
         call.close_input(&mut child.inner.input);
         child.stdin = None;
     }
-    let pipes = [
-        child.stdin.as_ref().map(AsFd::as_fd),
-        child.stdout.as_ref().map(AsFd::as_fd),
-        child.stderr.as_ref().map(AsFd::as_fd),
-    ];
-    for fd in pipes.into_iter().flatten() {
-        // Best effort, as in the blocking loop; the pipes are non-blocking already.
-        let _ = fork_sys::set_pipe_size(fd, BIG_PIPE);
-    }
+    // The pipes are non-blocking already; the call enlarges those that carry bulk.
     let pumped = match call.time_left().map_err(|()| Stopped::TimedOut)? {
         None => poll_fn(|cx| step_ready_pipes(child, call, cx)).await,
         Some(left) => ::tokio::time::timeout(left, poll_fn(|cx| step_ready_pipes(child, call, cx)))
