@@ -323,18 +323,30 @@ impl Command {
     /// Runs the child; an unsuccessful exit is [`Error::CalledProcessError`]
     /// (Python's `subprocess.check_call`).
     pub fn check_call(&self) -> Result<ExitStatus, Error> {
-        let mut command = self.clone();
-        Ok(command.check(true).run()?.status)
+        Ok(self.checked().run()?.status)
     }
 
     /// Runs the child, capturing stdout; an unsuccessful exit is
     /// [`Error::CalledProcessError`] (Python's `subprocess.check_output`). stderr is
     /// inherited unless set.
     pub fn check_output(&self) -> Result<Vec<u8>, Error> {
+        Ok(self.checked_with_stdout().run()?.stdout)
+    }
+
+    /// This command with `check` on: what `check_call` (and its async twin) runs.
+    pub(crate) fn checked(&self) -> Command {
         let mut command = self.clone();
+        command.check(true);
+        command
+    }
+
+    /// This command with `check` on and stdout piped unless set: what `check_output` (and
+    /// its async twin) runs.
+    pub(crate) fn checked_with_stdout(&self) -> Command {
+        let mut command = self.checked();
         if command.stdout.is_none() {
             command.stdout(Stdio::piped());
         }
-        Ok(command.check(true).run()?.stdout)
+        command
     }
 }

@@ -9,7 +9,7 @@ use fork_sys::{ExitStatus, Signal};
 
 use super::Child;
 use crate::run::{RunPlan, completed};
-use crate::{Command, CompletedProcess, Error, Input, Pipeline, PipelineOutput, Stdio};
+use crate::{Command, CompletedProcess, Error, Input, Pipeline, PipelineOutput};
 
 /// `Error::Spawn` when there is no tokio runtime to register with, before anything starts
 /// (tokio's own types panic there).
@@ -86,18 +86,13 @@ impl Command {
     /// [`check_call`](Command::check_call), awaited: an unsuccessful exit is
     /// [`Error::CalledProcessError`].
     pub async fn check_call_async(&self) -> Result<ExitStatus, Error> {
-        let mut command = self.clone();
-        Ok(command.check(true).run_async().await?.status)
+        Ok(self.checked().run_async().await?.status)
     }
 
     /// [`check_output`](Command::check_output), awaited: stdout, or
     /// [`Error::CalledProcessError`] with the output.
     pub async fn check_output_async(&self) -> Result<Vec<u8>, Error> {
-        let mut command = self.clone();
-        if command.stdout.is_none() {
-            command.stdout(Stdio::piped());
-        }
-        Ok(command.check(true).run_async().await?.stdout)
+        Ok(self.checked_with_stdout().run_async().await?.stdout)
     }
 }
 
