@@ -43,6 +43,7 @@ mod pipe;
 mod poll;
 mod reaper;
 mod shared_memory;
+mod shared_region;
 mod shared_ring;
 mod signal;
 mod socket;
@@ -59,11 +60,12 @@ pub use interrupt::{
 };
 pub use loaded_image::{LoadedImage, loaded_image};
 pub use parent_watch::{die_with_parent_process, process_exit_fd};
-pub use pid::{Pid, getpid, getppid};
+pub use pid::{Pid, getpid, getpid_cached, getppid};
 pub use pipe::{is_cloexec, move_fd_high, pipe, pipe_nonblocking, set_nonblocking, set_pipe_size};
 pub use poll::{Interest, Readiness, monotonic_now, poll, set_thread_name, thread_count};
 pub use reaper::{ReaperLink, reap_in_background, reaper_lock};
 pub use shared_memory::SharedAtomics;
+pub use shared_region::{Plain, SharedRegion, futex_wait, futex_wake, process_is_gone};
 pub use shared_ring::{RingFull, SharedRing};
 pub use signal::{Signal, ignore_signal, kill, kill_group};
 pub use socket::{

@@ -79,3 +79,46 @@ pub fn getpid() -> Pid {
 pub fn getppid() -> Option<Pid> {
     rustix::process::getppid().map(Pid::from_rustix)
 }
+
+/// The id of the calling process, from a cache: no system call after the first in each
+/// process. A `pthread_atfork` child handler clears the cache, so a child forked by any
+/// means that runs the atfork handlers (`fork_sys::fork`, libc's `fork`) asks the kernel
+/// again. For hot paths that stamp shared memory with the caller's pid (proc-sync's locks).
+pub fn getpid_cached() -> u32 {
+    use std::sync::atomic::Ordering;
+    let cached = pid_cache::PID.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    let pid = getpid().as_raw().unsigned_abs();
+    if pid_cache::reset_in_children() {
+        pid_cache::PID.store(pid, Ordering::Relaxed);
+    }
+    pid
+}
+
+mod pid_cache {
+    use std::sync::Once;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+    pub(super) static PID: AtomicU32 = AtomicU32::new(0);
+
+    extern "C" fn clear_in_child() {
+        // Async-signal-safe: one atomic store.
+        PID.store(0, Ordering::Relaxed);
+    }
+
+    /// Registers the child handler once; false if that failed, and then nothing may be
+    /// cached (a forked child would see its parent's pid).
+    pub(super) fn reset_in_children() -> bool {
+        static REGISTER: Once = Once::new();
+        static REGISTERED: AtomicBool = AtomicBool::new(false);
+        REGISTER.call_once(|| {
+            // SAFETY: registers a child handler that only performs an atomic store; no
+            // prepare or parent handler. The function lives as long as the program.
+            let rc = unsafe { libc::pthread_atfork(None, None, Some(clear_in_child)) };
+            REGISTERED.store(rc == 0, Ordering::Relaxed);
+        });
+        REGISTERED.load(Ordering::Relaxed)
+    }
+}

@@ -150,6 +150,16 @@ impl Drop for Watchdog {
     }
 }
 
+/// CPU time used so far by the calling thread (`CLOCK_THREAD_CPUTIME_ID`): other tests running
+/// in the same process cannot disturb it. For tests that check a wait sleeps rather than spins.
+pub fn this_thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
 /// CPU time (user + system) used so far by this process's threads named `name`: Linux reads
 /// `/proc/self/task/*/stat`, whose figures are in `USER_HZ` ticks, which the kernel's ABI fixes
 /// at 100 per second. `None` elsewhere, or when no thread has that name. For tests that check
