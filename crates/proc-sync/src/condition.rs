@@ -253,12 +253,12 @@ impl<L: ConditionLock> Condition<L> {
             return;
         }
         self.sequence().fetch_add(1, Ordering::SeqCst);
-        fork_sys::futex_wake(self.sequence(), n);
+        fork_sys::futex_wake(self.sequence(), n.min(deadline::ALL));
     }
 
     /// Wakes every waiter.
     pub fn notify_all(&self) {
-        self.notify(u32::MAX);
+        self.notify(deadline::ALL);
     }
 
     /// A handle another process can [`attach`](Self::attach) to: the condition's and its
