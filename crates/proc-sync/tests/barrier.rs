@@ -52,10 +52,12 @@ fn a_party_that_times_out_breaks_the_barrier_for_the_others() {
     let barrier = Barrier::new(3).unwrap();
     let child = {
         let barrier = barrier.clone();
-        Process::spawn(move || match barrier.wait_timeout(Duration::from_secs(20)) {
-            Err(SyncError::BrokenBarrier) => Ok(()),
-            other => Err(format!("{other:?}")),
-        })
+        Process::spawn(
+            move || match barrier.wait_timeout(Duration::from_secs(20)) {
+                Err(SyncError::BrokenBarrier) => Ok(()),
+                other => Err(format!("{other:?}")),
+            },
+        )
         .unwrap()
     };
     assert!(test_support::eventually(Duration::from_secs(10), || {
@@ -63,11 +65,19 @@ fn a_party_that_times_out_breaks_the_barrier_for_the_others() {
     }));
     let cpu = cpu_time();
     let start = Instant::now();
-    let err = barrier.wait_timeout(Duration::from_millis(500)).unwrap_err();
+    let err = barrier
+        .wait_timeout(Duration::from_millis(500))
+        .unwrap_err();
     let (waited, used) = (start.elapsed(), cpu_time() - cpu);
     assert!(matches!(err, SyncError::Timeout { .. }), "{err:?}");
-    assert!(waited >= Duration::from_millis(500), "gave up early: {waited:?}");
-    assert!(used < Duration::from_millis(50), "a 500 ms wait used {used:?} of CPU");
+    assert!(
+        waited >= Duration::from_millis(500),
+        "gave up early: {waited:?}"
+    );
+    assert!(
+        used < Duration::from_millis(50),
+        "a 500 ms wait used {used:?} of CPU"
+    );
     child.join().unwrap().unwrap();
     assert!(barrier.is_broken());
     assert!(matches!(barrier.wait(), Err(SyncError::BrokenBarrier)));
@@ -111,12 +121,27 @@ fn reset_with_waiters_breaks_their_round_then_the_barrier_works() {
         barrier.n_waiting() == 1
     }));
     barrier.reset();
-    let err = children.into_iter().next().unwrap().join().unwrap().unwrap_err();
+    let err = children
+        .into_iter()
+        .next()
+        .unwrap()
+        .join()
+        .unwrap()
+        .unwrap_err();
     assert!(err.contains("broken"), "{err}");
-    assert!(!barrier.is_broken(), "the reset completed once the waiter left");
+    assert!(
+        !barrier.is_broken(),
+        "the reset completed once the waiter left"
+    );
     let children = waiting_children(&barrier, 1, 1);
     barrier.wait_timeout(Duration::from_secs(20)).unwrap();
-    children.into_iter().next().unwrap().join().unwrap().unwrap();
+    children
+        .into_iter()
+        .next()
+        .unwrap()
+        .join()
+        .unwrap()
+        .unwrap();
 }
 
 #[test]

@@ -133,8 +133,14 @@ fn a_timed_out_wait_sleeps_rather_than_spins_and_takes_the_lock_back() {
     let (held, notified) = cond.wait_timeout(held, Duration::from_millis(500)).unwrap();
     let (waited, used) = (start.elapsed(), cpu_time() - cpu);
     assert!(!notified);
-    assert!(waited >= Duration::from_millis(500), "gave up early: {waited:?}");
-    assert!(used < Duration::from_millis(50), "a 500 ms wait used {used:?} of CPU");
+    assert!(
+        waited >= Duration::from_millis(500),
+        "gave up early: {waited:?}"
+    );
+    assert!(
+        used < Duration::from_millis(50),
+        "a 500 ms wait used {used:?} of CPU"
+    );
     assert_eq!(cond.lock().holder(), Some(std::process::id()));
     drop(held);
 }

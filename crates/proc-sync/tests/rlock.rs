@@ -24,11 +24,15 @@ fn the_owner_reenters_and_another_process_waits_for_every_level() {
     assert_eq!(lock.depth(), 2);
     let try_in_child = |lock: &RLock| {
         let lock = lock.clone();
-        Process::spawn(move || lock.try_acquire().map(|g| g.is_some()).map_err(|e| e.to_string()))
-            .unwrap()
-            .join()
-            .unwrap()
-            .unwrap()
+        Process::spawn(move || {
+            lock.try_acquire()
+                .map(|g| g.is_some())
+                .map_err(|e| e.to_string())
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+        .unwrap()
     };
     assert!(!try_in_child(&lock), "a child took a lock held twice");
     drop(inner);
@@ -86,7 +90,9 @@ fn a_holder_killed_at_depth_two_hands_the_lock_on_with_owner_died() {
             .is_none()
     );
     holder.kill().unwrap();
-    let died = lock.acquire().expect_err("the holder died holding the lock");
+    let died = lock
+        .acquire()
+        .expect_err("the holder died holding the lock");
     assert_eq!(died.pid(), pid);
     assert!(died.to_string().contains("rlock"), "{died}");
     let guard = died.into_inner();
@@ -121,8 +127,14 @@ fn a_timed_out_acquire_sleeps_rather_than_spins() {
             .is_none()
     );
     let (waited, used) = (start.elapsed(), cpu_time() - cpu);
-    assert!(waited >= Duration::from_millis(500), "gave up early: {waited:?}");
-    assert!(used < Duration::from_millis(50), "a 500 ms wait used {used:?} of CPU");
+    assert!(
+        waited >= Duration::from_millis(500),
+        "gave up early: {waited:?}"
+    );
+    assert!(
+        used < Duration::from_millis(50),
+        "a 500 ms wait used {used:?} of CPU"
+    );
     holder.kill().unwrap();
     let _ = holder.join();
 }

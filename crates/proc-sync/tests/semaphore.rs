@@ -95,6 +95,12 @@ fn a_timed_out_acquire_sleeps_rather_than_spins() {
     let start = Instant::now();
     assert!(slots.acquire_timeout(Duration::from_millis(500)).is_none());
     let (waited, used) = (start.elapsed(), cpu_time() - cpu);
-    assert!(waited >= Duration::from_millis(500), "gave up early: {waited:?}");
-    assert!(used < Duration::from_millis(50), "a 500 ms wait used {used:?} of CPU");
+    assert!(
+        waited >= Duration::from_millis(500),
+        "gave up early: {waited:?}"
+    );
+    assert!(
+        used < Duration::from_millis(50),
+        "a 500 ms wait used {used:?} of CPU"
+    );
 }
