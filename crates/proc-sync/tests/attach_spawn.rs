@@ -53,13 +53,10 @@ fn a_spawn_child_attaches_by_handle_and_works_on_the_same_objects() {
         .start_method(StartMethod::Spawn)
         .spawn_fn(worker, handles)
         .unwrap();
-    assert_eq!(
-        barrier
-            .wait_timeout(std::time::Duration::from_secs(30))
-            .unwrap()
-            < 2,
-        true
-    );
+    let index = barrier
+        .wait_timeout(std::time::Duration::from_secs(30))
+        .unwrap();
+    assert!(index < 2, "index {index} of a 2-party barrier");
     assert!(done.wait_timeout(std::time::Duration::from_secs(30)));
     assert_eq!(child.join().unwrap().unwrap(), 15);
     assert_eq!(value.get().unwrap(), 15);

@@ -22,7 +22,7 @@ fn waiting_children(
                     .collect::<Result<Vec<u32>, _>>()
                     .map_err(|e| e.to_string())
             })
-            .unwrap()
+            .expect("fork a waiting party")
         })
         .collect()
 }

@@ -18,39 +18,40 @@ fn shm_entries(prefix: &str) -> usize {
 }
 
 /// Creates one of everything (and attaches each by handle or name), then drops them all.
-fn one_of_everything(round: usize) {
-    let lock = Lock::new().unwrap();
-    let _l2 = Lock::attach(&lock.handle().unwrap()).unwrap();
-    let rlock = RLock::new().unwrap();
-    let _r2 = RLock::attach(&rlock.handle().unwrap()).unwrap();
-    let sem = Semaphore::new(1).unwrap();
-    let _s2 = Semaphore::attach(&sem.handle().unwrap()).unwrap();
-    let bounded = BoundedSemaphore::new(1).unwrap();
-    let _b2 = BoundedSemaphore::attach(&bounded.handle().unwrap()).unwrap();
-    let event = Event::new().unwrap();
-    let _e2 = Event::attach(&event.handle().unwrap()).unwrap();
-    let cond = Condition::new().unwrap();
-    let _c2 = Condition::<Lock>::attach(&cond.handle().unwrap()).unwrap();
-    let barrier = Barrier::new(2).unwrap();
-    let _ba2 = Barrier::attach(&barrier.handle().unwrap()).unwrap();
-    let value = Value::new(1u64).unwrap();
-    let _v2 = Value::<u64>::attach(&value.handle().unwrap()).unwrap();
-    let array = Array::new(&[1u8; 100]).unwrap();
-    let _a2 = Array::<u8>::attach(&array.handle().unwrap()).unwrap();
+fn one_of_everything(round: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let lock = Lock::new()?;
+    let _l2 = Lock::attach(&lock.handle()?)?;
+    let rlock = RLock::new()?;
+    let _r2 = RLock::attach(&rlock.handle()?)?;
+    let sem = Semaphore::new(1)?;
+    let _s2 = Semaphore::attach(&sem.handle()?)?;
+    let bounded = BoundedSemaphore::new(1)?;
+    let _b2 = BoundedSemaphore::attach(&bounded.handle()?)?;
+    let event = Event::new()?;
+    let _e2 = Event::attach(&event.handle()?)?;
+    let cond = Condition::new()?;
+    let _c2 = Condition::<Lock>::attach(&cond.handle()?)?;
+    let barrier = Barrier::new(2)?;
+    let _ba2 = Barrier::attach(&barrier.handle()?)?;
+    let value = Value::new(1u64)?;
+    let _v2 = Value::<u64>::attach(&value.handle()?)?;
+    let array = Array::new(&[1u8; 100])?;
+    let _a2 = Array::<u8>::attach(&array.handle()?)?;
     let name = format!("proc-sync-leak-{}-{round}", std::process::id());
-    let block = SharedMemory::create(&name, 4096).unwrap();
-    let _attached = SharedMemory::attach(&name).unwrap();
+    let block = SharedMemory::create(&name, 4096)?;
+    let _attached = SharedMemory::attach(&name)?;
     let _clone = block.clone();
+    Ok(())
 }
 
 #[test]
 fn dropping_every_kind_of_object_leaves_no_fd_mapping_or_shm_entry() {
     let prefix = format!("proc-sync-leak-{}-", std::process::id());
     // Warm up: the first round may allocate for good (thread-locals, the allocator's arenas).
-    one_of_everything(0);
+    one_of_everything(0).unwrap();
     let (fds, maps) = (test_support::open_fd_count(), mappings());
     for round in 1..=20 {
-        one_of_everything(round);
+        one_of_everything(round).unwrap();
     }
     assert_eq!(test_support::open_fd_count(), fds, "fds leaked");
     assert_eq!(mappings(), maps, "mappings leaked");
