@@ -50,7 +50,13 @@ pub struct RLock {
 }
 
 /// Holds one level of an [`RLock`]; dropping it releases that level. Not `Send`: the level
-/// belongs to the thread that acquired it.
+/// belongs to the thread that acquired it, so no other thread can release it.
+///
+/// ```compile_fail
+/// fn on_another_thread<T: Send>(_: T) {}
+/// let lock = proc_sync::RLock::new().unwrap();
+/// on_another_thread(lock.acquire().unwrap());
+/// ```
 #[must_use = "the level is released as soon as the guard is dropped"]
 pub struct RLockGuard {
     object: Arc<SharedObject>,

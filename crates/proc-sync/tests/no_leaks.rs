@@ -59,3 +59,22 @@ fn dropping_every_kind_of_object_leaves_no_fd_mapping_or_shm_entry() {
         assert_eq!(shm_entries(&prefix), 0, "/dev/shm entries left behind");
     }
 }
+
+/// Every object can be shared between threads, cloned, and printed.
+#[test]
+fn every_object_is_send_sync_clone_and_debug() {
+    fn check<T: Send + Sync + Clone + std::fmt::Debug>() {}
+    check::<Lock>();
+    check::<RLock>();
+    check::<Semaphore>();
+    check::<BoundedSemaphore>();
+    check::<Event>();
+    check::<Condition>();
+    check::<Condition<RLock>>();
+    check::<Barrier>();
+    check::<Value<u64>>();
+    check::<Array<f32>>();
+    check::<SharedMemory>();
+    check::<proc_sync::Handle>();
+    check::<proc_sync::ConditionHandle>();
+}
