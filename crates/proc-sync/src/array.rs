@@ -142,15 +142,15 @@ impl<T: Plain> Array<T> {
     /// the guard), and the elements may be half written.
     pub fn lock(&self) -> Result<ArrayGuard<T>, OwnerDied<ArrayGuard<T>>> {
         let len = self.len;
-        let wrap = |held| ArrayGuard {
+        let wrap = move |held| ArrayGuard {
             held,
             len,
             of: PhantomData,
         };
-        self.lock.acquire().map(wrap).map_err(|died| {
-            let pid = died.pid();
-            OwnerDied::new(wrap(died.into_inner()), pid, ARRAY_LOCK)
-        })
+        self.lock
+            .acquire()
+            .map(wrap)
+            .map_err(|died| died.map(wrap, ARRAY_LOCK))
     }
 
     /// A handle another process can [`attach`](Self::attach) to (see [`Handle`]).

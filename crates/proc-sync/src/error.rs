@@ -194,6 +194,16 @@ impl<G> OwnerDied<G> {
         OwnerDied { guard, pid, what }
     }
 
+    /// The same outcome around another guard (a shared value's around its lock's), naming
+    /// the lock `what`.
+    pub(crate) fn map<H>(self, wrap: impl FnOnce(G) -> H, what: &'static str) -> OwnerDied<H> {
+        OwnerDied {
+            guard: wrap(self.guard),
+            pid: self.pid,
+            what,
+        }
+    }
+
     /// The pid of the holder that died.
     pub fn pid(&self) -> u32 {
         self.pid

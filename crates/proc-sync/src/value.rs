@@ -14,7 +14,7 @@ use crate::shared_object::{HEADER_LEN, Handle, Kind, SharedObject, type_tag};
 const VALUE_AT: usize = 8;
 
 /// What a shared value's lock is called in [`OwnerDied`] and [`SyncError::OwnerDied`].
-pub(crate) const VALUE_LOCK: &str = "lock of a shared value";
+const VALUE_LOCK: &str = "lock of a shared value";
 
 /// One value of plain data (a number, an array of numbers, a `#[repr(C)]` struct of them:
 /// see [`Plain`]) in shared memory, with a lock: `multiprocessing.Value`.
@@ -109,10 +109,10 @@ impl<T: Plain> Value<T> {
             held,
             of: PhantomData,
         };
-        self.lock.acquire().map(wrap).map_err(|died| {
-            let pid = died.pid();
-            OwnerDied::new(wrap(died.into_inner()), pid, VALUE_LOCK)
-        })
+        self.lock
+            .acquire()
+            .map(wrap)
+            .map_err(|died| died.map(wrap, VALUE_LOCK))
     }
 
     /// A handle another process can [`attach`](Self::attach) to (see [`Handle`]).

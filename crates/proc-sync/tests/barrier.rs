@@ -1,11 +1,11 @@
 //! `Barrier` across forked processes: rounds, breaking by timeout and abort, reset.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use proc_core::Process;
 use proc_sync::{Barrier, SyncError};
 
-use test_support::this_thread_cpu_time as cpu_time;
+mod waits;
 
 /// `count` children each waiting `rounds` times at `barrier`, returning their indices.
 fn waiting_children(
@@ -63,21 +63,8 @@ fn a_party_that_times_out_breaks_the_barrier_for_the_others() {
     assert!(test_support::eventually(Duration::from_secs(10), || {
         barrier.n_waiting() == 1
     }));
-    let cpu = cpu_time();
-    let start = Instant::now();
-    let err = barrier
-        .wait_timeout(Duration::from_millis(500))
-        .unwrap_err();
-    let (waited, used) = (start.elapsed(), cpu_time() - cpu);
+    let err = waits::sleeps_through_timeout(|timeout| barrier.wait_timeout(timeout)).unwrap_err();
     assert!(matches!(err, SyncError::Timeout { .. }), "{err:?}");
-    assert!(
-        waited >= Duration::from_millis(500),
-        "gave up early: {waited:?}"
-    );
-    assert!(
-        used < Duration::from_millis(50),
-        "a 500 ms wait used {used:?} of CPU"
-    );
     child.join().unwrap().unwrap();
     assert!(barrier.is_broken());
     assert!(matches!(barrier.wait(), Err(SyncError::BrokenBarrier)));
