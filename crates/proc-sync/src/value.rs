@@ -173,20 +173,18 @@ impl<T: Plain> Clone for Value<T> {
 
 impl<T: Plain + fmt::Debug> fmt::Debug for Value<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Without waiting for the lock: a Debug print must not block.
-        let mut debug = f.debug_struct("Value");
-        match self.lock.try_acquire() {
-            Ok(Some(held)) => debug.field(
-                "value",
-                &ValueGuard::<T> {
-                    held,
-                    of: PhantomData,
-                }
-                .get(),
-            ),
-            _ => debug.field("value", &format_args!("<locked>")),
-        };
-        debug.finish_non_exhaustive()
+        // Read without the lock: a Debug print must neither block nor take the lock (which
+        // would swallow an owner-died outcome meant for the next real access). A value of
+        // several words may show half of a write in progress.
+        let value: T = self
+            .lock
+            .object()
+            .region()
+            .read_plain(HEADER_LEN + VALUE_AT);
+        f.debug_struct("Value")
+            .field("value", &value)
+            .field("holder", &self.lock.holder())
+            .finish()
     }
 }
 

@@ -30,8 +30,8 @@ fn waiting_children(
 #[test]
 fn four_processes_meet_in_several_rounds_with_distinct_indices() {
     let barrier = Barrier::new(4).unwrap();
-    let children = waiting_children(&barrier, 3, 3);
-    let mut rounds: Vec<Vec<u32>> = (0..3)
+    let children = waiting_children(&barrier, 3, 50);
+    let mut rounds: Vec<Vec<u32>> = (0..50)
         .map(|_| vec![barrier.wait_timeout(Duration::from_secs(20)).unwrap()])
         .collect();
     for child in children {

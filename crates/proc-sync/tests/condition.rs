@@ -142,3 +142,35 @@ fn a_guard_of_another_lock_is_refused() {
     let other = Lock::new().unwrap();
     let _ = cond.wait(other.acquire().unwrap());
 }
+
+#[test]
+fn two_processes_take_a_thousand_turns_without_losing_a_notify() {
+    // A lost notify leaves one side waiting for its turn until the 20 s timeout: a failure.
+    const TURNS: u32 = 1000;
+    let cond = Condition::new().unwrap();
+    let turn = Value::new(0u32).unwrap();
+    let take_turns = |cond: &Condition, turn: &Value<u32>, parity: u32| -> Result<(), String> {
+        let mut held = cond.acquire().map_err(|e| e.to_string())?;
+        for _ in 0..TURNS / 2 {
+            let (next, met) = cond
+                .wait_for_timeout(held, Duration::from_secs(20), || {
+                    turn.get().is_ok_and(|t| t % 2 == parity)
+                })
+                .map_err(|e| e.to_string())?;
+            if !met {
+                return Err(format!("waited 20 s for turn {parity} mod 2"));
+            }
+            turn.update(|t| t + 1).map_err(|e| e.to_string())?;
+            cond.notify(1);
+            held = next;
+        }
+        Ok(())
+    };
+    let child = {
+        let (cond, turn) = (cond.clone(), turn.clone());
+        Process::spawn(move || take_turns(&cond, &turn, 1)).unwrap()
+    };
+    take_turns(&cond, &turn, 0).unwrap();
+    child.join().unwrap().unwrap();
+    assert_eq!(turn.get().unwrap(), TURNS);
+}
