@@ -26,10 +26,7 @@ pub(crate) enum Kind {
     Event = 4,
     Condition = 5,
     Barrier = 6,
-    #[allow(
-        dead_code,
-        reason = "constructed by the queues, which land on another branch"
-    )]
+    #[allow(dead_code, reason = "the queues, on another branch, construct it")]
     Queue = 7,
     Value = 8,
     Array = 9,
