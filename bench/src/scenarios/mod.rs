@@ -11,6 +11,7 @@ mod async_spawn;
 mod communicate;
 mod connection_ping_pong;
 pub(crate) mod fork_wait;
+mod lock;
 pub(crate) mod pipe_ping_pong;
 mod pipe_throughput;
 mod pool;
@@ -43,6 +44,8 @@ pub(crate) const ALL: &[Builder] = &[
     pool_over_srun::apply_round_trip,
     start_methods::process_start_join,
     start_methods::pool_worker_restart,
+    lock::uncontended,
+    lock::contended,
 ];
 
 /// What scenario builders may depend on.

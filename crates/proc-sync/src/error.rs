@@ -60,6 +60,43 @@ pub enum SyncError {
         /// Why, in words.
         message: String,
     },
+    /// An index past the end of a shared [`Array`](crate::Array).
+    IndexOutOfRange {
+        /// The index given.
+        index: usize,
+        /// The array's length.
+        len: usize,
+    },
+    /// A read or write of `len` bytes at `offset` reaching past the end of a
+    /// [`SharedMemory`](crate::SharedMemory) block of `size` bytes.
+    OutOfBounds {
+        /// Where the access started.
+        offset: usize,
+        /// How many bytes it covered.
+        len: usize,
+        /// The block's size.
+        size: usize,
+    },
+    /// A name that cannot name a POSIX shared memory object.
+    BadName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// [`SharedMemory::create`](crate::SharedMemory::create) with a name that already names
+    /// a shared memory object.
+    NameTaken {
+        /// The name, with its leading `/`.
+        name: String,
+    },
+    /// [`SharedMemory::attach`](crate::SharedMemory::attach) or
+    /// [`unlink`](crate::SharedMemory::unlink) of a name that names nothing (never created,
+    /// or unlinked already).
+    NameNotFound {
+        /// The name, with its leading `/`.
+        name: String,
+    },
     /// A system call failed.
     Io {
         /// What was being done ("map shared memory", "reopen /proc/1234/fd/7", ...).
@@ -98,6 +135,27 @@ impl fmt::Display for SyncError {
             SyncError::Misuse { message } => f.write_str(message),
             SyncError::BrokenBarrier => write!(f, "the barrier is broken"),
             SyncError::BadHandle { message } => write!(f, "bad handle: {message}"),
+            SyncError::IndexOutOfRange { index, len } => {
+                write!(
+                    f,
+                    "index {index} is out of range for a shared array of {len} elements"
+                )
+            }
+            SyncError::OutOfBounds { offset, len, size } => write!(
+                f,
+                "{len} bytes at offset {offset} reach past the end of a shared memory block of \
+                 {size} bytes"
+            ),
+            SyncError::BadName { name, reason } => {
+                write!(f, "{name:?} cannot name shared memory: {reason}")
+            }
+            SyncError::NameTaken { name } => write!(
+                f,
+                "shared memory {name:?} already exists (attach to it, or unlink it first)"
+            ),
+            SyncError::NameNotFound { name } => {
+                write!(f, "there is no shared memory named {name:?}")
+            }
             SyncError::Io { op, source } => write!(f, "{op}: {source}"),
         }
     }
@@ -134,6 +192,16 @@ pub struct OwnerDied<G> {
 impl<G> OwnerDied<G> {
     pub(crate) fn new(guard: G, pid: u32, what: &'static str) -> OwnerDied<G> {
         OwnerDied { guard, pid, what }
+    }
+
+    /// The same outcome around another guard (a shared value's around its lock's), naming
+    /// the lock `what`.
+    pub(crate) fn map<H>(self, wrap: impl FnOnce(G) -> H, what: &'static str) -> OwnerDied<H> {
+        OwnerDied {
+            guard: wrap(self.guard),
+            pid: self.pid,
+            what,
+        }
     }
 
     /// The pid of the holder that died.

@@ -24,11 +24,28 @@
 //! # }
 //! ```
 
+mod array;
+mod barrier;
+mod condition;
+mod deadline;
 mod error;
+mod event;
 mod lock;
 mod raw_mutex;
+mod rlock;
+mod semaphore;
+mod shared_memory;
 mod shared_object;
+mod value;
 
+pub use array::{Array, ArrayGuard};
+pub use barrier::Barrier;
+pub use condition::{Condition, ConditionHandle, ConditionLock};
 pub use error::{OwnerDied, SyncError};
+pub use event::Event;
 pub use lock::{Lock, LockGuard};
+pub use rlock::{RLock, RLockGuard};
+pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
+pub use shared_memory::SharedMemory;
 pub use shared_object::Handle;
+pub use value::{Value, ValueGuard};

@@ -66,6 +66,16 @@ impl Lock {
         })
     }
 
+    /// The lock whose word is the first of `object`'s body: a shared value's own lock.
+    pub(crate) fn from_object(object: Arc<SharedObject>) -> Lock {
+        Lock { object }
+    }
+
+    /// The object the lock's word lives in.
+    pub(crate) fn object(&self) -> &Arc<SharedObject> {
+        &self.object
+    }
+
     /// Waits until the lock is free and takes it. `Err(OwnerDied)` when the previous holder
     /// died holding it: the lock is held all the same (the error carries the guard).
     pub fn acquire(&self) -> Result<LockGuard, OwnerDied<LockGuard>> {
@@ -130,6 +140,13 @@ impl Lock {
             Acquired::Clean => Ok(guard),
             Acquired::OwnerDied(pid) => Err(OwnerDied::new(guard, pid, "lock")),
         }
+    }
+}
+
+impl LockGuard {
+    /// The object of the lock this guard holds.
+    pub(crate) fn object(&self) -> &Arc<SharedObject> {
+        &self.object
     }
 }
 
