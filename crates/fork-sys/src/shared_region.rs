@@ -427,10 +427,11 @@ pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
     futex_impl::wait(word, expected, timeout);
 }
 
-/// Wakes up to `count` sleepers in [`futex_wait`] on `word`; returns how many were woken
-/// (always 0 off Linux, where sleepers poll).
+/// Wakes up to `count` sleepers in [`futex_wait`] on `word` (`u32::MAX`: all of them);
+/// returns how many were woken (always 0 off Linux, where sleepers poll).
 pub fn futex_wake(word: &AtomicU32, count: u32) -> usize {
-    futex_impl::wake(word, count)
+    // The kernel reads the count as a signed int: u32::MAX would arrive as -1 and wake one.
+    futex_impl::wake(word, count.min(i32::MAX as u32))
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -600,6 +601,35 @@ mod tests {
                     Some(ExitStatus::Exited(0))
                 );
             }
+        }
+    }
+
+    #[test]
+    fn waking_u32_max_sleepers_wakes_every_one() {
+        let region = SharedRegion::new(8).unwrap();
+        let sleep = || {
+            // SAFETY: the child only reads the clock, sleeps on the futex and leaves with
+            // `_exit`; it exits 1 if its 20 s sleep ran out instead of being woken.
+            match unsafe { crate::fork().unwrap() } {
+                Fork::Child => {
+                    let start = crate::monotonic_now();
+                    while region.u32(0).load(Ordering::Acquire) == 0
+                        && crate::monotonic_now() - start < Duration::from_secs(20)
+                    {
+                        futex_wait(region.u32(0), 0, Some(Duration::from_secs(20)));
+                    }
+                    let woken = crate::monotonic_now() - start < Duration::from_secs(20);
+                    crate::exit_immediately(if woken { 0 } else { 1 });
+                }
+                Fork::Parent(child) => child,
+            }
+        };
+        let children = [sleep(), sleep(), sleep()];
+        std::thread::sleep(Duration::from_millis(100));
+        region.u32(0).store(1, Ordering::Release);
+        futex_wake(region.u32(0), u32::MAX);
+        for child in children {
+            assert_eq!(crate::wait(child).unwrap(), ExitStatus::Exited(0));
         }
     }
 
