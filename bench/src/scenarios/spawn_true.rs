@@ -86,15 +86,16 @@ pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
 
 /// `posix_spawn` + `waitpid` with a request that needs nothing of the child but the exec.
 fn posix_spawn_floor(program: CString, argv: CStringArray, envp: CStringArray) -> Contender {
-    const NAME: &str = "posix_spawn + wait (fork_sys::spawn)";
-    if SpawnRequest::new(&program, &argv, &envp).method() != SpawnMethod::PosixSpawn {
-        return Contender::skipped(NAME, "fork_sys::spawn uses posix_spawn on Linux/glibc only");
+    const NAME: &str = "posix_spawn + wait (fork_sys::spawn_by)";
+    if !SpawnRequest::new(&program, &argv, &envp).can_use(SpawnMethod::PosixSpawn) {
+        return Contender::skipped(NAME, "fork_sys has posix_spawn on Linux/glibc only");
     }
     Contender::timed(NAME, move |ops| {
         let mut request = SpawnRequest::new(&program, &argv, &envp);
         request.close_fds = false;
         for _ in 0..ops {
-            expect_success(fork_sys::wait(fork_sys::spawn(&request)?)?, PROGRAM)?;
+            let pid = fork_sys::spawn_by(&request, SpawnMethod::PosixSpawn)?;
+            expect_success(fork_sys::wait(pid)?, PROGRAM)?;
         }
         Ok(())
     })

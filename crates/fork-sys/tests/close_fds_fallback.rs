@@ -1,6 +1,8 @@
 //! `close_fds_from` on a kernel without `close_range` (before Linux 5.9), simulated with a
 //! seccomp filter that makes `close_range` fail with `ENOSYS`: an inheritable fd above a
-//! lowered `RLIMIT_NOFILE` soft limit must not reach the program (CPython bpo-21618).
+//! lowered `RLIMIT_NOFILE` soft limit must not reach the program (CPython bpo-21618), by any
+//! method (the clone child, which marks fds close-on-exec with `close_range`, falls back to
+//! closing them).
 //!
 //! Regression: the fallback closed fds only up to the soft limit, so an fd opened before the
 //! limit was lowered leaked into every child.
@@ -127,12 +129,8 @@ fn leaked_into_child(simulated: Simulated, method: SpawnMethod) -> i32 {
     ])
     .unwrap();
     let envp = CStringArray::new(["PATH=/bin:/usr/bin"]).unwrap();
-    let mut request = SpawnRequest::new(&program, &argv, &envp);
-    if method == SpawnMethod::ForkExec {
-        // An option posix_spawn cannot express sends the request through fork+exec.
-        request.umask = Some(0o022);
-    }
-    assert_eq!(request.method(), method);
+    let request = SpawnRequest::new(&program, &argv, &envp);
+    assert!(request.can_use(method), "{method:?}");
     let hard = getrlimit(Resource::Nofile).maximum;
     let hard = match simulated {
         Simulated::NoCloseRange => hard,
@@ -159,7 +157,7 @@ fn leaked_into_child(simulated: Simulated, method: SpawnMethod) -> i32 {
                 if !close_range_is_enosys() {
                     return 13;
                 }
-                let Ok(pid) = fork_sys::spawn(&request) else {
+                let Ok(pid) = fork_sys::spawn_by(&request, method) else {
                     return 14;
                 };
                 match fork_sys::wait(pid) {
@@ -208,6 +206,24 @@ fn without_close_range_posix_spawn_closes_fds_above_the_soft_limit() {
     // glibc's `closefrom` falls back to listing /proc/self/fd itself; checked, not assumed.
     assert_eq!(
         leaked_into_child(Simulated::NoCloseRange, SpawnMethod::PosixSpawn),
+        0,
+        "fd {HIGH_FD}, above the soft limit of {LOWERED_SOFT_LIMIT}, reached the program"
+    );
+}
+
+#[test]
+fn without_close_range_the_clone_child_closes_fds_above_the_soft_limit() {
+    assert_eq!(
+        leaked_into_child(Simulated::NoCloseRange, SpawnMethod::CloneVfork),
+        0,
+        "fd {HIGH_FD}, above the soft limit of {LOWERED_SOFT_LIMIT}, reached the program"
+    );
+}
+
+#[test]
+fn without_close_range_or_proc_the_clone_child_closes_fds_up_to_the_hard_limit() {
+    assert_eq!(
+        leaked_into_child(Simulated::NoCloseRangeNoProc, SpawnMethod::CloneVfork),
         0,
         "fd {HIGH_FD}, above the soft limit of {LOWERED_SOFT_LIMIT}, reached the program"
     );

@@ -52,10 +52,7 @@ impl Kind {
 /// `Queue<u64>` is a clear error instead of garbage: FNV-1a of the type's name and size.
 pub(crate) fn type_tag<T: ?Sized>(size: usize) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in std::any::type_name::<T>()
-        .bytes()
-        .chain(size.to_le_bytes())
-    {
+    for byte in std::any::type_name::<T>().bytes().chain(size.to_le_bytes()) {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
@@ -141,7 +138,11 @@ impl SharedObject {
         })?;
         let region = SharedRegion::attach(file, len).map_err(|err| {
             SyncError::io(
-                format!("map the {} of process {}", Kind::name(kind as u32), handle.pid),
+                format!(
+                    "map the {} of process {}",
+                    Kind::name(kind as u32),
+                    handle.pid
+                ),
                 err,
             )
         })?;
@@ -187,12 +188,12 @@ impl SharedObject {
 fn reopen(pid: u32, fd: i32) -> Result<std::os::fd::OwnedFd, SyncError> {
     use rustix::fs::{Mode, OFlags};
     let path = format!("/proc/{pid}/fd/{fd}");
-    rustix::fs::open(
-        path.as_str(),
-        OFlags::RDWR | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|err| SyncError::io(format!("reopen {path} (is process {pid} still running?)"), err.into()))
+    rustix::fs::open(path.as_str(), OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).map_err(|err| {
+        SyncError::io(
+            format!("reopen {path} (is process {pid} still running?)"),
+            err.into(),
+        )
+    })
 }
 
 #[cfg(not(target_os = "linux"))]

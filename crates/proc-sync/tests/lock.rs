@@ -22,15 +22,27 @@ fn a_holder_killed_while_holding_hands_the_lock_on_with_owner_died() {
     let pid = holder.pid().as_raw() as u32;
     let start = Instant::now();
     while lock.holder() != Some(pid) {
-        assert!(start.elapsed() < Duration::from_secs(10), "child never took the lock");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "child never took the lock"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
     // A second process waits on it meanwhile; it must not get it while the holder lives.
-    assert!(lock.acquire_timeout(Duration::from_millis(100)).unwrap().is_none());
+    assert!(
+        lock.acquire_timeout(Duration::from_millis(100))
+            .unwrap()
+            .is_none()
+    );
     holder.kill().unwrap();
-    let died = lock.acquire().expect_err("the holder died holding the lock");
+    let died = lock
+        .acquire()
+        .expect_err("the holder died holding the lock");
     assert_eq!(died.pid(), pid);
-    assert!(died.to_string().contains(&format!("process {pid} died")), "{died}");
+    assert!(
+        died.to_string().contains(&format!("process {pid} died")),
+        "{died}"
+    );
     let guard = died.into_inner();
     assert_eq!(lock.holder(), Some(std::process::id()));
     drop(guard);
@@ -58,7 +70,10 @@ fn owner_died_through_question_mark_is_a_sync_error_and_releases() {
         let _guard = lock.acquire()?;
         Ok(())
     })();
-    assert!(matches!(taken, Err(SyncError::OwnerDied { what: "lock", .. })), "{taken:?}");
+    assert!(
+        matches!(taken, Err(SyncError::OwnerDied { what: "lock", .. })),
+        "{taken:?}"
+    );
     assert!(!lock.is_locked(), "the guard inside the error was dropped");
 }
 
@@ -113,11 +128,21 @@ fn a_timed_out_acquire_sleeps_rather_than_spins() {
     }
     let cpu = cpu_time();
     let start = Instant::now();
-    assert!(lock.acquire_timeout(Duration::from_millis(600)).unwrap().is_none());
+    assert!(
+        lock.acquire_timeout(Duration::from_millis(600))
+            .unwrap()
+            .is_none()
+    );
     let waited = start.elapsed();
     let used = cpu_time() - cpu;
-    assert!(waited >= Duration::from_millis(600), "gave up early: {waited:?}");
-    assert!(used < Duration::from_millis(60), "a 600 ms wait used {used:?} of CPU");
+    assert!(
+        waited >= Duration::from_millis(600),
+        "gave up early: {waited:?}"
+    );
+    assert!(
+        used < Duration::from_millis(60),
+        "a 600 ms wait used {used:?} of CPU"
+    );
     holder.kill().unwrap();
     let _ = holder.join();
 }
