@@ -426,6 +426,13 @@ enum ChildSide {
     /// of the parent's may run here), and the fds marked close-on-exec rather than closed.
     #[cfg(target_os = "linux")]
     SharedMemory,
+    /// The clone child on the parent's memory *and fd table* (`CLONE_FILES`, Linux): as
+    /// `SharedMemory`, but it takes a table of its own holding only fds 0-2 and copies its
+    /// stdio from the parent by pidfd ([`clone`]'s `take_stdio_from_parent`), so none of the
+    /// parent's other fds is copied into it, nor closed at its exec. Only for `close_fds`
+    /// without `pass_fds`.
+    #[cfg(target_os = "linux")]
+    SharedFdTable,
 }
 
 /// The child's side of [`fork_exec`] and of the clone child, up to and including `execve`;
@@ -441,7 +448,7 @@ fn set_up_child(
         match side {
             ChildSide::Forked => exec::reset_signals_for_exec(),
             #[cfg(target_os = "linux")]
-            ChildSide::SharedMemory => clone::reset_all_signals(),
+            ChildSide::SharedMemory | ChildSide::SharedFdTable => clone::reset_all_signals(),
         }
         .map_err(at(SpawnStep::Signals))?;
         if request.new_session {
@@ -453,9 +460,22 @@ fn set_up_child(
             None => Ok(()),
         }
         .map_err(at(SpawnStep::ProcessGroup))?;
+        #[cfg(target_os = "linux")]
+        if side == ChildSide::SharedFdTable {
+            // Nothing above touched the fd table, which the parent's threads still share.
+            clone::take_stdio_from_parent(request).map_err(at(SpawnStep::Stdio))?;
+        }
+        let own_table = match side {
+            #[cfg(target_os = "linux")]
+            ChildSide::SharedFdTable => false,
+            _ => true,
+        };
         for (source, target) in request.stdio.iter().zip(STDIO_TARGETS) {
-            if let Some(fd) = source {
-                exec::redirect_stdio(*fd, target).map_err(at(SpawnStep::Stdio))?;
+            match source {
+                Some(fd) if own_table => {
+                    exec::redirect_stdio(*fd, target).map_err(at(SpawnStep::Stdio))?;
+                }
+                _ => {}
             }
         }
         if let Some(cwd) = request.cwd {
@@ -465,7 +485,7 @@ fn set_up_child(
             rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask as _));
         }
         set_ids(request.uid, request.gid).map_err(at(SpawnStep::Ids))?;
-        if request.close_fds {
+        if request.close_fds && own_table {
             // Marked, the passed fds get their flag cleared below with the others'; a kernel
             // before 5.11 cannot mark, and the fds are closed instead.
             let marked = side != ChildSide::Forked && exec::mark_cloexec_from(3).is_ok();

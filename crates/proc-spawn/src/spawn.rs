@@ -1,7 +1,7 @@
 //! From a `Command` to a running `Child`: the program looked up in `PATH`, argv, envp and the
 //! working directory turned into C strings, the streams opened, then one call of
-//! `fork_sys::spawn` (posix_spawn, or fork+exec when an option needs it). Everything is built
-//! here, in the parent, before any process starts.
+//! `fork_sys::spawn_child_in_window` (the clone child on Linux, or fork+exec when an option
+//! needs it). Everything is built here, in the parent, before any process starts.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;

@@ -19,6 +19,7 @@
 //! default in the child before its mask is emptied, so no handler of the parent's ever runs
 //! on the child's side (glibc's `posix_spawn` does the same).
 
+use std::cell::Cell;
 use std::ffi::c_void;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -36,11 +37,18 @@ const STACK_SIZE: usize = 256 * 1024;
 /// out and open no pidfd here.
 static NO_CLONE_PIDFD: AtomicBool = AtomicBool::new(false);
 
+/// Set once a child could not take its stdio from the parent ([`take_stdio_from_parent`]:
+/// a kernel before 5.9, or `pidfd_getfd` refused by Yama's `ptrace_scope`, an LSM or
+/// seccomp): later spawns copy the whole fd table and mark it close-on-exec instead.
+static NO_OWN_FD_TABLE: AtomicBool = AtomicBool::new(false);
+
 /// What the child writes for the parent when a step fails; all zero while nothing failed.
 /// Atomics because two processes touch it (one at a time: the parent sleeps meanwhile).
 #[derive(Default)]
 struct Report {
     failed: AtomicBool,
+    /// The failure was in taking the stdio from the parent: try again the other way.
+    retry_without_own_table: AtomicBool,
     step: AtomicU32,
     errno: AtomicI32,
 }
@@ -50,6 +58,15 @@ struct ChildArgs<'r, 'a> {
     request: &'r SpawnRequest<'a>,
     keep: &'r [RawFd],
     report: &'r Report,
+    /// `CLONE_FILES`, then a table of its own with only what the program gets
+    /// (`ChildSide::SharedFdTable`).
+    own_table: bool,
+}
+
+thread_local! {
+    /// The stack of this thread's last clone child, kept for the next: one spawn at a time
+    /// per thread (the parent waits for its child), so one stack per thread is enough.
+    static CACHED_STACK: Cell<Option<ChildStack>> = const { Cell::new(None) };
 }
 
 /// The child's stack, `mmap`'d with a guard page below it (an overflow faults instead of
@@ -110,21 +127,45 @@ pub(super) fn spawn(
     keep: &[RawFd],
     want_pidfd: bool,
 ) -> io::Result<Started> {
-    let stack = ChildStack::new()?;
+    // This thread's stack from the last spawn, or a new one: its mapping, and the pages the
+    // child touched, are made once per thread rather than once per child.
+    let stack = match CACHED_STACK.try_with(Cell::take).ok().flatten() {
+        Some(stack) => stack,
+        None => ChildStack::new()?,
+    };
+    let own_table = request.close_fds
+        && request.pass_fds.is_empty()
+        && !NO_OWN_FD_TABLE.load(Ordering::Relaxed);
+    let started = clone_with_fallbacks(&stack, request, keep, want_pidfd, own_table);
+    // No child runs on it any more (`CLONE_VFORK`). A thread on its way out has no cache
+    // left: the stack is unmapped here instead.
+    let _ = CACHED_STACK.try_with(|cached| cached.set(Some(stack)));
+    started
+}
+
+/// [`spawn`]'s child, started once, or twice when the first could not take its stdio from the
+/// parent (then never again that way in this process).
+fn clone_with_fallbacks(
+    stack: &ChildStack,
+    request: &SpawnRequest<'_>,
+    keep: &[RawFd],
+    want_pidfd: bool,
+    own_table: bool,
+) -> io::Result<Started> {
     let report = Report::default();
     let args = ChildArgs {
         request,
         keep,
         report: &report,
+        own_table,
     };
     let with_pidfd = want_pidfd && !NO_CLONE_PIDFD.load(Ordering::Relaxed);
-    let mut started = clone_child(&stack, &args, with_pidfd);
+    let mut started = clone_child(stack, &args, with_pidfd);
     if with_pidfd && matches!(&started, Err(err) if err.raw_os_error() == Some(libc::EINVAL)) {
         NO_CLONE_PIDFD.store(true, Ordering::Relaxed);
-        started = clone_child(&stack, &args, false);
+        started = clone_child(stack, &args, false);
     }
     let started = started?;
-    drop(stack);
     if report.failed.load(Ordering::Acquire) {
         // The child has `_exit`ed (or is about to): reap it, leave nothing behind.
         drop(started.pidfd);
@@ -134,6 +175,18 @@ pub(super) fn spawn(
             .copied()
             .unwrap_or(SpawnStep::Exec);
         let errno = report.errno.load(Ordering::Relaxed);
+        if own_table && report.retry_without_own_table.load(Ordering::Relaxed) {
+            // Only a refusal of the kernel's (no such call or flag, not permitted) turns the
+            // fast way off; a bad source fd or a full table fails the other way too, with
+            // its own error.
+            if matches!(
+                errno,
+                libc::ENOSYS | libc::EINVAL | libc::EPERM | libc::EACCES
+            ) {
+                NO_OWN_FD_TABLE.store(true, Ordering::Relaxed);
+            }
+            return clone_with_fallbacks(stack, request, keep, want_pidfd, false);
+        }
         return Err(super::SpawnFailure { step, errno }.into_io_error());
     }
     Ok(started)
@@ -149,6 +202,9 @@ fn clone_child(
     let mut flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
     if with_pidfd {
         flags |= libc::CLONE_PIDFD;
+    }
+    if args.own_table {
+        flags |= libc::CLONE_FILES;
     }
     let mut pidfd: libc::c_int = -1;
     let _blocked = BlockedSignals::new()?;
@@ -231,7 +287,17 @@ extern "C" fn child_main(arg: *mut c_void) -> libc::c_int {
     // SAFETY: `arg` is the `ChildArgs` the parent passed to `clone`, alive until we exec or
     // exit (the parent is suspended until then).
     let args = unsafe { &*arg.cast::<ChildArgs<'_, '_>>() };
-    let (step, err) = set_up_child(args.request, args.keep, super::ChildSide::SharedMemory);
+    let side = if args.own_table {
+        super::ChildSide::SharedFdTable
+    } else {
+        super::ChildSide::SharedMemory
+    };
+    let (step, err) = set_up_child(args.request, args.keep, side);
+    if args.own_table && step == SpawnStep::Stdio {
+        args.report
+            .retry_without_own_table
+            .store(true, Ordering::Relaxed);
+    }
     let index = SpawnStep::ALL.iter().position(|&s| s == step).unwrap_or(0) as u32;
     args.report.step.store(index, Ordering::Relaxed);
     args.report.errno.store(
@@ -277,4 +343,76 @@ pub(super) fn reset_all_signals() -> io::Result<()> {
         let empty: libc::sigset_t = std::mem::zeroed();
         set_mask(libc::SIG_SETMASK, &empty, ptr::null_mut())
     }
+}
+
+/// The `CLONE_FILES` child's stdio, without copying the parent's fd table: a table of its own
+/// holding only fds 0-2 (`close_range(3, ~0, CLOSE_RANGE_UNSHARE)` copies nothing above 2,
+/// Linux 5.9+), then each stdio source numbered 3 or more copied from the parent by pidfd
+/// (`pidfd_getfd`, 5.6+: allowed where the parent may be ptrace-attached by its child; Yama's
+/// `ptrace_scope` 1, an LSM or seccomp may refuse) and `dup2`'d into place; a source that is
+/// its own target has its close-on-exec flag cleared. With the N fds of the parent left out,
+/// the child's set-up and its exec no longer copy and close them one by one. Fails, the table
+/// still shared, if the kernel cannot unshare; after that, on a copy's failure. The caller
+/// starts another child the usual way then. Async-signal-safe: raw syscalls only.
+pub(super) fn take_stdio_from_parent(request: &SpawnRequest<'_>) -> io::Result<()> {
+    use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+    // SAFETY: with CLOSE_RANGE_UNSHARE the kernel gives this process a table of its own
+    // holding copies of fds 0-2 and nothing above: the parent's table, shared until here, is
+    // not changed, and this child uses none of the fds it loses (it has not opened any).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_UNSHARE,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let needs_copy = |source: &Option<BorrowedFd<'_>>| source.is_some_and(|fd| fd.as_raw_fd() > 2);
+    if !request.stdio.iter().any(needs_copy) {
+        return set_own_stdio_inheritable(request);
+    }
+    let parent =
+        rustix::process::getppid().ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
+    // The parent cannot have exited (`CLONE_VFORK` holds it): its pid is still its own.
+    let parent = rustix::process::pidfd_open(parent, rustix::process::PidfdFlags::empty())?;
+    for (source, target) in request.stdio.iter().zip(super::STDIO_TARGETS) {
+        let Some(source) = source.filter(|fd| fd.as_raw_fd() > 2) else {
+            continue; // Inherited, or its own target: below.
+        };
+        // SAFETY: pidfd_getfd only reads its integer arguments; the new fd it returns (close-
+        // on-exec) is owned here.
+        let copy = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_getfd,
+                parent.as_raw_fd(),
+                source.as_raw_fd(),
+                0 as libc::c_uint,
+            )
+        };
+        if copy < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the fd pidfd_getfd just installed in this process's own table.
+        let copy = unsafe { OwnedFd::from_raw_fd(copy as RawFd) };
+        super::exec::redirect_stdio(copy.as_fd(), target)?;
+    }
+    set_own_stdio_inheritable(request)
+}
+
+/// A stdio source that is its own target (`spawn` gives any other source below 3 a copy
+/// numbered 3 or more): our copy of the parent's fd at that number, made inheritable as
+/// `dup2` would have made it.
+fn set_own_stdio_inheritable(request: &SpawnRequest<'_>) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+
+    for (source, target) in request.stdio.iter().zip(super::STDIO_TARGETS) {
+        if let Some(fd) = source.filter(|fd| fd.as_raw_fd() == target.raw()) {
+            super::exec::redirect_stdio(fd, target)?;
+        }
+    }
+    Ok(())
 }
