@@ -67,8 +67,9 @@ pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
     .note(
         "The floor is `posix_spawn` asked for nothing but the exec (no fd closing, no \
          redirection) and a `waitpid`. proc-spawn adds what a real spawn needs: the `PATH` \
-         lookup, the environment, closing every fd but 0-2 in the child (`closefrom`), a \
-         pidfd to wait on. std's `Command` also uses `posix_spawn` (vfork underneath) when its \
+         lookup, the environment, a child that sees only fds 0-2 (fork-sys's own vfork-style \
+         child, which takes a table of its own holding only those), a pidfd to wait on (from \
+         `clone`). std's `Command` also uses `posix_spawn` (vfork underneath) when its \
          options allow, so neither cost grows with the parent's memory; plain fork+exec copies \
          the page tables first, cheap for this small harness and not for a large program. \
          Python's `subprocess` uses vfork too on Linux (since 3.10).",

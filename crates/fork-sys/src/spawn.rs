@@ -288,21 +288,27 @@ pub fn spawn_child_in_window(
     window: &SpawnWindow,
 ) -> io::Result<ChildHandle> {
     let started = start(request, request.method(), window, true)?;
-    Ok(match started.pidfd {
-        Some(pidfd) => ChildHandle::with_exit_fd(started.pid, pidfd),
-        None => ChildHandle::new(started.pid),
-    })
+    #[cfg(target_os = "linux")]
+    if let Some(pidfd) = started.pidfd {
+        return Ok(ChildHandle::with_exit_fd(started.pid, pidfd));
+    }
+    Ok(ChildHandle::new(started.pid))
 }
 
-/// A started child: its pid, and its pidfd when the method made one.
+/// A started child: its pid, and its pidfd when the method made one (Linux).
 struct Started {
     pid: Pid,
+    #[cfg(target_os = "linux")]
     pidfd: Option<OwnedFd>,
 }
 
 impl From<Pid> for Started {
     fn from(pid: Pid) -> Started {
-        Started { pid, pidfd: None }
+        Started {
+            pid,
+            #[cfg(target_os = "linux")]
+            pidfd: None,
+        }
     }
 }
 
@@ -465,11 +471,10 @@ fn set_up_child(
             // Nothing above touched the fd table, which the parent's threads still share.
             clone::take_stdio_from_parent(request).map_err(at(SpawnStep::Stdio))?;
         }
-        let own_table = match side {
-            #[cfg(target_os = "linux")]
-            ChildSide::SharedFdTable => false,
-            _ => true,
-        };
+        #[cfg(target_os = "linux")]
+        let own_table = side != ChildSide::SharedFdTable;
+        #[cfg(not(target_os = "linux"))]
+        let own_table = true;
         for (source, target) in request.stdio.iter().zip(STDIO_TARGETS) {
             match source {
                 Some(fd) if own_table => {
