@@ -1,8 +1,9 @@
 //! `close_fds_from` on a kernel without `close_range` (before Linux 5.9), simulated with a
 //! seccomp filter that makes `close_range` fail with `ENOSYS`: an inheritable fd above a
 //! lowered `RLIMIT_NOFILE` soft limit must not reach the program (CPython bpo-21618), by any
-//! method (the clone child, which marks fds close-on-exec with `close_range`, falls back to
-//! closing them).
+//! method. The clone child, which takes an fd table of its own with `close_range` and copies
+//! its stdio with `pidfd_getfd` (refused here too, with `EPERM`, as Yama's `ptrace_scope` 1
+//! would), falls back to a copied table that it marks close-on-exec or closes.
 //!
 //! Regression: the fallback closed fds only up to the soft limit, so an fd opened before the
 //! limit was lowered leaked into every child.
@@ -33,24 +34,24 @@ const AUDIT_ARCH: u32 = 0xC000_003E; // AUDIT_ARCH_X86_64
 #[cfg(target_arch = "aarch64")]
 const AUDIT_ARCH: u32 = 0xC000_00B7; // AUDIT_ARCH_AARCH64
 
-/// Which way the child's `close_fds_from` is pushed.
+/// What the kernel refuses, which pushes the spawn onto a fallback.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Simulated {
+enum Refused {
     /// `close_range` is `ENOSYS`: the fallback lists `/proc/self/fd`.
-    NoCloseRange,
+    CloseRange,
     /// `close_range` is `ENOSYS` and no directory opens (`O_DIRECTORY` is `ENOENT`, as without
     /// `/proc`): the fallback loops up to the hard limit.
-    NoCloseRangeNoProc,
+    CloseRangeAndProc,
     /// `pidfd_getfd` is `EPERM` (as under Yama's `ptrace_scope` 1): the clone child cannot
     /// copy its stdio from the parent, and the spawn must fall back to copying the fd table.
-    NoPidfdGetfd,
+    PidfdGetfd,
 }
 
 /// Installs a seccomp filter on the calling thread (and what it forks and execs): `close_range`
-/// fails with `ENOSYS`; with `NoCloseRangeNoProc`, an `openat` with `O_DIRECTORY` fails with
-/// `ENOENT` as well; with `NoPidfdGetfd`, only `pidfd_getfd` fails, with `EPERM`.
+/// fails with `ENOSYS`; with `CloseRangeAndProc`, an `openat` with `O_DIRECTORY` fails with
+/// `ENOENT` as well; with `PidfdGetfd`, only `pidfd_getfd` fails, with `EPERM`.
 /// Async-signal-safe: two `prctl`s on a filter built on the stack.
-fn install_filter(simulated: Simulated) -> bool {
+fn install_filter(refused: Refused) -> bool {
     const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
     const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
     const JSET_K: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
@@ -65,7 +66,7 @@ fn install_filter(simulated: Simulated) -> bool {
         k,
     };
     let jump = |code, k, jt, jf| libc::sock_filter { code, jt, jf, k };
-    let hide_proc = u32::from(simulated == Simulated::NoCloseRangeNoProc);
+    let hide_proc = u32::from(refused == Refused::CloseRangeAndProc);
     let filter = [
         op(LD_W_ABS, ARCH_OFFSET),
         jump(JEQ_K, AUDIT_ARCH, 1, 0),
@@ -73,7 +74,7 @@ fn install_filter(simulated: Simulated) -> bool {
         op(LD_W_ABS, NR_OFFSET),
         jump(
             JEQ_K,
-            if simulated == Simulated::NoPidfdGetfd {
+            if refused == Refused::PidfdGetfd {
                 libc::SYS_pidfd_getfd as u32
             } else {
                 libc::SYS_close_range as u32
@@ -84,7 +85,7 @@ fn install_filter(simulated: Simulated) -> bool {
         op(
             RET_K,
             libc::SECCOMP_RET_ERRNO
-                | if simulated == Simulated::NoPidfdGetfd {
+                | if refused == Refused::PidfdGetfd {
                     libc::EPERM as u32
                 } else {
                     libc::ENOSYS as u32
@@ -131,12 +132,12 @@ fn close_range_is_enosys() -> bool {
     rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS)
 }
 
-/// In a forked child: lowers the soft fd limit (and, with `NoCloseRangeNoProc`, the hard one
+/// In a forked child: lowers the soft fd limit (and, with `CloseRangeAndProc`, the hard one
 /// to 2048, to keep the loop short), makes [`HIGH_FD`] inheritable, installs the filter and
 /// spawns `sh -c 'test -e /proc/self/fd/1000 || echo ok'` with `close_fds` by `method`, its
 /// stdout on a pipe. Returns the child's exit code: 0 when the shell did not see the fd and
 /// its `ok` came through the pipe, 1 when it leaked, 10+ when the set-up failed.
-fn leaked_into_child(simulated: Simulated, method: SpawnMethod) -> i32 {
+fn leaked_into_child(refused: Refused, method: SpawnMethod) -> i32 {
     // One test at a time under `cargo test`'s threads: they all need fd `HIGH_FD`.
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _turn = ONE_AT_A_TIME
@@ -156,9 +157,9 @@ fn leaked_into_child(simulated: Simulated, method: SpawnMethod) -> i32 {
     request.stdio[1] = Some(write.as_fd());
     assert!(request.can_use(method), "{method:?}");
     let hard = getrlimit(Resource::Nofile).maximum;
-    let hard = match simulated {
-        Simulated::NoCloseRange | Simulated::NoPidfdGetfd => hard,
-        Simulated::NoCloseRangeNoProc => Some(2048),
+    let hard = match refused {
+        Refused::CloseRange | Refused::PidfdGetfd => hard,
+        Refused::CloseRangeAndProc => Some(2048),
     };
     // SAFETY: the child makes syscalls and, on glibc whose atfork handlers keep malloc usable,
     // the spawn's own small allocations; it leaves through `exit_immediately`.
@@ -175,10 +176,10 @@ fn leaked_into_child(simulated: Simulated, method: SpawnMethod) -> i32 {
                 if rustix::io::fcntl_setfd(&high, FdFlags::empty()).is_err() {
                     return 11;
                 }
-                if !install_filter(simulated) {
+                if !install_filter(refused) {
                     return 12;
                 }
-                if close_range_is_enosys() != (simulated != Simulated::NoPidfdGetfd) {
+                if close_range_is_enosys() != (refused != Refused::PidfdGetfd) {
                     return 13;
                 }
                 let Ok(pid) = fork_sys::spawn_by(&request, method) else {
@@ -221,23 +222,23 @@ fn open_high_fd() -> OwnedFd {
 #[test]
 fn no_method_leaks_an_fd_above_a_lowered_soft_limit_whatever_the_kernel_refuses() {
     let cases = [
-        (Simulated::NoCloseRange, SpawnMethod::ForkExec),
-        (Simulated::NoCloseRangeNoProc, SpawnMethod::ForkExec),
-        (Simulated::NoCloseRange, SpawnMethod::PosixSpawn),
-        (Simulated::NoCloseRange, SpawnMethod::CloneVfork),
-        (Simulated::NoCloseRangeNoProc, SpawnMethod::CloneVfork),
-        (Simulated::NoPidfdGetfd, SpawnMethod::CloneVfork),
+        (Refused::CloseRange, SpawnMethod::ForkExec),
+        (Refused::CloseRangeAndProc, SpawnMethod::ForkExec),
+        (Refused::CloseRange, SpawnMethod::PosixSpawn),
+        (Refused::CloseRange, SpawnMethod::CloneVfork),
+        (Refused::CloseRangeAndProc, SpawnMethod::CloneVfork),
+        (Refused::PidfdGetfd, SpawnMethod::CloneVfork),
     ];
     let program = CString::new("/bin/sh").unwrap();
     let argv = CStringArray::new(["sh"]).unwrap();
-    for (simulated, method) in cases {
+    for (refused, method) in cases {
         if !SpawnRequest::new(&program, &argv, &argv).can_use(method) {
             continue; // posix_spawn off glibc
         }
         assert_eq!(
-            leaked_into_child(simulated, method),
+            leaked_into_child(refused, method),
             0,
-            "{simulated:?}, {method:?}: fd {HIGH_FD}, above the soft limit of \
+            "{refused:?}, {method:?}: fd {HIGH_FD}, above the soft limit of \
              {LOWERED_SOFT_LIMIT}, reached the program (1) or the set-up failed (10+)"
         );
     }
