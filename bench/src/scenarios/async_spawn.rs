@@ -57,12 +57,14 @@ pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
          holding only fds 0-2 (`close_range` with `CLOSE_RANGE_UNSHARE`) and copies its \
          stdio from the parent (`pidfd_getfd`), so it copies and closes none. The \
          `close_fds(false)` row must give the child every inheritable fd, so it copies the \
-         whole table as std does. The physical floor, a C loop doing the same with \
-         `vfork` + `execve` and a `poll` loop (bench/c/async_spawn_floor.c), took 490-520 µs \
-         per child on the 2-core AMD VM (Dec 2026), most of it `echo`'s own start and exit \
-         (its dynamic loader and glibc's CPU feature probe, whose `cpuid` traps in a VM): \
-         half of Python's time is below that floor there, so 2x Python cannot be reached on \
-         such a machine by any spawner.",
+         whole table as std does. The physical floor, C loops doing the same with a `poll` \
+         loop and `waitpid` (bench/c/async_spawn_floor.c, stdout only), measured on the \
+         2-core AMD VM (Dec 2026, quiet): 471 µs per child with `vfork` + `execve`, 495 µs \
+         with `posix_spawn`, 432 µs with the own-table child; most of it is `echo`'s own start \
+         and exit (its dynamic loader and glibc's CPU feature probe, whose `cpuid` traps in a \
+         VM). Half of Python's time there (470-540 µs) is at or below the floor of any child \
+         that copies the parent's table: 2x Python is out of reach for std, tokio and \
+         Python's own design, and within 10% of the own-table floor.",
     )
     .contender(proc_spawn)
     .contender(proc_spawn_keep_fds)
