@@ -1,13 +1,17 @@
 //! Linux: our own vfork-style child, `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)` on a stack
 //! of its own, instead of glibc's `posix_spawn`.
 //!
-//! Why not `posix_spawn` with `closefrom`: the parent is suspended from `clone` until the child
-//! execs, and with N children in flight it holds ~3N fds that `closefrom` closes *in the child,
-//! while the parent waits*. This child only marks them close-on-exec (`close_range` with
-//! `CLOSE_RANGE_CLOEXEC`, a few bitmap words), so the kernel closes them during `execve`,
-//! after it has released the parent, as it does for std's and tokio's children (whose fds are
-//! all close-on-exec already). `CLONE_PIDFD` hands back the pidfd the caller would otherwise
-//! open with `pidfd_open`. Failures travel back in memory (the child shares ours) instead of
+//! Why not `posix_spawn` with `closefrom`: with N children in flight the parent holds ~3N
+//! fds; the child gets a copy of them all at `clone` and `closefrom` closes them one by one,
+//! *while the parent waits* (vfork). std's and tokio's children close them at `execve` instead
+//! (all close-on-exec), after the parent resumed, but still copy and close each. With
+//! `close_fds` and no `pass_fds` this child copies none: it shares the parent's table
+//! (`CLONE_FILES`), takes one of its own holding only fds 0-2 and copies its stdio from the
+//! parent ([`take_stdio_from_parent`]). Otherwise (fds passed, `close_fds(false)`, or a kernel
+//! or ptrace policy that refuses, after which the process never tries again) it gets the usual
+//! copy and only marks it close-on-exec (`close_range` with `CLOSE_RANGE_CLOEXEC`, a few bitmap
+//! words), so the kernel closes the fds during `execve`, after the parent resumed.
+//! `CLONE_PIDFD` hands back the pidfd the caller would otherwise open with `pidfd_open`. Failures travel back in memory (the child shares ours) instead of
 //! over a pipe: the child writes the step and errno into a [`Report`] and `_exit`s; the parent
 //! reads it when `clone` returns, which `CLONE_VFORK` delays until the child has exec'd or
 //! exited.
@@ -241,11 +245,17 @@ struct BlockedSignals {
 
 impl BlockedSignals {
     fn new() -> io::Result<BlockedSignals> {
-        // SAFETY: an all-zero sigset_t is a valid (empty) set; the kernel reads the full set
-        // (all ones, as sigfillset would make it) and writes the old mask into `previous`.
+        // SAFETY: a sigset_t is plain bits: all ones is the full set (glibc's `sigfillset`
+        // would leave out its internal signals, which glibc's own posix_spawn blocks too) and
+        // all zeros the empty one; the kernel reads `all` and writes the old mask into
+        // `previous`.
         unsafe {
             let mut all: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&mut all);
+            ptr::write_bytes(
+                ptr::from_mut(&mut all).cast::<u8>(),
+                0xff,
+                std::mem::size_of::<libc::sigset_t>(),
+            );
             let mut previous: libc::sigset_t = std::mem::zeroed();
             set_mask(libc::SIG_SETMASK, &all, &mut previous)?;
             Ok(BlockedSignals { previous })
@@ -270,9 +280,15 @@ unsafe fn set_mask(
     set: *const libc::sigset_t,
     old: *mut libc::sigset_t,
 ) -> io::Result<()> {
-    /// The kernel's sigset size (64 signals), not glibc's 1024-bit `sigset_t`.
-    const KERNEL_SIGSET_SIZE: usize = 8;
-    // SAFETY: the caller's contract; the kernel reads and writes 8 bytes, within the sets.
+    /// The kernel's sigset size (`_NSIG` bits: 128 on MIPS, 64 elsewhere), not glibc's
+    /// 1024-bit `sigset_t`.
+    const KERNEL_SIGSET_SIZE: usize = if cfg!(any(target_arch = "mips", target_arch = "mips64")) {
+        16
+    } else {
+        8
+    };
+    // SAFETY: the caller's contract; the kernel reads and writes KERNEL_SIGSET_SIZE bytes,
+    // within glibc's 128-byte sets.
     let rc = unsafe { libc::syscall(libc::SYS_rt_sigprocmask, how, set, old, KERNEL_SIGSET_SIZE) };
     if rc == 0 {
         Ok(())
@@ -314,8 +330,12 @@ extern "C" fn child_main(arg: *mut c_void) -> libc::c_int {
 /// glibc's internal signals (32, 33), which its `sigaction` refuses, are left alone: they are
 /// sent only to the parent's threads, by tid. Async-signal-safe.
 pub(super) fn reset_all_signals() -> io::Result<()> {
-    /// The highest signal number Linux has (`_NSIG - 1`) on every architecture but MIPS.
-    const LAST_SIGNAL: libc::c_int = 64;
+    /// The highest signal number Linux has (`_NSIG - 1`).
+    const LAST_SIGNAL: libc::c_int = if cfg!(any(target_arch = "mips", target_arch = "mips64")) {
+        127
+    } else {
+        64
+    };
     for signal in 1..=LAST_SIGNAL {
         if signal == libc::SIGKILL || signal == libc::SIGSTOP {
             continue;
