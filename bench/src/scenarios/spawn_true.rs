@@ -67,8 +67,9 @@ pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
     .note(
         "The floor is `posix_spawn` asked for nothing but the exec (no fd closing, no \
          redirection) and a `waitpid`. proc-spawn adds what a real spawn needs: the `PATH` \
-         lookup, the environment, closing every fd but 0-2 in the child (`closefrom`), a \
-         pidfd to wait on. std's `Command` also uses `posix_spawn` (vfork underneath) when its \
+         lookup, the environment, a child that sees only fds 0-2 (fork-sys's own vfork-style \
+         child, which takes a table of its own holding only those), a pidfd to wait on (from \
+         `clone`). std's `Command` also uses `posix_spawn` (vfork underneath) when its \
          options allow, so neither cost grows with the parent's memory; plain fork+exec copies \
          the page tables first, cheap for this small harness and not for a large program. \
          Python's `subprocess` uses vfork too on Linux (since 3.10).",
@@ -86,15 +87,16 @@ pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
 
 /// `posix_spawn` + `waitpid` with a request that needs nothing of the child but the exec.
 fn posix_spawn_floor(program: CString, argv: CStringArray, envp: CStringArray) -> Contender {
-    const NAME: &str = "posix_spawn + wait (fork_sys::spawn)";
-    if SpawnRequest::new(&program, &argv, &envp).method() != SpawnMethod::PosixSpawn {
-        return Contender::skipped(NAME, "fork_sys::spawn uses posix_spawn on Linux/glibc only");
+    const NAME: &str = "posix_spawn + wait (fork_sys::spawn_by)";
+    if !SpawnRequest::new(&program, &argv, &envp).can_use(SpawnMethod::PosixSpawn) {
+        return Contender::skipped(NAME, "fork_sys has posix_spawn on Linux/glibc only");
     }
     Contender::timed(NAME, move |ops| {
         let mut request = SpawnRequest::new(&program, &argv, &envp);
         request.close_fds = false;
         for _ in 0..ops {
-            expect_success(fork_sys::wait(fork_sys::spawn(&request)?)?, PROGRAM)?;
+            let pid = fork_sys::spawn_by(&request, SpawnMethod::PosixSpawn)?;
+            expect_success(fork_sys::wait(pid)?, PROGRAM)?;
         }
         Ok(())
     })

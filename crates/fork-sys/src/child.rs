@@ -105,6 +105,19 @@ impl ChildHandle {
         }
     }
 
+    /// [`new`](ChildHandle::new) with the exit watcher already open: `exit_fd` is the
+    /// child's pidfd, made by `clone` (`CLONE_PIDFD`) with the child.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn with_exit_fd(pid: Pid, exit_fd: OwnedFd) -> ChildHandle {
+        ChildHandle {
+            pid,
+            status: None,
+            kind: Kind::Own {
+                watcher: ExitWatcher::from_fd(exit_fd),
+            },
+        }
+    }
+
     /// A child forked and reaped by another process (a fork server), which writes the child's
     /// raw wait status ([`ExitStatus::into_raw`], 4 bytes little endian, one write) on `status`
     /// once it has reaped it, then closes it. `pidfd` (Linux, opened by the server before it

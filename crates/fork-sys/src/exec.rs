@@ -178,6 +178,41 @@ pub unsafe fn close_fds_from(lowest: RawFd, keep: &[RawFd]) -> io::Result<()> {
     }
 }
 
+/// Sets close-on-exec on every fd from `lowest` up (`close_range` with `CLOSE_RANGE_CLOEXEC`,
+/// Linux 5.11+), so the next `execve` closes them; clear the flag again on fds the program
+/// should inherit. Unlike [`close_fds_from`] it closes nothing now: in a vfork-style child the
+/// closing then happens inside `execve`, after the suspended parent was released, instead of
+/// while it waits. `EINVAL` (Linux 5.9 and 5.10) or `ENOSYS` (older, and off Linux) when the
+/// kernel cannot: close the fds instead. Async-signal-safe.
+///
+/// # References
+///  - [Linux close_range](https://man7.org/linux/man-pages/man2/close_range.2.html)
+pub fn mark_cloexec_from(lowest: RawFd) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: with CLOSE_RANGE_CLOEXEC, close_range only sets a flag on open fds; it
+        // closes none, so no owner of an fd is affected before an exec.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                lowest.max(0) as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = lowest;
+        Err(io::Error::from_raw_os_error(libc::ENOSYS))
+    }
+}
+
 /// `close_range` over every gap between the kept fds, from `lowest` up; `ENOSYS` where the
 /// kernel (before Linux 5.9) or the platform has no `close_range`.
 ///

@@ -74,7 +74,7 @@ pub use socket::{
 };
 pub use spawn::{
     ProcessGroup, SpawnFailure, SpawnMethod, SpawnRequest, SpawnStep, SpawnWindow,
-    check_executable, spawn, spawn_in_window, spawn_window,
+    check_executable, spawn, spawn_by, spawn_child_in_window, spawn_in_window, spawn_window,
 };
 pub use stack_overflow::{prepare_stack_overflow_report, report_stack_overflow_as_this_process};
 pub use status::ExitStatus;

@@ -237,7 +237,14 @@ impl SharedRegion {
         );
         // SAFETY: in bounds and 4-aligned (checked; the mapping is page-aligned); shared
         // memory accessed only through atomics; the borrow cannot outlive the mapping.
-        unsafe { &*self.base.as_ptr().cast::<u8>().add(offset).cast::<AtomicU32>() }
+        unsafe {
+            &*self
+                .base
+                .as_ptr()
+                .cast::<u8>()
+                .add(offset)
+                .cast::<AtomicU32>()
+        }
     }
 
     /// The 64-bit word at byte `offset` (a multiple of 8).
@@ -336,9 +343,8 @@ impl SharedRegion {
         );
         // SAFETY: `T: Plain` has no padding, so all its `size_of::<T>()` bytes are
         // initialized; the slice borrows `value` for this call only.
-        let bytes = unsafe {
-            std::slice::from_raw_parts((&raw const value).cast::<u8>(), size_of::<T>())
-        };
+        let bytes =
+            unsafe { std::slice::from_raw_parts((&raw const value).cast::<u8>(), size_of::<T>()) };
         self.write_bytes(offset, bytes);
     }
 

@@ -1,19 +1,26 @@
-//! Starting a program in a new process: `posix_spawn` when the request allows it (glibc's runs
-//! the child on the parent's memory with `CLONE_VFORK`, so its cost does not grow with the
-//! parent's size), fork+exec otherwise. Everything the child needs is in a [`SpawnRequest`]
-//! built before either starts; nothing allocates in the child.
+//! Starting a program in a new process. On Linux our own vfork-style child
+//! (`clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)`, in [`clone`]): it runs on the parent's
+//! memory, so its cost does not grow with the parent's size, and it leaves the closing of the
+//! parent's fds to `execve`, after the parent resumed. Elsewhere `posix_spawn` when the request
+//! allows it (glibc's is vfork-style too), and fork+exec for what neither can do (`uid`/`gid`,
+//! whose glibc wrappers must not run on shared memory). Everything the child needs is in a
+//! [`SpawnRequest`] built before any starts; nothing allocates in the child.
 //!
 //! A failure in the child comes back as an `io::Error` of the errno's kind holding a
-//! [`SpawnFailure`]: the errno and the step that failed (`chdir`, `exec`, ...). `posix_spawn`
-//! returns the errno itself (glibc), and the step is worked out after the fact; the fork+exec
-//! path reads both from a close-on-exec pipe, as CPython's `_posixsubprocess` does.
+//! [`SpawnFailure`]: the errno and the step that failed (`chdir`, `exec`, ...). The clone
+//! child writes both into memory it shares with the parent; `posix_spawn` returns the errno
+//! itself (glibc), and the step is worked out after the fact; the fork+exec path reads both
+//! from a close-on-exec pipe, as CPython's `_posixsubprocess` does.
+
+#[cfg(target_os = "linux")]
+mod clone;
 
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use crate::exec::{self, CStringArray, StdioFd};
-use crate::{Fork, Pid};
+use crate::{ChildHandle, Fork, Pid};
 
 /// Which process group a spawned child joins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +153,10 @@ impl std::error::Error for SpawnFailure {}
 /// How [`spawn`] starts a given request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpawnMethod {
+    /// Linux: our own `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)` child on a stack of its
+    /// own, which marks the fds it must not pass close-on-exec (the kernel closes them in
+    /// `execve`, after the parent resumed) instead of closing them while the parent waits.
+    CloneVfork,
     /// glibc's `posix_spawn` (`clone(CLONE_VM | CLONE_VFORK)` underneath).
     PosixSpawn,
     /// `fork`, the child's setup, `execve`; exec errors over a close-on-exec pipe.
@@ -176,23 +187,36 @@ impl<'a> SpawnRequest<'a> {
         }
     }
 
-    /// The method [`spawn`] will use: `posix_spawn` on Linux with glibc unless the request
-    /// asks for something it cannot express (`uid`, `gid`, `umask`, `pass_fds`), or something
-    /// this glibc lacks (a `cwd` before glibc 2.29, which added `addchdir_np`; `close_fds`
-    /// before 2.34, which added `addclosefrom_np`); fork+exec otherwise and on every other
-    /// platform.
+    /// The method [`spawn`] will use: on Linux the clone child unless the request sets `uid`
+    /// or `gid` (their libc wrappers keep process-wide state, which a child on the parent's
+    /// memory must not touch); fork+exec then, and on every other platform.
+    /// ([`SpawnMethod::PosixSpawn`] is there for [`spawn_by`]: the clone child does all it
+    /// does and leaves the fds to `execve`.)
     pub fn method(&self) -> SpawnMethod {
-        let expressible = self.uid.is_none()
-            && self.gid.is_none()
-            && self.umask.is_none()
-            && self.pass_fds.is_empty();
-        if cfg!(all(target_os = "linux", target_env = "gnu"))
-            && expressible
-            && posix_spawn_supports(self)
-        {
-            SpawnMethod::PosixSpawn
+        if cfg!(target_os = "linux") && self.uid.is_none() && self.gid.is_none() {
+            SpawnMethod::CloneVfork
         } else {
             SpawnMethod::ForkExec
+        }
+    }
+
+    /// Whether `method` can start this request here: the clone child on Linux without
+    /// `uid`/`gid`; `posix_spawn` on Linux with glibc without `uid`, `gid`, `umask`,
+    /// `pass_fds`, nor something this glibc lacks (a `cwd` before glibc 2.29, which added
+    /// `addchdir_np`; `close_fds` before 2.34, which added `addclosefrom_np`); fork+exec
+    /// always.
+    pub fn can_use(&self, method: SpawnMethod) -> bool {
+        match method {
+            SpawnMethod::CloneVfork => self.method() == SpawnMethod::CloneVfork,
+            SpawnMethod::PosixSpawn => {
+                cfg!(all(target_os = "linux", target_env = "gnu"))
+                    && self.uid.is_none()
+                    && self.gid.is_none()
+                    && self.umask.is_none()
+                    && self.pass_fds.is_empty()
+                    && posix_spawn_supports(self)
+            }
+            SpawnMethod::ForkExec => true,
         }
     }
 }
@@ -212,6 +236,20 @@ impl<'a> SpawnRequest<'a> {
 ///  - [Linux](https://man7.org/linux/man-pages/man3/posix_spawn.3.html)
 pub fn spawn(request: &SpawnRequest<'_>) -> io::Result<Pid> {
     spawn_in_window(request, &spawn_window())
+}
+
+/// [`spawn`] by the given method rather than [`SpawnRequest::method`]'s choice: to compare
+/// methods (benchmarks) or test each. `ErrorKind::Unsupported` when the method cannot start
+/// this request here ([`SpawnRequest::can_use`]).
+pub fn spawn_by(request: &SpawnRequest<'_>, method: SpawnMethod) -> io::Result<Pid> {
+    if !request.can_use(method) {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{method:?} cannot start this request on this platform"),
+        ));
+    }
+    let window = spawn_window();
+    Ok(start(request, method, &window, false)?.pid)
 }
 
 /// The shared side of the fork lock (Go's `syscall.ForkLock`), held by a spawner from
@@ -239,6 +277,50 @@ pub fn spawn_window() -> SpawnWindow {
 /// [`spawn`] inside a [`SpawnWindow`] the caller holds (and keeps until it has closed the
 /// child-side ends of the child's pipes).
 pub fn spawn_in_window(request: &SpawnRequest<'_>, window: &SpawnWindow) -> io::Result<Pid> {
+    Ok(start(request, request.method(), window, false)?.pid)
+}
+
+/// [`spawn_in_window`], returning the child in a [`ChildHandle`] ready to wait on. On Linux
+/// the clone child's pidfd comes from `clone` itself (`CLONE_PIDFD`), which saves the
+/// `pidfd_open` that [`ChildHandle::new`] makes.
+pub fn spawn_child_in_window(
+    request: &SpawnRequest<'_>,
+    window: &SpawnWindow,
+) -> io::Result<ChildHandle> {
+    let started = start(request, request.method(), window, true)?;
+    #[cfg(target_os = "linux")]
+    if let Some(pidfd) = started.pidfd {
+        return Ok(ChildHandle::with_exit_fd(started.pid, pidfd));
+    }
+    Ok(ChildHandle::new(started.pid))
+}
+
+/// A started child: its pid, and its pidfd when the method made one (Linux).
+struct Started {
+    pid: Pid,
+    #[cfg(target_os = "linux")]
+    pidfd: Option<OwnedFd>,
+}
+
+impl From<Pid> for Started {
+    fn from(pid: Pid) -> Started {
+        Started {
+            pid,
+            #[cfg(target_os = "linux")]
+            pidfd: None,
+        }
+    }
+}
+
+/// Starts `request` by `method` (which [`SpawnRequest::can_use`]); with `want_pidfd`, the
+/// clone child's pidfd is asked of the kernel too.
+fn start(
+    request: &SpawnRequest<'_>,
+    method: SpawnMethod,
+    window: &SpawnWindow,
+    want_pidfd: bool,
+) -> io::Result<Started> {
+    let _ = want_pidfd; // Only the clone child, on Linux, has a pidfd to give.
     // A source fd below 3 could be overwritten by an earlier `dup2` onto 0, 1 or 2 before it is
     // read; a copy numbered 3 or higher (and close-on-exec) cannot.
     let mut copies: [Option<OwnedFd>; 3] = [None, None, None];
@@ -260,10 +342,16 @@ pub fn spawn_in_window(request: &SpawnRequest<'_>, window: &SpawnWindow) -> io::
         stdio,
         ..request.clone()
     };
-    match request.method() {
+    match method {
+        #[cfg(target_os = "linux")]
+        SpawnMethod::CloneVfork => {
+            let mut keep: Vec<RawFd> = request.pass_fds.iter().map(AsRawFd::as_raw_fd).collect();
+            keep.sort_unstable();
+            clone::spawn(&request, &keep, want_pidfd)
+        }
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        SpawnMethod::PosixSpawn => posix::spawn(&request, window),
-        _ => fork_exec(&request, window),
+        SpawnMethod::PosixSpawn => posix::spawn(&request, window).map(Started::from),
+        _ => fork_exec(&request, window).map(Started::from),
     }
 }
 
@@ -316,7 +404,7 @@ fn fork_exec(request: &SpawnRequest<'_>, _window: &SpawnWindow) -> io::Result<Pi
     // before the fork, no allocation) and leaves through `report_errno_and_exit` if exec fails.
     match unsafe { crate::fork::fork_unlocked()? } {
         Fork::Child => {
-            let (step, err) = set_up_child(request, &keep);
+            let (step, err) = set_up_child(request, &keep, ChildSide::Forked);
             // A bare kind (never from exec, but from a setup step) has no errno: say EINVAL.
             let errno = err.raw_os_error().unwrap_or(libc::EINVAL);
             report_failure_and_exit(err_write.as_fd(), step, errno)
@@ -335,12 +423,40 @@ fn fork_exec(request: &SpawnRequest<'_>, _window: &SpawnWindow) -> io::Result<Pi
     }
 }
 
-/// The child's side of [`fork_exec`], up to and including `execve`; returns the step that
-/// stopped it and its error. Async-signal-safe: no allocation, no locks.
-fn set_up_child(request: &SpawnRequest<'_>, keep: &[RawFd]) -> (SpawnStep, io::Error) {
+/// Which kind of child runs [`set_up_child`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChildSide {
+    /// A forked copy: closes the fds it must not pass; `SIGPIPE` and the mask reset.
+    Forked,
+    /// The clone child on the parent's memory (Linux): every handled signal reset (no handler
+    /// of the parent's may run here), and the fds marked close-on-exec rather than closed.
+    #[cfg(target_os = "linux")]
+    SharedMemory,
+    /// The clone child on the parent's memory *and fd table* (`CLONE_FILES`, Linux): as
+    /// `SharedMemory`, but it takes a table of its own holding only fds 0-2 and copies its
+    /// stdio from the parent by pidfd ([`clone`]'s `take_stdio_from_parent`), so none of the
+    /// parent's other fds is copied into it, nor closed at its exec. Only for `close_fds`
+    /// without `pass_fds`.
+    #[cfg(target_os = "linux")]
+    SharedFdTable,
+}
+
+/// The child's side of [`fork_exec`] and of the clone child, up to and including `execve`;
+/// returns the step that stopped it and its error. Async-signal-safe: no allocation, no
+/// locks. `keep` (sorted) holds the fds a closing pass must leave open.
+fn set_up_child(
+    request: &SpawnRequest<'_>,
+    keep: &[RawFd],
+    side: ChildSide,
+) -> (SpawnStep, io::Error) {
     let at = |step: SpawnStep| move |err: io::Error| (step, err);
     let set_up = || -> Result<(), (SpawnStep, io::Error)> {
-        exec::reset_signals_for_exec().map_err(at(SpawnStep::Signals))?;
+        match side {
+            ChildSide::Forked => exec::reset_signals_for_exec(),
+            #[cfg(target_os = "linux")]
+            ChildSide::SharedMemory | ChildSide::SharedFdTable => clone::reset_all_signals(),
+        }
+        .map_err(at(SpawnStep::Signals))?;
         if request.new_session {
             exec::setsid().map_err(at(SpawnStep::NewSession))?;
         }
@@ -350,9 +466,21 @@ fn set_up_child(request: &SpawnRequest<'_>, keep: &[RawFd]) -> (SpawnStep, io::E
             None => Ok(()),
         }
         .map_err(at(SpawnStep::ProcessGroup))?;
+        #[cfg(target_os = "linux")]
+        if side == ChildSide::SharedFdTable {
+            // Nothing above touched the fd table, which the parent's threads still share.
+            clone::take_stdio_from_parent(request).map_err(at(SpawnStep::Stdio))?;
+        }
+        #[cfg(target_os = "linux")]
+        let own_table = side != ChildSide::SharedFdTable;
+        #[cfg(not(target_os = "linux"))]
+        let own_table = true;
         for (source, target) in request.stdio.iter().zip(STDIO_TARGETS) {
-            if let Some(fd) = source {
-                exec::redirect_stdio(*fd, target).map_err(at(SpawnStep::Stdio))?;
+            match source {
+                Some(fd) if own_table => {
+                    exec::redirect_stdio(*fd, target).map_err(at(SpawnStep::Stdio))?;
+                }
+                _ => {}
             }
         }
         if let Some(cwd) = request.cwd {
@@ -362,10 +490,17 @@ fn set_up_child(request: &SpawnRequest<'_>, keep: &[RawFd]) -> (SpawnStep, io::E
             rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask as _));
         }
         set_ids(request.uid, request.gid).map_err(at(SpawnStep::Ids))?;
-        if request.close_fds {
-            // SAFETY: this child execs or exits next and never uses the fds it closes; `keep`
-            // (sorted before the fork) holds the error pipe and the passed fds.
-            unsafe { exec::close_fds_from(3, keep) }.map_err(at(SpawnStep::CloseFds))?;
+        if request.close_fds && own_table {
+            // Marked, the passed fds get their flag cleared below with the others'; a kernel
+            // before 5.11 cannot mark, and the fds are closed instead.
+            let marked = side != ChildSide::Forked && exec::mark_cloexec_from(3).is_ok();
+            if !marked {
+                // SAFETY: this child execs or exits next and never uses the fds it closes;
+                // `keep` (sorted before the child started) holds the passed fds (and the
+                // fork path's error pipe). The clone child has its own fd table (no
+                // CLONE_FILES): the parent's fds stay open.
+                unsafe { exec::close_fds_from(3, keep) }.map_err(at(SpawnStep::CloseFds))?;
+            }
         }
         for fd in request.pass_fds {
             rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())

@@ -149,6 +149,12 @@ impl ExitWatcher {
         }
     }
 
+    /// A watcher on an exit fd opened elsewhere (a pidfd from `clone`).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn from_fd(fd: OwnedFd) -> ExitWatcher {
+        ExitWatcher { fd: Some(fd) }
+    }
+
     /// The pidfd, where this watcher is one.
     #[cfg(target_os = "linux")]
     pub(crate) fn pidfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {

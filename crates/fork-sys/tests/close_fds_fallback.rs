@@ -1,6 +1,9 @@
 //! `close_fds_from` on a kernel without `close_range` (before Linux 5.9), simulated with a
 //! seccomp filter that makes `close_range` fail with `ENOSYS`: an inheritable fd above a
-//! lowered `RLIMIT_NOFILE` soft limit must not reach the program (CPython bpo-21618).
+//! lowered `RLIMIT_NOFILE` soft limit must not reach the program (CPython bpo-21618), by any
+//! method. The clone child, which takes an fd table of its own with `close_range` and copies
+//! its stdio with `pidfd_getfd` (refused here too, with `EPERM`, as Yama's `ptrace_scope` 1
+//! would), falls back to a copied table that it marks close-on-exec or closes.
 //!
 //! Regression: the fallback closed fds only up to the soft limit, so an fd opened before the
 //! limit was lowered leaked into every child.
@@ -12,7 +15,8 @@
 #![allow(clippy::unwrap_used)] // In tests a failed unwrap is a failed test, with its location.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use fork_sys::exec::CStringArray;
 use fork_sys::{ExitStatus, Fork, SpawnMethod, SpawnRequest};
@@ -30,20 +34,24 @@ const AUDIT_ARCH: u32 = 0xC000_003E; // AUDIT_ARCH_X86_64
 #[cfg(target_arch = "aarch64")]
 const AUDIT_ARCH: u32 = 0xC000_00B7; // AUDIT_ARCH_AARCH64
 
-/// Which way the child's `close_fds_from` is pushed.
-#[derive(Clone, Copy, PartialEq)]
-enum Simulated {
+/// What the kernel refuses, which pushes the spawn onto a fallback.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Refused {
     /// `close_range` is `ENOSYS`: the fallback lists `/proc/self/fd`.
-    NoCloseRange,
+    CloseRange,
     /// `close_range` is `ENOSYS` and no directory opens (`O_DIRECTORY` is `ENOENT`, as without
     /// `/proc`): the fallback loops up to the hard limit.
-    NoCloseRangeNoProc,
+    CloseRangeAndProc,
+    /// `pidfd_getfd` is `EPERM` (as under Yama's `ptrace_scope` 1): the clone child cannot
+    /// copy its stdio from the parent, and the spawn must fall back to copying the fd table.
+    PidfdGetfd,
 }
 
 /// Installs a seccomp filter on the calling thread (and what it forks and execs): `close_range`
-/// fails with `ENOSYS`; with `NoCloseRangeNoProc`, an `openat` with `O_DIRECTORY` fails with
-/// `ENOENT` as well. Async-signal-safe: two `prctl`s on a filter built on the stack.
-fn install_filter(simulated: Simulated) -> bool {
+/// fails with `ENOSYS`; with `CloseRangeAndProc`, an `openat` with `O_DIRECTORY` fails with
+/// `ENOENT` as well; with `PidfdGetfd`, only `pidfd_getfd` fails, with `EPERM`.
+/// Async-signal-safe: two `prctl`s on a filter built on the stack.
+fn install_filter(refused: Refused) -> bool {
     const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
     const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
     const JSET_K: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
@@ -58,14 +66,31 @@ fn install_filter(simulated: Simulated) -> bool {
         k,
     };
     let jump = |code, k, jt, jf| libc::sock_filter { code, jt, jf, k };
-    let hide_proc = u32::from(simulated == Simulated::NoCloseRangeNoProc);
+    let hide_proc = u32::from(refused == Refused::CloseRangeAndProc);
     let filter = [
         op(LD_W_ABS, ARCH_OFFSET),
         jump(JEQ_K, AUDIT_ARCH, 1, 0),
         op(RET_K, libc::SECCOMP_RET_ALLOW),
         op(LD_W_ABS, NR_OFFSET),
-        jump(JEQ_K, libc::SYS_close_range as u32, 0, 1),
-        op(RET_K, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        jump(
+            JEQ_K,
+            if refused == Refused::PidfdGetfd {
+                libc::SYS_pidfd_getfd as u32
+            } else {
+                libc::SYS_close_range as u32
+            },
+            0,
+            1,
+        ),
+        op(
+            RET_K,
+            libc::SECCOMP_RET_ERRNO
+                | if refused == Refused::PidfdGetfd {
+                    libc::EPERM as u32
+                } else {
+                    libc::ENOSYS as u32
+                },
+        ),
         // `openat` with O_DIRECTORY, when hiding /proc; with `hide_proc` 0 the jump below
         // compares against an impossible syscall number and falls through to "allow".
         jump(
@@ -107,12 +132,12 @@ fn close_range_is_enosys() -> bool {
     rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS)
 }
 
-/// In a forked child: lowers the soft fd limit (and, with `NoCloseRangeNoProc`, the hard one
+/// In a forked child: lowers the soft fd limit (and, with `CloseRangeAndProc`, the hard one
 /// to 2048, to keep the loop short), makes [`HIGH_FD`] inheritable, installs the filter and
-/// spawns `sh -c 'test -e /proc/self/fd/1000'` with `close_fds` by `method`. Returns the
-/// child's exit code: 0 when the shell did not see the fd, 1 when it leaked, 10+ when the set-up
-/// failed.
-fn leaked_into_child(simulated: Simulated, method: SpawnMethod) -> i32 {
+/// spawns `sh -c 'test -e /proc/self/fd/1000 || echo ok'` with `close_fds` by `method`, its
+/// stdout on a pipe. Returns the child's exit code: 0 when the shell did not see the fd and
+/// its `ok` came through the pipe, 1 when it leaked, 10+ when the set-up failed.
+fn leaked_into_child(refused: Refused, method: SpawnMethod) -> i32 {
     // One test at a time under `cargo test`'s threads: they all need fd `HIGH_FD`.
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _turn = ONE_AT_A_TIME
@@ -123,20 +148,18 @@ fn leaked_into_child(simulated: Simulated, method: SpawnMethod) -> i32 {
     let argv = CStringArray::new([
         "sh",
         "-c",
-        &format!("if test -e /proc/self/fd/{HIGH_FD}; then exit 1; fi"),
+        &format!("if test -e /proc/self/fd/{HIGH_FD}; then exit 1; fi; echo ok"),
     ])
     .unwrap();
     let envp = CStringArray::new(["PATH=/bin:/usr/bin"]).unwrap();
+    let (read, write) = fork_sys::pipe().unwrap();
     let mut request = SpawnRequest::new(&program, &argv, &envp);
-    if method == SpawnMethod::ForkExec {
-        // An option posix_spawn cannot express sends the request through fork+exec.
-        request.umask = Some(0o022);
-    }
-    assert_eq!(request.method(), method);
+    request.stdio[1] = Some(write.as_fd());
+    assert!(request.can_use(method), "{method:?}");
     let hard = getrlimit(Resource::Nofile).maximum;
-    let hard = match simulated {
-        Simulated::NoCloseRange => hard,
-        Simulated::NoCloseRangeNoProc => Some(2048),
+    let hard = match refused {
+        Refused::CloseRange | Refused::PidfdGetfd => hard,
+        Refused::CloseRangeAndProc => Some(2048),
     };
     // SAFETY: the child makes syscalls and, on glibc whose atfork handlers keep malloc usable,
     // the spawn's own small allocations; it leaves through `exit_immediately`.
@@ -153,16 +176,24 @@ fn leaked_into_child(simulated: Simulated, method: SpawnMethod) -> i32 {
                 if rustix::io::fcntl_setfd(&high, FdFlags::empty()).is_err() {
                     return 11;
                 }
-                if !install_filter(simulated) {
+                if !install_filter(refused) {
                     return 12;
                 }
-                if !close_range_is_enosys() {
+                if close_range_is_enosys() != (refused != Refused::PidfdGetfd) {
                     return 13;
                 }
-                let Ok(pid) = fork_sys::spawn(&request) else {
+                let Ok(pid) = fork_sys::spawn_by(&request, method) else {
                     return 14;
                 };
-                match fork_sys::wait(pid) {
+                let status = fork_sys::wait(pid);
+                // The shell has exited: what it wrote is in the pipe (our write end is still
+                // open, so read without waiting for end-of-file).
+                let mut out = [0u8; 16];
+                let got = fork_sys::set_nonblocking(&read, true)
+                    .ok()
+                    .and_then(|()| std::fs::File::from(read).read(&mut out).ok());
+                match status {
+                    Ok(ExitStatus::Exited(0)) if got.map(|n| &out[..n]) != Some(b"ok\n") => 16,
                     Ok(ExitStatus::Exited(code)) => code,
                     _ => 15,
                 }
@@ -184,31 +215,31 @@ fn open_high_fd() -> OwnedFd {
     high
 }
 
+/// Every method keeps the inheritable fd above the lowered soft limit out of the program, by
+/// whichever way the kernel leaves it: glibc's `closefrom` falls back to listing
+/// /proc/self/fd itself (checked, not assumed); the clone child, refused its own fd table
+/// (no `close_range`, or no `pidfd_getfd`), falls back to a copy that it marks or closes.
 #[test]
-fn without_close_range_fork_exec_closes_fds_above_the_soft_limit() {
-    assert_eq!(
-        leaked_into_child(Simulated::NoCloseRange, SpawnMethod::ForkExec),
-        0,
-        "fd {HIGH_FD}, above the soft limit of {LOWERED_SOFT_LIMIT}, reached the program"
-    );
-}
-
-#[test]
-fn without_close_range_or_proc_fork_exec_closes_fds_up_to_the_hard_limit() {
-    assert_eq!(
-        leaked_into_child(Simulated::NoCloseRangeNoProc, SpawnMethod::ForkExec),
-        0,
-        "fd {HIGH_FD}, above the soft limit of {LOWERED_SOFT_LIMIT}, reached the program"
-    );
-}
-
-#[cfg(target_env = "gnu")]
-#[test]
-fn without_close_range_posix_spawn_closes_fds_above_the_soft_limit() {
-    // glibc's `closefrom` falls back to listing /proc/self/fd itself; checked, not assumed.
-    assert_eq!(
-        leaked_into_child(Simulated::NoCloseRange, SpawnMethod::PosixSpawn),
-        0,
-        "fd {HIGH_FD}, above the soft limit of {LOWERED_SOFT_LIMIT}, reached the program"
-    );
+fn no_method_leaks_an_fd_above_a_lowered_soft_limit_whatever_the_kernel_refuses() {
+    let cases = [
+        (Refused::CloseRange, SpawnMethod::ForkExec),
+        (Refused::CloseRangeAndProc, SpawnMethod::ForkExec),
+        (Refused::CloseRange, SpawnMethod::PosixSpawn),
+        (Refused::CloseRange, SpawnMethod::CloneVfork),
+        (Refused::CloseRangeAndProc, SpawnMethod::CloneVfork),
+        (Refused::PidfdGetfd, SpawnMethod::CloneVfork),
+    ];
+    let program = CString::new("/bin/sh").unwrap();
+    let argv = CStringArray::new(["sh"]).unwrap();
+    for (refused, method) in cases {
+        if !SpawnRequest::new(&program, &argv, &argv).can_use(method) {
+            continue; // posix_spawn off glibc
+        }
+        assert_eq!(
+            leaked_into_child(refused, method),
+            0,
+            "{refused:?}, {method:?}: fd {HIGH_FD}, above the soft limit of \
+             {LOWERED_SOFT_LIMIT}, reached the program (1) or the set-up failed (10+)"
+        );
+    }
 }

@@ -1,5 +1,6 @@
-//! `fork_sys::spawn`: both methods (posix_spawn and fork+exec) start the program with the
-//! requested stdio, cwd, fds and groups, and report exec failure as the child's errno.
+//! `fork_sys::spawn`: every method this platform has (the clone child, posix_spawn and
+//! fork+exec) starts the program with the requested stdio, cwd, fds and groups, and reports
+//! exec failure as the child's errno with the step that failed.
 
 #![allow(clippy::unwrap_used)] // In tests a failed unwrap is a failed test, with its location.
 
@@ -9,7 +10,7 @@ use std::io::{ErrorKind, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use fork_sys::exec::CStringArray;
-use fork_sys::{ExitStatus, ProcessGroup, SpawnMethod, SpawnRequest};
+use fork_sys::{ExitStatus, ProcessGroup, SpawnFailure, SpawnMethod, SpawnRequest, SpawnStep};
 
 /// What a test asks for beyond running the script with stdout on a pipe.
 #[derive(Default)]
@@ -20,20 +21,34 @@ struct Extras<'e> {
     pass_fds: &'e [BorrowedFd<'e>],
 }
 
-/// Runs `sh -c script` with `extras`, once through each method this platform offers; returns
-/// (method, status, stdout) per run.
+/// Every method, in the order `method()` prefers them.
+const METHODS: [SpawnMethod; 3] = [
+    SpawnMethod::CloneVfork,
+    SpawnMethod::PosixSpawn,
+    SpawnMethod::ForkExec,
+];
+
+/// Runs `sh -c script` with `extras`, once through each method this platform offers for it;
+/// returns (method, status, stdout) per run.
 fn run_sh(script: &str, extras: &Extras<'_>) -> Vec<(SpawnMethod, ExitStatus, String)> {
-    let program = CString::new("/bin/sh").unwrap();
-    let argv = CStringArray::new(["sh", "-c", script]).unwrap();
+    run_program("/bin/sh", &["sh", "-c", script], extras)
+}
+
+/// [`run_sh`] for any program.
+fn run_program(
+    path: &str,
+    args: &[&str],
+    extras: &Extras<'_>,
+) -> Vec<(SpawnMethod, ExitStatus, String)> {
+    let program = CString::new(path).unwrap();
+    let argv = CStringArray::new(args).unwrap();
     let envp = CStringArray::from_current_env().unwrap();
-    // A umask forces fork+exec without changing what these scripts observe.
-    [None, Some(0o022)]
+    METHODS
         .into_iter()
-        .map(|umask| {
+        .filter_map(|method| {
             let (read, write) = fork_sys::pipe().unwrap();
             let mut request = SpawnRequest::new(&program, &argv, &envp);
             request.stdio[1] = Some(write.as_fd());
-            request.umask = umask;
             request.cwd = extras.cwd;
             request.pass_fds = extras.pass_fds;
             if extras.new_group {
@@ -42,22 +57,28 @@ fn run_sh(script: &str, extras: &Extras<'_>) -> Vec<(SpawnMethod, ExitStatus, St
             if extras.stderr_to_stdout {
                 request.stdio[2] = request.stdio[1];
             }
-            let method = request.method();
-            let pid = fork_sys::spawn(&request).unwrap();
+            if !request.can_use(method) {
+                return None;
+            }
+            let pid = fork_sys::spawn_by(&request, method).unwrap();
             drop(write);
             let mut out = String::new();
             File::from(read).read_to_string(&mut out).unwrap();
-            (method, fork_sys::wait(pid).unwrap(), out)
+            Some((method, fork_sys::wait(pid).unwrap(), out))
         })
         .collect()
 }
 
 #[test]
-fn both_methods_run_the_program_with_its_exit_code_and_stdout() {
+fn every_method_runs_the_program_with_its_exit_code_and_stdout() {
     let runs = run_sh("echo hello; exit 3", &Extras::default());
-    assert_eq!(runs[1].0, SpawnMethod::ForkExec);
+    let methods: Vec<SpawnMethod> = runs.iter().map(|run| run.0).collect();
     if cfg!(all(target_os = "linux", target_env = "gnu")) {
-        assert_eq!(runs[0].0, SpawnMethod::PosixSpawn);
+        assert_eq!(methods, METHODS);
+    } else if cfg!(target_os = "linux") {
+        assert_eq!(methods, [SpawnMethod::CloneVfork, SpawnMethod::ForkExec]);
+    } else {
+        assert_eq!(methods, [SpawnMethod::ForkExec]);
     }
     for (method, status, out) in runs {
         assert_eq!(status, ExitStatus::Exited(3), "{method:?}");
@@ -92,6 +113,9 @@ fn the_child_sees_only_stdio_and_the_passed_fds() {
     if !cfg!(target_os = "linux") {
         return; // /proc/self/fd is Linux's.
     }
+    // Inheritable, as an fd opened by other code may be: close_fds must still keep it out.
+    rustix::io::fcntl_setfd(&also_open, rustix::io::FdFlags::empty()).unwrap();
+    rustix::io::fcntl_setfd(&passed, rustix::io::FdFlags::empty()).unwrap();
     let script = format!(
         "[ -e /proc/self/fd/{} ] && echo leaked; [ -e /proc/self/fd/{} ] && echo passed",
         also_open.as_raw_fd(),
@@ -106,11 +130,54 @@ fn the_child_sees_only_stdio_and_the_passed_fds() {
         assert_eq!(status, ExitStatus::Exited(0), "{method:?}");
         assert_eq!(out, "passed\n", "{method:?}");
     }
-    // Without pass_fds, posix_spawn closes both.
+    // Without pass_fds, every method keeps both out.
     for (method, _, out) in run_sh(&script, &Extras::default()) {
         assert_eq!(out, "", "{method:?}");
     }
+    // The parent's flags are its own: the child's marking or clearing did not touch them.
+    for fd in [&passed, &also_open] {
+        assert!(!fork_sys::is_cloexec(fd).unwrap());
+    }
     drop(also_open);
+}
+
+/// The program starts with no signal blocked and `SIGPIPE` at its default, whatever the
+/// parent blocks or ignores; and the parent's own mask is as it was (the clone child blocks
+/// every signal in the parent across `clone`).
+#[test]
+fn the_child_starts_with_an_empty_signal_mask_and_sigpipe_default() {
+    if !cfg!(target_os = "linux") {
+        return; // /proc/self/status is Linux's.
+    }
+    fork_sys::ignore_signal(fork_sys::Signal::PIPE).unwrap();
+    let before = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+    let runs = run_program(
+        "/bin/grep",
+        &["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"],
+        &Extras::default(),
+    );
+    let after = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+    let blocked = |status: &str| {
+        status
+            .lines()
+            .find(|line| line.starts_with("SigBlk:"))
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        blocked(&before),
+        blocked(&after),
+        "the parent's mask changed"
+    );
+    for (method, status, out) in runs {
+        assert_eq!(status, ExitStatus::Exited(0), "{method:?}");
+        let field = |name: &str| {
+            let line = out.lines().find(|line| line.starts_with(name)).unwrap();
+            u64::from_str_radix(line[name.len()..].trim(), 16).unwrap()
+        };
+        assert_eq!(field("SigBlk:"), 0, "{method:?}: {out}");
+        let sigpipe_bit = 1u64 << (libc::SIGPIPE - 1);
+        assert_eq!(field("SigIgn:") & sigpipe_bit, 0, "{method:?}: {out}");
+    }
 }
 
 #[test]
@@ -127,17 +194,72 @@ fn exec_failure_is_the_childs_errno() {
         (&sh, Some(&bad_cwd), ErrorKind::NotFound),
     ];
     for (program, cwd, kind) in cases {
-        for umask in [None, Some(0o022)] {
+        for method in METHODS {
             let mut request = SpawnRequest::new(program, &argv, &envp);
             request.cwd = cwd.map(|c| c.as_c_str());
-            request.umask = umask;
-            let err = fork_sys::spawn(&request).unwrap_err();
+            if !request.can_use(method) {
+                continue;
+            }
+            let err = fork_sys::spawn_by(&request, method).unwrap_err();
             assert_eq!(
                 err.kind(),
                 kind,
-                "{program:?} cwd {cwd:?} umask {umask:?}: {err}"
+                "{program:?} cwd {cwd:?} {method:?}: {err}"
+            );
+            let failure = SpawnFailure::of(&err).unwrap();
+            let (step, errno) = match kind {
+                _ if cwd.is_some() => (SpawnStep::Chdir, libc::ENOENT),
+                ErrorKind::NotFound => (SpawnStep::Exec, libc::ENOENT),
+                _ => (SpawnStep::Exec, libc::EACCES),
+            };
+            assert_eq!(
+                failure,
+                SpawnFailure { step, errno },
+                "{program:?} cwd {cwd:?} {method:?}: {err}"
             );
         }
+    }
+}
+
+/// Our children that are zombies and never exec'd (their name is still this test binary's):
+/// what a failed spawn that did not reap its child would leave. Other tests' children exec.
+fn unexec_zombies() -> usize {
+    let me = std::process::id().to_string();
+    let own_name = std::fs::read_to_string("/proc/self/comm").unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path().join("stat")).ok())
+        .filter(|stat| {
+            // "pid (comm) state ppid ...": comm may hold spaces, so split after its ')'.
+            let Some((head, rest)) = stat.rsplit_once(") ") else {
+                return false;
+            };
+            let comm = head.split_once(" (").map_or("", |(_, comm)| comm);
+            let mut fields = rest.split(' ');
+            fields.next() == Some("Z") && fields.next() == Some(&me) && comm == own_name.trim()
+        })
+        .count()
+}
+
+/// A failed exec leaves no child behind, whichever method: each failure reaps its child.
+#[test]
+fn failed_execs_leave_no_child_behind() {
+    if !cfg!(target_os = "linux") {
+        return; // /proc is Linux's.
+    }
+    let envp = CStringArray::from_current_env().unwrap();
+    let argv = CStringArray::new(["nope"]).unwrap();
+    let missing = CString::new("/nonexistent/program").unwrap();
+    for method in METHODS {
+        let request = SpawnRequest::new(&missing, &argv, &envp);
+        if !request.can_use(method) {
+            continue;
+        }
+        for _ in 0..300 {
+            let err = fork_sys::spawn_by(&request, method).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::NotFound, "{method:?}");
+        }
+        assert_eq!(unexec_zombies(), 0, "{method:?} left zombies");
     }
 }
 
@@ -184,5 +306,5 @@ fn newer_glibc_spawn_extensions_are_not_hard_references() {
     let root = CString::new("/").unwrap();
     let mut request = SpawnRequest::new(&program, &argv, &envp);
     request.cwd = Some(&root);
-    assert_eq!(request.method(), SpawnMethod::PosixSpawn);
+    assert!(request.can_use(SpawnMethod::PosixSpawn));
 }

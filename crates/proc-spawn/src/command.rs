@@ -193,7 +193,7 @@ impl Command {
     }
 
     /// Keeps `fd` open in the child at the same number (Python's `pass_fds`). The `Command`
-    /// owns it from now on and closes it when dropped. (Uses the fork+exec path.)
+    /// owns it from now on and closes it when dropped.
     pub fn pass_fd(&mut self, fd: impl Into<OwnedFd>) -> &mut Command {
         self.pass_fds.push(Arc::new(fd.into()));
         self
@@ -226,7 +226,7 @@ impl Command {
         self
     }
 
-    /// The child's file mode creation mask (uses the fork+exec path).
+    /// The child's file mode creation mask.
     pub fn umask(&mut self, mask: u32) -> &mut Command {
         self.umask = Some(mask);
         self

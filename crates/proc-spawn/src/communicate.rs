@@ -276,7 +276,7 @@ impl<'a> Communication<'a> {
         let before = buffer.len();
         let step = loop {
             // `read_to_end` keeps what it read when it stops with an error, `WouldBlock` too.
-            match pipe.read_to_end(buffer) {
+            match PlainRead(&mut pipe).read_to_end(buffer) {
                 Ok(_) => break Step::Finished,
                 Err(err) if err.kind() == ErrorKind::WouldBlock => break Step::WouldBlock,
                 Err(err) if err.kind() == ErrorKind::Interrupted => {}
@@ -460,4 +460,15 @@ pub(crate) fn set_up_pipes<'f>(
         fork_sys::set_nonblocking(fd, true)?;
     }
     Ok(())
+}
+
+/// A reader seen only through [`Read::read`]: std's `File::read_to_end` first asks `fstat`
+/// and `lseek` for a size hint, two syscalls per pass that a pipe answers with nothing useful
+/// (size 0, `ESPIPE`); the generic `read_to_end` reads straight away.
+struct PlainRead<R>(R);
+
+impl<R: Read> Read for PlainRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
 }

@@ -36,10 +36,10 @@
 //! # }
 //! ```
 //!
-//! Starting a program goes through `posix_spawn` (glibc: `clone(CLONE_VFORK)`, so the cost does
-//! not grow with the parent's memory) unless an option needs fork+exec (`uid`, `gid`,
-//! `umask`, `pass_fd`); the child sees only fds 0, 1, 2 and the ones passed; nothing is
-//! allocated between fork and exec. A shell runs only when asked for by name
+//! Starting a program goes through fork-sys's vfork-style child (Linux: its own
+//! `clone(CLONE_VM | CLONE_VFORK)`; elsewhere fork+exec), so the cost does not grow with the
+//! parent's memory, unless `uid` or `gid` needs fork+exec; the child sees only fds 0, 1, 2 and
+//! the ones passed; nothing is allocated between the child's start and its exec. A shell runs only when asked for by name
 //! ([`Command::shell`]). A dropped [`Child`] is never left a zombie.
 //!
 //! Where Python leaves things to chance, the rules are fixed: a timed-out `run` kills the

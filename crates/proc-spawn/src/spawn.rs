@@ -1,7 +1,7 @@
 //! From a `Command` to a running `Child`: the program looked up in `PATH`, argv, envp and the
 //! working directory turned into C strings, the streams opened, then one call of
-//! `fork_sys::spawn` (posix_spawn, or fork+exec when an option needs it). Everything is built
-//! here, in the parent, before any process starts.
+//! `fork_sys::spawn_child_in_window` (the clone child on Linux, or fork+exec when an option
+//! needs it). Everything is built here, in the parent, before any process starts.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use fork_sys::exec::CStringArray;
-use fork_sys::{ChildHandle, Pid, ProcessGroup, SpawnRequest, SpawnStep};
+use fork_sys::{Pid, ProcessGroup, SpawnRequest, SpawnStep};
 
 use crate::stdio::{self, Kind, PreparedStream, Stream};
 use crate::{Child, Command, CommandPart, Error, Stdio};
@@ -101,15 +101,15 @@ pub(crate) fn spawn_with_streams(
     request.gid = command.gid;
     request.umask = command.umask;
 
-    let pid =
-        fork_sys::spawn_in_window(&request, &window).map_err(|err| spawn_failure(command, err))?;
+    let handle = fork_sys::spawn_child_in_window(&request, &window)
+        .map_err(|err| spawn_failure(command, err))?;
     let own_group = command.new_session || command.process_group == Some(0) || new_group;
     // The child-side ends (pipe ends, /dev/null) close here, as the streams drop: the child
     // has its copies, and our readers see end-of-file when it closes them.
     let parent_ends = [stdin_end, stdout_end, stderr_end].map(|end| end.parent_end);
     drop(window);
     Ok(Child::new(
-        ChildHandle::new(pid),
+        handle,
         command.get_args(),
         parent_ends,
         own_group,

@@ -25,14 +25,15 @@ fn the_failed_step_is_blamed() {
         fs::create_dir(path).unwrap();
         fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
     }
-    for umask in [None, Some(0o022)] {
-        let with_umask = |mut command: Command| {
-            if let Some(mask) = umask {
-                command.umask(mask);
+    // The clone child, then fork+exec (a uid, even our own, forces it).
+    for fork_exec in [false, true] {
+        let with_method = |mut command: Command| {
+            if fork_exec {
+                command.uid(rustix::process::getuid().as_raw());
             }
             command
         };
-        let err = with_umask(Command::new("ls"))
+        let err = with_method(Command::new("ls"))
             .current_dir(&no_search)
             .call()
             .unwrap_err();
@@ -41,15 +42,15 @@ fn the_failed_step_is_blamed() {
                 assert_eq!(cwd, &no_search);
                 assert_eq!(source.kind(), std::io::ErrorKind::PermissionDenied);
             }
-            other => panic!("umask {umask:?}: {other:?}"),
+            other => panic!("fork_exec {fork_exec}: {other:?}"),
         }
-        let err = with_umask(Command::new("./missing"))
+        let err = with_method(Command::new("./missing"))
             .current_dir(&no_read)
             .call()
             .unwrap_err();
         assert!(
             matches!(&err, Error::NotFound { program } if program == "./missing"),
-            "umask {umask:?}: {err:?}"
+            "fork_exec {fork_exec}: {err:?}"
         );
     }
     // Another step of the set-up (fork+exec path) is named as such, not blamed on `true`.

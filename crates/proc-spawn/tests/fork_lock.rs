@@ -44,7 +44,7 @@ fn output_ends_when_the_program_does_whatever_another_thread_forks() {
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
             if i % 2 == 1 {
-                command.umask(0o022); // the fork+exec path too
+                command.uid(rustix::process::getuid().as_raw()); // the fork+exec path too
             }
             let mut child = command.spawn().unwrap();
             let (stdout, _) = child.communicate(None, None).unwrap();

@@ -37,7 +37,7 @@ fn spawning_waiting_failing_and_dropping_leak_nothing() {
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::null())
-                    .umask(0o022) // the fork+exec path
+                    .uid(rustix::process::getuid().as_raw()) // the fork+exec path
                     .spawn()
                     .unwrap();
                 let (out, _) = child.communicate(Some(b"x"), None).unwrap();
@@ -48,7 +48,7 @@ fn spawning_waiting_failing_and_dropping_leak_nothing() {
                 assert!(matches!(missing, Error::NotFound { .. }));
                 let bad_cwd = Command::new("true")
                     .current_dir("/nonexistent")
-                    .umask(0o022)
+                    .uid(rustix::process::getuid().as_raw())
                     .call()
                     .unwrap_err();
                 assert!(matches!(bad_cwd, Error::BadWorkingDirectory { .. }));

@@ -61,7 +61,7 @@ fn stderr_merged_into_stdout_keeps_the_order() {
     Command::shell(script)
         .stdout(file.try_clone().unwrap())
         .stderr(Stdio::stdout())
-        .umask(0o022)
+        .uid(rustix::process::getuid().as_raw())
         .check_call()
         .unwrap();
     let mut text = String::new();

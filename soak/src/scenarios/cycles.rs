@@ -178,13 +178,13 @@ fn subprocess_cycle(i: u64, outcome: &mut Outcome) {
     const NAME: &str = "subprocess-cycles";
     {
         let result = match i % 7 {
-            // posix_spawn path
+            // the clone child (Linux)
             0 => Command::new("/bin/true")
                 .call()
                 .map(|status| status.success()),
-            // fork+exec path: a umask is something posix_spawn cannot express
+            // fork+exec: a uid (even our own) is something a child on our memory must not set
             1 => Command::new("/bin/true")
-                .umask(0o022)
+                .uid(rustix::process::getuid().as_raw())
                 .call()
                 .map(|status| status.success()),
             2 => Command::new("/bin/echo")
@@ -290,7 +290,10 @@ pub(crate) fn fork_busy_threads(config: &Config) -> Outcome {
                 Err(err) => outcome.violation(NAME, format!("cycle {i}: spawn: {err}")),
             }
             if i % 10 == 0 {
-                match Command::new("/bin/true").umask(0o022).call() {
+                match Command::new("/bin/true")
+                    .uid(rustix::process::getuid().as_raw())
+                    .call()
+                {
                     Ok(status) if status.success() => outcome.operations += 1,
                     other => outcome.violation(NAME, format!("cycle {i}: subprocess: {other:?}")),
                 }

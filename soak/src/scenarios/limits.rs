@@ -34,7 +34,7 @@ const OPERATIONS: &[Operation] = &[
             Err(e) => Err(e.to_string()),
         }
     }),
-    ("Command::call (posix_spawn)", || {
+    ("Command::call (clone child)", || {
         match Command::new("/bin/true").call() {
             Ok(status) if status.success() => Ok(()),
             Ok(status) => Err(format!("wrong status {status}")),
@@ -42,7 +42,10 @@ const OPERATIONS: &[Operation] = &[
         }
     }),
     ("Command::call (fork+exec)", || {
-        match Command::new("/bin/true").umask(0o022).call() {
+        match Command::new("/bin/true")
+            .uid(rustix::process::getuid().as_raw())
+            .call()
+        {
             Ok(status) if status.success() => Ok(()),
             Ok(status) => Err(format!("wrong status {status}")),
             Err(e) => Err(e.to_string()),
