@@ -60,6 +60,12 @@ pub enum SyncError {
         /// Why, in words.
         message: String,
     },
+    /// A queue's shared memory holds something no producer wrote: another program, or a
+    /// stray write, changed it. The queue cannot be used any more.
+    Corrupt {
+        /// What was found, in words.
+        message: String,
+    },
     /// A system call failed.
     Io {
         /// What was being done ("map shared memory", "reopen /proc/1234/fd/7", ...).
@@ -98,6 +104,7 @@ impl fmt::Display for SyncError {
             SyncError::Misuse { message } => f.write_str(message),
             SyncError::BrokenBarrier => write!(f, "the barrier is broken"),
             SyncError::BadHandle { message } => write!(f, "bad handle: {message}"),
+            SyncError::Corrupt { message } => write!(f, "corrupt queue: {message}"),
             SyncError::Io { op, source } => write!(f, "{op}: {source}"),
         }
     }

@@ -25,10 +25,18 @@
 //! ```
 
 mod error;
+mod item_codec;
+mod item_ring;
+mod joinable_queue;
 mod lock;
+mod queue;
 mod raw_mutex;
 mod shared_object;
+mod simple_queue;
 
 pub use error::{OwnerDied, SyncError};
+pub use joinable_queue::JoinableQueue;
 pub use lock::{Lock, LockGuard};
+pub use queue::{DEFAULT_CAPACITY, Queue, QueueBuilder};
+pub use simple_queue::SimpleQueue;
 pub use shared_object::Handle;
