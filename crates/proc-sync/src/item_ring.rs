@@ -89,6 +89,9 @@ pub(crate) const MAX_ITEM_LEN: usize = codec::DEFAULT_MAX_FRAME_LEN;
 /// How long a producer waiting for room or a consumer waiting for an item spins before it
 /// sleeps: a peer on another CPU usually answers within this, far sooner than a futex wake.
 const SPIN: Duration = Duration::from_micros(20);
+/// Pauses between two looks at the other side's position while spinning. Looking less often
+/// lets the producer write several records before the consumer pulls the line over.
+const POLL_EVERY: u32 = 512;
 /// How long `try_put`/`try_get` wait for another producer or consumer that is in the middle
 /// of an operation (and holds the lock for it).
 const TRY_GRACE: Duration = Duration::from_millis(5);
@@ -416,7 +419,9 @@ impl ItemRing {
         let head = self.u64(HEAD).load(Ordering::Relaxed);
         let tail = if fresh {
             let tail = self.u64(TAIL).load(Ordering::SeqCst);
-            self.seen_tail.fetch_max(tail, Ordering::Relaxed);
+            // A plain store: whatever a thread of this process stores was read from
+            // `tail`, so it is a lower bound still (a lock-prefixed `fetch_max` cost more).
+            self.seen_tail.store(tail, Ordering::Relaxed);
             tail
         } else {
             self.seen_tail.load(Ordering::Relaxed)
@@ -642,7 +647,7 @@ impl ItemRing {
         let tail = self.u64(TAIL).load(Ordering::Relaxed);
         let head = if fresh {
             let head = self.u64(HEAD).load(Ordering::SeqCst);
-            self.seen_head.fetch_max(head, Ordering::Relaxed);
+            self.seen_head.store(head, Ordering::Relaxed);
             head
         } else {
             self.seen_head.load(Ordering::Relaxed)
@@ -673,7 +678,7 @@ impl ItemRing {
         }
         let spin_until = fork_sys::monotonic_now() + SPIN;
         loop {
-            for _ in 0..64 {
+            for _ in 0..POLL_EVERY {
                 std::hint::spin_loop();
             }
             if self.has_record(true) {
@@ -783,8 +788,13 @@ impl ItemRing {
         if let Acquired::OwnerDied(_) = taken {
             self.repair_get();
         }
-        let no_wait = Deadline::after(Duration::ZERO);
-        let deadline = if try_now { &no_wait } else { deadline };
+        let no_wait;
+        let deadline = if try_now {
+            no_wait = Deadline::after(Duration::ZERO);
+            &no_wait
+        } else {
+            deadline
+        };
         let mut assembly: Option<Assembly> = None;
         loop {
             match self.wait_record(deadline, assembly.as_ref().map(|a| a.stamp)) {
