@@ -94,7 +94,10 @@ pub(crate) fn one_to_one(cx: &Context) -> BenchResult<Scenario> {
         Contender::self_timed("pipe, 8-byte write and read per item", pipe_one_to_one),
     )
     .note(QUEUE_NOTE)
-    .contender(Contender::self_timed("proc-sync Queue<u64>", queue_one_to_one))
+    .contender(Contender::self_timed(
+        "proc-sync Queue<u64>",
+        queue_one_to_one,
+    ))
     .contender(python::contender(
         cx.python.as_ref(),
         "python3 multiprocessing.Queue",
@@ -129,7 +132,10 @@ pub(crate) fn four_by_four(cx: &Context) -> BenchResult<Scenario> {
         Contender::self_timed("pipe shared by 4 writers and 4 readers", pipe_four_by_four),
     )
     .note(QUEUE_NOTE)
-    .contender(Contender::self_timed("proc-sync Queue<u64>", queue_four_by_four))
+    .contender(Contender::self_timed(
+        "proc-sync Queue<u64>",
+        queue_four_by_four,
+    ))
     .contender(python::contender(
         cx.python.as_ref(),
         "python3 multiprocessing.Queue",
@@ -164,7 +170,10 @@ pub(crate) fn bulk(cx: &Context) -> BenchResult<Scenario> {
     let floor = format!("pipe enlarged to 1 MiB, {placement}");
     let queue = |capacity: usize| {
         Contender::self_timed(
-            format!("proc-sync Queue<Vec<u8>>, {} MiB ring, {placement}", capacity / MIB),
+            format!(
+                "proc-sync Queue<Vec<u8>>, {} MiB ring, {placement}",
+                capacity / MIB
+            ),
             move |ops| queue_bulk(ops, capacity, placement),
         )
     };
@@ -288,7 +297,10 @@ fn pipe_four_by_four(ops: u64) -> BenchResult<Duration> {
         child.wait_success()?;
     }
     let elapsed = start.elapsed();
-    check_count(received.get(0).load(Ordering::Relaxed), per_producer * SIDES)?;
+    check_count(
+        received.get(0).load(Ordering::Relaxed),
+        per_producer * SIDES,
+    )?;
     Ok(elapsed)
 }
 
@@ -299,13 +311,15 @@ fn queue_four_by_four(ops: u64) -> BenchResult<Duration> {
     let queue = Queue::<u64>::new()?;
     let mut consumers = Vec::new();
     for _ in 0..SIDES {
-        let ((), consumer) = fork_helper("queue consumer", (), queue.clone(), |queue| loop {
-            match queue.get() {
-                Ok(STOP) => return 0,
-                Ok(_) => {
-                    received.get(0).fetch_add(1, Ordering::Relaxed);
+        let ((), consumer) = fork_helper("queue consumer", (), queue.clone(), |queue| {
+            loop {
+                match queue.get() {
+                    Ok(STOP) => return 0,
+                    Ok(_) => {
+                        received.get(0).fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => return 1,
                 }
-                Err(_) => return 1,
             }
         })?;
         consumers.push(consumer);
@@ -332,7 +346,10 @@ fn queue_four_by_four(ops: u64) -> BenchResult<Duration> {
         consumer.wait_success()?;
     }
     let elapsed = start.elapsed();
-    check_count(received.get(0).load(Ordering::Relaxed), per_producer * SIDES)?;
+    check_count(
+        received.get(0).load(Ordering::Relaxed),
+        per_producer * SIDES,
+    )?;
     Ok(elapsed)
 }
 

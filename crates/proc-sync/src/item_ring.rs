@@ -247,7 +247,9 @@ impl ItemRing {
                 ),
             })?;
         let object = SharedObject::create(Kind::Queue, type_tag, DATA + capacity)?;
-        object.u64(CAPACITY).store(capacity as u64, Ordering::Relaxed);
+        object
+            .u64(CAPACITY)
+            .store(capacity as u64, Ordering::Relaxed);
         object.u64(MAXSIZE).store(maxsize as u64, Ordering::Relaxed);
         object.u32(FLAVOR).store(flavor as u32, Ordering::Release);
         Ok(ItemRing::from_object(object, flavor))
@@ -401,7 +403,11 @@ impl ItemRing {
     }
 
     /// For `try_*`: the lock at once, or within [`TRY_GRACE`] while `worth_waiting` holds.
-    fn try_lock(&self, at: usize, worth_waiting: impl Fn() -> bool) -> Option<(Held<'_>, Acquired)> {
+    fn try_lock(
+        &self,
+        at: usize,
+        worth_waiting: impl Fn() -> bool,
+    ) -> Option<(Held<'_>, Acquired)> {
         let word = self.u32(at);
         if let Some(taken) = raw_mutex::try_lock(word) {
             return Some((Held(word), taken));
@@ -536,7 +542,8 @@ impl ItemRing {
         let head = self.u64(HEAD).load(Ordering::Relaxed);
         if single {
             let len = total as u64;
-            self.word_at(head).store(len | FIRST | LAST, Ordering::Relaxed);
+            self.word_at(head)
+                .store(len | FIRST | LAST, Ordering::Relaxed);
             let mut at = head + 8;
             for piece in item.pieces(0, total) {
                 self.copy_in(at, piece);
@@ -628,7 +635,8 @@ impl ItemRing {
         if pending != 0 {
             if self.u64(HEAD).load(Ordering::Acquire) != pending {
                 let puts = self.u64(PUTS).load(Ordering::Relaxed);
-                self.u64(PUTS).store(puts.saturating_sub(1), Ordering::Release);
+                self.u64(PUTS)
+                    .store(puts.saturating_sub(1), Ordering::Release);
                 if self.flavor == Flavor::Joinable {
                     self.finish_task_quietly();
                 }
@@ -748,7 +756,8 @@ impl ItemRing {
         if pending != 0 {
             if self.u64(TAIL).load(Ordering::Acquire) != pending {
                 let gets = self.u64(GETS).load(Ordering::Relaxed);
-                self.u64(GETS).store(gets.saturating_sub(1), Ordering::Release);
+                self.u64(GETS)
+                    .store(gets.saturating_sub(1), Ordering::Release);
                 self.u64(GET_OPEN).store(0, Ordering::Relaxed);
             }
             self.u64(GET_PENDING).store(0, Ordering::Relaxed);
@@ -758,8 +767,7 @@ impl ItemRing {
 
     /// The item the get-lock holder had begun will not be delivered.
     fn drop_open_item(&self) {
-        if self.u64(GET_OPEN).swap(0, Ordering::Relaxed) != 0 && self.flavor == Flavor::Joinable
-        {
+        if self.u64(GET_OPEN).swap(0, Ordering::Relaxed) != 0 && self.flavor == Flavor::Joinable {
             self.finish_task_quietly();
         }
     }
@@ -873,10 +881,7 @@ impl ItemRing {
                 return Err(SyncError::Codec(codec::CodecError::Decode {
                     type_name: "alloc::vec::Vec<u8>",
                     len: out.len(),
-                    message: format!(
-                        "{len} bytes announced, {} present",
-                        out.len() - used
-                    ),
+                    message: format!("{len} bytes announced, {} present", out.len() - used),
                 }));
             }
             out.drain(..used);

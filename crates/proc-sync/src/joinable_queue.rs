@@ -91,7 +91,12 @@ impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T> {
     /// The queue a [`handle`](Queue::handle) names, made in another process. The handle of
     /// a plain [`Queue`] is [`SyncError::BadHandle`]: it counts no tasks.
     pub fn attach(handle: &Handle) -> Result<JoinableQueue<T>, SyncError> {
-        let ring = ItemRing::attach(handle, item_tag::<T>(), Flavor::Joinable, &[Flavor::Joinable])?;
+        let ring = ItemRing::attach(
+            handle,
+            item_tag::<T>(),
+            Flavor::Joinable,
+            &[Flavor::Joinable],
+        )?;
         Ok(JoinableQueue {
             queue: Queue::from_ring(Arc::new(ring)),
         })

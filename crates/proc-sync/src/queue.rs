@@ -195,6 +195,22 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// [`put`](Self::put) without waiting for room: `Full` when the queue holds `maxsize`
     /// items or the ring has no room for this one. (It waits a few milliseconds at most
     /// for another producer in the middle of a `put`.)
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use proc_sync::{Queue, SyncError};
+    ///
+    /// # fn main() -> Result<(), SyncError> {
+    /// let queue = Queue::<u32>::bounded(1)?;
+    /// queue.try_put(1)?;
+    /// assert!(matches!(queue.try_put(2), Err(SyncError::Full { maxsize: 1 })));
+    /// let err = queue.put_timeout(2, Duration::from_millis(10)).unwrap_err();
+    /// assert!(matches!(err, SyncError::Timeout { .. }));
+    /// assert_eq!(queue.get()?, 1);
+    /// assert!(matches!(queue.try_get(), Err(SyncError::Empty)));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn try_put(&self, item: impl Borrow<T>) -> Result<(), SyncError> {
         item_codec::put(&self.ring, item.borrow(), &Deadline::forever(), true)
     }

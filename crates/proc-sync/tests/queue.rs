@@ -62,10 +62,17 @@ fn four_producers_and_four_consumers_pass_every_item_once_in_each_producers_orde
                 "producer {producer}: {seq} after {previous:?}"
             );
             *previous = Some(seq);
-            assert!(seen.insert((producer, seq)), "({producer}, {seq}) arrived twice");
+            assert!(
+                seen.insert((producer, seq)),
+                "({producer}, {seq}) arrived twice"
+            );
         }
     }
-    assert_eq!(seen.len(), (PRODUCERS * PER_PRODUCER) as usize, "items lost");
+    assert_eq!(
+        seen.len(),
+        (PRODUCERS * PER_PRODUCER) as usize,
+        "items lost"
+    );
     assert!(busy_consumers > 1, "only one consumer ever got an item");
     assert_eq!(queue.qsize(), 0);
     assert!(queue.empty());
@@ -102,11 +109,20 @@ fn a_timed_out_get_sleeps_rather_than_spins() {
     let err = queue.get_timeout(Duration::from_millis(600)).unwrap_err();
     let used = cpu_time() - cpu;
     assert!(
-        matches!(err, SyncError::Timeout { what: "a queue item", .. }),
+        matches!(
+            err,
+            SyncError::Timeout {
+                what: "a queue item",
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("600ms"), "{err}");
-    assert!(used < Duration::from_millis(60), "a 600 ms get used {used:?} of CPU");
+    assert!(
+        used < Duration::from_millis(60),
+        "a 600 ms get used {used:?} of CPU"
+    );
     assert!(matches!(queue.try_get(), Err(SyncError::Empty)));
 }
 
@@ -115,8 +131,12 @@ fn a_get_waiting_in_another_process_gets_the_item_put_later() {
     let queue = Queue::<String>::new().unwrap();
     let consumer = {
         let queue = queue.clone();
-        Process::spawn(move || queue.get_timeout(Duration::from_secs(60)).map_err(|e| e.to_string()))
-            .unwrap()
+        Process::spawn(move || {
+            queue
+                .get_timeout(Duration::from_secs(60))
+                .map_err(|e| e.to_string())
+        })
+        .unwrap()
     };
     std::thread::sleep(Duration::from_millis(100));
     queue.put("late".to_string()).unwrap();
@@ -131,14 +151,28 @@ fn a_bounded_queue_blocks_put_until_a_get_and_times_out_when_full() {
     queue.put(2).unwrap();
     assert!(queue.full());
     assert_eq!(queue.qsize(), 2);
-    assert!(matches!(queue.try_put(3), Err(SyncError::Full { maxsize: 2 })));
+    assert!(matches!(
+        queue.try_put(3),
+        Err(SyncError::Full { maxsize: 2 })
+    ));
     let cpu = cpu_time();
-    let err = queue.put_timeout(3, Duration::from_millis(300)).unwrap_err();
+    let err = queue
+        .put_timeout(3, Duration::from_millis(300))
+        .unwrap_err();
     assert!(
-        matches!(err, SyncError::Timeout { what: "room in the queue", .. }),
+        matches!(
+            err,
+            SyncError::Timeout {
+                what: "room in the queue",
+                ..
+            }
+        ),
         "{err}"
     );
-    assert!(cpu_time() - cpu < Duration::from_millis(60), "a timed-out put spun");
+    assert!(
+        cpu_time() - cpu < Duration::from_millis(60),
+        "a timed-out put spun"
+    );
     // A consumer in another process makes room while this put waits.
     let consumer = {
         let queue = queue.clone();
@@ -165,8 +199,13 @@ fn a_ring_full_of_bytes_blocks_an_unbounded_put() {
     for _ in 0..4 {
         queue.put(vec![1; 900]).unwrap();
     }
-    assert!(matches!(queue.try_put(vec![2; 900]), Err(SyncError::Full { maxsize: 0 })));
-    let err = queue.put_timeout(vec![2; 900], Duration::from_millis(50)).unwrap_err();
+    assert!(matches!(
+        queue.try_put(vec![2; 900]),
+        Err(SyncError::Full { maxsize: 0 })
+    ));
+    let err = queue
+        .put_timeout(vec![2; 900], Duration::from_millis(50))
+        .unwrap_err();
     assert!(matches!(err, SyncError::Timeout { .. }), "{err}");
     assert_eq!(queue.get().unwrap(), vec![1; 900]);
     queue.try_put(vec![2; 900]).unwrap();
@@ -181,7 +220,9 @@ fn items_larger_than_the_ring_arrive_intact() {
         .build()
         .unwrap();
     let pattern = |len: usize, seed: u8| -> Vec<u8> {
-        (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
     };
     let sizes = [8 << 20, 3, 1 << 20, (3 << 20) + 5, 0, 300_000];
     let producer = {
@@ -198,7 +239,10 @@ fn items_larger_than_the_ring_arrive_intact() {
     for (i, &len) in sizes.iter().enumerate() {
         let got = queue.get().unwrap();
         assert_eq!(got.len(), len, "item {i}");
-        assert!(got == pattern(len, i as u8), "item {i} of {len} bytes differs");
+        assert!(
+            got == pattern(len, i as u8),
+            "item {i} of {len} bytes differs"
+        );
     }
     let (text, numbers) = texts.get().unwrap();
     assert_eq!(text, "é".repeat(500_000));
@@ -223,7 +267,10 @@ fn a_closed_queue_refuses_put_and_get_in_this_process_only() {
     queue.close();
     assert!(clone.is_closed(), "clones are the same queue");
     assert!(matches!(queue.put(1), Err(SyncError::Closed)));
-    assert!(matches!(clone.get_timeout(Duration::from_secs(5)), Err(SyncError::Closed)));
+    assert!(matches!(
+        clone.get_timeout(Duration::from_secs(5)),
+        Err(SyncError::Closed)
+    ));
     assert_eq!(SyncError::Closed.to_string(), "the queue is closed");
     // The child, forked before, still puts; a fresh attachment here still gets.
     child.join().unwrap().unwrap();
@@ -241,13 +288,17 @@ fn attaching_with_another_type_or_kind_is_a_clear_error() {
     assert!(err.to_string().contains("another type"), "{err}");
     let err = JoinableQueue::<u64>::attach(&handle).unwrap_err();
     assert!(
-        err.to_string().contains("is of a Queue, not a JoinableQueue"),
+        err.to_string()
+            .contains("is of a Queue, not a JoinableQueue"),
         "{err}"
     );
     let err = SimpleQueue::<u64>::attach(&handle).unwrap_err();
     assert!(err.to_string().contains("not a SimpleQueue"), "{err}");
     let err = Lock::attach(&handle).unwrap_err();
-    assert!(err.to_string().contains("is of a Queue, not a Lock"), "{err}");
+    assert!(
+        err.to_string().contains("is of a Queue, not a Lock"),
+        "{err}"
+    );
     // The right type attaches, and is the same queue.
     let same = Queue::<u64>::attach(&handle).unwrap();
     same.put(5).unwrap();
@@ -291,10 +342,12 @@ fn a_joinable_queue_joins_once_every_item_is_done() {
             let (jobs, results) = (jobs.clone(), results.clone());
             Process::builder()
                 .daemon(true)
-                .spawn(move || loop {
-                    let job = jobs.get().expect("get");
-                    results.put(job * 10).expect("put result");
-                    jobs.task_done().expect("task_done");
+                .spawn(move || {
+                    loop {
+                        let job = jobs.get().expect("get");
+                        results.put(job * 10).expect("put result");
+                        jobs.task_done().expect("task_done");
+                    }
                 })
                 .unwrap()
         })
@@ -321,13 +374,23 @@ fn join_timeout_sleeps_and_task_done_too_often_is_misuse() {
     let cpu = cpu_time();
     let err = jobs.join_timeout(Duration::from_millis(300)).unwrap_err();
     assert!(matches!(err, SyncError::Timeout { .. }), "{err}");
-    assert!(cpu_time() - cpu < Duration::from_millis(60), "a timed-out join spun");
+    assert!(
+        cpu_time() - cpu < Duration::from_millis(60),
+        "a timed-out join spun"
+    );
     assert_eq!(jobs.get().unwrap(), 1);
-    assert_eq!(jobs.unfinished_tasks(), 1, "get alone does not finish a task");
+    assert_eq!(
+        jobs.unfinished_tasks(),
+        1,
+        "get alone does not finish a task"
+    );
     jobs.task_done().unwrap();
     jobs.join_timeout(Duration::from_secs(5)).unwrap();
     let err = jobs.task_done().unwrap_err();
-    assert!(err.to_string().contains("task_done() called more times"), "{err}");
+    assert!(
+        err.to_string().contains("task_done() called more times"),
+        "{err}"
+    );
 }
 
 #[test]

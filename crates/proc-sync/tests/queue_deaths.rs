@@ -11,7 +11,11 @@ use proc_sync::{JoinableQueue, Queue, SyncError};
 /// The bytes of item `seq` of `len` bytes: any corruption or mix-up shows.
 fn pattern(seq: u64, len: usize) -> Vec<u8> {
     (0..len)
-        .map(|i| (i as u64).wrapping_mul(131).wrapping_add(seq.wrapping_mul(7)) as u8)
+        .map(|i| {
+            (i as u64)
+                .wrapping_mul(131)
+                .wrapping_add(seq.wrapping_mul(7)) as u8
+        })
         .collect()
 }
 
@@ -58,8 +62,12 @@ fn a_producer_killed_while_streaming_an_item_loses_no_other_item() {
     let victim = {
         let queue = queue.clone();
         // 64 KiB through a 4 KiB ring nobody reads: it streams the first chunks and waits.
-        Process::spawn(move || queue.put((0, pattern(0, 64 << 10))).map_err(|e| e.to_string()))
-            .unwrap()
+        Process::spawn(move || {
+            queue
+                .put((0, pattern(0, 64 << 10)))
+                .map_err(|e| e.to_string())
+        })
+        .unwrap()
     };
     wait_until("the victim's first chunk", || queue.qsize() == 1);
     std::thread::sleep(Duration::from_millis(50));
@@ -69,7 +77,11 @@ fn a_producer_killed_while_streaming_an_item_loses_no_other_item() {
         let queue = queue.clone();
         Process::spawn(move || {
             for seq in 0..2000u64 {
-                let len = if seq % 100 == 7 { 20_000 } else { (seq % 50) as usize };
+                let len = if seq % 100 == 7 {
+                    20_000
+                } else {
+                    (seq % 50) as usize
+                };
                 queue.put((1, pattern(seq, len))).expect("put");
             }
         })
@@ -78,12 +90,20 @@ fn a_producer_killed_while_streaming_an_item_loses_no_other_item() {
     for seq in 0..2000u64 {
         let (from, bytes) = queue.get().unwrap();
         assert_eq!(from, 1, "the dead producer's half-sent item was delivered");
-        let len = if seq % 100 == 7 { 20_000 } else { (seq % 50) as usize };
+        let len = if seq % 100 == 7 {
+            20_000
+        } else {
+            (seq % 50) as usize
+        };
         assert!(bytes == pattern(seq, len), "item {seq} is not whole");
     }
     survivor.join().unwrap();
     assert!(matches!(queue.try_get(), Err(SyncError::Empty)));
-    assert_eq!(queue.qsize(), 0, "the dead producer's item is not counted for ever");
+    assert_eq!(
+        queue.qsize(),
+        0,
+        "the dead producer's item is not counted for ever"
+    );
 }
 
 #[test]
@@ -113,9 +133,15 @@ fn producers_killed_at_random_moments_never_corrupt_the_queue() {
             let mut last_of_victim = std::collections::HashMap::new();
             while next_survivor < SURVIVOR_ITEMS {
                 let (from, seq, bytes) = queue.get().unwrap();
-                assert!(bytes == pattern(seq, size(seq)), "item {from}/{seq} is not whole");
+                assert!(
+                    bytes == pattern(seq, size(seq)),
+                    "item {from}/{seq} is not whole"
+                );
                 if from == 0 {
-                    assert_eq!(seq, next_survivor, "the survivor's items out of order or lost");
+                    assert_eq!(
+                        seq, next_survivor,
+                        "the survivor's items out of order or lost"
+                    );
                     next_survivor += 1;
                 } else if let Some(last) = last_of_victim.insert(from, seq) {
                     assert!(last < seq, "victim {from}: {seq} after {last}");
@@ -128,7 +154,9 @@ fn producers_killed_at_random_moments_never_corrupt_the_queue() {
                 let queue = queue.clone();
                 Process::spawn(move || {
                     for seq in 0.. {
-                        queue.put((victim_no, seq, pattern(seq, size(seq)))).expect("put");
+                        queue
+                            .put((victim_no, seq, pattern(seq, size(seq))))
+                            .expect("put");
                     }
                 })
                 .unwrap()
@@ -219,7 +247,10 @@ fn consumers_killed_at_random_moments_lose_at_most_one_item_each() {
                 Err(SyncError::Timeout { .. }) => return,
                 Err(err) => panic!("get: {err}"),
             };
-            assert!(bytes == pattern(u64::from(i), size(i)), "item {i} is not whole");
+            assert!(
+                bytes == pattern(u64::from(i), size(i)),
+                "item {i} is not whole"
+            );
             received.get(i as usize).fetch_add(1, Ordering::SeqCst);
         }
     };
@@ -235,18 +266,26 @@ fn consumers_killed_at_random_moments_lose_at_most_one_item_each() {
         if victim.join().is_err() {
             kills += 1;
         }
-        assert!(start.elapsed() < Duration::from_secs(200), "the producer never finished");
+        assert!(
+            start.elapsed() < Duration::from_secs(200),
+            "the producer never finished"
+        );
     }
     producer.join().unwrap();
     // The last consumer drains what is left and stops once the queue stays empty.
     let last = Process::spawn(consume).unwrap();
     last.join().unwrap();
-    let counts: Vec<u64> = (0..ITEMS).map(|i| received.get(i).load(Ordering::SeqCst)).collect();
+    let counts: Vec<u64> = (0..ITEMS)
+        .map(|i| received.get(i).load(Ordering::SeqCst))
+        .collect();
     let twice: Vec<usize> = (0..ITEMS).filter(|&i| counts[i] > 1).collect();
     assert!(twice.is_empty(), "items received twice: {twice:?}");
     let lost = counts.iter().filter(|&&c| c == 0).count();
     eprintln!("{kills} consumers killed, {lost} items lost");
     assert!(kills > 0, "no consumer was killed");
-    assert!(lost <= kills, "{lost} items lost to {kills} killed consumers");
+    assert!(
+        lost <= kills,
+        "{lost} items lost to {kills} killed consumers"
+    );
     assert_eq!(queue.qsize(), 0);
 }

@@ -27,7 +27,10 @@ fn dropped_queues_leave_no_fd_mapping_or_shm_entry_behind() {
     let maps = shared_mappings();
     let shm = dev_shm_entries();
     for round in 0..20u64 {
-        let queue = Queue::<Vec<u8>>::builder().capacity(1 << 16).build().unwrap();
+        let queue = Queue::<Vec<u8>>::builder()
+            .capacity(1 << 16)
+            .build()
+            .unwrap();
         let jobs = JoinableQueue::<u64>::new().unwrap();
         let simple = SimpleQueue::<String>::new().unwrap();
         assert!(shared_mappings() >= maps + 3, "the queues are mapped");
@@ -48,7 +51,11 @@ fn dropped_queues_leave_no_fd_mapping_or_shm_entry_behind() {
         assert_eq!(simple.get().unwrap(), round.to_string());
         child.join().unwrap();
     }
-    assert_eq!(test_support::open_fd_count(), fds, "file descriptors left open");
+    assert_eq!(
+        test_support::open_fd_count(),
+        fds,
+        "file descriptors left open"
+    );
     assert_eq!(shared_mappings(), maps, "shared mappings left behind");
     assert_eq!(dev_shm_entries(), shm, "/dev/shm entries left behind");
 }

@@ -34,7 +34,10 @@ fn spawned_and_fork_server_children_attach_by_handle() {
         let sums = Queue::<u64>::new().unwrap();
         let child = Process::builder()
             .start_method(method)
-            .spawn_fn(sum_numbers, (numbers.handle().unwrap(), sums.handle().unwrap()))
+            .spawn_fn(
+                sum_numbers,
+                (numbers.handle().unwrap(), sums.handle().unwrap()),
+            )
             .unwrap();
         for n in 1..=100 {
             numbers.put(Some(n)).unwrap();
@@ -58,8 +61,12 @@ fn a_spawned_child_attaching_with_another_item_type_gets_a_clear_error() {
     assert!(message.contains("another type"), "{message}");
     // And a handle of a process that is gone cannot be attached.
     let gone = {
-        let p = Process::spawn(|| Queue::<u64>::new().and_then(|q| q.handle()).map_err(|e| e.to_string()))
-            .unwrap();
+        let p = Process::spawn(|| {
+            Queue::<u64>::new()
+                .and_then(|q| q.handle())
+                .map_err(|e| e.to_string())
+        })
+        .unwrap();
         p.join().unwrap().unwrap()
     };
     let err = Queue::<u64>::attach(&gone).unwrap_err();
