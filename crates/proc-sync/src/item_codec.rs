@@ -18,6 +18,9 @@ use serde::de::DeserializeOwned;
 use crate::error::SyncError;
 use crate::item_ring::{Deadline, ItemBytes, ItemRing, Take};
 
+/// Items whose encoding fits this many bytes are encoded on the stack.
+const SMALL_ITEM: usize = 128;
+
 /// A thread's buffer is given back to the allocator when an item left it larger than this.
 const KEEP_SCRATCH: usize = 1 << 20;
 
@@ -56,6 +59,20 @@ pub(crate) fn put<T: Serialize + 'static>(
             body: bytes,
         };
         return ring.put(pieces, deadline, try_now);
+    }
+    if !ring.has_large_items() {
+        // Small items are encoded on the stack: no thread-local, no vector.
+        let mut small = [0u8; SMALL_ITEM];
+        if let Ok(used) = codec::encode_into_slice(item, &mut small) {
+            let whole = ItemBytes {
+                prefix: &[],
+                body: &small[..used],
+            };
+            return ring.put(whole, deadline, try_now);
+        }
+        // Too large (or not encodable: the vector below says which); this queue's items
+        // go through the buffer from now on.
+        ring.note_large_items();
     }
     with_scratch(|scratch| {
         codec::encode_value(item, scratch)?;

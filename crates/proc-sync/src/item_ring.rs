@@ -198,6 +198,8 @@ pub(crate) struct ItemRing {
     flavor: Flavor,
     /// `close()` was called in this process.
     closed: AtomicBool,
+    /// An item of this queue did not fit the stack buffer of `item_codec` in this process.
+    large_items: AtomicBool,
     /// A lower bound of `tail` (it only grows): producers read the consumers' line only when
     /// this says the ring is too full.
     seen_tail: AtomicU64,
@@ -299,6 +301,7 @@ impl ItemRing {
             maxsize,
             flavor,
             closed: AtomicBool::new(false),
+            large_items: AtomicBool::new(false),
             seen_tail: AtomicU64::new(seen_tail),
             seen_head: AtomicU64::new(seen_head),
         }
@@ -320,6 +323,14 @@ impl ItemRing {
 
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn has_large_items(&self) -> bool {
+        self.large_items.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn note_large_items(&self) {
+        self.large_items.store(true, Ordering::Relaxed);
     }
 
     pub(crate) fn is_closed(&self) -> bool {
