@@ -86,78 +86,74 @@ const QUEUE_NOTE: &str = "An op is one item from a producer to a consumer. The p
 
 /// `queue u64 1x1`: one producer (the parent), one forked consumer, unpinned.
 pub(crate) fn one_to_one(cx: &Context) -> BenchResult<Scenario> {
-    Ok(Scenario::new(
-        "queue u64 1x1",
-        "a u64 put by the parent and got by a forked consumer",
-        Unit::TimePerOp,
-        cx.ops(100_000, 10_000),
-        Contender::self_timed("pipe, 8-byte write and read per item", pipe_one_to_one),
-    )
-    .note(QUEUE_NOTE)
-    .contender(Contender::self_timed(
-        "proc-sync Queue<u64>",
-        queue_one_to_one,
+    Ok(small_items(
+        cx,
+        SmallItems {
+            name: "queue u64 1x1",
+            op: "a u64 put by the parent and got by a forked consumer",
+            ops: cx.ops(100_000, 10_000),
+            floor: ("pipe, 8-byte write and read per item", pipe_one_to_one),
+            queue: queue_one_to_one,
+            python: PYTHON_ONE_TO_ONE,
+            measured: 7,
+        },
     ))
-    .contender(python::contender(
-        cx.python.as_ref(),
-        "python3 multiprocessing.Queue",
-        PYTHON_ONE_TO_ONE,
-        [],
-    ))
-    .goal(
-        "Queue at least as fast as the pipe",
-        "proc-sync Queue<u64>",
-        "pipe, 8-byte write and read per item",
-        1.0,
-    )
-    .goal(
-        "Queue ≥ 50× Python's Queue",
-        "proc-sync Queue<u64>",
-        "python3 multiprocessing.Queue",
-        0.02,
-    )
-    .max_rounds(Rounds {
-        warmup: 1,
-        measured: 7,
-    }))
 }
 
 /// `queue u64 4x4`: four producers and four consumers, all forked, start-up timed.
 pub(crate) fn four_by_four(cx: &Context) -> BenchResult<Scenario> {
-    Ok(Scenario::new(
-        "queue u64 4x4",
-        "a u64 from one of 4 forked producers to one of 4 forked consumers (forks timed)",
+    Ok(small_items(
+        cx,
+        SmallItems {
+            name: "queue u64 4x4",
+            op: "a u64 from one of 4 forked producers to one of 4 forked consumers (forks timed)",
+            ops: cx.ops(200_000, 20_000),
+            floor: ("pipe shared by 4 writers and 4 readers", pipe_four_by_four),
+            queue: queue_four_by_four,
+            python: PYTHON_FOUR_BY_FOUR,
+            measured: 5,
+        },
+    ))
+}
+
+/// What differs between the two small-item scenarios.
+struct SmallItems {
+    name: &'static str,
+    op: &'static str,
+    ops: u64,
+    floor: (&'static str, fn(u64) -> BenchResult<Duration>),
+    queue: fn(u64) -> BenchResult<Duration>,
+    python: &'static str,
+    measured: u32,
+}
+
+/// A small-item scenario: the pipe floor, proc-sync's queue and Python's, with the issue's
+/// goals (at least as fast as the pipe, 50 times Python's queue).
+fn small_items(cx: &Context, spec: SmallItems) -> Scenario {
+    const QUEUE: &str = "proc-sync Queue<u64>";
+    const PYTHON: &str = "python3 multiprocessing.Queue";
+    let (floor, floor_batch) = spec.floor;
+    Scenario::new(
+        spec.name,
+        spec.op,
         Unit::TimePerOp,
-        cx.ops(200_000, 20_000),
-        Contender::self_timed("pipe shared by 4 writers and 4 readers", pipe_four_by_four),
+        spec.ops,
+        Contender::self_timed(floor, floor_batch),
     )
     .note(QUEUE_NOTE)
-    .contender(Contender::self_timed(
-        "proc-sync Queue<u64>",
-        queue_four_by_four,
-    ))
+    .contender(Contender::self_timed(QUEUE, spec.queue))
     .contender(python::contender(
         cx.python.as_ref(),
-        "python3 multiprocessing.Queue",
-        PYTHON_FOUR_BY_FOUR,
+        PYTHON,
+        spec.python,
         [],
     ))
-    .goal(
-        "Queue at least as fast as the pipe",
-        "proc-sync Queue<u64>",
-        "pipe shared by 4 writers and 4 readers",
-        1.0,
-    )
-    .goal(
-        "Queue ≥ 50× Python's Queue",
-        "proc-sync Queue<u64>",
-        "python3 multiprocessing.Queue",
-        0.02,
-    )
+    .goal("Queue at least as fast as the pipe", QUEUE, floor, 1.0)
+    .goal("Queue ≥ 50× Python's Queue", QUEUE, PYTHON, 0.02)
     .max_rounds(Rounds {
         warmup: 1,
-        measured: 5,
-    }))
+        measured: spec.measured,
+    })
 }
 
 /// `queue 1 MiB items`: `Vec<u8>` items of 1 MiB against the pipe's bulk throughput, producer

@@ -43,6 +43,10 @@ use proc_core::codec;
 use crate::error::SyncError;
 use crate::raw_mutex::{self, Acquired, LIVENESS_SLICE};
 use crate::shared_object::{HEADER_LEN, Handle, Kind, SharedObject};
+use crate::wait_word::{WaitWord, spin_until};
+
+mod get;
+mod put;
 
 // The producers' cache line: written by the put-lock holder only.
 const PUT_LOCK: usize = 0;
@@ -86,9 +90,6 @@ pub(crate) const MAX_CAPACITY: usize = 1 << 32;
 /// The largest item, encoded: what proc-core's frames accept.
 pub(crate) const MAX_ITEM_LEN: usize = codec::DEFAULT_MAX_FRAME_LEN;
 
-/// How long a producer waiting for room or a consumer waiting for an item spins before it
-/// sleeps: a peer on another CPU usually answers within this, far sooner than a futex wake.
-const SPIN: Duration = Duration::from_micros(20);
 /// Pauses between two looks at the other side's position while spinning. Looking less often
 /// lets the producer write several records before the consumer pulls the line over.
 const POLL_EVERY: u32 = 512;
@@ -429,141 +430,11 @@ impl ItemRing {
         self.lock(at, &Deadline::after(TRY_GRACE))
     }
 
-    // ---- producers --------------------------------------------------------------------
-
-    /// Free bytes, from the cached tail unless `fresh`.
-    fn free(&self, fresh: bool) -> u64 {
-        let head = self.u64(HEAD).load(Ordering::Relaxed);
-        let tail = if fresh {
-            let tail = self.u64(TAIL).load(Ordering::SeqCst);
-            // A plain store: whatever a thread of this process stores was read from
-            // `tail`, so it is a lower bound still (a lock-prefixed `fetch_max` cost more).
-            self.seen_tail.store(tail, Ordering::Relaxed);
-            tail
-        } else {
-            self.seen_tail.load(Ordering::Relaxed)
-        };
-        self.capacity.saturating_sub(head.saturating_sub(tail))
-    }
-
-    fn has_room(&self, bytes: u64, new_item: bool, fresh: bool) -> bool {
-        if self.free(fresh) < bytes && (fresh || self.free(true) < bytes) {
-            return false;
+    fn wait_word(&self, seq: usize, sleepers: usize) -> WaitWord<'_> {
+        WaitWord {
+            seq: self.u32(seq),
+            sleepers: self.u32(sleepers),
         }
-        if new_item && self.maxsize != 0 {
-            let puts = self.u64(PUTS).load(Ordering::Relaxed);
-            let gets = self.u64(GETS).load(Ordering::SeqCst);
-            return puts.saturating_sub(gets) < self.maxsize;
-        }
-        true
-    }
-
-    /// The put-lock holder: waits until `bytes` are free and, for a `new_item`, the queue
-    /// holds fewer than `maxsize` items.
-    fn wait_room(&self, bytes: u64, new_item: bool, deadline: &Deadline) -> Result<(), SyncError> {
-        if self.has_room(bytes, new_item, false) {
-            return Ok(());
-        }
-        let spin_until = fork_sys::monotonic_now() + SPIN;
-        loop {
-            for _ in 0..64 {
-                std::hint::spin_loop();
-            }
-            if self.has_room(bytes, new_item, true) {
-                return Ok(());
-            }
-            if fork_sys::monotonic_now() >= spin_until {
-                break;
-            }
-        }
-        let seq = self.u32(ROOM_SEQ);
-        let waiters = self.u32(ROOM_WAITERS);
-        loop {
-            let seen = seq.load(Ordering::SeqCst);
-            waiters.fetch_add(1, Ordering::SeqCst);
-            // Look again after announcing ourselves: a consumer that moved the tail before
-            // seeing the count is seen here.
-            let ready = self.has_room(bytes, new_item, true);
-            let left = deadline.remaining();
-            if !ready && left != Some(Duration::ZERO) {
-                fork_sys::futex_wait(seq, seen, left);
-            }
-            waiters.fetch_sub(1, Ordering::SeqCst);
-            if ready || self.has_room(bytes, new_item, true) {
-                return Ok(());
-            }
-            if deadline.passed() {
-                return Err(deadline.timeout_error("room in the queue"));
-            }
-        }
-    }
-
-    fn wake_consumers(&self) {
-        if self.u32(ITEMS_WAITERS).load(Ordering::SeqCst) != 0 {
-            self.u32(ITEMS_SEQ).fetch_add(1, Ordering::SeqCst);
-            fork_sys::futex_wake(self.u32(ITEMS_SEQ), u32::MAX);
-        }
-    }
-
-    /// Puts one item, waiting for room until `deadline`. `try_now`: fail with `Full` instead
-    /// of waiting (beyond a moment for the put lock).
-    pub(crate) fn put(
-        &self,
-        item: ItemBytes<'_>,
-        deadline: &Deadline,
-        try_now: bool,
-    ) -> Result<(), SyncError> {
-        self.check_open()?;
-        let total = item.len();
-        if total > MAX_ITEM_LEN {
-            return Err(SyncError::TooLarge {
-                len: total,
-                limit: MAX_ITEM_LEN,
-            });
-        }
-        let single = total as u64 <= self.max_chunk();
-        let first_record = if single {
-            8 + pad8(total as u64)
-        } else {
-            8 + STREAM_HEADER + self.max_chunk()
-        };
-        let full = || SyncError::Full {
-            maxsize: self.maxsize as usize,
-        };
-        let (_held, taken) = if try_now {
-            if !self.has_room(first_record, true, true) {
-                return Err(full());
-            }
-            self.try_lock(PUT_LOCK, || self.has_room(first_record, true, true))
-                .ok_or_else(full)?
-        } else {
-            self.lock(PUT_LOCK, deadline)
-                .ok_or_else(|| deadline.timeout_error("room in the queue"))?
-        };
-        if let Acquired::OwnerDied(_) = taken {
-            self.repair_put();
-        }
-        if try_now {
-            if !self.has_room(first_record, true, true) {
-                return Err(full());
-            }
-        } else {
-            self.wait_room(first_record, true, deadline)?;
-        }
-        let head = self.u64(HEAD).load(Ordering::Relaxed);
-        if single {
-            let len = total as u64;
-            self.word_at(head)
-                .store(len | FIRST | LAST, Ordering::Relaxed);
-            let mut at = head + 8;
-            for piece in item.pieces(0, total) {
-                self.copy_in(at, piece);
-                at += piece.len() as u64;
-            }
-            self.publish_first(head + 8 + pad8(len));
-            return Ok(());
-        }
-        self.put_streamed(item, head, deadline)
     }
 
     /// Payload bytes of one chunk at most: a quarter of the ring, so that a producer writes
@@ -571,346 +442,6 @@ impl ItemRing {
     fn max_chunk(&self) -> u64 {
         self.capacity / 4
     }
-
-    /// Moves `head` to `new_head` over an item's first record, counting the item.
-    fn publish_first(&self, new_head: u64) {
-        self.u64(PUT_PENDING).store(new_head, Ordering::Relaxed);
-        let puts = self.u64(PUTS).load(Ordering::Relaxed);
-        self.u64(PUTS).store(puts + 1, Ordering::Release);
-        if self.flavor == Flavor::Joinable {
-            self.u64(UNFINISHED).fetch_add(1, Ordering::SeqCst);
-        }
-        self.u64(HEAD).store(new_head, Ordering::SeqCst);
-        self.u64(PUT_PENDING).store(0, Ordering::Relaxed);
-        self.wake_consumers();
-    }
-
-    fn publish(&self, new_head: u64) {
-        self.u64(HEAD).store(new_head, Ordering::SeqCst);
-        self.wake_consumers();
-    }
-
-    /// An item larger than a chunk: a `FIRST` chunk (room for it is there), then the rest
-    /// as room appears. Running out of time in between abandons the item.
-    fn put_streamed(
-        &self,
-        item: ItemBytes<'_>,
-        mut head: u64,
-        deadline: &Deadline,
-    ) -> Result<(), SyncError> {
-        let total = item.len() as u64;
-        let stamp = self.u64(PUTS).load(Ordering::Relaxed) + 1;
-        self.u64(STREAMING).store(stamp, Ordering::SeqCst);
-        let mut sent = 0u64;
-        while sent < total {
-            let first = sent == 0;
-            let extra = if first { STREAM_HEADER } else { 0 };
-            let len = (total - sent).min(self.max_chunk());
-            let record = 8 + extra + pad8(len);
-            if !first {
-                if let Err(err) = self.wait_room(record, false, deadline) {
-                    // Abandoned: consumers drop what was sent (see the module docs).
-                    self.u64(STREAMING).store(0, Ordering::SeqCst);
-                    self.wake_consumers();
-                    return Err(err);
-                }
-            }
-            let last = sent + len == total;
-            let flags = if first { FIRST } else { 0 } | if last { LAST } else { 0 };
-            self.word_at(head).store(len | flags, Ordering::Relaxed);
-            if first {
-                self.word_at(head + 8).store(total, Ordering::Relaxed);
-                self.word_at(head + 16).store(stamp, Ordering::Relaxed);
-            }
-            let mut at = head + 8 + extra;
-            for piece in item.pieces(sent as usize, len as usize) {
-                self.copy_in(at, piece);
-                at += piece.len() as u64;
-            }
-            head += record;
-            if first {
-                self.publish_first(head);
-            } else {
-                self.publish(head);
-            }
-            sent += len;
-        }
-        self.u64(STREAMING).store(0, Ordering::SeqCst);
-        Ok(())
-    }
-
-    /// After taking the put lock from a dead producer: undo the count of an item it counted
-    /// and did not publish, and end the stream of an item it left unfinished.
-    fn repair_put(&self) {
-        let pending = self.u64(PUT_PENDING).load(Ordering::Acquire);
-        if pending != 0 {
-            if self.u64(HEAD).load(Ordering::Acquire) != pending {
-                let puts = self.u64(PUTS).load(Ordering::Relaxed);
-                self.u64(PUTS)
-                    .store(puts.saturating_sub(1), Ordering::Release);
-                if self.flavor == Flavor::Joinable {
-                    self.finish_task_quietly();
-                }
-            }
-            self.u64(PUT_PENDING).store(0, Ordering::Relaxed);
-        }
-        if self.u64(STREAMING).swap(0, Ordering::SeqCst) != 0 {
-            self.wake_consumers();
-        }
-    }
-
-    // ---- consumers --------------------------------------------------------------------
-
-    /// Bytes published and not taken, from the cached head unless `fresh`.
-    fn available(&self, fresh: bool) -> u64 {
-        let tail = self.u64(TAIL).load(Ordering::Relaxed);
-        let head = if fresh {
-            let head = self.u64(HEAD).load(Ordering::SeqCst);
-            self.seen_head.store(head, Ordering::Relaxed);
-            head
-        } else {
-            self.seen_head.load(Ordering::Relaxed)
-        };
-        head.saturating_sub(tail)
-    }
-
-    fn has_record(&self, fresh: bool) -> bool {
-        self.available(fresh) >= 8 || (!fresh && self.available(true) >= 8)
-    }
-
-    /// Whether the item stamped `stamp`, of which the ring holds no more, will get no more:
-    /// another item is being streamed, or none is and the put lock's holder is gone.
-    fn abandoned(&self, stamp: u64) -> bool {
-        let streaming = self.u64(STREAMING).load(Ordering::SeqCst);
-        let gone = streaming != stamp
-            || raw_mutex::holder(self.u32(PUT_LOCK)).is_none_or(fork_sys::process_is_gone);
-        // The producer publishes its last chunk before it clears `streaming` and before it
-        // unlocks: look at the ring again after those.
-        gone && !self.has_record(true)
-    }
-
-    /// The get-lock holder: waits for a record until `deadline`; in the middle of item
-    /// `mid_item` (its stamp), for as long as the item is still streamed.
-    fn wait_record(&self, deadline: &Deadline, mid_item: Option<u64>) -> Result<(), NoRecord> {
-        if self.has_record(false) {
-            return Ok(());
-        }
-        let spin_until = fork_sys::monotonic_now() + SPIN;
-        loop {
-            for _ in 0..POLL_EVERY {
-                std::hint::spin_loop();
-            }
-            if self.has_record(true) {
-                return Ok(());
-            }
-            if fork_sys::monotonic_now() >= spin_until {
-                break;
-            }
-        }
-        let seq = self.u32(ITEMS_SEQ);
-        let waiters = self.u32(ITEMS_WAITERS);
-        loop {
-            if let Some(stamp) = mid_item {
-                if self.abandoned(stamp) {
-                    return Err(NoRecord::Abandoned);
-                }
-            }
-            let seen = seq.load(Ordering::SeqCst);
-            waiters.fetch_add(1, Ordering::SeqCst);
-            let ready = self.has_record(true);
-            // Mid-item the wait is the producer's to bound (it abandons the item when its own
-            // timeout runs out); we only look at its liveness in slices.
-            let left = match mid_item {
-                Some(_) => Some(LIVENESS_SLICE),
-                None => deadline.remaining(),
-            };
-            if !ready && left != Some(Duration::ZERO) {
-                fork_sys::futex_wait(seq, seen, left);
-            }
-            waiters.fetch_sub(1, Ordering::SeqCst);
-            if ready || self.has_record(true) {
-                return Ok(());
-            }
-            if mid_item.is_none() && deadline.passed() {
-                return Err(NoRecord::TimedOut);
-            }
-        }
-    }
-
-    fn wake_producers(&self) {
-        if self.u32(ROOM_WAITERS).load(Ordering::SeqCst) != 0 {
-            self.u32(ROOM_SEQ).fetch_add(1, Ordering::SeqCst);
-            fork_sys::futex_wake(self.u32(ROOM_SEQ), u32::MAX);
-        }
-    }
-
-    /// Moves `tail` past a record; for an item's first record, counts the item as taken.
-    fn consume(&self, new_tail: u64, first: bool) {
-        if first {
-            self.u64(GET_PENDING).store(new_tail, Ordering::Relaxed);
-            let gets = self.u64(GETS).load(Ordering::Relaxed);
-            self.u64(GETS).store(gets + 1, Ordering::Release);
-            self.u64(GET_OPEN).store(1, Ordering::Relaxed);
-            self.u64(TAIL).store(new_tail, Ordering::SeqCst);
-            self.u64(GET_PENDING).store(0, Ordering::Relaxed);
-        } else {
-            self.u64(TAIL).store(new_tail, Ordering::SeqCst);
-        }
-        self.wake_producers();
-    }
-
-    /// After taking the get lock from a dead consumer: undo the count of an item it counted
-    /// and did not take; an item it took and never finished is lost (for a `JoinableQueue`
-    /// it counts as done, or `join` would wait for ever).
-    fn repair_get(&self) {
-        let pending = self.u64(GET_PENDING).load(Ordering::Acquire);
-        if pending != 0 {
-            if self.u64(TAIL).load(Ordering::Acquire) != pending {
-                let gets = self.u64(GETS).load(Ordering::Relaxed);
-                self.u64(GETS)
-                    .store(gets.saturating_sub(1), Ordering::Release);
-                self.u64(GET_OPEN).store(0, Ordering::Relaxed);
-            }
-            self.u64(GET_PENDING).store(0, Ordering::Relaxed);
-        }
-        self.drop_open_item();
-    }
-
-    /// The item the get-lock holder had begun will not be delivered.
-    fn drop_open_item(&self) {
-        if self.u64(GET_OPEN).swap(0, Ordering::Relaxed) != 0 && self.flavor == Flavor::Joinable {
-            self.finish_task_quietly();
-        }
-    }
-
-    /// Takes one item's bytes into `out` (cleared first), waiting until `deadline`.
-    /// `try_now`: `Empty` instead of waiting.
-    pub(crate) fn get(
-        &self,
-        out: &mut Vec<u8>,
-        take: Take,
-        deadline: &Deadline,
-        try_now: bool,
-    ) -> Result<(), SyncError> {
-        self.check_open()?;
-        out.clear();
-        let (_held, taken) = if try_now {
-            if !self.has_record(true) {
-                return Err(SyncError::Empty);
-            }
-            self.try_lock(GET_LOCK, || self.has_record(true))
-                .ok_or(SyncError::Empty)?
-        } else {
-            self.lock(GET_LOCK, deadline)
-                .ok_or_else(|| deadline.timeout_error("a queue item"))?
-        };
-        if let Acquired::OwnerDied(_) = taken {
-            self.repair_get();
-        }
-        let no_wait;
-        let deadline = if try_now {
-            no_wait = Deadline::after(Duration::ZERO);
-            &no_wait
-        } else {
-            deadline
-        };
-        let mut assembly: Option<Assembly> = None;
-        loop {
-            match self.wait_record(deadline, assembly.as_ref().map(|a| a.stamp)) {
-                Ok(()) => {}
-                Err(NoRecord::TimedOut) if try_now => return Err(SyncError::Empty),
-                Err(NoRecord::TimedOut) => return Err(deadline.timeout_error("a queue item")),
-                Err(NoRecord::Abandoned) => {
-                    assembly = None;
-                    out.clear();
-                    self.drop_open_item();
-                    continue;
-                }
-            }
-            let tail = self.u64(TAIL).load(Ordering::Relaxed);
-            let available = self.available(false);
-            let header = self.word_at(tail).load(Ordering::Relaxed);
-            let len = header & LEN_MASK;
-            let first = header & FIRST != 0;
-            let last = header & LAST != 0;
-            let extra = if first && !last { STREAM_HEADER } else { 0 };
-            let record = 8 + extra + pad8(len);
-            if header >> 34 != 0 || len > self.max_chunk() || record > available {
-                return Err(self.corrupt(tail, header, available));
-            }
-            let payload = tail + 8 + extra;
-            if first {
-                if assembly.take().is_some() {
-                    // A new item began: the one being taken was abandoned.
-                    out.clear();
-                    self.drop_open_item();
-                }
-                if last {
-                    append_from(self, out, payload, len);
-                    self.consume(tail + record, true);
-                    return self.finish(out, take);
-                }
-                let total = self.word_at(tail + 8).load(Ordering::Relaxed);
-                let stamp = self.word_at(tail + 16).load(Ordering::Relaxed);
-                if total <= len || total > MAX_ITEM_LEN as u64 {
-                    return Err(self.corrupt(tail, header, available));
-                }
-                out.reserve(total as usize);
-                append_from(self, out, payload, len);
-                self.consume(tail + record, true);
-                assembly = Some(Assembly {
-                    stamp,
-                    total,
-                    got: len,
-                });
-                continue;
-            }
-            let Some(item) = assembly.as_mut() else {
-                // The rest of an item whose first chunk a dead consumer took, or that was
-                // abandoned before we came: skip it.
-                self.consume(tail + record, false);
-                continue;
-            };
-            if item.got + len > item.total || (last && item.got + len != item.total) {
-                return Err(self.corrupt(tail, header, available));
-            }
-            append_from(self, out, payload, len);
-            item.got += len;
-            self.consume(tail + record, false);
-            if last {
-                return self.finish(out, take);
-            }
-        }
-    }
-
-    /// The whole item is out of the ring: it is ours.
-    fn finish(&self, out: &mut Vec<u8>, take: Take) -> Result<(), SyncError> {
-        self.u64(GET_OPEN).store(0, Ordering::Relaxed);
-        if take == Take::AfterLengthPrefix {
-            let (len, used) = codec::decode_value::<u64>(out)?;
-            if len != (out.len() - used) as u64 {
-                return Err(SyncError::Codec(codec::CodecError::Decode {
-                    type_name: "alloc::vec::Vec<u8>",
-                    len: out.len(),
-                    message: format!("{len} bytes announced, {} present", out.len() - used),
-                }));
-            }
-            out.drain(..used);
-        }
-        Ok(())
-    }
-
-    fn corrupt(&self, tail: u64, header: u64, available: u64) -> SyncError {
-        SyncError::Corrupt {
-            message: format!(
-                "queue record at byte {tail} has header {header:#x} with {available} bytes \
-                 published (ring of {} bytes)",
-                self.capacity
-            ),
-        }
-    }
-
-    // ---- tasks (JoinableQueue) --------------------------------------------------------
 
     /// One item fewer unfinished. `Misuse` when none is.
     pub(crate) fn task_done(&self) -> Result<(), SyncError> {
@@ -930,10 +461,7 @@ impl ItemRing {
             }
         }
         if now == 1 {
-            self.u32(TASKS_SEQ).fetch_add(1, Ordering::SeqCst);
-            if self.u32(TASKS_WAITERS).load(Ordering::SeqCst) != 0 {
-                fork_sys::futex_wake(self.u32(TASKS_SEQ), u32::MAX);
-            }
+            self.wait_word(TASKS_SEQ, TASKS_WAITERS).wake_all();
         }
         Ok(())
     }
@@ -958,35 +486,18 @@ impl ItemRing {
 
     /// Waits until every item put was marked done, or `deadline`.
     pub(crate) fn join_tasks(&self, deadline: &Deadline) -> Result<(), SyncError> {
-        let seq = self.u32(TASKS_SEQ);
-        let waiters = self.u32(TASKS_WAITERS);
-        loop {
-            if self.unfinished_tasks() == 0 {
-                return Ok(());
-            }
-            let seen = seq.load(Ordering::SeqCst);
-            waiters.fetch_add(1, Ordering::SeqCst);
-            let done = self.unfinished_tasks() == 0;
-            let left = deadline.remaining();
-            if !done && left != Some(Duration::ZERO) {
-                fork_sys::futex_wait(seq, seen, left);
-            }
-            waiters.fetch_sub(1, Ordering::SeqCst);
-            if done || self.unfinished_tasks() == 0 {
-                return Ok(());
+        let all_done = || self.unfinished_tasks() == 0;
+        let tasks = self.wait_word(TASKS_SEQ, TASKS_WAITERS);
+        while !all_done() {
+            if tasks.sleep_unless(deadline.remaining(), all_done) {
+                break;
             }
             if deadline.passed() {
                 return Err(deadline.timeout_error("every task to be done"));
             }
         }
+        Ok(())
     }
-}
-
-/// Appends `len` bytes from ring position `from` to `out`.
-fn append_from(ring: &ItemRing, out: &mut Vec<u8>, from: u64, len: u64) {
-    let at = out.len();
-    out.resize(at + len as usize, 0);
-    ring.copy_out(from, &mut out[at..]);
 }
 
 /// `len` rounded up to a multiple of 8.

@@ -47,6 +47,7 @@ mod queue;
 mod raw_mutex;
 mod shared_object;
 mod simple_queue;
+mod wait_word;
 
 pub use error::{OwnerDied, SyncError};
 pub use joinable_queue::JoinableQueue;
