@@ -289,15 +289,7 @@ fn pipe_four_by_four(ops: u64) -> BenchResult<Duration> {
         children.push(writer);
     }
     drop(ends);
-    for child in children {
-        child.wait_success()?;
-    }
-    let elapsed = start.elapsed();
-    check_count(
-        received.get(0).load(Ordering::Relaxed),
-        per_producer * SIDES,
-    )?;
-    Ok(elapsed)
+    reap_and_count(children, start, &received, per_producer * SIDES)
 }
 
 fn queue_four_by_four(ops: u64) -> BenchResult<Duration> {
@@ -338,20 +330,24 @@ fn queue_four_by_four(ops: u64) -> BenchResult<Duration> {
     for _ in 0..SIDES {
         queue.put(STOP)?;
     }
-    for consumer in consumers {
-        consumer.wait_success()?;
-    }
-    let elapsed = start.elapsed();
-    check_count(
-        received.get(0).load(Ordering::Relaxed),
-        per_producer * SIDES,
-    )?;
-    Ok(elapsed)
+    reap_and_count(consumers, start, &received, per_producer * SIDES)
 }
 
-fn check_count(received: u64, sent: u64) -> BenchResult<()> {
+/// Reaps the last `children` of a 4x4 batch, then checks that the consumers counted `sent`
+/// items; the batch's time ends with the reaping.
+fn reap_and_count(
+    children: Vec<Reaper>,
+    start: Instant,
+    received: &SharedAtomics,
+    sent: u64,
+) -> BenchResult<Duration> {
+    for child in children {
+        child.wait_success()?;
+    }
+    let elapsed = start.elapsed();
+    let received = received.get(0).load(Ordering::Relaxed);
     if received == sent {
-        Ok(())
+        Ok(elapsed)
     } else {
         Err(format!("{received} items of {sent} arrived").into())
     }

@@ -206,14 +206,7 @@ impl ItemRing {
     fn finish(&self, out: &mut Vec<u8>, take: Take) -> Result<(), SyncError> {
         self.u64(GET_OPEN).store(0, Ordering::Relaxed);
         if take == Take::AfterLengthPrefix {
-            let (len, used) = codec::decode_value::<u64>(out)?;
-            if len != (out.len() - used) as u64 {
-                return Err(SyncError::Codec(codec::CodecError::Decode {
-                    type_name: "alloc::vec::Vec<u8>",
-                    len: out.len(),
-                    message: format!("{len} bytes announced, {} present", out.len() - used),
-                }));
-            }
+            let used = strip_length_prefix(out).inspect_err(|_| self.item_not_delivered())?;
             out.drain(..used);
         }
         Ok(())
@@ -235,4 +228,20 @@ fn append_from(ring: &ItemRing, out: &mut Vec<u8>, from: u64, len: u64) {
     let at = out.len();
     out.resize(at + len as usize, 0);
     ring.copy_out(from, &mut out[at..]);
+}
+
+/// The length of the `u64` length prefix at the start of `bytes`, which must announce the
+/// length of the rest (a `Vec<u8>` in the codec's encoding).
+fn strip_length_prefix(bytes: &[u8]) -> Result<usize, SyncError> {
+    let (len, used) = codec::decode_value::<u64>(bytes)?;
+    let rest = bytes.len() - used;
+    if len == rest as u64 {
+        Ok(used)
+    } else {
+        Err(SyncError::Codec(codec::CodecError::Decode {
+            type_name: "alloc::vec::Vec<u8>",
+            len: bytes.len(),
+            message: format!("{len} bytes announced, {rest} present"),
+        }))
+    }
 }
