@@ -19,7 +19,10 @@ const MAGIC: u32 = 0x7072_6b73; // "prks"
 
 /// What kind of object a region holds; named in handle errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code, reason = "the other primitives' kinds are used as they land")]
+#[allow(
+    dead_code,
+    reason = "the other primitives' kinds are used as they land"
+)]
 pub(crate) enum Kind {
     Lock = 1,
     RLock = 2,
