@@ -2,9 +2,12 @@
 //! each producer's order; bounds, timeouts without spinning, close, large items, attach
 //! errors. Deaths of producers and consumers are in `queue_deaths.rs`.
 
+mod common;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
+use common::child;
 use proc_core::Process;
 use proc_sync::{JoinableQueue, Lock, Queue, SimpleQueue, SyncError};
 use test_support::this_thread_cpu_time as cpu_time;
@@ -21,7 +24,7 @@ fn four_producers_and_four_consumers_pass_every_item_once_in_each_producers_orde
     let consumers: Vec<Process<Vec<(u32, u32)>>> = (0..CONSUMERS)
         .map(|_| {
             let queue = queue.clone();
-            Process::spawn(move || {
+            child(move || {
                 let mut got = Vec::new();
                 while let Some(item) = queue.get().expect("get") {
                     got.push(item);
@@ -34,7 +37,7 @@ fn four_producers_and_four_consumers_pass_every_item_once_in_each_producers_orde
     let producers: Vec<Process<()>> = (0..PRODUCERS)
         .map(|producer| {
             let queue = queue.clone();
-            Process::spawn(move || {
+            child(move || {
                 for seq in 0..PER_PRODUCER {
                     queue.put(Some((producer, seq))).expect("put");
                 }
@@ -87,7 +90,7 @@ fn one_producer_order_is_kept_across_wraps_of_a_small_ring() {
     assert_eq!(queue.capacity(), 4096);
     let producer = {
         let queue = queue.clone();
-        Process::spawn(move || {
+        child(move || {
             for i in 0..20_000u64 {
                 queue.put((i, "x".repeat((i % 700) as usize))).expect("put");
             }
@@ -131,7 +134,7 @@ fn a_get_waiting_in_another_process_gets_the_item_put_later() {
     let queue = Queue::<String>::new().unwrap();
     let consumer = {
         let queue = queue.clone();
-        Process::spawn(move || {
+        child(move || {
             queue
                 .get_timeout(Duration::from_secs(60))
                 .map_err(|e| e.to_string())
@@ -176,7 +179,7 @@ fn a_bounded_queue_blocks_put_until_a_get_and_times_out_when_full() {
     // A consumer in another process makes room while this put waits.
     let consumer = {
         let queue = queue.clone();
-        Process::spawn(move || {
+        child(move || {
             std::thread::sleep(Duration::from_millis(100));
             queue.get().map_err(|e| e.to_string())
         })
@@ -227,7 +230,7 @@ fn items_larger_than_the_ring_arrive_intact() {
     let sizes = [8 << 20, 3, 1 << 20, (3 << 20) + 5, 0, 300_000];
     let producer = {
         let (queue, texts) = (queue.clone(), texts.clone());
-        Process::spawn(move || {
+        child(move || {
             for (i, &len) in sizes.iter().enumerate() {
                 queue.put(pattern(len, i as u8)).expect("put bytes");
             }
@@ -257,7 +260,7 @@ fn a_closed_queue_refuses_put_and_get_in_this_process_only() {
     let handle = queue.handle().unwrap();
     let child = {
         let queue = queue.clone();
-        Process::spawn(move || {
+        child(move || {
             std::thread::sleep(Duration::from_millis(50));
             queue.put(7).map_err(|e| e.to_string())
         })
@@ -399,7 +402,7 @@ fn a_simple_queue_passes_items_between_processes() {
     assert!(queue.empty());
     let child = {
         let queue = queue.clone();
-        Process::spawn(move || {
+        child(move || {
             let got = queue.get().expect("get");
             queue.put(format!("{got} back")).expect("put");
         })

@@ -1,11 +1,13 @@
 //! Producers and consumers SIGKILLed in the middle of `put` and `get`: the queue stays whole,
 //! no other producer's item is lost, and a dead consumer loses at most the item it was taking.
 
+mod common;
+
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use common::child;
 use fork_sys::{SharedAtomics, Signal};
-use proc_core::Process;
 use proc_sync::{JoinableQueue, Queue, SyncError};
 
 /// The bytes of item `seq` of `len` bytes: any corruption or mix-up shows.
@@ -62,7 +64,7 @@ fn a_producer_killed_while_streaming_an_item_loses_no_other_item() {
     let victim = {
         let queue = queue.clone();
         // 64 KiB through a 4 KiB ring nobody reads: it streams the first chunks and waits.
-        Process::spawn(move || {
+        child(move || {
             queue
                 .put((0, pattern(0, 64 << 10)))
                 .map_err(|e| e.to_string())
@@ -75,7 +77,7 @@ fn a_producer_killed_while_streaming_an_item_loses_no_other_item() {
     assert!(victim.join().is_err(), "the victim was killed");
     let survivor = {
         let queue = queue.clone();
-        Process::spawn(move || {
+        child(move || {
             for seq in 0..2000u64 {
                 let len = if seq % 100 == 7 {
                     20_000
@@ -120,7 +122,7 @@ fn producers_killed_at_random_moments_never_corrupt_the_queue() {
     let size = |seq: u64| (seq.wrapping_mul(2_654_435_761) % 9000) as usize;
     let survivor = {
         let queue = queue.clone();
-        Process::spawn(move || {
+        child(move || {
             for seq in 0..SURVIVOR_ITEMS {
                 queue.put((0, seq, pattern(seq, size(seq)))).expect("put");
             }
@@ -152,7 +154,7 @@ fn producers_killed_at_random_moments_never_corrupt_the_queue() {
         while !consumer.is_finished() {
             let victim = {
                 let queue = queue.clone();
-                Process::spawn(move || {
+                child(move || {
                     for seq in 0.. {
                         queue
                             .put((victim_no, seq, pattern(seq, size(seq))))
@@ -180,7 +182,7 @@ fn a_consumer_killed_in_the_middle_of_an_item_loses_only_that_item() {
         .unwrap();
     let producer = {
         let queue = queue.clone();
-        Process::spawn(move || {
+        child(move || {
             queue.put(pattern(9, 64 << 10)).expect("put big");
             for i in 0..3u8 {
                 queue.put(vec![i; 10]).expect("put small");
@@ -195,7 +197,7 @@ fn a_consumer_killed_in_the_middle_of_an_item_loses_only_that_item() {
     fork_sys::kill(producer.pid(), Signal::STOP).unwrap();
     let victim = {
         let queue = queue.clone();
-        Process::spawn(move || queue.get().map(|v| v.len()).map_err(|e| e.to_string())).unwrap()
+        child(move || queue.get().map(|v| v.len()).map_err(|e| e.to_string())).unwrap()
     };
     // It took the first chunk (counted) and everything in the ring: it waits for the rest.
     wait_until("the victim in the middle of the item", || {
@@ -232,7 +234,7 @@ fn consumers_killed_at_random_moments_lose_at_most_one_item_each() {
     let size = |i: u32| (u64::from(i).wrapping_mul(2_654_435_761) % 7000) as usize;
     let mut producer = {
         let queue = queue.clone();
-        Process::spawn(move || {
+        child(move || {
             for i in 0..ITEMS as u32 {
                 queue.put((i, pattern(u64::from(i), size(i)))).expect("put");
             }
@@ -258,7 +260,7 @@ fn consumers_killed_at_random_moments_lose_at_most_one_item_each() {
     let start = Instant::now();
     while producer.is_alive() {
         let consume = consume.clone();
-        let victim = Process::spawn(consume).unwrap();
+        let victim = child(consume).unwrap();
         // Longer than the 50 ms a waiter takes to notice its predecessor's death, so that
         // most victims get items before they die.
         std::thread::sleep(Duration::from_micros(20_000 + random.below(130_000)));
@@ -273,7 +275,7 @@ fn consumers_killed_at_random_moments_lose_at_most_one_item_each() {
     }
     producer.join().unwrap();
     // The last consumer drains what is left and stops once the queue stays empty.
-    let last = Process::spawn(consume).unwrap();
+    let last = child(consume).unwrap();
     last.join().unwrap();
     let counts: Vec<u64> = (0..ITEMS)
         .map(|i| received.get(i).load(Ordering::SeqCst))
