@@ -417,6 +417,11 @@ fn a_simple_queue_passes_items_between_processes() {
 
 #[test]
 fn puts_borrow_or_move_and_threads_share_a_queue() {
+    // Queues are Send + Sync whatever the item type: only its bytes live in the queue.
+    fn send_sync<Q: Send + Sync>() {}
+    send_sync::<Queue<std::cell::Cell<u32>>>();
+    send_sync::<JoinableQueue<std::cell::Cell<u32>>>();
+    send_sync::<SimpleQueue<std::cell::Cell<u32>>>();
     let queue = Queue::<String>::new().unwrap();
     let text = "kept".to_string();
     queue.put(&text).unwrap();
