@@ -17,6 +17,7 @@ mod pipe_throughput;
 mod pool;
 mod pool_over_srun;
 mod process_join;
+mod queue;
 mod spawn_true;
 mod start_methods;
 
@@ -34,6 +35,9 @@ pub(crate) const ALL: &[Builder] = &[
     pipe_throughput::scenario,
     process_join::scenario,
     connection_ping_pong::scenario,
+    queue::one_to_one,
+    queue::four_by_four,
+    queue::bulk,
     pool::map_default,
     pool::map_chunksize_1,
     pool::starmap,

@@ -218,6 +218,7 @@ impl SharedRegion {
         false
     }
 
+    #[inline]
     fn words(&self) -> &[AtomicU64] {
         // SAFETY: the mapping is `len` bytes, page-aligned, live as long as `self`; zeroed or
         // written only through atomics, and every bit pattern is a valid `AtomicU64`.
@@ -229,6 +230,7 @@ impl SharedRegion {
     /// # Panics
     ///
     /// If `offset` is not a multiple of 4 or the word is not inside the region.
+    #[inline]
     pub fn u32(&self, offset: usize) -> &AtomicU32 {
         assert!(
             offset % 4 == 0 && offset.checked_add(4).is_some_and(|end| end <= self.len),
@@ -252,6 +254,7 @@ impl SharedRegion {
     /// # Panics
     ///
     /// If `offset` is not a multiple of 8 or the word is not inside the region.
+    #[inline]
     pub fn u64(&self, offset: usize) -> &AtomicU64 {
         assert!(
             offset % 8 == 0 && offset < self.len,

@@ -97,6 +97,12 @@ pub enum SyncError {
         /// The name, with its leading `/`.
         name: String,
     },
+    /// A queue's shared memory holds something no producer wrote: another program, or a
+    /// stray write, changed it. The queue cannot be used any more.
+    Corrupt {
+        /// What was found, in words.
+        message: String,
+    },
     /// A system call failed.
     Io {
         /// What was being done ("map shared memory", "reopen /proc/1234/fd/7", ...).
@@ -156,6 +162,7 @@ impl fmt::Display for SyncError {
             SyncError::NameNotFound { name } => {
                 write!(f, "there is no shared memory named {name:?}")
             }
+            SyncError::Corrupt { message } => write!(f, "corrupt queue: {message}"),
             SyncError::Io { op, source } => write!(f, "{op}: {source}"),
         }
     }

@@ -11,18 +11,32 @@
 //! gets it with an [`OwnerDied`] error naming the dead process.
 //!
 //! ```
-//! use proc_sync::Lock;
+//! use proc_core::Process;
+//! use proc_sync::Queue;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let lock = Lock::new()?;
-//! {
-//!     let _held = lock.acquire()?;
-//!     assert!(lock.is_locked());
-//! }
-//! assert!(!lock.is_locked());
+//! let queue = Queue::<(u32, String)>::new()?;
+//! let writer = {
+//!     let queue = queue.clone();
+//!     // The child's result crosses back as bincode: errors as text.
+//!     Process::spawn(move || -> Result<(), String> {
+//!         for (n, word) in ["A", "B", "C"].into_iter().enumerate() {
+//!             queue.put((n as u32, word.to_string())).map_err(|e| e.to_string())?;
+//!         }
+//!         Ok(())
+//!     })?
+//! };
+//! assert_eq!(queue.get()?, (0, "A".to_string()));
+//! assert_eq!(queue.get()?, (1, "B".to_string()));
+//! assert_eq!(queue.get()?, (2, "C".to_string()));
+//! writer.join()??;
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! The queues ([`Queue`], [`JoinableQueue`], [`SimpleQueue`]) carry any serde type, encoded
+//! with proc-core's codec; see `docs/proc-sync.md` for how they work and what they promise
+//! when a process dies in the middle of a `put` or a `get`.
 
 mod array;
 mod barrier;
@@ -30,22 +44,31 @@ mod condition;
 mod deadline;
 mod error;
 mod event;
+mod item_codec;
+mod item_ring;
+mod joinable_queue;
 mod lock;
+mod queue;
 mod raw_mutex;
 mod rlock;
 mod semaphore;
 mod shared_memory;
 mod shared_object;
+mod simple_queue;
 mod value;
+mod wait_word;
 
 pub use array::{Array, ArrayGuard};
 pub use barrier::Barrier;
 pub use condition::{Condition, ConditionHandle, ConditionLock};
 pub use error::{OwnerDied, SyncError};
 pub use event::Event;
+pub use joinable_queue::JoinableQueue;
 pub use lock::{Lock, LockGuard};
+pub use queue::{DEFAULT_CAPACITY, Queue, QueueBuilder};
 pub use rlock::{RLock, RLockGuard};
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
 pub use shared_memory::SharedMemory;
 pub use shared_object::Handle;
+pub use simple_queue::SimpleQueue;
 pub use value::{Value, ValueGuard};

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 mod fork_demo;
 mod pool_demo;
 mod process_demo;
+mod queue_demo;
 mod start_methods_demo;
 mod subprocess_demo;
 
@@ -37,6 +38,11 @@ const DEMOS: &[Demo] = &[
         name: "pool",
         summary: "multiprocessing.Pool: five tasks with random sleeps on four workers",
         run: pool_demo::run,
+    },
+    Demo {
+        name: "queue",
+        summary: "multiprocessing.Queue: a writer process puts A, B, C; a reader process gets them",
+        run: queue_demo::run,
     },
     Demo {
         name: "start-methods",

@@ -49,25 +49,26 @@ fn long_time_task((name, sleep_secs): (u32, f64)) -> i32 {
 }
 
 /// A random fraction in [0, 1): std's randomly keyed hasher, so no extra dependency.
-fn random_fraction() -> f64 {
+pub(crate) fn random_fraction() -> f64 {
     let bits = std::collections::hash_map::RandomState::new()
         .build_hasher()
         .finish();
     (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
-fn max_sleep() -> Result<f64, Box<dyn std::error::Error>> {
-    match std::env::var("PROCDEMO_POOL_MAX_SLEEP") {
-        Err(_) => Ok(3.0),
+/// The longest random sleep, in seconds: environment variable `var`, else `default`.
+pub(crate) fn max_sleep(var: &str, default: f64) -> Result<f64, Box<dyn std::error::Error>> {
+    match std::env::var(var) {
+        Err(_) => Ok(default),
         Ok(text) => match text.parse::<f64>() {
             Ok(secs) if secs.is_finite() && secs >= 0.0 => Ok(secs),
-            _ => Err(format!("PROCDEMO_POOL_MAX_SLEEP={text:?} is not a number of seconds").into()),
+            _ => Err(format!("{var}={text:?} is not a number of seconds").into()),
         },
     }
 }
 
 pub(crate) fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let max_sleep = max_sleep()?;
+    let max_sleep = max_sleep("PROCDEMO_POOL_MAX_SLEEP", 3.0)?;
     let parent = fork_sys::getpid();
     println!("Parent process {parent}.");
     let pool = Pool::new(WORKERS)?;

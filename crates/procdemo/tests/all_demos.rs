@@ -7,10 +7,18 @@ use assert_cmd::Command;
 #[test]
 fn all_runs_every_demo_and_no_line_is_printed_twice() {
     for args in [&[][..], &["all"][..]] {
-        let stdout = common::run_procdemo_with_env(args, &[("PROCDEMO_POOL_MAX_SLEEP", "0.1")]);
+        let stdout = common::run_procdemo_with_env(
+            args,
+            &[
+                ("PROCDEMO_POOL_MAX_SLEEP", "0.1"),
+                ("PROCDEMO_QUEUE_MAX_SLEEP", "0.1"),
+            ],
+        );
         assert!(stdout.contains("== fork:"), "{stdout}");
         assert!(stdout.contains("== process:"), "{stdout}");
         assert!(stdout.contains("== pool:"), "{stdout}");
+        assert!(stdout.contains("== queue:"), "{stdout}");
+        assert_eq!(stdout.matches(" from queue.").count(), 3, "{stdout}");
         assert_eq!(stdout.matches("Run task ").count(), 5, "{stdout}");
         assert_eq!(
             stdout.matches("Run child process test (").count(),
