@@ -6,6 +6,7 @@ mod eintr;
 mod limits;
 mod pool;
 mod security;
+mod sync;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -80,6 +81,13 @@ pub(crate) const ALL: &[Scenario] = &[
         name: "pool-mixed-faults",
         proves: "tasks that panic, abort, segfault, overrun their timeout or return oversize values, mixed at random: each gets exactly its own error, every other task its value",
         run: pool::mixed_faults,
+        deadline: Duration::from_secs(300),
+        unprivileged: false,
+    },
+    Scenario {
+        name: "sync-kill-storm",
+        proves: "4 producers, 4 consumers and 2 lock holders SIGKILLed at random while items flow through one bounded Queue: every item put is got once, in its producer's order, but the one a killed consumer was taking; a clean acquire never sees a half-done update; owner-died only after a holder died",
+        run: sync::kill_storm,
         deadline: Duration::from_secs(300),
         unprivileged: false,
     },
