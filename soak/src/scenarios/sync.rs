@@ -24,8 +24,8 @@ struct Shared {
     seen: SharedAtomics,
     /// Per producer: the next `seq` it will put, stored after each `put` returned.
     progress: SharedAtomics,
-    /// [0] items a consumer got out of its producer's order; [1] a clean lock acquire that
-    /// found the invariant broken; [2] owner-died reports on the lock; [3] unexpected errors.
+    /// Fault counts, indexed by [`OUT_OF_ORDER`], [`TORN_UNDER_LOCK`], [`OWNER_DIED`] and
+    /// [`ERRORS`].
     faults: SharedAtomics,
     /// The two words the lock guards: equal whenever nobody holds it.
     pair: SharedAtomics,
@@ -34,9 +34,13 @@ struct Shared {
     per_producer: u64,
 }
 
+/// Items a consumer got out of their producer's order.
 const OUT_OF_ORDER: usize = 0;
+/// Clean lock acquires that found the invariant broken.
 const TORN_UNDER_LOCK: usize = 1;
+/// Owner-died reports on the lock.
 const OWNER_DIED: usize = 2;
+/// Unexpected errors in a consumer.
 const ERRORS: usize = 3;
 
 type Child = Process<Result<(), String>>;
