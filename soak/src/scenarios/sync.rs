@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use fork_sys::SharedAtomics;
-use proc_core::Process;
+use proc_core::{Process, ProcessError};
 use proc_sync::{Lock, Queue, SyncError};
 
 use crate::outcome::{Baseline, Outcome};
@@ -45,7 +45,7 @@ const ERRORS: usize = 3;
 
 type Child = Process<Result<(), String>>;
 
-fn producer(shared: &Arc<Shared>, p: u32, from: u64) -> Result<Child, proc_core::ProcessError> {
+fn producer(shared: &Arc<Shared>, p: u32, from: u64) -> Result<Child, ProcessError> {
     let shared = Arc::clone(shared);
     Process::spawn(move || {
         for seq in from..shared.per_producer {
@@ -66,10 +66,7 @@ fn producer(shared: &Arc<Shared>, p: u32, from: u64) -> Result<Child, proc_core:
     })
 }
 
-fn consumer(
-    shared: &Arc<Shared>,
-    stop: &Arc<SharedAtomics>,
-) -> Result<Child, proc_core::ProcessError> {
+fn consumer(shared: &Arc<Shared>, stop: &Arc<SharedAtomics>) -> Result<Child, ProcessError> {
     let shared = Arc::clone(shared);
     let stop = Arc::clone(stop);
     Process::spawn(move || {
@@ -105,10 +102,7 @@ fn consumer(
     })
 }
 
-fn holder(
-    shared: &Arc<Shared>,
-    stop: &Arc<SharedAtomics>,
-) -> Result<Child, proc_core::ProcessError> {
+fn holder(shared: &Arc<Shared>, stop: &Arc<SharedAtomics>) -> Result<Child, ProcessError> {
     let shared = Arc::clone(shared);
     let stop = Arc::clone(stop);
     Process::spawn(move || {
@@ -184,7 +178,7 @@ pub(crate) fn kill_storm(config: &Config) -> Outcome {
         }
     };
     let mut killed = Kills::default();
-    let spawned = (|| -> Result<_, proc_core::ProcessError> {
+    let spawned = (|| -> Result<_, ProcessError> {
         let producers = (0..PRODUCERS)
             .map(|p| producer(&shared, p as u32, 0).map(Some))
             .collect::<Result<Vec<_>, _>>()?;
@@ -218,7 +212,7 @@ pub(crate) fn kill_storm(config: &Config) -> Outcome {
             break;
         }
         let choice = rng.below((PRODUCERS + CONSUMERS + HOLDERS) as u64) as usize;
-        let replaced = if choice < PRODUCERS {
+        if choice < PRODUCERS {
             let p = choice;
             if shared.progress.get(p).load(Ordering::Acquire) >= per_producer {
                 continue;
@@ -242,43 +236,42 @@ pub(crate) fn kill_storm(config: &Config) -> Outcome {
                     break;
                 }
             }
-            true
-        } else if choice < PRODUCERS + CONSUMERS {
-            let c = choice - PRODUCERS;
-            if consumers[c].kill().is_err() {
-                continue;
-            }
-            killed.consumers += 1;
-            match consumer(&shared, &stop) {
-                Ok(fresh) => {
-                    let _ = std::mem::replace(&mut consumers[c], fresh).join();
-                    true
-                }
-                Err(err) => {
-                    outcome.violation(NAME, format!("restarting a consumer: {err}"));
-                    break;
-                }
-            }
         } else {
-            let h = choice - PRODUCERS - CONSUMERS;
-            if holders[h].kill().is_err() {
+            // A consumer or a lock holder: killed, reaped, replaced by a fresh one.
+            type Start = fn(&Arc<Shared>, &Arc<SharedAtomics>) -> Result<Child, ProcessError>;
+            let (slot, count, start, what): (&mut Child, &mut u64, Start, &str) =
+                if choice < PRODUCERS + CONSUMERS {
+                    let c = choice - PRODUCERS;
+                    (
+                        &mut consumers[c],
+                        &mut killed.consumers,
+                        consumer,
+                        "a consumer",
+                    )
+                } else {
+                    let h = choice - PRODUCERS - CONSUMERS;
+                    (
+                        &mut holders[h],
+                        &mut killed.holders,
+                        holder,
+                        "a lock holder",
+                    )
+                };
+            if slot.kill().is_err() {
                 continue;
             }
-            killed.holders += 1;
-            match holder(&shared, &stop) {
+            *count += 1;
+            match start(&shared, &stop) {
                 Ok(fresh) => {
-                    let _ = std::mem::replace(&mut holders[h], fresh).join();
-                    true
+                    let _ = std::mem::replace(slot, fresh).join();
                 }
                 Err(err) => {
-                    outcome.violation(NAME, format!("restarting a lock holder: {err}"));
+                    outcome.violation(NAME, format!("restarting {what}: {err}"));
                     break;
                 }
             }
-        };
-        if replaced {
-            outcome.faults += 1;
         }
+        outcome.faults += 1;
     }
     for (p, child) in producers.into_iter().enumerate() {
         let Some(child) = child else { continue };
