@@ -3,9 +3,11 @@
 //! the creator (a fork server's children), a mapping of a memory file whose fd travels to them.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
+
+use crate::shared_region::SharedRegion;
 
 /// A fixed array of [`AtomicU64`] in memory shared with every child forked after it was
 /// created. A store in one process is seen by the others, with the usual atomic orderings.
@@ -34,36 +36,28 @@ use std::sync::atomic::AtomicU64;
 /// # }
 /// ```
 pub struct SharedAtomics {
-    base: NonNull<AtomicU64>,
+    /// `len` counters, 8 bytes each: a view of a [`SharedRegion`], which owns the mapping.
+    region: SharedRegion,
     len: usize,
-    /// The memory file behind a shareable array; `None` for an anonymous mapping.
-    file: Option<OwnedFd>,
 }
-
-// SAFETY: the mapping is plain memory holding only atomics, which are `Sync`; the pointer is
-// owned by this value alone (unmapped once, in `drop`).
-unsafe impl Send for SharedAtomics {}
-// SAFETY: as above: shared access only ever goes through `&AtomicU64`.
-unsafe impl Sync for SharedAtomics {}
 
 impl SharedAtomics {
     /// Maps `len` zeroed counters (`len` of 0 is taken as 1). The mapping is private to this
     /// process and its future forked children; exec drops it.
     pub fn new(len: usize) -> io::Result<SharedAtomics> {
         let len = len.max(1);
-        let base = map_shared(None, byte_len(len)?)?.cast();
         Ok(SharedAtomics {
-            base,
+            region: SharedRegion::new(byte_len(len)?)?,
             len,
-            file: None,
         })
     }
 
     /// Like [`new`](Self::new) (zeroed, `len` of 0 taken as 1), but backed by a memory file
     /// that another process can map with [`attach`](Self::attach) once it has the fd
     /// ([`fd`](Self::fd)), received by `SCM_RIGHTS` ([`send_with_fds`](crate::send_with_fds))
-    /// or inherited. Linux: `memfd_create` with `MFD_CLOEXEC`; elsewhere `shm_open` of a fresh
-    /// random name with `O_EXCL`, unlinked at once, so no name outlives this call.
+    /// or inherited. Linux: `memfd_create` with `MFD_CLOEXEC`, size sealed; elsewhere
+    /// `shm_open` of a fresh random name with `O_EXCL`, unlinked at once, so no name outlives
+    /// this call.
     ///
     /// # References
     ///  - [Linux memfd_create](https://man7.org/linux/man-pages/man2/memfd_create.2.html)
@@ -72,16 +66,9 @@ impl SharedAtomics {
     ///  - [POSIX mmap](https://pubs.opengroup.org/onlinepubs/9799919799/functions/mmap.html)
     pub fn new_shareable(len: usize) -> io::Result<SharedAtomics> {
         let len = len.max(1);
-        let bytes = byte_len(len)?;
-        let file = memory_file::create()?;
-        // A fresh memory file is empty; growing it fills it with zeros.
-        rustix::fs::ftruncate(&file, bytes as u64)?;
-        memory_file::seal_size(&file)?;
-        let base = map_shared(Some(file.as_fd()), bytes)?.cast();
         Ok(SharedAtomics {
-            base,
+            region: SharedRegion::new_shareable(byte_len(len)?)?,
             len,
-            file: Some(file),
         })
     }
 
@@ -90,40 +77,24 @@ impl SharedAtomics {
     /// either mapping are seen through the other. Takes `fd` and closes it once mapped (the
     /// mapping keeps the memory alive): code running later in this process cannot reach the
     /// counters through a stray `write(2)` to that descriptor, and [`fd`](Self::fd) is then
-    /// `None`. A file shorter
-    /// than `len` counters (`fstat`) is `InvalidInput` naming both sizes, rather than a
-    /// `SIGBUS` on first touch.
+    /// `None`. A file shorter than `len` counters (`fstat`) is `InvalidInput` naming both
+    /// sizes, rather than a `SIGBUS` on first touch.
     ///
     /// # References
     ///  - [POSIX fstat](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fstat.html)
     ///  - [POSIX mmap](https://pubs.opengroup.org/onlinepubs/9799919799/functions/mmap.html)
     pub fn attach(fd: OwnedFd, len: usize) -> io::Result<SharedAtomics> {
         let len = len.max(1);
-        let bytes = byte_len(len)?;
-        let size = rustix::fs::fstat(&fd)?.st_size;
-        if u64::try_from(size).map_or(true, |size| size < bytes as u64) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "shared memory file holds {size} bytes, fewer than the {bytes} bytes of \
-                     {len} counters"
-                ),
-            ));
-        }
-        let base = map_shared(Some(fd.as_fd()), bytes)?.cast();
-        drop(fd);
-        Ok(SharedAtomics {
-            base,
-            len,
-            file: None,
-        })
+        let mut region = SharedRegion::attach(fd, byte_len(len)?)?;
+        region.close_file();
+        Ok(SharedAtomics { region, len })
     }
 
     /// The memory file behind an array made by [`new_shareable`](Self::new_shareable), to pass
     /// to another process; `None` for [`new`](Self::new)'s anonymous mapping, which only forked
     /// children can share, and for an [`attach`](Self::attach)ed one, whose fd was closed.
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
-        self.file.as_ref().map(AsFd::as_fd)
+        self.region.fd()
     }
 
     /// How many counters there are.
@@ -147,12 +118,7 @@ impl SharedAtomics {
             "counter {index} of {} shared counters",
             self.len
         );
-        // SAFETY: in bounds (checked above) of a live, page-aligned (hence `AtomicU64`-aligned)
-        // mapping at least `len` counters long (a memory file was checked or made that long,
-        // and on Linux sealed against shrinking); every bit pattern is a valid `AtomicU64`; the
-        // memory is only ever accessed through atomics, so sharing it with other processes is
-        // no data race; the borrow cannot outlive `self`, which unmaps it.
-        unsafe { &*self.base.as_ptr().add(index) }
+        self.region.u64(index * size_of::<AtomicU64>())
     }
 }
 
@@ -160,20 +126,8 @@ impl std::fmt::Debug for SharedAtomics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedAtomics")
             .field("len", &self.len)
-            .field("fd", &self.file.as_ref().map(AsRawFd::as_raw_fd))
+            .field("fd", &self.fd().map(|fd| fd.as_raw_fd()))
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for SharedAtomics {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping the constructor created (its length cannot
-        // overflow: the constructor computed it with a checked multiplication); no borrow of it
-        // can outlive `self`. Forked children and other mappings of the file keep their own
-        // reference to the pages. The memory file, if any, is closed after this, by its field.
-        unsafe {
-            libc::munmap(self.base.as_ptr().cast(), self.len * size_of::<AtomicU64>());
-        }
     }
 }
 

@@ -124,7 +124,9 @@ impl SharedRegion {
         if size < len as u64 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("shared memory file holds {size} bytes, fewer than the {len} expected"),
+                format!(
+                    "shared memory file holds {size} bytes, fewer than the {len} bytes expected"
+                ),
             ));
         }
         let base = map_shared(Some(fd.as_fd()), len)?.cast();
@@ -201,6 +203,12 @@ impl SharedRegion {
     /// Removes the name of a POSIX shared memory object; mappings stay valid.
     pub fn unlink_named(name: &str) -> io::Result<()> {
         Ok(rustix::shm::unlink(name)?)
+    }
+
+    /// Closes the memory file (the mapping keeps the memory): for views that must not be
+    /// reachable through a descriptor afterwards ([`SharedAtomics::attach`](crate::SharedAtomics::attach)).
+    pub(crate) fn close_file(&mut self) {
+        self.file = None;
     }
 
     /// The memory file behind the region, if it has one (not for [`new`](Self::new)).
