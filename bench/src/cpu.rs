@@ -13,6 +13,8 @@ use std::io;
 
 use fork_sys::Pid;
 
+use crate::harness::{Contender, Scenario};
+
 /// Which CPUs a parent and its forked helper child run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Placement {
@@ -96,6 +98,47 @@ impl Drop for ParentPin {
             let _ = sys::restore(original);
         }
     }
+}
+
+/// A two-process scenario's rows at every placement: ours, then Python's, each pinned across
+/// two CPUs and on one (in the order `first` says: the first row is the scenario's floor or
+/// reference) and unpinned. With fewer than two CPUs to pin to, only the unpinned rows and a
+/// row saying why the others are missing.
+pub(crate) fn rows_by_placement(
+    first: PinnedFirst,
+    scenario: impl FnOnce(Contender) -> Scenario,
+    ours: impl Fn(Placement) -> Contender,
+    python: impl Fn(Placement) -> Contender,
+) -> Scenario {
+    let Some((one, two)) = two_cpus() else {
+        return scenario(ours(Placement::Unpinned))
+            .contender(Contender::skipped(
+                "pinned placements",
+                "cannot pin to two CPUs here",
+            ))
+            .contender(python(Placement::Unpinned));
+    };
+    let (across, same) = (Placement::Across(one, two), Placement::Same(one));
+    let order = match first {
+        PinnedFirst::Across => [across, same, Placement::Unpinned],
+        PinnedFirst::Same => [same, across, Placement::Unpinned],
+    };
+    let mut rows = scenario(ours(order[0]));
+    for placement in &order[1..] {
+        rows = rows.contender(ours(*placement));
+    }
+    order
+        .into_iter()
+        .fold(rows, |rows, placement| rows.contender(python(placement)))
+}
+
+/// Which pinned placement [`rows_by_placement`] puts first.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PinnedFirst {
+    /// Across two CPUs.
+    Across,
+    /// Both on one CPU.
+    Same,
 }
 
 /// The first two CPUs this process may run on, or `None` when it may use only one or the

@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use crate::child::fork_helper;
-use crate::cpu::{self, Placement};
+use crate::cpu::{self, PinnedFirst, Placement};
 use crate::harness::{BenchResult, Contender, Scenario, Unit};
 use crate::python;
 use crate::scenarios::Context;
@@ -139,24 +139,12 @@ pub(crate) fn contended(cx: &Context) -> BenchResult<Scenario> {
              straight back, which is what keeps the throughput up.",
         )
     };
-    Ok(match cpu::two_cpus() {
-        Some((first, second)) => {
-            let across = Placement::Across(first, second);
-            let same = Placement::Same(first);
-            scenario(rust(across))
-                .contender(rust(same))
-                .contender(rust(Placement::Unpinned))
-                .contender(python(across))
-                .contender(python(same))
-                .contender(python(Placement::Unpinned))
-        }
-        None => scenario(rust(Placement::Unpinned))
-            .contender(Contender::skipped(
-                "pinned placements",
-                "cannot pin to two CPUs here",
-            ))
-            .contender(python(Placement::Unpinned)),
-    })
+    Ok(cpu::rows_by_placement(
+        PinnedFirst::Across,
+        scenario,
+        rust,
+        python,
+    ))
 }
 
 /// The Rust contender for `placement`: `proc_sync::Lock` shared with a forked child.

@@ -7,7 +7,7 @@ use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use crate::child::fork_helper;
-use crate::cpu::{self, Placement};
+use crate::cpu::{self, PinnedFirst, Placement};
 use crate::harness::{BenchResult, Contender, Scenario, Unit};
 use crate::python;
 use crate::scenarios::Context;
@@ -47,24 +47,12 @@ pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
              flight per wake-up, not by shaving instructions.",
         )
     };
-    Ok(match cpu::two_cpus() {
-        Some((first, second)) => {
-            let same = Placement::Same(first);
-            let across = Placement::Across(first, second);
-            scenario(rust(same))
-                .contender(rust(across))
-                .contender(rust(Placement::Unpinned))
-                .contender(python(same))
-                .contender(python(across))
-                .contender(python(Placement::Unpinned))
-        }
-        None => scenario(rust(Placement::Unpinned))
-            .contender(Contender::skipped(
-                "pinned placements",
-                "cannot pin to two CPUs here",
-            ))
-            .contender(python(Placement::Unpinned)),
-    })
+    Ok(cpu::rows_by_placement(
+        PinnedFirst::Same,
+        scenario,
+        rust,
+        python,
+    ))
 }
 
 /// The Rust contender for `placement`: `std::fs::File`s over fork-sys pipes.
