@@ -248,7 +248,7 @@ impl Barrier {
     }
 
     fn wake_all(&self) {
-        deadline::wake(self.state(), self.sleepers(), deadline::ALL);
+        deadline::wake(self.state(), self.sleepers(), u32::MAX);
     }
 
     fn state(&self) -> &AtomicU32 {

@@ -13,6 +13,7 @@ use crate::error::{OwnerDied, SyncError};
 use crate::lock::{Lock, LockGuard};
 use crate::rlock::{RLock, RLockGuard};
 use crate::shared_object::{Handle, Kind, SharedObject};
+use crate::wait_word::WaitWord;
 
 /// Body offsets: the sequence word (the futex word), the sleepers.
 const SEQUENCE: usize = 0;
@@ -249,16 +250,18 @@ impl<L: ConditionLock> Condition<L> {
     /// Wakes up to `n` waiters (in any process). Python requires the caller to hold the lock;
     /// here it is allowed without, though waiters then may miss a change made just before.
     pub fn notify(&self, n: u32) {
-        if n == 0 || self.sleepers().load(Ordering::SeqCst) == 0 {
-            return;
+        if n != 0 {
+            let word = WaitWord {
+                seq: self.sequence(),
+                sleepers: self.sleepers(),
+            };
+            word.wake(n);
         }
-        self.sequence().fetch_add(1, Ordering::SeqCst);
-        fork_sys::futex_wake(self.sequence(), n.min(deadline::ALL));
     }
 
     /// Wakes every waiter.
     pub fn notify_all(&self) {
-        self.notify(deadline::ALL);
+        self.notify(u32::MAX);
     }
 
     /// A handle another process can [`attach`](Self::attach) to: the condition's and its

@@ -4,10 +4,6 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-/// The wake count meaning "every sleeper". The kernel reads the count as a signed `int`:
-/// `u32::MAX` would be -1 there, which wakes just one.
-pub(crate) const ALL: u32 = i32::MAX as u32;
-
 /// `timeout` from now, on [`fork_sys::monotonic_now`]'s clock.
 pub(crate) fn after(timeout: Duration) -> Duration {
     fork_sys::monotonic_now().saturating_add(timeout)

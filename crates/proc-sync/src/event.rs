@@ -68,7 +68,7 @@ impl Event {
                 Err(now) => seen = now,
             }
         }
-        deadline::wake(state, self.object.u32(SLEEPERS), deadline::ALL);
+        deadline::wake(state, self.object.u32(SLEEPERS), u32::MAX);
     }
 
     /// Lowers the flag: later waits sleep until the next [`set`](Self::set).

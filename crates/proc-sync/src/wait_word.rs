@@ -40,9 +40,14 @@ impl WaitWord<'_> {
     /// Wakes every sleeper, if the count says there may be one. Call it after changing what
     /// the sleepers' condition reads (with a sequentially consistent store or RMW).
     pub(crate) fn wake_all(&self) {
+        self.wake(u32::MAX);
+    }
+
+    /// Moves the word and wakes up to `count` sleepers, if the count says there may be one.
+    pub(crate) fn wake(&self, count: u32) {
         if self.sleepers.load(Ordering::SeqCst) != 0 {
             self.seq.fetch_add(1, Ordering::SeqCst);
-            fork_sys::futex_wake(self.seq, u32::MAX);
+            fork_sys::futex_wake(self.seq, count);
         }
     }
 }
