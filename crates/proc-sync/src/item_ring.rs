@@ -40,6 +40,7 @@ use std::time::Duration;
 
 use proc_core::codec;
 
+use crate::deadline;
 use crate::error::SyncError;
 use crate::raw_mutex::{self, Acquired, LIVENESS_SLICE};
 use crate::shared_object::{HEADER_LEN, Handle, Kind, SharedObject};
@@ -134,7 +135,7 @@ impl Deadline {
 
     pub(crate) fn after(timeout: Duration) -> Deadline {
         Deadline {
-            at: Some(fork_sys::monotonic_now().saturating_add(timeout)),
+            at: Some(deadline::after(timeout)),
             timeout,
         }
     }

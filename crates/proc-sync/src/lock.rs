@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::deadline;
 use crate::error::{OwnerDied, SyncError};
 use crate::raw_mutex::{self, Acquired};
 use crate::shared_object::{Handle, Kind, SharedObject};
@@ -91,8 +92,7 @@ impl Lock {
         &self,
         timeout: Duration,
     ) -> Result<Option<LockGuard>, OwnerDied<LockGuard>> {
-        let deadline = fork_sys::monotonic_now().saturating_add(timeout);
-        match raw_mutex::lock(self.word(), Some(deadline)) {
+        match raw_mutex::lock(self.word(), Some(deadline::after(timeout))) {
             Some(taken) => self.guard(taken).map(Some),
             None => Ok(None),
         }
