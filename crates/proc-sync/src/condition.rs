@@ -13,7 +13,6 @@ use crate::error::{OwnerDied, SyncError};
 use crate::lock::{Lock, LockGuard};
 use crate::rlock::{RLock, RLockGuard};
 use crate::shared_object::{Handle, Kind, SharedObject};
-use crate::wait_word::WaitWord;
 
 /// Body offsets: the sequence word (the futex word), the sleepers.
 const SEQUENCE: usize = 0;
@@ -250,12 +249,12 @@ impl<L: ConditionLock> Condition<L> {
     /// Wakes up to `n` waiters (in any process). Python requires the caller to hold the lock;
     /// here it is allowed without, though waiters then may miss a change made just before.
     pub fn notify(&self, n: u32) {
-        if n != 0 {
-            let word = WaitWord {
-                seq: self.sequence(),
-                sleepers: self.sleepers(),
-            };
-            word.wake(n);
+        // A count of waiters, not the queues' sleeper bit (`WaitWord`): a notify of fewer
+        // than all must leave the others counted, and a waiter tells a notify from a
+        // spurious wake-up by the word having moved.
+        if n != 0 && self.sleepers().load(Ordering::SeqCst) != 0 {
+            self.sequence().fetch_add(1, Ordering::SeqCst);
+            fork_sys::futex_wake(self.sequence(), n);
         }
     }
 

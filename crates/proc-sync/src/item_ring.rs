@@ -9,7 +9,7 @@
 //!   the ring is single-producer/single-consumer, like fork-sys's `SharedRing`: `head` and
 //!   `tail` are byte positions that only grow, each written by one side. A small item costs a
 //!   few atomic operations on each side and no system call while the queue is not empty: a
-//!   futex is woken only when a waiter count beside it says somebody sleeps.
+//!   futex is woken only when a bit in its word says somebody sleeps.
 //! - **Records published whole.** An item is one record: a header word (payload length and
 //!   flags), the encoded bytes, padding to 8. The producer writes past `head`, where consumers
 //!   do not look, then moves `head` with one release store: a producer killed before that
@@ -63,14 +63,11 @@ const GET_PENDING: usize = 80;
 const GETS: usize = 88;
 /// 1 while the get-lock holder has taken an item's first chunk and not yet all of it.
 const GET_OPEN: usize = 96;
-// Waits: futex words (sequence numbers bumped at each wake) and how many sleep on them.
-const ITEMS_SEQ: usize = 128;
-const ITEMS_WAITERS: usize = 132;
-const ROOM_SEQ: usize = 136;
-const ROOM_WAITERS: usize = 140;
+// Waits: futex words, each a [`WaitWord`].
+const ITEMS_WAIT: usize = 128;
+const ROOM_WAIT: usize = 136;
 const UNFINISHED: usize = 144;
-const TASKS_SEQ: usize = 152;
-const TASKS_WAITERS: usize = 156;
+const TASKS_WAIT: usize = 152;
 // Set once by the creator.
 const CAPACITY: usize = 192;
 const MAXSIZE: usize = 200;
@@ -431,11 +428,8 @@ impl ItemRing {
         self.lock(at, &Deadline::after(TRY_GRACE))
     }
 
-    fn wait_word(&self, seq: usize, sleepers: usize) -> WaitWord<'_> {
-        WaitWord {
-            seq: self.u32(seq),
-            sleepers: self.u32(sleepers),
-        }
+    fn wait_word(&self, at: usize) -> WaitWord<'_> {
+        WaitWord(self.u32(at))
     }
 
     /// Payload bytes of one chunk at most: a quarter of the ring, so that a producer writes
@@ -462,7 +456,7 @@ impl ItemRing {
             }
         }
         if now == 1 {
-            self.wait_word(TASKS_SEQ, TASKS_WAITERS).wake_all();
+            self.wait_word(TASKS_WAIT).wake_all();
         }
         Ok(())
     }
@@ -488,7 +482,7 @@ impl ItemRing {
     /// Waits until every item put was marked done, or `deadline`.
     pub(crate) fn join_tasks(&self, deadline: &Deadline) -> Result<(), SyncError> {
         let all_done = || self.unfinished_tasks() == 0;
-        let tasks = self.wait_word(TASKS_SEQ, TASKS_WAITERS);
+        let tasks = self.wait_word(TASKS_WAIT);
         while !all_done() {
             if tasks.sleep_unless(deadline.remaining(), all_done) {
                 break;

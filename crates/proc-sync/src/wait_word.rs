@@ -1,12 +1,21 @@
 //! Sleeping until another process says so, without a system call on the other side when
-//! nobody sleeps: a futex word that is bumped at each wake-up, beside a count of sleepers.
+//! nobody sleeps: a futex word whose lowest bit says a sleeper may be on it.
 //!
-//! The sleeper announces itself (count up), looks at its condition once more, and sleeps
-//! only if it still does not hold and the word has not moved since it looked; the waker
-//! changes what the condition reads, then wakes only if the count says someone may sleep.
-//! Both sides use sequentially consistent operations, so at least one of them sees the
-//! other's step: no wake-up is lost, and a waker that finds nobody asleep makes no system
-//! call.
+//! The sleeper sets the bit, looks at its condition once more, and sleeps only if it still
+//! does not hold and the word has not moved since; the waker changes what the condition
+//! reads, then, only if the bit is set, moves the word on with the bit cleared and wakes
+//! every sleeper. Both sides use sequentially consistent operations, so at least one of them
+//! sees the other's step: no wake-up is lost, and a waker that finds the bit clear makes no
+//! system call.
+//!
+//! Why a bit in the word and not a count of sleepers beside it: the count stays up from the
+//! wake-up until the woken sleeper runs again and counts itself out, and every waker in that
+//! window makes a system call that wakes nobody. A queue's consumer that woke its producer
+//! takes many items before the producer runs (on a machine with few CPUs, one each time it
+//! is scheduled), so a count cost a `futex` call per item: 1.44 million calls for 2 million
+//! items, a quarter of all CPU. The bit is cleared by the one waker that wakes, so later
+//! wakers find it clear. [`Condition`](crate::Condition) keeps a count: its waiters need to
+//! know whether a notify came, and a notify may wake fewer than all.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -15,39 +24,58 @@ use std::time::Duration;
 /// this, far sooner than a futex sleep and wake.
 const SPIN: Duration = Duration::from_micros(20);
 
-/// A wake-up word in shared memory and its sleeper count.
+/// The word's bit that says a sleeper may be on it; the rest counts wake-ups.
+const SLEEPER: u32 = 1;
+
+/// A wake-up word in shared memory.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct WaitWord<'a> {
-    pub(crate) seq: &'a AtomicU32,
-    pub(crate) sleepers: &'a AtomicU32,
-}
+pub(crate) struct WaitWord<'a>(pub(crate) &'a AtomicU32);
 
 impl WaitWord<'_> {
     /// Sleeps until woken or `left` passes (`None`: no limit; zero: no sleep), unless
-    /// `ready` holds once this waiter is counted; returns whether `ready` holds afterwards.
-    /// May return early: callers loop.
+    /// `ready` holds once this waiter has set the word's sleeper bit; returns whether `ready`
+    /// holds afterwards. May return early: callers loop.
     pub(crate) fn sleep_unless(&self, left: Option<Duration>, ready: impl Fn() -> bool) -> bool {
-        let seen = self.seq.load(Ordering::SeqCst);
-        self.sleepers.fetch_add(1, Ordering::SeqCst);
-        let ready_now = ready();
-        if !ready_now && left != Some(Duration::ZERO) {
-            fork_sys::futex_wait(self.seq, seen, left);
+        let mut word = self.0.load(Ordering::SeqCst);
+        while word & SLEEPER == 0 {
+            match self.0.compare_exchange_weak(
+                word,
+                word | SLEEPER,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => word |= SLEEPER,
+                Err(now) => word = now,
+            }
         }
-        self.sleepers.fetch_sub(1, Ordering::SeqCst);
-        ready_now || ready()
+        if ready() {
+            return true;
+        }
+        if left != Some(Duration::ZERO) {
+            fork_sys::futex_wait(self.0, word, left);
+        }
+        ready()
     }
 
-    /// Wakes every sleeper, if the count says there may be one. Call it after changing what
-    /// the sleepers' condition reads (with a sequentially consistent store or RMW).
+    /// Wakes every sleeper, if the word's bit says there may be one. Call it after changing
+    /// what the sleepers' condition reads (with a sequentially consistent store or RMW).
     pub(crate) fn wake_all(&self) {
-        self.wake(u32::MAX);
-    }
-
-    /// Moves the word and wakes up to `count` sleepers, if the count says there may be one.
-    pub(crate) fn wake(&self, count: u32) {
-        if self.sleepers.load(Ordering::SeqCst) != 0 {
-            self.seq.fetch_add(1, Ordering::SeqCst);
-            fork_sys::futex_wake(self.seq, count);
+        let mut word = self.0.load(Ordering::SeqCst);
+        while word & SLEEPER != 0 {
+            // `word + 1` clears the bit and moves the word on: a sleeper about to sleep on
+            // the old value finds it changed and looks again.
+            match self.0.compare_exchange_weak(
+                word,
+                word.wrapping_add(1),
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => {
+                    fork_sys::futex_wake(self.0, u32::MAX);
+                    return;
+                }
+                Err(now) => word = now,
+            }
         }
     }
 }
@@ -66,5 +94,63 @@ pub(crate) fn spin_until(poll_every: u32, ready: impl Fn() -> bool) -> bool {
         if fork_sys::monotonic_now() >= until {
             return false;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waker_makes_one_wake_up_per_sleep_and_none_without_a_sleeper() {
+        let word = AtomicU32::new(0);
+        let wait = WaitWord(&word);
+        wait.wake_all();
+        assert_eq!(
+            word.load(Ordering::SeqCst),
+            0,
+            "nobody slept: the word stays"
+        );
+        // A sleeper that gives up at once still leaves its bit: the next wake clears it.
+        assert!(!wait.sleep_unless(Some(Duration::ZERO), || false));
+        assert_eq!(word.load(Ordering::SeqCst), SLEEPER);
+        wait.wake_all();
+        assert_eq!(word.load(Ordering::SeqCst), 2);
+        wait.wake_all();
+        assert_eq!(
+            word.load(Ordering::SeqCst),
+            2,
+            "the bit was cleared by the first wake"
+        );
+    }
+
+    #[test]
+    fn no_wake_up_is_lost_between_threads() {
+        let word = AtomicU32::new(0);
+        let turn = AtomicU32::new(0);
+        const TURNS: u32 = 20_000;
+        std::thread::scope(|s| {
+            // Two threads take turns: each waits for its parity, then hands over.
+            for me in 0..2u32 {
+                let (word, turn) = (&word, &turn);
+                s.spawn(move || {
+                    let wait = WaitWord(word);
+                    loop {
+                        let now = turn.load(Ordering::SeqCst);
+                        if now >= TURNS {
+                            return;
+                        }
+                        if now % 2 == me {
+                            turn.store(now + 1, Ordering::SeqCst);
+                            wait.wake_all();
+                        } else {
+                            // No time limit: a lost wake-up hangs the test.
+                            wait.sleep_unless(None, || turn.load(Ordering::SeqCst) != now);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(turn.load(Ordering::SeqCst), TURNS);
     }
 }

@@ -41,7 +41,7 @@ impl ItemRing {
         if self.has_record(false) || spin_until(POLL_EVERY, ready) {
             return Ok(());
         }
-        let items = self.wait_word(ITEMS_SEQ, ITEMS_WAITERS);
+        let items = self.wait_word(ITEMS_WAIT);
         loop {
             // Mid-item the wait is the producer's to bound (it abandons the item when its own
             // timeout runs out); we only look at its liveness in slices.
@@ -60,7 +60,7 @@ impl ItemRing {
     }
 
     fn wake_producers(&self) {
-        self.wait_word(ROOM_SEQ, ROOM_WAITERS).wake_all();
+        self.wait_word(ROOM_WAIT).wake_all();
     }
 
     /// Moves `tail` past a record; for an item's first record, counts the item as taken.

@@ -40,7 +40,7 @@ impl ItemRing {
         if self.has_room(bytes, new_item, false) || spin_until(64, ready) {
             return Ok(());
         }
-        let room = self.wait_word(ROOM_SEQ, ROOM_WAITERS);
+        let room = self.wait_word(ROOM_WAIT);
         loop {
             if room.sleep_unless(deadline.remaining(), ready) {
                 return Ok(());
@@ -52,7 +52,7 @@ impl ItemRing {
     }
 
     fn wake_consumers(&self) {
-        self.wait_word(ITEMS_SEQ, ITEMS_WAITERS).wake_all();
+        self.wait_word(ITEMS_WAIT).wake_all();
     }
 
     /// Puts one item, waiting for room until `deadline`. `try_now`: fail with `Full` instead
