@@ -1,9 +1,51 @@
 //! `Process spawn+join`: run a closure in a forked child and get its typed result back
 //! (proc-core), against the bare fork+wait floor and Python's `multiprocessing.Process`.
 
+use std::fs::File;
+use std::io::{Read as _, Write as _};
+use std::os::fd::AsFd as _;
+
+use fork_sys::{Fork, Interest};
+
+use crate::child::expect_success;
 use crate::harness::{BenchResult, Contender, Scenario, Unit};
 use crate::python;
 use crate::scenarios::{Context, fork_wait};
+
+/// `ops` times: a pipe, fork, the child writes an 8-byte value and `_exit`s; the parent
+/// polls the pipe and the child's pidfd, reads the value and reaps: what any "run a function
+/// in a child and get its value back" must do, with nothing else.
+fn fork_value_ops(ops: u64) -> BenchResult<()> {
+    for i in 0..ops {
+        let (read, write) = fork_sys::pipe()?;
+        // SAFETY: the child only writes to a pipe and calls `_exit`, which take no lock, so
+        // a lock another thread held at the fork (the harness starts none) cannot matter.
+        match unsafe { fork_sys::fork()? } {
+            Fork::Child => {
+                let code = File::from(write).write_all(&(i * 3).to_le_bytes()).is_err();
+                fork_sys::exit_immediately(i32::from(code))
+            }
+            Fork::Parent(pid) => {
+                drop(write);
+                let exit = fork_sys::process_exit_fd(pid)?;
+                fork_sys::poll(
+                    &[
+                        (read.as_fd(), Interest::Read),
+                        (exit.as_fd(), Interest::Read),
+                    ],
+                    None,
+                )?;
+                let mut value = [0u8; 8];
+                File::from(read).read_exact(&mut value)?;
+                expect_success(fork_sys::wait(pid)?, "forked child")?;
+                if u64::from_le_bytes(value) != i * 3 {
+                    return Err("the child's value did not arrive".into());
+                }
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Builds the scenario.
 pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
@@ -26,9 +68,19 @@ pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
     )
     .note(
         "proc-core's figure includes what the floor leaves out: a result pipe, a pidfd, holding \
-         the std stream locks across the fork, and one bincode frame back. Python's \
+         the std stream locks across the fork, and one bincode frame back. The second row does \
+         the least any way of getting a value back must do (a pipe, the value written by the \
+         child and read by the parent, who waits on the pipe and a pidfd): the parent wakes \
+         twice (the value, then the exit) where the floor wakes once, and each page either \
+         process writes while both live is a copy-on-write fault. proc-core's child writes \
+         small reports from its stack and its parent reads them into one page, so it adds \
+         about eight such faults to that row's. Python's \
          `Process` returns no value at all (that would need a `Queue` or `Pipe` on top).",
     )
+    .contender(Contender::timed(
+        "fork + 8-byte value through a pipe + poll with pidfd + wait",
+        fork_value_ops,
+    ))
     .contender(process)
     .contender(python::contender(
         cx.python.as_ref(),

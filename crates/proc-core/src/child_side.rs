@@ -30,6 +30,8 @@ pub(crate) enum Report<R> {
 /// Exit codes of a child, as Python's `multiprocessing` uses them: 0 when the closure
 /// returned, 1 when it panicked or its value could not be sent.
 const EXIT_RETURNED: i32 = 0;
+/// The largest report frame a child encodes on its stack.
+const SMALL_REPORT: usize = 256;
 const EXIT_FAILED: i32 = 1;
 
 /// Set in a child right after the fork; read by the panic hook.
@@ -132,11 +134,24 @@ where
     }
 
     let mut frame = Vec::new();
+    // A small report is encoded on the stack: every page the child writes after the fork is
+    // a copy-on-write fault, and the allocator's bookkeeping and a fresh buffer cost two or
+    // three of them. `small_len` says how much of `small` is the frame, if it is used.
+    let mut small = [0u8; SMALL_REPORT];
+    let mut small_len = 0;
     let code = match panic::catch_unwind(AssertUnwindSafe(body)) {
         Ok(value) => {
             // A user `Serialize` impl may panic too.
             let encoded = panic::catch_unwind(AssertUnwindSafe(|| {
-                codec::encode_frame(&Report::Returned(&value), &mut frame, setup.max_frame_len)
+                let report = Report::Returned(&value);
+                match codec::encode_into_slice(&report, &mut small[codec::HEADER_LEN..]) {
+                    Ok(len) if len <= setup.max_frame_len => {
+                        small[..codec::HEADER_LEN].copy_from_slice(&(len as u32).to_le_bytes());
+                        small_len = codec::HEADER_LEN + len;
+                        Ok(())
+                    }
+                    _ => codec::encode_frame(&report, &mut frame, setup.max_frame_len),
+                }
             }));
             // The value dies with the process; running its destructor would only cost time.
             std::mem::forget(value);
@@ -169,10 +184,15 @@ where
             EXIT_FAILED
         }
     };
+    let frame = if small_len > 0 {
+        &small[..small_len]
+    } else {
+        &frame[..]
+    };
     // EPIPE here means the parent dropped the handle: nobody wants the value any more.
-    let _ = File::from(result_pipe).write_all(&frame);
+    let _ = File::from(result_pipe).write_all(frame);
+    // (std's stderr has no buffer to flush.)
     let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
     code
 }
 

@@ -142,7 +142,8 @@ impl ProcessBuilder {
         fork_sys::prepare_stack_overflow_report();
         let (read_end, write_end) = fork_sys::pipe().map_err(spawn_error)?;
         fork_sys::set_nonblocking(&read_end, true).map_err(spawn_error)?;
-        let parent = fork_sys::getpid();
+        // Only a daemon child needs it (to watch the parent); a system call saved otherwise.
+        let parent = self.daemon.then(fork_sys::getpid);
 
         // Hold the locks a child might need, so that no other thread holds them at the moment
         // of the fork (the child would inherit them locked forever), and flush stdout, so
@@ -175,7 +176,7 @@ impl ProcessBuilder {
                 drop(read_end);
                 let setup = ChildSetup {
                     name: self.name.as_deref(),
-                    watch_parent: self.daemon.then_some(parent),
+                    watch_parent: parent,
                     max_frame_len,
                 };
                 child_side::run_child(setup, write_end, body)

@@ -197,6 +197,34 @@ fn a_value_over_the_result_limit_is_a_codec_error_naming_both_sizes() {
 }
 
 #[test]
+fn values_around_the_stack_encoded_size_round_trip_and_keep_the_limit() {
+    // A child encodes a small report on its stack and a larger one on the heap: the sizes
+    // on both sides of that boundary (256 bytes of frame) arrive whole.
+    for len in (230..290).chain([0, 1, 4096, 70_000]) {
+        let text: String = (0..len)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let expected = text.clone();
+        assert_eq!(
+            Process::spawn(move || text).unwrap().join().unwrap(),
+            expected
+        );
+    }
+    // The limit holds for a value small enough for the stack.
+    let err = Process::builder()
+        .max_result_len(20)
+        .spawn(|| vec![7u8; 100])
+        .unwrap()
+        .join()
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("result frame: frame of 102 bytes is over the 20-byte limit"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_value_that_fails_to_serialize_is_a_codec_error() {
     #[derive(Debug)]
     struct Refuses;
