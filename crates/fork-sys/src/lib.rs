@@ -33,6 +33,7 @@
 //! `cfg` inside the module that needs them, never in callers.
 
 mod child;
+mod doorbell;
 pub mod exec;
 mod fork;
 mod interrupt;
@@ -53,6 +54,7 @@ mod status;
 mod wait;
 
 pub use child::{ChildHandle, STATUS_GRACE, StatusLost, is_status_lost};
+pub use doorbell::Doorbell;
 pub use fork::{Fork, exit_immediately, fork};
 pub use interrupt::{
     count_signal_interrupting, restore_default_action, set_interval_timer, set_signal_blocked,

@@ -377,6 +377,7 @@ pub(crate) fn run_launched_child(socket: OwnedFd, say_hello: bool) -> ! {
         name: launch.name.as_deref(),
         watch_parent,
         max_frame_len: usize::try_from(launch.max_frame_len).unwrap_or(usize::MAX),
+        doorbell: None,
     };
     let trampoline = crate::spawn_fn::trampoline_at(launch.trampoline);
     trampoline(
@@ -434,6 +435,7 @@ pub(crate) fn run_streamed_child(input: OwnedFd, output: OwnedFd) -> ! {
         name: launch.name.as_deref(),
         watch_parent: None,
         max_frame_len: usize::try_from(launch.max_frame_len).unwrap_or(usize::MAX),
+        doorbell: None,
     };
     let trampoline = crate::spawn_fn::trampoline_at(launch.trampoline);
     let function = crate::code_offset::address(launch.function);

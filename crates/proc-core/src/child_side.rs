@@ -9,7 +9,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use fork_sys::{Pid, Signal};
+use fork_sys::{Doorbell, Pid, Signal};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, CodecError};
@@ -32,6 +32,11 @@ pub(crate) enum Report<R> {
 const EXIT_RETURNED: i32 = 0;
 /// The largest report frame a child encodes on its stack.
 const SMALL_REPORT: usize = 256;
+/// The largest report a child writes without ringing its parent's doorbell: what an empty
+/// pipe always holds (a page; the kernel gives a pipe at least one, even to a user over the
+/// pipe-buffer limit), so the write cannot block and the child goes on to exit. The parent
+/// then wakes once, at the exit, instead of once for the report and once more for the exit.
+pub(crate) const SMALL_WRITE: usize = 4096;
 const EXIT_FAILED: i32 = 1;
 
 /// Set in a child right after the fork; read by the panic hook.
@@ -89,6 +94,9 @@ pub(crate) struct ChildSetup<'a> {
     /// this child.
     pub(crate) watch_parent: Option<Pid>,
     pub(crate) max_frame_len: usize,
+    /// Rung before a report larger than [`SMALL_WRITE`], so a parent sleeping on this
+    /// child's exit wakes to read it while it streams.
+    pub(crate) doorbell: Option<&'a Doorbell>,
 }
 
 /// Runs in the child after `fork`; never returns. Nothing may unwind out of here: a panic
@@ -189,6 +197,15 @@ where
     } else {
         &frame[..]
     };
+    if frame.len() > SMALL_WRITE {
+        if let Some(bell) = setup.doorbell {
+            // The parent may be asleep until this process exits: wake it to read first.
+            // Should the ring fail, writing could block for ever; leave without the report.
+            if bell.ring().is_err() {
+                return EXIT_FAILED;
+            }
+        }
+    }
     // EPIPE here means the parent dropped the handle: nobody wants the value any more.
     let _ = File::from(result_pipe).write_all(frame);
     // (std's stderr has no buffer to flush.)

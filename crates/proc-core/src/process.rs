@@ -2,10 +2,11 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use fork_sys::{ChildHandle, ExitStatus, Fork, Interest, Pid, Signal};
+use fork_sys::{ChildHandle, Doorbell, ExitStatus, Fork, Interest, Pid, Signal};
 
 use crate::start_method::{self, StartMethod};
 use serde::Serialize;
@@ -44,6 +45,12 @@ pub struct Process<R> {
     /// Set once the value (or error) has been handed out.
     taken: bool,
     method: StartMethod,
+    /// A forked child rings it before a report larger than an empty pipe holds; until it
+    /// rings, waits sleep on it and the child's exit, not on the pipe (see
+    /// [`child_side::SMALL_WRITE`]). `None`: waits watch the pipe.
+    doorbell: Option<Doorbell>,
+    /// The doorbell has rung (or could not be polled): waits watch the pipe now.
+    rung: AtomicBool,
 }
 
 impl<R> std::fmt::Debug for Process<R> {
@@ -142,6 +149,8 @@ impl ProcessBuilder {
         fork_sys::prepare_stack_overflow_report();
         let (read_end, write_end) = fork_sys::pipe().map_err(spawn_error)?;
         fork_sys::set_nonblocking(&read_end, true).map_err(spawn_error)?;
+        // Without one (out of fds), waits watch the pipe as for other start methods.
+        let doorbell = Doorbell::new().ok();
         // Only a daemon child needs it (to watch the parent); a system call saved otherwise.
         let parent = self.daemon.then(fork_sys::getpid);
 
@@ -178,6 +187,7 @@ impl ProcessBuilder {
                     name: self.name.as_deref(),
                     watch_parent: parent,
                     max_frame_len,
+                    doorbell: doorbell.as_ref(),
                 };
                 child_side::run_child(setup, write_end, body)
             }
@@ -197,7 +207,8 @@ impl ProcessBuilder {
                     self.daemon,
                     max_frame_len,
                     StartMethod::Fork,
-                );
+                )
+                .with_doorbell(doorbell);
                 crate::connection::discard_child_closure(body);
                 // A failed flush loses nothing the user can recover; the child is started.
                 let _ = flushed;
@@ -250,6 +261,24 @@ impl<R> Process<R> {
             report: None,
             taken: false,
             method,
+            doorbell: None,
+            rung: AtomicBool::new(false),
+        }
+    }
+
+    /// The same handle, whose child rings `doorbell` before a large report.
+    fn with_doorbell(mut self, doorbell: Option<Doorbell>) -> Process<R> {
+        self.doorbell = doorbell;
+        self
+    }
+
+    /// The descriptor a wait watches for the report: the doorbell until it rings, then the
+    /// pipe; `None` once the pipe is done with.
+    fn report_fd(&self) -> Option<(BorrowedFd<'_>, bool)> {
+        let pipe = self.pipe.as_ref()?;
+        match &self.doorbell {
+            Some(bell) if !self.rung.load(Ordering::Relaxed) => Some((bell.as_fd(), true)),
+            _ => Some((pipe.as_fd(), false)),
         }
     }
 }
@@ -552,13 +581,19 @@ pub(crate) fn sleep_until_any_stirs<'a, R: 'a>(
     timeout: Option<Duration>,
 ) -> io::Result<()> {
     let mut fds = Vec::new();
+    // Per entry of `fds`: the process whose doorbell it is, if it is one.
+    let mut bells = Vec::new();
     let mut every_exit_has_fd = true;
     for process in processes {
-        if let Some(pipe) = &process.pipe {
-            fds.push((pipe.as_fd(), Interest::Read));
+        if let Some((fd, is_bell)) = process.report_fd() {
+            fds.push((fd, Interest::Read));
+            bells.push(is_bell.then_some(process));
         }
         match process.child.exit_fd() {
-            Some(exit_fd) => fds.push((exit_fd, Interest::Read)),
+            Some(exit_fd) => {
+                fds.push((exit_fd, Interest::Read));
+                bells.push(None);
+            }
             None => every_exit_has_fd = false,
         }
     }
@@ -567,7 +602,14 @@ pub(crate) fn sleep_until_any_stirs<'a, R: 'a>(
     } else {
         Some(timeout.map_or(SLICE, |t| t.min(SLICE)))
     };
-    fork_sys::poll(&fds, timeout).map(drop)
+    let ready = fork_sys::poll(&fds, timeout)?;
+    for (readiness, bell) in ready.iter().zip(bells) {
+        if let Some(process) = bell.filter(|_| readiness.is_ready()) {
+            // A large report is on its way: from now on its waits watch the pipe.
+            process.rung.store(true, Ordering::Relaxed);
+        }
+    }
+    Ok(())
 }
 
 fn status_error(pid: Pid, name: Option<String>, status: Option<ExitStatus>) -> ProcessError {

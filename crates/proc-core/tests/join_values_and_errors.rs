@@ -225,6 +225,18 @@ fn values_around_the_stack_encoded_size_round_trip_and_keep_the_limit() {
 }
 
 #[test]
+fn reports_larger_than_an_empty_pipe_are_read_while_the_child_writes() {
+    // A parent sleeps on its child's exit until the child says a report too large for an
+    // empty pipe is coming; one that did not hear it would wait for an exit that never comes
+    // (the child blocked writing). Sizes just past a page and far past a pipe's 64 KiB.
+    for len in [4097usize, 5000, 1 << 20] {
+        let mut p = Process::spawn(move || vec![9u8; len]).unwrap();
+        let value = p.join_timeout(Duration::from_secs(20)).unwrap();
+        assert_eq!(value.map(|v| v.len()), Some(len), "a {len}-byte report");
+    }
+}
+
+#[test]
 fn a_value_that_fails_to_serialize_is_a_codec_error() {
     #[derive(Debug)]
     struct Refuses;
