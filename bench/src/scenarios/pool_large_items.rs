@@ -70,9 +70,14 @@ pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
          two processes. Both pools run at their default chunk size (32 items per task here), \
          start fresh each round and warm up with an untimed map of the same items first; the \
          items are made before the timed map and passed by reference (`&items`), and every \
-         result is a new buffer in the caller. proc-pool encodes a `Vec<u8>` argument or result \
-         as its length and then its bytes copied whole (not one serde element per byte); \
-         Python pickles each `bytes` with one copy.",
+         result is a new buffer in the caller. proc-pool writes a `Vec<u8>` argument or result as \
+         its length and then its bytes in one pass, not one serde element per byte, and the \
+         caller reads each result with one copy (a worker reads an argument through a \
+         deserializer that offers only bytes, about 1 GB/s: it cannot name the argument's \
+         type). Python pickles each `bytes` with one copy. The rest is copies and page \
+         faults: the manager copies each task frame into the worker's write buffer, and each \
+         result from the ring into its frame buffer before decoding it (see docs/proc-pool.md, \
+         \"Large values\").",
     )
     .contender(Contender::self_timed(POOL, run_pool))
     .contender(python::contender(
