@@ -15,6 +15,7 @@ mod lock;
 pub(crate) mod pipe_ping_pong;
 mod pipe_throughput;
 mod pool;
+mod pool_large_items;
 mod pool_over_srun;
 mod process_join;
 mod queue;
@@ -44,6 +45,7 @@ pub(crate) const ALL: &[Builder] = &[
     pool::apply_async,
     pool::apply_round_trip,
     pool::imap_memory,
+    pool_large_items::scenario,
     pool_over_srun::map,
     pool_over_srun::apply_round_trip,
     start_methods::process_start_join,

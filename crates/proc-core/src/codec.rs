@@ -3,6 +3,18 @@
 //! (`config::standard()`, through serde). This module is the only place that calls bincode;
 //! proc-pool reuses it.
 //!
+//! **Byte vectors take a shorter road.** Through serde, a `Vec<u8>` is a sequence of single
+//! bytes, each one a call through the serializer (about a nanosecond a byte on its own, many
+//! times a plain copy). bincode writes a byte sequence as its length (a varint, as every
+//! sequence length) followed by the bytes, so [`encode_value`] and [`encode_into_slice`]
+//! write a value that serializes as a sequence of `u8` (`Vec<u8>`, `[u8]`, `Box<[u8]>`,
+//! `VecDeque<u8>`, references to them, newtypes around them) as exactly that: the length,
+//! then the bytes in one pass; [`decode_sequence`] of `Vec<u8>` values reads each one with
+//! one copy. The bytes are the same on both roads (tests check), so either end may take
+//! either. Only the value itself takes it: a byte vector inside a struct or a tuple still
+//! goes a byte at a time (mark such a field `#[serde(with = "serde_bytes")]`, which bincode
+//! copies whole); a `String` was always copied whole.
+//!
 //! Decoding never trusts the peer: a length over the configured maximum is refused before
 //! anything is allocated, a payload that does not decode as the expected type (or leaves bytes
 //! over) is an error naming that type, and a stream that ends inside a frame is `Truncated`.
@@ -179,7 +191,11 @@ pub fn finish_frame(
 }
 
 /// Appends the encoding of `value` (no header) to `out`; on error `out` is left as it was.
+/// A byte vector goes the short road (see the module docs).
 pub fn encode_value<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    if byte_vectors::encode(value, out) {
+        return Ok(());
+    }
     let start = out.len();
     bincode::serde::encode_into_writer(value, VecAppender(&mut *out), config()).map_err(|err| {
         out.truncate(start);
@@ -197,10 +213,144 @@ pub fn encode_into_slice<T: Serialize + ?Sized>(
     value: &T,
     out: &mut [u8],
 ) -> Result<usize, CodecError> {
+    match byte_vectors::encode_into_slice(value, out) {
+        byte_vectors::Probe::Done(used) => return Ok(used),
+        byte_vectors::Probe::TooSmall(needed) => {
+            return Err(CodecError::Encode {
+                type_name: std::any::type_name::<T>(),
+                message: format!("{needed} bytes do not fit in {}", out.len()),
+            });
+        }
+        byte_vectors::Probe::NotBytes => {}
+    }
     bincode::serde::encode_into_slice(value, out, config()).map_err(|err| CodecError::Encode {
         type_name: std::any::type_name::<T>(),
         message: err.to_string(),
     })
+}
+
+/// Appends the encoding of `items` as one sequence, exactly as [`encode_value`] of the
+/// slice would write it (its length, then each item), but each item a byte vector takes the
+/// short road (see the module docs), which it would not inside the slice. The other side reads
+/// it with [`decode_value`] as a `Vec<T>`, or with [`decode_len_prefix`] and then
+/// [`decode_sequence`]. On error `out` is left as it was.
+pub fn encode_sequence<T: Serialize>(items: &[T], out: &mut Vec<u8>) -> Result<(), CodecError> {
+    let start = out.len();
+    out.extend_from_slice(len_prefix(items.len()).as_bytes());
+    let Some((first, rest)) = items.split_first() else {
+        return Ok(());
+    };
+    if !byte_vectors::encode(first, out) {
+        // Not bytes: the items go through bincode in one call, as a tuple (no length).
+        let encoded = encode_value(&Tuple(items), out);
+        return encoded.inspect_err(|_| out.truncate(start));
+    }
+    // Room for all, if they are about the size of the first (a chunk of like items).
+    let first_len = out.len() - start;
+    out.reserve(first_len.saturating_mul(rest.len()).min(1 << 30));
+    for item in rest {
+        if let Err(err) = encode_value(item, out) {
+            out.truncate(start);
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+/// Items written back to back, without a length in front: a tuple, to bincode.
+struct Tuple<'a, T>(&'a [T]);
+
+impl<T: Serialize> Serialize for Tuple<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple as _;
+        let mut tuple = serializer.serialize_tuple(self.0.len())?;
+        for item in self.0 {
+            tuple.serialize_element(item)?;
+        }
+        tuple.end()
+    }
+}
+
+/// The most bytes a length prefix takes: bincode's varint of a `u64` (a marker byte, then 8).
+pub const MAX_LEN_PREFIX: usize = 9;
+
+/// How bincode writes the length of a sequence (a `Vec`, a slice, a string): a varint.
+#[derive(Debug, Clone, Copy)]
+pub struct LenPrefix {
+    bytes: [u8; MAX_LEN_PREFIX],
+    len: u8,
+}
+
+impl LenPrefix {
+    /// The prefix's bytes (1 for lengths under 251, else 3, 5 or 9).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+/// The length prefix bincode writes in front of a sequence of `len` items: what a sender that
+/// writes a byte vector's bytes itself puts first, for the receiver to read it as a `Vec<u8>`.
+pub fn len_prefix(len: usize) -> LenPrefix {
+    // bincode's varint: one byte below 251, else a marker (251, 252, 253) and the little
+    // endian u16, u32 or u64.
+    let mut bytes = [0u8; MAX_LEN_PREFIX];
+    let len64 = len as u64;
+    let used = if len64 < 251 {
+        bytes[0] = len64 as u8;
+        1
+    } else if let Ok(short) = u16::try_from(len64) {
+        bytes[0] = 251;
+        bytes[1..3].copy_from_slice(&short.to_le_bytes());
+        3
+    } else if let Ok(word) = u32::try_from(len64) {
+        bytes[0] = 252;
+        bytes[1..5].copy_from_slice(&word.to_le_bytes());
+        5
+    } else {
+        bytes[0] = 253;
+        bytes[1..9].copy_from_slice(&len64.to_le_bytes());
+        9
+    };
+    LenPrefix {
+        bytes,
+        len: used as u8,
+    }
+}
+
+/// Reads a sequence's length prefix from the front of `bytes`: the length, and the prefix's
+/// size. A length over `usize::MAX` is a `Decode` error.
+pub fn decode_len_prefix(bytes: &[u8]) -> Result<(usize, usize), CodecError> {
+    let (len, used) = decode_value::<u64>(bytes).map_err(|err| match err {
+        CodecError::Decode { len, message, .. } => CodecError::Decode {
+            type_name: "sequence length",
+            len,
+            message,
+        },
+        other => other,
+    })?;
+    let len = usize::try_from(len).map_err(|_| CodecError::Decode {
+        type_name: "sequence length",
+        len: bytes.len(),
+        message: format!("a length of {len} does not fit in memory"),
+    })?;
+    Ok((len, used))
+}
+
+/// Decodes one byte vector (its length prefix, then its bytes) from the front of `bytes`, with
+/// one copy; returns it and the bytes used. What it allocates is bounded by `bytes.len()`.
+pub fn decode_byte_vector(bytes: &[u8]) -> Result<(Vec<u8>, usize), CodecError> {
+    let (len, used) = decode_len_prefix(bytes)?;
+    let Some(body) = bytes.get(used..).and_then(|rest| rest.get(..len)) else {
+        return Err(CodecError::Decode {
+            type_name: "alloc::vec::Vec<u8>",
+            len: bytes.len(),
+            message: format!(
+                "a byte vector of {len} bytes claimed, {} bytes left",
+                bytes.len() - used
+            ),
+        });
+    };
+    Ok((body.to_vec(), used + len))
 }
 
 /// bincode's `Writer` for appending to a `Vec`: plain `extend_from_slice`, without the
@@ -221,6 +371,9 @@ impl bincode::enc::write::Writer for VecAppender<'_> {
 /// What a corrupt length inside the payload can make this allocate is bounded by 64 times
 /// `bytes.len()` (at least 64 KiB), never by the length claimed.
 pub fn decode_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), CodecError> {
+    if let Some(decoded) = byte_vectors::decode::<T>(bytes) {
+        return Ok(decoded);
+    }
     // bincode counts, against its claim limit, the in-memory size of every primitive it decodes
     // and the claimed length of every string or byte buffer, which it allocates *before*
     // reading. A valid payload claims at most 16 times its length (a 1-byte varint decoding to
@@ -241,16 +394,40 @@ pub fn decode_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), Cod
 /// knows how many), as a `Vec`; returns it and how many bytes it used. This is how a sender
 /// that encodes values one at a time, as they come, and counts them, is read at the speed
 /// of one `Vec<T>`. The same allocation bound as [`decode_value`] holds.
+///
+/// Byte vectors take the short road (see the module docs); a caller that knows its values
+/// are `Vec<u8>` reads them at the speed of one copy each with [`decode_byte_vectors`].
 pub fn decode_sequence<T: DeserializeOwned>(
     bytes: &[u8],
     count: usize,
 ) -> Result<(Vec<T>, usize), CodecError> {
+    if let Some(decoded) = byte_vectors::decode_sequence::<T>(bytes, count) {
+        return Ok(decoded);
+    }
     let decoded = by_claim_limit!(bytes.len(), decode_counted_with_limit::<T, _>(bytes, count));
     decoded.map_err(|err| CodecError::Decode {
         type_name: std::any::type_name::<Vec<T>>(),
         len: bytes.len(),
         message: err.to_string(),
     })
+}
+
+/// Decodes `count` byte vectors encoded back to back (each its length prefix and its bytes),
+/// one copy each; returns them and the bytes used. What a decoder that knows its values are
+/// `Vec<u8>` calls instead of [`decode_sequence`] (which reads them an element at a time).
+pub fn decode_byte_vectors(
+    bytes: &[u8],
+    count: usize,
+) -> Result<(Vec<Vec<u8>>, usize), CodecError> {
+    // Every vector takes at least its prefix's byte: a corrupt count claims no more than that.
+    let mut vectors = Vec::with_capacity(count.min(bytes.len()));
+    let mut used = 0;
+    for _ in 0..count {
+        let (vector, len) = decode_byte_vector(&bytes[used..])?;
+        vectors.push(vector);
+        used += len;
+    }
+    Ok((vectors, used))
 }
 
 fn decode_counted_with_limit<T: DeserializeOwned, const LIMIT: usize>(
@@ -339,6 +516,8 @@ fn decode_with_limit<T: DeserializeOwned, const LIMIT: usize>(
 ) -> Result<(T, usize), bincode::error::DecodeError> {
     bincode::serde::decode_from_slice::<T, _>(bytes, config_with_limit::<LIMIT>())
 }
+
+mod byte_vectors;
 
 /// Decodes one frame from the front of `buf`: `Ok(None)` when `buf` does not hold a whole
 /// frame yet, else the value and how many bytes it used.
@@ -605,6 +784,146 @@ impl FrameBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// bincode's own encoding of `value`, without the short road.
+    fn bincode_road<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+        bincode::serde::encode_to_vec(value, config()).unwrap()
+    }
+
+    /// A pattern that is not all one byte, so a shifted or reordered copy shows.
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    #[derive(Serialize)]
+    struct Newtype(Vec<u8>);
+
+    /// Serializes through `serialize_bytes`, as `serde_bytes` does.
+    struct AsBytes<'a>(&'a [u8]);
+
+    impl Serialize for AsBytes<'_> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_bytes(self.0)
+        }
+    }
+
+    #[test]
+    fn byte_vectors_take_the_short_road_to_the_same_bytes() {
+        for len in [
+            0usize,
+            1,
+            250,
+            251,
+            300,
+            65_535,
+            65_536,
+            70_000,
+            (1 << 20) + 3,
+        ] {
+            let bytes = pattern(len);
+            let expected = bincode_road(&bytes);
+            let mut out = vec![0xee];
+            encode_value(&bytes, &mut out).unwrap();
+            assert_eq!(out[1..], expected[..], "Vec<u8> of {len}");
+            assert_eq!(
+                len_prefix(len).as_bytes(),
+                &expected[..expected.len() - len]
+            );
+            let mut out = Vec::new();
+            encode_value(&bytes[..], &mut out).unwrap();
+            assert_eq!(out, expected, "[u8] of {len}");
+            let mut out = Vec::new();
+            encode_value(&&bytes, &mut out).unwrap();
+            assert_eq!(out, expected, "&Vec<u8> of {len}");
+            let boxed: Box<[u8]> = bytes.clone().into_boxed_slice();
+            let mut out = Vec::new();
+            encode_value(&boxed, &mut out).unwrap();
+            assert_eq!(out, expected, "Box<[u8]> of {len}");
+            let mut out = Vec::new();
+            encode_value(&Newtype(bytes.clone()), &mut out).unwrap();
+            assert_eq!(out, expected, "newtype of {len}");
+            let mut out = Vec::new();
+            encode_value(&AsBytes(&bytes), &mut out).unwrap();
+            assert_eq!(out, expected, "serialize_bytes of {len}");
+
+            let mut slice = vec![0u8; expected.len()];
+            assert_eq!(
+                encode_into_slice(&bytes, &mut slice).unwrap(),
+                expected.len()
+            );
+            assert_eq!(slice, expected);
+            if !expected.is_empty() {
+                let err = encode_into_slice(&bytes, &mut slice[..expected.len() - 1]);
+                assert!(matches!(err, Err(CodecError::Encode { .. })), "{err:?}");
+            }
+
+            let (back, used) = decode_byte_vector(&expected).unwrap();
+            assert_eq!((back == bytes, used), (true, expected.len()));
+            let (back, used) = decode_value::<Vec<u8>>(&out).unwrap();
+            assert_eq!((back == bytes, used), (true, expected.len()));
+        }
+    }
+
+    #[test]
+    fn other_values_keep_bincodes_road() {
+        let mut out = Vec::new();
+        encode_value(&vec![1u64, 300, 70_000], &mut out).unwrap();
+        assert_eq!(out, bincode_road(&vec![1u64, 300, 70_000]));
+        let nested = vec![pattern(3), pattern(300)];
+        let mut out = Vec::new();
+        encode_value(&nested, &mut out).unwrap();
+        assert_eq!(out, bincode_road(&nested));
+        let mixed = (7u8, pattern(20), "text".to_string());
+        let mut out = Vec::new();
+        encode_value(&mixed, &mut out).unwrap();
+        assert_eq!(out, bincode_road(&mixed));
+        let mut slice = [0u8; 64];
+        let used = encode_into_slice(&vec![1i8, -1], &mut slice).unwrap();
+        assert_eq!(slice[..used], bincode_road(&vec![1i8, -1])[..]);
+    }
+
+    #[test]
+    fn a_sequence_encodes_as_its_slice_and_decodes_item_by_item() {
+        let vectors = vec![pattern(0), pattern(1 << 16), pattern(5), pattern(251)];
+        let numbers = vec![1u64, 2, 1 << 40];
+        let strings = vec!["a".to_string(), String::new()];
+        let mut out = Vec::new();
+        encode_sequence(&vectors, &mut out).unwrap();
+        assert_eq!(out, bincode_road(&vectors));
+        let refs: Vec<&Vec<u8>> = vectors.iter().collect();
+        let mut by_ref = Vec::new();
+        encode_sequence(&refs, &mut by_ref).unwrap();
+        assert_eq!(by_ref, out);
+        let (count, used) = decode_len_prefix(&out).unwrap();
+        let (back, rest) = decode_sequence::<Vec<u8>>(&out[used..], count).unwrap();
+        assert_eq!((back, used + rest), (vectors.clone(), out.len()));
+        for empty in [&[][..], &numbers[..0]] {
+            let mut out = Vec::new();
+            encode_sequence(empty, &mut out).unwrap();
+            assert_eq!(out, bincode_road(empty));
+        }
+        let mut out = Vec::new();
+        encode_sequence(&numbers, &mut out).unwrap();
+        assert_eq!(out, bincode_road(&numbers));
+        let mut out = Vec::new();
+        encode_sequence(&strings, &mut out).unwrap();
+        assert_eq!(out, bincode_road(&strings));
+    }
+
+    #[test]
+    fn a_byte_vector_claiming_more_than_is_there_is_refused_without_allocating_it() {
+        // Claims 2^60 bytes, has 3.
+        let mut claim = len_prefix(1 << 60).as_bytes().to_vec();
+        claim.extend_from_slice(&[1, 2, 3]);
+        let err = decode_byte_vector(&claim).unwrap_err();
+        assert!(err.to_string().contains("Vec<u8>"), "{err}");
+        let err = decode_sequence::<Vec<u8>>(&claim, usize::MAX).unwrap_err();
+        assert!(matches!(err, CodecError::Decode { .. }), "{err}");
+        // One vector short.
+        let mut two = Vec::new();
+        encode_value(&pattern(10), &mut two).unwrap();
+        assert!(decode_sequence::<Vec<u8>>(&two, 2).is_err());
+    }
 
     #[test]
     fn a_frame_built_in_pieces_comes_out_as_its_header_and_values() {

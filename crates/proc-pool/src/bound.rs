@@ -134,7 +134,7 @@ where
     fn call<A, R>(&self, function: fn(&C, A) -> R) -> TaskCall
     where
         A: TaskArg,
-        R: Serialize,
+        R: Serialize + 'static,
     {
         TaskCall {
             function: TaskFn::bound(function),

@@ -27,7 +27,7 @@
 //! a corrupted ring) are a protocol violation, found before any length they claim is
 //! believed.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 
 use proc_core::codec::{self, CodecError};
 use serde::de::DeserializeOwned;
@@ -108,7 +108,9 @@ pub(crate) fn encode_task<A: Serialize>(
     let frame = codec::begin_frame(out);
     write_task_header(out, header, 0);
     out.extend_from_slice(&bound.to_le_bytes());
-    if let Err(err) = codec::encode_value(items, out) {
+    // Item by item, so byte vectors take the codec's short road (the bytes are those of
+    // the slice as one value).
+    if let Err(err) = codec::encode_sequence(items, out) {
         out.truncate(out.len() - TASK_HEADER_LEN - codec::HEADER_LEN);
         return Err(err);
     }
@@ -329,16 +331,39 @@ pub(crate) struct EncodedItems<'a> {
     pub(crate) count: usize,
 }
 
+/// Decodes `count` values back to back: `Vec<u8>` values with one copy each (the worker wrote
+/// them as their length and bytes), any other type with `codec::decode_sequence`.
+fn decode_values<R: DeserializeOwned + 'static>(
+    bytes: &[u8],
+    count: usize,
+) -> Result<(Vec<R>, usize), CodecError> {
+    if TypeId::of::<R>() != TypeId::of::<Vec<u8>>() {
+        return codec::decode_sequence::<R>(bytes, count);
+    }
+    let (vectors, used) = codec::decode_byte_vectors(bytes, count)?;
+    // `R` is `Vec<u8>`: the downcast cannot fail.
+    let mut slot = Some(vectors);
+    (&mut slot as &mut dyn Any)
+        .downcast_mut::<Option<Vec<R>>>()
+        .and_then(Option::take)
+        .map(|values| (values, used))
+        .ok_or(CodecError::Decode {
+            type_name: std::any::type_name::<R>(),
+            len: bytes.len(),
+            message: "byte vectors are not the type expected".into(),
+        })
+}
+
 /// Decodes the items of a result frame: the values, in order, onto `values`, until the first
 /// item that failed, which goes to `error` (and ends the decoding).
-pub(crate) fn decode_items_into<R: DeserializeOwned>(
+pub(crate) fn decode_items_into<R: DeserializeOwned + 'static>(
     items: EncodedItems<'_>,
     origin: Origin,
     values: &mut Vec<R>,
     error: &mut Option<TaskError>,
 ) {
     if items.values_only {
-        match codec::decode_sequence::<R>(items.bytes, items.count) {
+        match decode_values::<R>(items.bytes, items.count) {
             Ok((decoded, _)) if values.is_empty() => *values = decoded,
             Ok((mut decoded, _)) => values.append(&mut decoded),
             Err(err) => *error = Some(TaskError::codec(Some(origin.task), err)),
@@ -356,13 +381,13 @@ pub(crate) fn decode_items_into<R: DeserializeOwned>(
 
 /// Decodes the items of a result frame in order, handing each to `put`; returns how many.
 /// Stops at the first item that does not decode, reporting it as a `Codec` error.
-pub(crate) fn decode_items<R: DeserializeOwned>(
+pub(crate) fn decode_items<R: DeserializeOwned + 'static>(
     items: EncodedItems<'_>,
     origin: Origin,
     mut put: impl FnMut(Result<R, TaskError>),
 ) -> usize {
     if items.values_only {
-        return match codec::decode_sequence::<R>(items.bytes, items.count) {
+        return match decode_values::<R>(items.bytes, items.count) {
             Ok((values, _)) => {
                 let count = values.len();
                 values.into_iter().for_each(|value| put(Ok(value)));

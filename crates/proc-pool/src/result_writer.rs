@@ -161,7 +161,10 @@ impl<'a> ResultWriter<'a> {
 
     /// Adds the outcome of the next item (its value, or the panic that replaced it), staged
     /// in the ring before this returns.
-    pub(crate) fn push_item<R: Serialize>(&mut self, outcome: Result<R, Box<dyn Any + Send>>) {
+    pub(crate) fn push_item<R: Serialize + 'static>(
+        &mut self,
+        outcome: Result<R, Box<dyn Any + Send>>,
+    ) {
         let Some(chunk) = self.chunk else {
             debug_assert!(false, "push_item outside a chunk");
             return;
@@ -171,7 +174,11 @@ impl<'a> ResultWriter<'a> {
             return;
         }
         if let (Ok(value), true) = (&outcome, chunk.values) {
-            if self.stage_value_in_place(value) {
+            let staged = self.stage_value_in_place(value)
+                || (value as &dyn Any)
+                    .downcast_ref::<Vec<u8>>()
+                    .is_some_and(|bytes| self.send_bytes_whole(bytes));
+            if staged {
                 if std::mem::needs_drop::<R>() {
                     // Dropping the value may panic too; contain it.
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
@@ -214,6 +221,28 @@ impl<'a> ResultWriter<'a> {
             (u64::from(part.count) << 32) | part.len as u64,
             Ordering::Release,
         );
+        true
+    }
+
+    /// A byte vector too big for the ring, in a chunk whose items all returned so far: sent
+    /// as a frame of its own, its bytes copied straight from the vector into the ring as the
+    /// parent reads (no encoding into a buffer first). False, having sent nothing, when it is
+    /// not that (it fits the ring, the frame limit refuses it, the worker is on a stream): the
+    /// other paths deal with it.
+    fn send_bytes_whole(&mut self, bytes: &[u8]) -> bool {
+        let Some(chunk) = self.chunk else {
+            return false;
+        };
+        let prefix = codec::len_prefix(bytes.len());
+        let item_len = prefix.as_bytes().len() + bytes.len();
+        let fits_frame = RESULT_HEADER_LEN.saturating_add(item_len) <= self.max_len;
+        if self.stream.is_some() || !fits_frame || FRAME_HEAD + item_len <= self.ring.capacity() {
+            return false;
+        }
+        if chunk.part.is_some() {
+            self.finish_part(0);
+        }
+        self.write_single_item_from(chunk, true, &[prefix.as_bytes(), bytes]);
         true
     }
 
@@ -370,6 +399,14 @@ impl<'a> ResultWriter<'a> {
     /// Sends the item in `scratch` as a frame of its own (`values`: a bare value): one too
     /// big for the ring, streamed through it, or any item on a stream.
     fn write_single_item(&mut self, chunk: Chunk, values: bool) {
+        let scratch = std::mem::take(&mut self.scratch);
+        self.write_single_item_from(chunk, values, &[&scratch]);
+        self.scratch = scratch;
+    }
+
+    /// Sends one item, the concatenation of `item`'s pieces, as a frame of its own.
+    fn write_single_item_from(&mut self, chunk: Chunk, values: bool, item: &[&[u8]]) {
+        let item_len: usize = item.iter().map(|piece| piece.len()).sum();
         let header = ResultHeader {
             seq: self.next_seq(),
             id: chunk.id,
@@ -377,11 +414,20 @@ impl<'a> ResultWriter<'a> {
             count: 1,
             flags: if values { VALUES } else { 0 },
         };
-        let mut frame = Vec::with_capacity(FRAME_HEAD + self.scratch.len());
-        frame.extend_from_slice(&((RESULT_HEADER_LEN + self.scratch.len()) as u32).to_le_bytes());
-        header.write(&mut frame);
-        frame.extend_from_slice(&self.scratch);
-        self.write_all(&frame);
+        let mut head = [0u8; FRAME_HEAD];
+        head[..codec::HEADER_LEN]
+            .copy_from_slice(&((RESULT_HEADER_LEN + item_len) as u32).to_le_bytes());
+        header.write_to(&mut head[codec::HEADER_LEN..]);
+        match item {
+            [] => self.write_pieces(&[&head]),
+            [one] => self.write_pieces(&[&head, one]),
+            [one, two] => self.write_pieces(&[&head, one, two]),
+            more => {
+                let mut pieces = vec![&head[..]];
+                pieces.extend_from_slice(more);
+                self.write_pieces(&pieces);
+            }
+        }
         if let Some(chunk) = self.chunk.as_mut() {
             chunk.next_item += 1;
             chunk.part = None;
@@ -498,7 +544,7 @@ impl<'a> ResultWriter<'a> {
         }
         .write(&mut frame);
         frame.extend_from_slice(payload);
-        self.write_all(&frame);
+        self.write_pieces(&[&frame]);
     }
 
     fn next_seq(&mut self) -> u32 {
@@ -507,26 +553,34 @@ impl<'a> ResultWriter<'a> {
         seq
     }
 
-    /// Publishes all of `bytes`, in pieces as the parent makes room (on a stream: writes
-    /// them; a failed write means the parent is gone, which ends the worker at its next read).
-    fn write_all(&mut self, mut bytes: &[u8]) {
+    /// Publishes one frame, the concatenation of `pieces`, in parts as the parent makes room
+    /// (on a stream: writes it; a failed write means the parent is gone, which ends the
+    /// worker at its next read).
+    fn write_pieces(&mut self, pieces: &[&[u8]]) {
         if let Some(stream) = self.stream.as_mut() {
             // Every frame here is written whole, so the separator follows each one.
-            let mut frame = Vec::with_capacity(bytes.len() + 1);
-            frame.extend_from_slice(bytes);
+            let len: usize = pieces.iter().map(|piece| piece.len()).sum();
+            let mut frame = Vec::with_capacity(len + 1);
+            pieces
+                .iter()
+                .for_each(|piece| frame.extend_from_slice(piece));
             frame.push(protocol::STREAM_SEPARATOR);
             let _ = std::io::Write::write_all(stream, &frame);
             return;
         }
-        while !bytes.is_empty() {
-            let n = self.ring.write(bytes);
-            bytes = &bytes[n..];
-            if n > 0 {
-                self.wake.published(!bytes.is_empty());
-            }
-            if !bytes.is_empty() {
-                self.ring
-                    .wait_for_free(bytes.len().min(self.ring.capacity() / 2), ROOM_WAIT);
+        let mut left: usize = pieces.iter().map(|piece| piece.len()).sum();
+        for mut bytes in pieces.iter().copied() {
+            while !bytes.is_empty() {
+                let n = self.ring.write(bytes);
+                bytes = &bytes[n..];
+                left -= n;
+                if n > 0 {
+                    self.wake.published(left > 0);
+                }
+                if !bytes.is_empty() {
+                    self.ring
+                        .wait_for_free(left.min(self.ring.capacity() / 2), ROOM_WAIT);
+                }
             }
         }
     }

@@ -66,7 +66,7 @@ impl TaskFn {
     pub(crate) fn new<A, R>(function: fn(A) -> R) -> TaskFn
     where
         A: DeserializeOwned,
-        R: Serialize,
+        R: Serialize + 'static,
     {
         TaskFn {
             entry: run_chunk::<A, R> as Entry as usize,
@@ -82,7 +82,7 @@ impl TaskFn {
     where
         F: StarFn<Args, R>,
         Args: DeserializeOwned,
-        R: Serialize,
+        R: Serialize + 'static,
     {
         const {
             assert!(
@@ -137,7 +137,7 @@ impl TaskFn {
     where
         C: DeserializeOwned + 'static,
         A: DeserializeOwned,
-        R: Serialize,
+        R: Serialize + 'static,
     {
         TaskFn {
             entry: run_bound_chunk::<C, A, R> as Entry as usize,
@@ -172,7 +172,7 @@ fn run_chunk<A, R>(
     _bound: Option<&mut BoundSlot>,
 ) where
     A: DeserializeOwned,
-    R: Serialize,
+    R: Serialize + 'static,
 {
     #[allow(unsafe_code)]
     // SAFETY: `function` was paired with this entry by `TaskFn::new::<A, R>`, which took it
@@ -193,7 +193,7 @@ fn run_bound_chunk<C, A, R>(
 ) where
     C: DeserializeOwned + 'static,
     A: DeserializeOwned,
-    R: Serialize,
+    R: Serialize + 'static,
 {
     #[allow(unsafe_code)]
     // SAFETY: `function` was paired with this entry by `TaskFn::bound::<C, A, R>`, which took
@@ -236,9 +236,9 @@ fn run_bound_chunk<C, A, R>(
 fn run_items<A, R>(args: &[u8], skip: u32, out: &mut ResultWriter<'_>, call: impl Fn(A) -> R)
 where
     A: DeserializeOwned,
-    R: Serialize,
+    R: Serialize + 'static,
 {
-    let items = match codec::decode_value::<Vec<A>>(args) {
+    let items = match decode_args::<A>(args) {
         Ok((items, used)) if used == args.len() => items,
         Ok((_, used)) => {
             out.fail_chunk(&format!(
@@ -258,6 +258,14 @@ where
     out.finish();
 }
 
+/// Decodes a chunk's arguments, a sequence `[A]`: its length, then the items, so that
+/// `Vec<u8>` items take the codec's short road (see `codec::decode_sequence`).
+fn decode_args<A: DeserializeOwned>(args: &[u8]) -> Result<(Vec<A>, usize), codec::CodecError> {
+    let (count, prefix) = codec::decode_len_prefix(args)?;
+    let (items, used) = codec::decode_sequence::<A>(&args[prefix..], count)?;
+    Ok((items, prefix + used))
+}
+
 /// The entry point for `starmap` tasks of `F` (zero-sized).
 fn run_star_chunk<F, Args, R>(
     _function: usize,
@@ -268,7 +276,7 @@ fn run_star_chunk<F, Args, R>(
 ) where
     F: StarFn<Args, R>,
     Args: DeserializeOwned,
-    R: Serialize,
+    R: Serialize + 'static,
 {
     #[allow(unsafe_code)]
     // SAFETY: `F` is zero-sized (`TaskFn::star`, the only place this entry is named, asserts

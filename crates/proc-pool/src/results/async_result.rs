@@ -40,7 +40,7 @@ impl<R> SlotState<R> {
     }
 }
 
-impl<R: DeserializeOwned + Send> ReplySink for OneSlot<R> {
+impl<R: DeserializeOwned + Send + 'static> ReplySink for OneSlot<R> {
     fn deliver(
         &self,
         _chunk: usize,
@@ -273,7 +273,7 @@ impl<R> Drop for SlotFill<R> {
     }
 }
 
-impl<R: DeserializeOwned + Send> Collect for OneSlot<R> {
+impl<R: DeserializeOwned + Send + 'static> Collect for OneSlot<R> {
     type Output = R;
 
     fn is_complete(&self) -> bool {

@@ -91,7 +91,7 @@ impl<R: DeserializeOwned + Send> MapResults<R> {
     }
 }
 
-impl<R: DeserializeOwned + Send> ReplySink for MapResults<R> {
+impl<R: DeserializeOwned + Send + 'static> ReplySink for MapResults<R> {
     fn deliver(
         &self,
         chunk: usize,
@@ -187,7 +187,7 @@ impl<R> MapResults<R> {
     }
 }
 
-impl<R: DeserializeOwned + Send> Collect for MapResults<R> {
+impl<R: DeserializeOwned + Send + 'static> Collect for MapResults<R> {
     type Output = Vec<R>;
 
     fn is_complete(&self) -> bool {

@@ -218,7 +218,7 @@ impl<R: DeserializeOwned + Send> StreamResults<R> {
     }
 }
 
-impl<R: DeserializeOwned + Send> ReplySink for StreamResults<R> {
+impl<R: DeserializeOwned + Send + 'static> ReplySink for StreamResults<R> {
     fn deliver(
         &self,
         chunk: usize,

@@ -1,0 +1,240 @@
+//! Large byte buffers as task arguments and results: they take the codec's short road (their
+//! bytes copied whole), and must come back byte-exact through every way of submitting, beside
+//! values of other types, larger than a worker's result ring, and refused whole over the
+//! frame limit.
+
+use proc_pool::{Pool, TaskError};
+use serde::{Deserialize, Serialize};
+
+const MIB: usize = 1 << 20;
+
+/// Bytes that differ from their neighbours and from item to item, so a shifted, cut or
+/// swapped copy shows.
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ (i >> 11) as u8 ^ seed)
+        .collect()
+}
+
+fn reversed(mut bytes: Vec<u8>) -> Vec<u8> {
+    bytes.reverse();
+    bytes
+}
+
+/// The sizes every way is tried with: empty, the varint prefix's steps, 1 MiB, 4 MiB.
+fn items() -> Vec<Vec<u8>> {
+    [0, 1, 250, 251, 65_536, MIB, 4 * MIB + 3]
+        .iter()
+        .enumerate()
+        .map(|(seed, len)| pattern(*len, seed as u8))
+        .collect()
+}
+
+fn expected(items: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    items.iter().cloned().map(reversed).collect()
+}
+
+/// Fails with the first item that differs, naming it (not 16 MiB of bytes).
+fn assert_same(got: &[Vec<u8>], want: &[Vec<u8>]) {
+    assert_eq!(got.len(), want.len(), "item count");
+    for (index, (got, want)) in got.iter().zip(want).enumerate() {
+        assert_eq!(got.len(), want.len(), "length of item {index}");
+        let first_difference = got.iter().zip(want).position(|(a, b)| a != b);
+        assert_eq!(first_difference, None, "first wrong byte of item {index}");
+    }
+}
+
+#[test]
+fn byte_vectors_come_back_byte_exact_through_map_apply_and_imap() {
+    let pool = Pool::new(2).unwrap();
+    let items = items();
+    let want = expected(&items);
+    assert_same(&pool.map(reversed, &items).unwrap(), &want);
+    assert_same(&pool.map_chunked(reversed, &items, 1).unwrap(), &want);
+    assert_same(
+        &pool.map_chunked(reversed, items.clone(), 3).unwrap(),
+        &want,
+    );
+    let ordered: Vec<Vec<u8>> = pool
+        .imap(reversed, &items)
+        .chunksize(2)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_same(&ordered, &want);
+    let mut unordered: Vec<Vec<u8>> = pool
+        .imap_unordered(reversed, items.iter())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    unordered.sort_by_key(Vec::len);
+    assert_same(&unordered, &want);
+    for (item, want) in items.iter().zip(&want) {
+        assert_same(
+            &[pool.apply(reversed, item.clone()).unwrap()],
+            std::slice::from_ref(want),
+        );
+    }
+    let pending: Vec<_> = items
+        .iter()
+        .map(|item| pool.apply_async(reversed, item.clone()).unwrap())
+        .collect();
+    let got: Vec<Vec<u8>> = pending.into_iter().map(|r| r.get().unwrap()).collect();
+    assert_same(&got, &want);
+    // 16 MiB, whose length prefix is a u32's.
+    let huge = pattern(16 * MIB + 5, 99);
+    let got = pool.map(reversed, [huge.clone(), Vec::new()]).unwrap();
+    assert_same(&got, &[reversed(huge), Vec::new()]);
+}
+
+fn join(a: Vec<u8>, b: Vec<u8>) -> Vec<u8> {
+    [b, a].concat()
+}
+
+#[test]
+fn starmap_pairs_of_byte_vectors_come_back_whole() {
+    let pool = Pool::new(2).unwrap();
+    // Tuples go bincode's road a byte at a time: up to 1 MiB (16 MiB is slow in a debug
+    // build, and proves nothing more here).
+    let items: Vec<Vec<u8>> = items().into_iter().filter(|i| i.len() <= MIB).collect();
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = items
+        .iter()
+        .zip(items.iter().rev())
+        .map(|(a, b)| (a.clone(), b.clone()))
+        .collect();
+    let want: Vec<Vec<u8>> = pairs
+        .iter()
+        .map(|(a, b)| join(a.clone(), b.clone()))
+        .collect();
+    assert_same(&pool.starmap(join, pairs).unwrap(), &want);
+}
+
+/// A struct with a byte field: bincode's road all the way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Record {
+    id: u32,
+    body: Vec<u8>,
+    name: String,
+}
+
+fn touch(mut record: Record) -> Record {
+    record.id += 1;
+    record.body.reverse();
+    record
+}
+
+fn length(bytes: Vec<u8>) -> u64 {
+    bytes.len() as u64
+}
+
+fn shout(text: String) -> String {
+    text.to_uppercase()
+}
+
+fn make(len: usize) -> Vec<u8> {
+    pattern(len, 7)
+}
+
+#[test]
+fn byte_vectors_and_other_types_share_a_pool() {
+    let pool = Pool::new(2).unwrap();
+    let big = pattern(3 * MIB, 9);
+    let record = Record {
+        id: 1,
+        body: pattern(2 * MIB, 3),
+        name: "ß".repeat(1000),
+    };
+    let bytes = pool.apply_async(reversed, big.clone()).unwrap();
+    let records = pool.apply_async(touch, record.clone()).unwrap();
+    let lengths = pool
+        .map_async(length, vec![big.clone(), Vec::new()])
+        .unwrap();
+    let numbers = pool.map_async(|x: u64| x * 3, 0..10_000).unwrap();
+    let text = pool.apply_async(shout, "ab".repeat(MIB)).unwrap();
+    let made = pool.map_async(make, [0, 10, MIB, 5 * MIB]).unwrap();
+
+    assert_same(&[bytes.get().unwrap()], &[reversed(big.clone())]);
+    assert_eq!(records.get().unwrap(), touch(record));
+    assert_eq!(lengths.get().unwrap(), [3 * MIB as u64, 0]);
+    assert_eq!(
+        numbers.get().unwrap(),
+        (0..10_000).map(|x| x * 3).collect::<Vec<u64>>()
+    );
+    assert_eq!(text.get().unwrap(), "AB".repeat(MIB));
+    assert_same(
+        &made.get().unwrap(),
+        &[make(0), make(10), make(MIB), make(5 * MIB)],
+    );
+}
+
+#[test]
+fn results_larger_than_the_ring_arrive_whole_between_small_ones_in_one_chunk() {
+    // A worker's ring holds 256 KiB: the 3 MiB and 300 KiB results stream through it as
+    // frames of their own, the small ones around them are staged in parts.
+    let pool = Pool::new(1).unwrap();
+    let sizes = [10, 3 * MIB, 20, 20, 300 << 10, 0, 100 << 10, 1];
+    let got = pool.map_chunked(make, sizes, sizes.len()).unwrap();
+    let want: Vec<Vec<u8>> = sizes.iter().map(|n| make(*n)).collect();
+    assert_same(&got, &want);
+}
+
+fn reversed_unless_odd(bytes: Vec<u8>) -> Vec<u8> {
+    assert!(bytes.len() % 2 == 0, "an odd length: {}", bytes.len());
+    reversed(bytes)
+}
+
+#[test]
+fn a_panic_in_a_chunk_of_byte_vectors_fails_only_its_item() {
+    let pool = Pool::new(1).unwrap();
+    let items = vec![
+        pattern(2 * MIB, 1),
+        pattern(10, 2),
+        pattern(MIB + 1, 3),
+        pattern(2 * MIB, 4),
+        pattern(64, 5),
+    ];
+    let outcomes: Vec<Result<Vec<u8>, TaskError>> = pool
+        .imap(reversed_unless_odd, &items)
+        .chunksize(items.len())
+        .collect();
+    for (index, (outcome, item)) in outcomes.into_iter().zip(&items).enumerate() {
+        match outcome {
+            Ok(value) => assert_same(&[value], &[reversed(item.clone())]),
+            Err(TaskError::Panicked { message, .. }) => {
+                assert_eq!(index, 2);
+                assert!(message.contains("odd length"), "{message}");
+            }
+            Err(other) => panic!("item {index}: {other}"),
+        }
+    }
+}
+
+#[test]
+fn byte_vectors_over_the_frame_limit_are_refused_and_nothing_else_is_lost() {
+    let pool = Pool::builder()
+        .workers(1)
+        .max_frame_len(MIB)
+        .build()
+        .unwrap();
+    // A result over the limit fails its own item, after the worker made it.
+    let small = pool.apply_async(make, 1000).unwrap();
+    let big = pool.apply_async(make, 2 * MIB).unwrap();
+    let after = pool.apply_async(make, MIB / 2).unwrap();
+    assert_same(&[small.get().unwrap()], &[make(1000)]);
+    match big.get() {
+        Err(TaskError::ResultTooLarge { len, limit, .. }) => {
+            assert!(len > 2 * MIB as u64, "{len}");
+            assert_eq!(limit, MIB as u64);
+        }
+        other => panic!("expected ResultTooLarge, got {other:?}"),
+    }
+    assert_same(&[after.get().unwrap()], &[make(MIB / 2)]);
+    // An argument over the limit is refused before anything is sent.
+    let err = pool.apply(reversed, pattern(2 * MIB, 1)).unwrap_err();
+    assert!(matches!(err, TaskError::Codec { task: None, .. }), "{err}");
+    assert!(err.to_string().contains("limit"), "{err}");
+    // Just under the limit still goes, both ways.
+    let fits = pattern(MIB - 64, 2);
+    assert_same(
+        &[pool.apply(reversed, fits.clone()).unwrap()],
+        &[reversed(fits)],
+    );
+}
