@@ -16,6 +16,7 @@ pub(crate) mod pipe_ping_pong;
 mod pipe_throughput;
 mod pool;
 mod pool_over_srun;
+mod pool_scale;
 mod process_join;
 mod queue;
 mod spawn_true;
@@ -44,6 +45,8 @@ pub(crate) const ALL: &[Builder] = &[
     pool::apply_async,
     pool::apply_round_trip,
     pool::imap_memory,
+    pool_scale::build_pool,
+    pool_scale::apply_async_many_workers,
     pool_over_srun::map,
     pool_over_srun::apply_round_trip,
     start_methods::process_start_join,
