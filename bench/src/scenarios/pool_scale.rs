@@ -17,7 +17,7 @@ const MANY: usize = 256;
 /// to tear down, and Python's seconds.
 const ROUNDS: Rounds = Rounds {
     warmup: 1,
-    measured: 7,
+    measured: 5,
 };
 
 /// `multiprocessing.Pool(argv[2])`, fork context: with `argv[3]` = `build`, the time to
