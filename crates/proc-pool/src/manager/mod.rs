@@ -187,8 +187,9 @@ impl Shared {
 
     /// Queues `tasks`; if the pool takes no more, hands them back with the reason.
     pub(crate) fn submit(&self, tasks: Vec<Task>) -> Result<(), (TaskError, Vec<Task>)> {
-        let current = fork_sys::getpid();
-        if current != self.owner {
+        // The cached pid (no system call per submission; a fork clears the cache).
+        if fork_sys::getpid_cached() != self.owner.as_raw().unsigned_abs() {
+            let current = fork_sys::getpid();
             // A forked copy of the pool has no manager thread: nothing would ever run.
             let reason = TaskError::ForeignProcess {
                 owner: self.owner,
