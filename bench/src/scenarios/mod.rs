@@ -17,6 +17,7 @@ mod pipe_throughput;
 mod pool;
 mod pool_large_items;
 mod pool_over_srun;
+mod pool_scale;
 mod process_join;
 mod queue;
 mod spawn_true;
@@ -46,6 +47,8 @@ pub(crate) const ALL: &[Builder] = &[
     pool::apply_round_trip,
     pool::imap_memory,
     pool_large_items::scenario,
+    pool_scale::build_pool,
+    pool_scale::apply_async_many_workers,
     pool_over_srun::map,
     pool_over_srun::apply_round_trip,
     start_methods::process_start_join,

@@ -252,9 +252,11 @@ pub(crate) fn imap_memory(cx: &Context) -> BenchResult<Scenario> {
     })
     .note(
         "Peak resident memory is reset (Linux `/proc/self/clear_refs`) after the pool starts; \
-         the figure is the peak over the run minus the resident size at the start. proc-pool's \
-         imap keeps at most 512 chunks per worker in flight and pulls the input only as results \
-         are consumed. Python's imap feeds its task queue from the whole input as fast as it \
+         the figure is the peak over the run minus the resident size at the start (for \
+         proc-pool, half a MiB of it is the two workers' result rings, shared memory the parent \
+         reads). proc-pool's imap pulls the input only as results are consumed, and keeps a \
+         window of chunks in flight sized by their weight in the parent (about 256 KiB of task \
+         frames and decoded items), not by count. Python's imap feeds its task queue from the whole input as fast as it \
          can, and its results wait in the parent until consumed.",
     )
     .contender(rust))

@@ -1,5 +1,6 @@
 //! `imap` and `imap_unordered`: lazy maps with a bounded window of tasks in flight.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker, ready};
@@ -12,15 +13,20 @@ use crate::bound::TaskCall;
 use crate::error::TaskError;
 use crate::manager::Task;
 use crate::pool::Pool;
-use crate::results::{Next, Reply, StreamResults};
+use crate::results::{Next, Reply, StreamResults, WindowState};
 
-/// Chunks in flight per worker: enough to keep every worker's window full of small tasks.
+/// The most chunks in flight per worker.
 const CHUNKS_PER_WORKER: usize = 512;
 /// Chunks submitted in one go (one lock, one wake of the manager).
 const SUBMIT_BATCH: usize = 256;
 /// About this many encoded bytes of results may be in flight or waiting to be consumed: the
-/// window shrinks for large results (it is at most [`CHUNKS_PER_WORKER`] per worker).
+/// window shrinks for large results.
 const HELD_BYTES_LIMIT: usize = 16 << 20;
+/// About this much of the parent's memory may go to the chunks in flight beyond their
+/// results' encoded bytes: their task frames and their items once decoded (an item is a
+/// `Result<R, TaskError>` of fixed size until handed out). Enough chunks to keep the workers
+/// busy, few enough that an imap of small items raises the parent's memory by about a MiB.
+const IN_FLIGHT_BYTES: usize = 256 << 10;
 /// Chunks in flight before the size of a chunk's results is known.
 const FIRST_WINDOW: usize = 16;
 
@@ -78,7 +84,12 @@ pub struct Imap<'pool, I, R> {
     submitted: usize,
     /// Ordered: the chunk whose items come next.
     cursor: usize,
+    /// The most chunks in flight.
     window: usize,
+    /// The encoded length of the last task frame (what a chunk in flight holds here).
+    frame_len: usize,
+    /// Items taken from the results under one lock, handed out one by one.
+    ready: VecDeque<Result<R, TaskError>>,
 }
 
 impl<I, R> std::fmt::Debug for Imap<'_, I, R> {
@@ -110,6 +121,8 @@ where
             submitted: 0,
             cursor: 0,
             window: pool.workers().saturating_mul(CHUNKS_PER_WORKER),
+            frame_len: 0,
+            ready: VecDeque::new(),
         }
     }
 
@@ -120,27 +133,29 @@ where
         self
     }
 
-    fn outstanding(&self) -> usize {
-        self.submitted - self.results.handed_out_chunks()
+    /// How many chunks may be in flight, given what the results so far weigh.
+    fn window(&self, state: WindowState) -> usize {
+        let chunksize = self.chunksize.unwrap_or(1);
+        // A chunk in flight holds its frame and, as its results arrive, its decoded items.
+        let decoded = chunksize.saturating_mul(std::mem::size_of::<Result<R, TaskError>>());
+        let by_memory = IN_FLIGHT_BYTES / decoded.saturating_add(self.frame_len).max(1);
+        let window = match state.mean_chunk_bytes {
+            // Until results show their size, a small window.
+            None => FIRST_WINDOW.min(by_memory),
+            Some(mean) => by_memory.min(HELD_BYTES_LIMIT / mean.max(1)),
+        };
+        // At least a chunk per worker, so none idles.
+        window.clamp(self.pool.workers().min(self.window), self.window)
     }
 
     /// Submits chunks until the window is full or the input ends.
     fn refill(&mut self) {
         let chunksize = self.chunksize.unwrap_or(1);
         loop {
-            // Until results show their size, a small window; then as many chunks as fit
-            // the byte budget, up to the window.
-            let (held, mean) = self.results.held_bytes();
-            let window = match mean {
-                None => FIRST_WINDOW,
-                // At least a chunk per worker, so none idles; beyond that, the byte budget.
-                Some(mean) => {
-                    let least = self.pool.workers().min(self.window);
-                    (HELD_BYTES_LIMIT / mean.max(1)).clamp(least, self.window)
-                }
-            };
-            let outstanding = self.outstanding();
-            if self.input_done || outstanding >= window || held >= HELD_BYTES_LIMIT {
+            let state = self.results.window_state();
+            let window = self.window(state);
+            let outstanding = self.submitted - state.handed_out;
+            if self.input_done || outstanding >= window || state.held_bytes >= HELD_BYTES_LIMIT {
                 return;
             }
             let room = (window - outstanding).min(SUBMIT_BATCH);
@@ -158,6 +173,7 @@ where
                 let mut reply = Reply::new(self.results.clone(), chunk);
                 match self.pool.encode(&self.call, id, &items) {
                     Ok(frame) => {
+                        self.frame_len = frame.len();
                         let task = Task::new(id, frame, reply, items.len());
                         tasks.push(task.with_bound(self.call.bound.clone()));
                     }
@@ -177,12 +193,18 @@ where
     /// `Pending` when no outcome is there yet).
     fn poll_item(&mut self, waker: Option<&Waker>) -> Poll<Option<Result<R, TaskError>>> {
         loop {
+            if let Some(item) = self.ready.pop_front() {
+                return Poll::Ready(Some(item));
+            }
+            // Taken in batches: the window is looked at, and the lock taken, once per batch.
             self.refill();
-            match ready!(self.results.next(self.cursor, self.submitted, waker)) {
-                Next::Item(item) => return Poll::Ready(Some(item)),
-                Next::ChunkDone => self.cursor += 1,
-                Next::Empty if self.input_done => return Poll::Ready(None),
-                Next::Empty => {}
+            let next = self
+                .results
+                .take(&mut self.cursor, self.submitted, waker, &mut self.ready);
+            if let Next::Empty = ready!(next) {
+                if self.input_done {
+                    return Poll::Ready(None);
+                }
             }
         }
     }

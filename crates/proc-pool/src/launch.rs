@@ -59,7 +59,8 @@ pub(crate) struct WorkerConfig {
     max_tasks: Option<u64>,
     max_frame_len: u64,
     ring_capacity: u64,
-    /// With a task timeout: the pool's clock base, on the system's monotonic clock.
+    /// The pool's clock base, on the system's monotonic clock (`None`: a worker on a stream,
+    /// whose chunk starts the parent stamps).
     clock_base: Option<Duration>,
 }
 
@@ -103,7 +104,7 @@ pub(crate) fn start_worker(
                 initializer: config.initializer,
                 max_tasks: config.max_tasks_per_child,
                 max_frame_len: config.max_frame_len,
-                clock_base: config.task_timeout.map(|_| clock_base),
+                clock_base: Some(clock_base),
             };
             let mut parent_ends = Some((tasks_write, wake_read));
             let process = builder.spawn(|| {
@@ -135,7 +136,7 @@ pub(crate) fn start_worker(
                 max_tasks: config.max_tasks_per_child,
                 max_frame_len: config.max_frame_len as u64,
                 ring_capacity: ring.capacity() as u64,
-                clock_base: config.task_timeout.map(|_| clock_base),
+                clock_base: Some(clock_base),
             };
             let fds: Vec<OwnedFd> = vec![tasks_read, wake_write, counters_fd, ring_fd];
             let process = builder.start_method(method).spawn_fn_with_fds(

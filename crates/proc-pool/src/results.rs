@@ -20,7 +20,7 @@ mod stream_results;
 pub use async_result::AsyncResult;
 pub(crate) use async_result::{OneSlot, SlotFill};
 pub(crate) use map_results::MapResults;
-pub(crate) use stream_results::{Next, StreamResults};
+pub(crate) use stream_results::{Next, StreamResults, WindowState};
 
 /// What the manager needs from a result destination.
 pub(crate) trait ReplySink: Send + Sync {

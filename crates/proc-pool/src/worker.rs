@@ -44,15 +44,23 @@ use crate::task_fn::BoundSlot;
 /// that are not started yet are taken back, and the worker must skip them.
 pub(crate) const CLAIM: usize = 0;
 /// Index in a worker's shared counters: when the current chunk started, in nanoseconds
-/// after the pool's clock base (written only when the pool has a task timeout).
+/// after the pool's clock base (for the parent's timeouts and its time per task).
 pub(crate) const STARTED_AT: usize = 1;
 /// Index in a worker's shared counters: 1 once the initializer has returned.
 pub(crate) const READY: usize = 2;
 /// Index in a worker's shared counters: 1 while a wake byte is on its way to the parent and
 /// the parent has not read the ring since; the parent clears it before each read.
 pub(crate) const WAKE_PENDING: usize = 4;
+/// Index in a worker's shared counters: the nanoseconds it has spent running chunks, from
+/// each one's start to its return, by its own clock. With `CHUNKS_RUN`, the parent's measure
+/// of the time a chunk takes: measured from the parent, a chunk's time would include its wait
+/// for a CPU and the parent's own, which in a pool of hundreds of workers on a few CPUs dwarf
+/// a small task.
+pub(crate) const BUSY_NANOS: usize = 5;
+/// Index in a worker's shared counters: how many chunks `BUSY_NANOS` covers (stored after it).
+pub(crate) const CHUNKS_RUN: usize = 6;
 /// How many shared counters a worker has (`STAGED`, index 3, is `result_writer`'s).
-pub(crate) const COUNTERS: usize = 5;
+pub(crate) const COUNTERS: usize = 7;
 /// The flag of a claim word whose chunks up to the rest were revoked by the parent.
 pub(crate) const REVOKED: u64 = 1 << 63;
 
@@ -73,7 +81,8 @@ pub(crate) struct WorkerSetup<'a> {
     /// Chunks to run before exiting; `None` for no limit.
     pub(crate) max_tasks: Option<u64>,
     pub(crate) max_frame_len: usize,
-    /// Set when the pool has a task timeout: record each chunk's start time.
+    /// Record each chunk's start time (the parent's timeouts and its measure of the time
+    /// per task read it).
     /// The pool's clock base on the system's monotonic clock ([`fork_sys::monotonic_now`],
     /// the same in every process of the machine, so exec'd workers share it too).
     pub(crate) clock_base: Option<Duration>,
@@ -221,6 +230,9 @@ fn run_tasks(
     );
     let mut seq: u64 = 0;
     let mut ran: u64 = 0;
+    // What `BUSY_NANOS` and `CHUNKS_RUN` hold (this thread is their only writer).
+    let mut busy_nanos: u64 = 0;
+    let mut chunks_run: u64 = 0;
     // Bound values the parent sent, by id (it says when one may be forgotten).
     let mut bound_values: HashMap<u64, BoundSlot> = HashMap::new();
     loop {
@@ -255,14 +267,14 @@ fn run_tasks(
             seq += 1;
             // The start time first: the parent reads the claim, then the time, so it never
             // pairs this chunk with the previous chunk's start.
-            if let Some(base) = setup.clock_base {
-                let since = fork_sys::monotonic_now().saturating_sub(base);
-                let nanos = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX);
+            let started = setup.clock_base.map(|base| {
+                let nanos = since_nanos(base);
                 setup
                     .counters
                     .get(STARTED_AT)
                     .store(nanos, Ordering::Release);
-            }
+                nanos
+            });
             if !try_claim(claim, seq) {
                 continue; // Revoked: the parent gave it to another worker.
             }
@@ -270,6 +282,17 @@ fn run_tasks(
             out.begin(header.id, skip);
             let bound = (bound != 0).then(|| bound_values.get_mut(&bound)).flatten();
             header.function.run(args, skip, out, bound);
+            if let (Some(base), Some(started)) = (setup.clock_base, started) {
+                busy_nanos = busy_nanos.saturating_add(since_nanos(base).saturating_sub(started));
+                chunks_run += 1;
+                let counters = setup.counters;
+                counters
+                    .get(BUSY_NANOS)
+                    .store(busy_nanos, Ordering::Relaxed);
+                counters
+                    .get(CHUNKS_RUN)
+                    .store(chunks_run, Ordering::Release);
+            }
             // What the task printed goes out before the parent hears of its result. Here, not
             // in the waker, which must never wait on a lock a task may hold.
             let _ = io::stdout().flush();
@@ -295,6 +318,12 @@ fn run_tasks(
 }
 
 /// Claims chunk `seq` before running it; false if the parent revoked it.
+/// Nanoseconds from `base` to now, on the system's monotonic clock.
+fn since_nanos(base: Duration) -> u64 {
+    let since = fork_sys::monotonic_now().saturating_sub(base);
+    u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+}
+
 fn try_claim(claim: &AtomicU64, seq: u64) -> bool {
     let mut current = claim.load(Ordering::Acquire);
     loop {
@@ -309,15 +338,15 @@ fn try_claim(claim: &AtomicU64, seq: u64) -> bool {
 }
 
 /// Wakes the parent when results are published (see the module docs). The main thread's side
-/// is a few atomics; it takes the lock only to wake the waker thread, once per batch.
+/// is a few atomics; it takes the lock only to wake the waker thread, once per batch. A wake
+/// wanted at once (the main thread is about to wait) it writes itself: handing it to the
+/// waker thread would put a thread switch on every round trip of a lone task.
 struct Waker<'a> {
     /// Guards nothing but the sleep of the waker thread on `changed`.
     sleep: Mutex<()>,
     changed: Condvar,
     /// Results were published since the last wake.
     published: AtomicBool,
-    /// Wake now: the main thread is about to wait.
-    urgent: AtomicBool,
     closed: AtomicBool,
     /// A wake could not be delivered: the parent is gone, or the pipe is not ours any more.
     failed: AtomicBool,
@@ -335,7 +364,6 @@ impl<'a> Waker<'a> {
             sleep: Mutex::new(()),
             changed: Condvar::new(),
             published: AtomicBool::new(false),
-            urgent: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             pipe,
@@ -389,9 +417,9 @@ impl<'a> Waker<'a> {
                 {
                     sleep = wait(&self.changed, sleep);
                 }
-                // Let a batch form, unless it is wanted now.
+                // Let a batch form (a wake wanted now, the main thread writes itself).
                 let deadline = Instant::now() + BATCH_WAIT;
-                while !self.urgent.load(Ordering::Acquire)
+                while self.published.load(Ordering::Acquire)
                     && !self.closed.load(Ordering::Acquire)
                     && Instant::now() < deadline
                 {
@@ -399,7 +427,6 @@ impl<'a> Waker<'a> {
                 }
             }
             let published = self.published.swap(false, Ordering::AcqRel);
-            self.urgent.store(false, Ordering::Release);
             if !published && self.closed.load(Ordering::Acquire) {
                 return;
             }
@@ -414,10 +441,15 @@ impl<'a> Waker<'a> {
 impl WakeParent for Waker<'_> {
     fn published(&self, urgent: bool) {
         if urgent {
-            self.urgent.store(true, Ordering::Release);
+            // Whatever the waker thread was waiting to announce, this wake covers: the parent
+            // reads the whole ring.
+            self.published.store(false, Ordering::Release);
+            if !self.ping() {
+                self.failed.store(true, Ordering::Release);
+            }
+            return;
         }
-        let first = !self.published.swap(true, Ordering::AcqRel);
-        if first || urgent {
+        if !self.published.swap(true, Ordering::AcqRel) {
             self.nudge();
         }
     }

@@ -16,7 +16,7 @@ use crate::launch::StartedWorker;
 use crate::manager::Task;
 use crate::protocol;
 use crate::result_writer::STAGED;
-use crate::worker::{CLAIM, REVOKED};
+use crate::worker::{BUSY_NANOS, CHUNKS_RUN, CLAIM, REVOKED};
 
 /// How many bound values a worker keeps.
 const BOUND_VALUES_KEPT: usize = 8;
@@ -74,6 +74,8 @@ pub(crate) struct Worker {
     pub(crate) stderr_line: Vec<u8>,
     /// A worker on a stream: the separator after the last frame has not been read yet.
     pub(crate) separator_due: bool,
+    /// `BUSY_NANOS` and `CHUNKS_RUN` when last read for a time per chunk.
+    pub(crate) busy_seen: (u64, u64),
 }
 
 pub(crate) struct InFlight {
@@ -117,6 +119,17 @@ impl Worker {
         } else {
             claim
         }
+    }
+
+    /// The mean time the worker spent in each chunk it ran since this was last asked, by its
+    /// own clock (`None` if it has finished none since).
+    pub(crate) fn time_per_chunk(&mut self) -> Option<Duration> {
+        let chunks = self.counters.get(CHUNKS_RUN).load(Ordering::Acquire);
+        let busy = self.counters.get(BUSY_NANOS).load(Ordering::Relaxed);
+        let (seen_busy, seen_chunks) = self.busy_seen;
+        let ran = chunks.checked_sub(seen_chunks).filter(|&ran| ran > 0)?;
+        self.busy_seen = (busy, chunks);
+        Some(Duration::from_nanos(busy.saturating_sub(seen_busy) / ran))
     }
 
     /// Whether the worker holds chunks behind the one it runs that it has not started: what
@@ -332,6 +345,7 @@ impl Worker {
             stderr: started.stderr,
             stderr_line: Vec::new(),
             separator_due: false,
+            busy_seen: (0, 0),
         }
     }
 }

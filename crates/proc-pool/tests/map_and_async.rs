@@ -185,6 +185,34 @@ fn imap_pulls_its_input_only_as_results_are_consumed() {
 }
 
 #[test]
+fn imap_of_small_chunked_items_keeps_a_window_sized_by_memory() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let pool = Pool::new(2).unwrap();
+    let pulled = Arc::new(AtomicU64::new(0));
+    let counter = pulled.clone();
+    let input = (0u64..).inspect(move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    let mut results = pool.imap(triple, input).chunksize(100);
+    let mut most_ahead = 0;
+    for i in 0..50_000 {
+        assert_eq!(results.next().unwrap().unwrap(), i * 3);
+        most_ahead = most_ahead.max(pulled.load(Ordering::Relaxed) - (i + 1));
+    }
+    // The window is sized by what its chunks weigh here (a few hundred KiB: about 60 chunks
+    // of 100 small results), not a fixed 512 chunks per worker (102,400 items ahead), which
+    // held megabytes of results waiting for a slower consumer.
+    assert!(
+        most_ahead <= 12_000,
+        "pulled up to {most_ahead} items ahead of the consumer"
+    );
+    drop(results);
+    assert_eq!(pool.apply(triple, 2).unwrap(), 6);
+}
+
+#[test]
 fn a_forked_copy_of_the_pool_is_refused_instead_of_hanging() {
     let pool = Pool::new(1).unwrap();
     let owner = fork_sys::getpid();

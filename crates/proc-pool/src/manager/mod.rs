@@ -20,7 +20,8 @@
 //! it for overrunning; what it never started goes back to the front of the queue, and a new
 //! worker is started.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsFd;
@@ -186,8 +187,9 @@ impl Shared {
 
     /// Queues `tasks`; if the pool takes no more, hands them back with the reason.
     pub(crate) fn submit(&self, tasks: Vec<Task>) -> Result<(), (TaskError, Vec<Task>)> {
-        let current = fork_sys::getpid();
-        if current != self.owner {
+        // The cached pid (no system call per submission; a fork clears the cache).
+        if fork_sys::getpid_cached() != self.owner.as_raw().unsigned_abs() {
+            let current = fork_sys::getpid();
             // A forked copy of the pool has no manager thread: nothing would ever run.
             let reason = TaskError::ForeignProcess {
                 owner: self.owner,
@@ -414,27 +416,38 @@ impl Manager {
         }
     }
 
-    /// Hands queued tasks to the workers with room, least loaded first.
+    /// Whether `worker` may be given one more task now.
+    fn has_room(&self, worker: &Worker, window: usize, now: Instant) -> bool {
+        let load = worker.in_flight.len();
+        let room = load == 0
+            || (load < window
+                && now.duration_since(worker.last_progress) < STALL
+                && worker.unwritten.len() - worker.written < MAX_UNWRITTEN);
+        room && worker.accepts(self.config.max_tasks_per_child)
+    }
+
+    /// Hands queued tasks to the workers with room, least loaded first. The workers with room
+    /// are kept in a heap by load: a task costs a log of the workers, not a scan of them all
+    /// (a burst of 20,000 tasks over 256 workers would otherwise take tens of milliseconds).
     fn dispatch(&mut self, now: Instant) {
+        if self.queue.is_empty() {
+            return;
+        }
         let window = self.window();
-        let max_tasks = self.config.max_tasks_per_child;
+        // Least loaded first, then lowest index.
+        let mut with_room: BinaryHeap<Reverse<(usize, usize)>> = self
+            .workers
+            .iter()
+            .enumerate()
+            .filter(|(_, worker)| self.has_room(worker, window, now))
+            .map(|(index, worker)| Reverse((worker.in_flight.len(), index)))
+            .collect();
         while let Some(task) = self.queue.front() {
             if task.reply.is_cancelled() {
                 self.queue.pop_front();
                 continue;
             }
-            let mut best: Option<(usize, usize)> = None;
-            for (index, worker) in self.workers.iter().enumerate() {
-                let load = worker.in_flight.len();
-                let has_room = load == 0
-                    || (load < window
-                        && now.duration_since(worker.last_progress) < STALL
-                        && worker.unwritten.len() - worker.written < MAX_UNWRITTEN);
-                if worker.accepts(max_tasks) && has_room && best.is_none_or(|(_, b)| load < b) {
-                    best = Some((index, load));
-                }
-            }
-            let Some((index, _)) = best else {
+            let Some(Reverse((_, index))) = with_room.pop() else {
                 return;
             };
             let Some(mut task) = self.queue.pop_front() else {
@@ -456,6 +469,10 @@ impl Manager {
                 dispatched: now,
                 delivered: 0,
             });
+            let worker = &self.workers[index];
+            if self.has_room(worker, window, now) {
+                with_room.push(Reverse((worker.in_flight.len(), index)));
+            }
         }
     }
 

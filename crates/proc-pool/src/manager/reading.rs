@@ -183,12 +183,20 @@ impl Manager {
         if last {
             self.early_deaths = 0;
             if let Some(done) = worker.in_flight.pop_front() {
-                let began = worker.last_progress.max(done.dispatched);
-                let sample = now.saturating_duration_since(began).as_nanos() as f64;
-                self.est_nanos = Some(match self.est_nanos {
-                    None => sample,
-                    Some(est) => est * 0.9 + sample * 0.1,
-                });
+                let sample = match worker.ring {
+                    Some(_) => worker.time_per_chunk(),
+                    // A worker on a stream shares no clock: measured from here.
+                    None => Some(
+                        now.saturating_duration_since(worker.last_progress.max(done.dispatched)),
+                    ),
+                };
+                if let Some(sample) = sample {
+                    let sample = sample.as_nanos() as f64;
+                    self.est_nanos = Some(match self.est_nanos {
+                        None => sample,
+                        Some(est) => est * 0.9 + sample * 0.1,
+                    });
+                }
             }
         }
         worker.last_progress = now;

@@ -52,13 +52,23 @@ struct ChunkItems<R> {
     bytes: usize,
 }
 
-/// What [`StreamResults::next`] found.
-pub(crate) enum Next<R> {
-    Item(Result<R, TaskError>),
-    /// Ordered: the chunk at the cursor was handed out whole; move the cursor on.
-    ChunkDone,
+/// What [`StreamResults::take`] found.
+pub(crate) enum Next {
+    /// Items were moved into the consumer's buffer.
+    Items,
     /// Every submitted chunk has been handed out.
     Empty,
+}
+
+/// The consumer's view of the window, read under one lock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WindowState {
+    /// Chunks whose every item was handed out: the rest are outstanding.
+    pub(crate) handed_out: usize,
+    /// Encoded bytes of the results that arrived and wait to be handed out.
+    pub(crate) held_bytes: usize,
+    /// The mean encoded size of a chunk's results so far (`None` before one completed).
+    pub(crate) mean_chunk_bytes: Option<usize>,
 }
 
 impl<R> StreamResults<R> {
@@ -102,33 +112,32 @@ impl<R: DeserializeOwned + Send> StreamResults<R> {
         );
     }
 
-    /// Encoded bytes of the results that arrived and wait to be handed out, and the mean
-    /// encoded size of a chunk's results so far (`None` before the first chunk completed).
-    pub(crate) fn held_bytes(&self) -> (usize, Option<usize>) {
+    /// How far the consumer is, and what the results held weigh.
+    pub(crate) fn window_state(&self) -> WindowState {
         let state = lock(&self.state);
-        let mean = (state.total_chunks > 0).then(|| state.total_bytes / state.total_chunks);
-        (state.held_bytes, mean)
+        WindowState {
+            handed_out: state.handed_out,
+            held_bytes: state.held_bytes,
+            mean_chunk_bytes: (state.total_chunks > 0)
+                .then(|| state.total_bytes / state.total_chunks),
+        }
     }
 
-    /// Chunks whose every item was handed out: the rest are outstanding.
-    pub(crate) fn handed_out_chunks(&self) -> usize {
-        lock(&self.state).handed_out
-    }
-
-    /// The next item, given the ordered cursor and how many chunks were submitted. When none
-    /// is there yet: with no `waker`, blocks until one arrives (`Imap` as an `Iterator`),
-    /// never returning `Pending`; with a `waker`, keeps it to wake on the next arrival and
-    /// returns `Pending` (`Imap` as a `Stream`). Both read the state through
-    /// [`take_next`](StreamResults::take_next).
-    pub(crate) fn next(
+    /// Moves every item ready to be handed out into `out` under one lock (ordered: from the
+    /// chunk at `cursor` on, moving the cursor past each chunk handed out whole), given how
+    /// many chunks were submitted. When none is there yet: with no `waker`, blocks until one
+    /// arrives (`Imap` as an `Iterator`), never returning `Pending`; with a `waker`, keeps it
+    /// to wake on the next arrival and returns `Pending` (`Imap` as a `Stream`).
+    pub(crate) fn take(
         &self,
-        cursor: usize,
+        cursor: &mut usize,
         submitted: usize,
         waker: Option<&Waker>,
-    ) -> Poll<Next<R>> {
+        out: &mut VecDeque<Result<R, TaskError>>,
+    ) -> Poll<Next> {
         let mut guard = lock(&self.state);
         loop {
-            if let Some(next) = self.take_next(&mut guard, cursor, submitted) {
+            if let Some(next) = self.take_ready(&mut guard, cursor, submitted, out) {
                 return Poll::Ready(next);
             }
             match waker {
@@ -142,47 +151,83 @@ impl<R: DeserializeOwned + Send> StreamResults<R> {
         }
     }
 
-    /// The next item if one is there, or `None` to wait for one.
-    fn take_next(
+    /// Moves the items there into `out`; `None` to wait for one.
+    fn take_ready(
         &self,
         state: &mut StreamState<R>,
-        cursor: usize,
+        cursor: &mut usize,
         submitted: usize,
-    ) -> Option<Next<R>> {
+        out: &mut VecDeque<Result<R, TaskError>>,
+    ) -> Option<Next> {
+        let before = out.len();
         if self.ordered {
-            if let Some(chunk) = state.chunks.get_mut(&cursor) {
-                if let Some(item) = chunk.items.pop_front() {
-                    chunk.handed += 1;
-                    return Some(Next::Item(item));
+            while let Some(chunk) = state.chunks.get_mut(cursor) {
+                chunk.handed += chunk.items.len();
+                out.append(&mut chunk.items);
+                if chunk.handed < chunk.len {
+                    break;
                 }
-                if chunk.handed == chunk.len {
-                    let bytes = chunk.bytes;
-                    state.chunks.remove(&cursor);
-                    state.handed_out += 1;
-                    state.held_bytes -= bytes;
-                    return Some(Next::ChunkDone);
-                }
-            } else if cursor >= submitted {
-                return Some(Next::Empty);
+                let bytes = chunk.bytes;
+                state.chunks.remove(cursor);
+                state.handed_out += 1;
+                state.held_bytes -= bytes;
+                *cursor += 1;
             }
         } else {
-            if let Some((chunk, item)) = state.arrived.pop_front() {
-                if let Some(entry) = state.chunks.get_mut(&chunk) {
-                    entry.handed += 1;
-                    if entry.handed == entry.len {
-                        let bytes = entry.bytes;
-                        state.chunks.remove(&chunk);
-                        state.handed_out += 1;
-                        state.held_bytes -= bytes;
+            // Arrivals come in runs of one chunk: count each run once.
+            let mut run: Option<(usize, usize)> = None;
+            for (chunk, item) in state.arrived.drain(..) {
+                out.push_back(item);
+                match &mut run {
+                    Some((current, count)) if *current == chunk => *count += 1,
+                    _ => {
+                        if let Some((done, count)) = run.replace((chunk, 1)) {
+                            Self::hand_out(
+                                &mut state.chunks,
+                                &mut state.handed_out,
+                                &mut state.held_bytes,
+                                done,
+                                count,
+                            );
+                        }
                     }
                 }
-                return Some(Next::Item(item));
             }
-            if state.handed_out >= submitted {
-                return Some(Next::Empty);
+            if let Some((done, count)) = run {
+                Self::hand_out(
+                    &mut state.chunks,
+                    &mut state.handed_out,
+                    &mut state.held_bytes,
+                    done,
+                    count,
+                );
             }
         }
-        None
+        if out.len() > before {
+            Some(Next::Items)
+        } else if state.handed_out >= submitted {
+            Some(Next::Empty)
+        } else {
+            None
+        }
+    }
+
+    /// Unordered: `count` items of `chunk` were handed out; a chunk handed out whole goes.
+    fn hand_out(
+        chunks: &mut HashMap<usize, ChunkItems<R>>,
+        handed_out: &mut usize,
+        held_bytes: &mut usize,
+        chunk: usize,
+        count: usize,
+    ) {
+        if let Some(entry) = chunks.get_mut(&chunk) {
+            entry.handed += count;
+            if entry.handed >= entry.len {
+                *held_bytes -= entry.bytes;
+                chunks.remove(&chunk);
+                *handed_out += 1;
+            }
+        }
     }
 
     /// Adds arrived items of `chunk`, at most the chunk's length in all.
