@@ -144,18 +144,27 @@ pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
         floor,
     )
     .note(
-        "The raw pipe overstates what any `communicate` can reach: the output has to land in \
-         memory, and memory never touched before costs a page fault per 4 KiB page, which \
-         bounds the exchange more than the copies do. The C-equivalent rows are a bare loop \
+        "The raw pipe overstates what any `communicate` can reach: every byte also crosses \
+         `cat` and a second pipe, and the output has to land in memory, where memory never \
+         touched before costs a page fault per 4 KiB page. The C-equivalent rows are a bare loop \
          (what a C program would do: both pipes non-blocking and enlarged to 1 MiB, one \
          `poll`, `read`/`write` until `EAGAIN`, no other work) through the same `cat`; the \
-         one into a fresh buffer (malloc'd at the known size, faulted in as it fills) is the \
-         physical limit for returning the output as a new `Vec` (`communicate`), the one \
-         into a buffer reused across ops (pre-faulted) the limit for output into the \
-         caller's buffer (`communicate_into`). proc-spawn enlarges both pipes to 1 MiB once \
-         they carry bulk, writes and reads in one `poll` loop on non-blocking pipes, and \
-         reads straight into the spare capacity of the output buffer (no zeroing, no copy; \
-         it grows by doubling, where the C loop knows the size). Python's `communicate` \
+         one into a fresh buffer (malloc'd at the known size, faulted in by the reads as it \
+         fills) is what a plain loop reaches returning the output as a new `Vec` \
+         (`communicate`); the one into a buffer reused across ops (faulted in once, before) \
+         is the physical limit for output into the caller's buffer (`communicate_into`), and \
+         for any `communicate`, since a fresh buffer can at best be faulted in as cheaply. \
+         proc-spawn enlarges both pipes to 1 MiB once they carry bulk, writes and reads in \
+         one `poll` loop on non-blocking pipes, and reads straight into the spare capacity \
+         of the output buffer (no zeroing, no copy; it grows by doubling, where the C loop \
+         knows the size). A large output is faulted in 2 MiB ahead of the reads \
+         (`MADV_POPULATE_WRITE`, Linux 5.14+): a `read` that faults as it copies does so \
+         holding the pipe's lock, so `cat`'s writes wait; populated first, the read only \
+         copies. That is how `communicate` into a fresh `Vec` can beat the plain C loop \
+         into a fresh buffer. Tried and not taken (bench/c/communicate_floor.c, the \
+         development VM, Dec 2026): huge pages for the output (`MADV_HUGEPAGE`), from half \
+         to twice the CPU time from run to run (compaction), and a writer thread (std's \
+         way), no faster. Python's `communicate` \
          writes at most `PIPE_BUF` (4 KiB) per `poll` wake-up and reads 32 KiB chunks that it \
          joins at the end.",
     )

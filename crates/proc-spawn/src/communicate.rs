@@ -130,6 +130,8 @@ pub(crate) struct Communication<'a> {
     deadline: Option<Instant>,
     /// Which pipes (stdin, stdout, stderr) were enlarged already (or tried).
     enlarged: [bool; 3],
+    /// How far stdout's and stderr's buffers were faulted in ahead of the reads (offsets).
+    populated: [usize; 2],
 }
 
 impl<'a> Communication<'a> {
@@ -191,6 +193,7 @@ impl<'a> Communication<'a> {
             timeout,
             deadline: timeout.and_then(|t| Instant::now().checked_add(t)),
             enlarged: [false; 3],
+            populated: [0; 2],
         })
     }
 
@@ -275,7 +278,7 @@ impl<'a> Communication<'a> {
             Output::Stderr => (&mut *self.stderr, 2),
         };
         let before = buffer.len();
-        let step = read_available(&mut pipe, buffer)?;
+        let step = read_available(&mut pipe, buffer, &mut self.populated[index - 1])?;
         // A pass that drained a full default-sized pipe: the child writes in bulk.
         if step == Step::WouldBlock && buffer.len() - before >= DEFAULT_PIPE {
             self.enlarge_once(index, pipe.as_fd());
@@ -356,7 +359,11 @@ const MIN_ROOM: usize = DEFAULT_PIPE;
 /// which is neither zeroed first (as `read_to_end` through a plain `Read` does) nor copied
 /// after; the buffer grows by doubling (`Vec::reserve`), so a reused buffer with room enough
 /// is never reallocated.
-fn read_available(pipe: &mut impl AsFd, buffer: &mut Vec<u8>) -> io::Result<Step> {
+fn read_available(
+    pipe: &mut impl AsFd,
+    buffer: &mut Vec<u8>,
+    populated: &mut usize,
+) -> io::Result<Step> {
     if buffer.capacity() == buffer.len() {
         let mut probe = [0u8; PROBE];
         match retry_interrupted(|| rustix::io::read(pipe.as_fd(), &mut probe)) {
@@ -369,7 +376,10 @@ fn read_available(pipe: &mut impl AsFd, buffer: &mut Vec<u8>) -> io::Result<Step
     loop {
         if buffer.capacity() - buffer.len() < MIN_ROOM {
             buffer.reserve(MIN_ROOM);
+            // Copied to a new place, maybe: what lies past the bytes may not be populated.
+            *populated = buffer.len();
         }
+        populate_ahead(buffer, populated);
         match retry_interrupted(|| rustix::io::read(pipe.as_fd(), spare_capacity(buffer))) {
             Ok(0) => return Ok(Step::Finished),
             Ok(_) => {}
@@ -377,6 +387,33 @@ fn read_available(pipe: &mut impl AsFd, buffer: &mut Vec<u8>) -> io::Result<Step
             Err(err) => return Err(err.into()),
         }
     }
+}
+
+/// Bulk output, from this capacity on, is faulted in ahead of the reads (see [`populate_ahead`]).
+const POPULATE_FROM: usize = 4 * 1024 * 1024;
+
+/// How far ahead of the reads bulk output is faulted in: more than a 1 MiB pipe holds, so
+/// that a read never faults.
+const POPULATE_AHEAD: usize = 2 * 1024 * 1024;
+
+/// Faults the next [`POPULATE_AHEAD`] bytes of a large buffer's spare capacity in, in one
+/// `madvise(MADV_POPULATE_WRITE)` (Linux), before a read copies into them. A read that faults
+/// in pages as it copies does so holding the pipe's lock, and the child's writes wait for
+/// it; populated first, the read only copies. `populated` is how far (an offset in `buffer`)
+/// the call populated already, reset when the buffer grows; a buffer reused with its pages in
+/// place costs one cheap call per 2 MiB. Best effort: off Linux or on a kernel before 5.14,
+/// the reads fault as before.
+fn populate_ahead(buffer: &mut Vec<u8>, populated: &mut usize) {
+    if buffer.capacity() < POPULATE_FROM || *populated >= buffer.len() + POPULATE_AHEAD / 2 {
+        return;
+    }
+    let len = buffer.len();
+    let from = (*populated).max(len);
+    let to = (len + POPULATE_AHEAD).min(buffer.capacity());
+    if let Some(region) = buffer.spare_capacity_mut().get_mut(from - len..to - len) {
+        let _ = fork_sys::populate_for_writing(region);
+    }
+    *populated = to;
 }
 
 /// `call` again while a signal interrupts it.
