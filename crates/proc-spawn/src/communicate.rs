@@ -11,7 +11,8 @@
 //!
 //! The pipes are non-blocking while they are driven: a write takes whatever room the pipe has
 //! (writing "all of it" on a blocking pipe would stall the loop), and reads take everything
-//! available in one pass (`read_to_end` until `WouldBlock`), straight into the output buffers.
+//! available in one pass (until `WouldBlock`), straight into the spare capacity of the output
+//! buffers (the caller's, for `communicate_into`), large ones faulted in ahead of the reads.
 //! On Linux a pipe that shows it carries bulk (a read that drains a full default-sized pipe, a
 //! write that fills one) is enlarged to 1 MiB, which more than doubles bulk throughput; a
 //! child that prints a line costs no `fcntl` for it and keeps a default-sized pipe.
