@@ -38,6 +38,7 @@ pub mod exec;
 mod fork;
 mod interrupt;
 mod loaded_image;
+mod memory;
 mod parent_watch;
 mod pid;
 mod pipe;
@@ -61,6 +62,7 @@ pub use interrupt::{
     signals_caught,
 };
 pub use loaded_image::{LoadedImage, loaded_image};
+pub use memory::populate_for_writing;
 pub use parent_watch::{die_with_parent_process, process_exit_fd};
 pub use pid::{Pid, getpid, getpid_cached, getppid};
 pub use pipe::{is_cloexec, move_fd_high, pipe, pipe_nonblocking, set_nonblocking, set_pipe_size};

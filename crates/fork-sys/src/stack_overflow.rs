@@ -153,7 +153,7 @@ fn current_guard_range() -> io::Result<(usize, usize)> {
 }
 
 #[cfg(target_os = "linux")]
-fn page_size() -> usize {
+pub(crate) fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     usize::try_from(size)

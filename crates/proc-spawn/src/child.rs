@@ -287,12 +287,55 @@ impl Child {
     ///
     /// A child that exits or closes stdin before reading all of `input` is not an error (the
     /// `EPIPE` is absorbed, as in Python). Passing `input` without a piped stdin is an error.
+    ///
+    /// The output is returned in new `Vec`s, whose pages the kernel has to fault in as they
+    /// fill; a caller that runs children over and over can reuse its buffers with
+    /// [`communicate_into`](Child::communicate_into) instead.
     pub fn communicate(
         &mut self,
         input: Option<&[u8]>,
         timeout: Option<Duration>,
     ) -> Result<(Vec<u8>, Vec<u8>), Error> {
-        crate::communicate::communicate(self, input, timeout)
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let result =
+            crate::communicate::communicate_into(self, input, (&mut stdout, &mut stderr), timeout);
+        crate::communicate::with_output(result, (stdout, stderr))
+    }
+
+    /// [`communicate`](Child::communicate), appending the child's stdout and stderr to the
+    /// caller's buffers (the bytes already in them are kept) instead of returning new ones,
+    /// then returning how the child ended. A buffer cleared and reused across children keeps
+    /// its capacity, so the output lands in memory that is already mapped: no page faults,
+    /// no growth, no reallocation.
+    ///
+    /// The same rules as `communicate`, with one difference on a timeout: the bytes read
+    /// before it are in `stdout` and `stderr` (appended, as always), and the
+    /// [`Error::TimeoutExpired`] returned holds empty ones. Output not piped leaves its buffer
+    /// as it was.
+    ///
+    /// ```
+    /// use proc_spawn::{Command, Stdio};
+    ///
+    /// let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    /// for word in ["one", "two"] {
+    ///     stdout.clear(); // the capacity stays
+    ///     let mut child = Command::new("cat").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
+    ///     let status = child.communicate_into(Some(word.as_bytes()), &mut stdout, &mut stderr, None)?;
+    ///     assert!(status.success());
+    ///     assert_eq!(stdout, word.as_bytes());
+    /// }
+    /// # Ok::<(), proc_spawn::Error>(())
+    /// ```
+    pub fn communicate_into(
+        &mut self,
+        input: Option<&[u8]>,
+        stdout: &mut Vec<u8>,
+        stderr: &mut Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> Result<ExitStatus, Error> {
+        crate::communicate::communicate_into(self, input, (stdout, stderr), timeout)?;
+        // The driver reaped the child before returning.
+        Ok(self.status().unwrap_or(LOST_STATUS))
     }
 
     /// Kills the child (its whole group when it has its own) and reaps it; used by drop.

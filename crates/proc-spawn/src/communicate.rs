@@ -11,17 +11,20 @@
 //!
 //! The pipes are non-blocking while they are driven: a write takes whatever room the pipe has
 //! (writing "all of it" on a blocking pipe would stall the loop), and reads take everything
-//! available in one pass (`read_to_end` until `WouldBlock`), straight into the output buffers.
+//! available in one pass (until `WouldBlock`), straight into the spare capacity of the output
+//! buffers (the caller's, for `communicate_into`), large ones faulted in ahead of the reads.
 //! On Linux a pipe that shows it carries bulk (a read that drains a full default-sized pipe, a
 //! write that fills one) is enlarged to 1 MiB, which more than doubles bulk throughput; a
 //! child that prints a line costs no `fcntl` for it and keeps a default-sized pipe.
 
 use std::ffi::OsString;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use fork_sys::Interest;
+use rustix::buffer::spare_capacity;
+use rustix::io::Errno;
 
 use crate::{Child, Error};
 
@@ -116,28 +119,33 @@ pub(crate) enum Step {
 }
 
 /// One `communicate` call, whatever waits for the pipes: the state machine both drivers
-/// share. It holds the call's input source, the output read so far and the deadline; the
-/// input progress that outlives the call stays in the child, passed in by the driver.
+/// share. It holds the call's input source, the buffers the output is appended to (the
+/// caller's, for `communicate_into`) and the deadline; the input progress that outlives the
+/// call stays in the child, passed in by the driver.
 pub(crate) struct Communication<'a> {
     source: Source<'a>,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
+    stdout: &'a mut Vec<u8>,
+    stderr: &'a mut Vec<u8>,
     timeout: Option<Duration>,
     /// `None` without a timeout, or one too far away to represent.
     deadline: Option<Instant>,
     /// Which pipes (stdin, stdout, stderr) were enlarged already (or tried).
     enlarged: [bool; 3],
+    /// How far stdout's and stderr's buffers were faulted in ahead of the reads (offsets).
+    populated: [usize; 2],
 }
 
 impl<'a> Communication<'a> {
     /// Starts a call: decides where its input comes from, refusing (`InvalidInput`, nothing
     /// written or changed) an `input` that does not continue what an earlier call started: a
     /// resumed call passes `None` (or nothing) to finish the kept input, or the same input
-    /// again. `stdin_open`: the child's stdin pipe is still ours.
+    /// again. `stdin_open`: the child's stdin pipe is still ours. What is read is appended to
+    /// `stdout` and `stderr`, whose bytes already there are kept.
     pub(crate) fn begin(
         progress: &InputProgress,
         stdin_open: bool,
         input: Option<&'a [u8]>,
+        (stdout, stderr): (&'a mut Vec<u8>, &'a mut Vec<u8>),
         timeout: Option<Duration>,
     ) -> io::Result<Communication<'a>> {
         let input = input.unwrap_or_default();
@@ -181,11 +189,12 @@ impl<'a> Communication<'a> {
         };
         Ok(Communication {
             source,
-            stdout: Vec::new(),
-            stderr: Vec::new(),
+            stdout,
+            stderr,
             timeout,
             deadline: timeout.and_then(|t| Instant::now().checked_add(t)),
             enlarged: [false; 3],
+            populated: [0; 2],
         })
     }
 
@@ -264,25 +273,13 @@ impl<'a> Communication<'a> {
     }
 
     /// On a readable output pipe: reads everything available; `Finished` at end-of-file.
-    pub(crate) fn read_output(
-        &mut self,
-        which: Output,
-        mut pipe: impl Read + AsFd,
-    ) -> io::Result<Step> {
+    pub(crate) fn read_output(&mut self, which: Output, mut pipe: impl AsFd) -> io::Result<Step> {
         let (buffer, index) = match which {
-            Output::Stdout => (&mut self.stdout, 1),
-            Output::Stderr => (&mut self.stderr, 2),
+            Output::Stdout => (&mut *self.stdout, 1),
+            Output::Stderr => (&mut *self.stderr, 2),
         };
         let before = buffer.len();
-        let step = loop {
-            // `read_to_end` keeps what it read when it stops with an error, `WouldBlock` too.
-            match PlainRead(&mut pipe).read_to_end(buffer) {
-                Ok(_) => break Step::Finished,
-                Err(err) if err.kind() == ErrorKind::WouldBlock => break Step::WouldBlock,
-                Err(err) if err.kind() == ErrorKind::Interrupted => {}
-                Err(err) => return Err(err),
-            }
-        };
+        let step = read_available(&mut pipe, buffer, &mut self.populated[index - 1])?;
         // A pass that drained a full default-sized pipe: the child writes in bulk.
         if step == Step::WouldBlock && buffer.len() - before >= DEFAULT_PIPE {
             self.enlarge_once(index, pipe.as_fd());
@@ -320,39 +317,127 @@ impl<'a> Communication<'a> {
         }
     }
 
-    /// The timeout error, with everything read so far (taken out of the call).
-    pub(crate) fn timed_out(&mut self, args: &[OsString]) -> Error {
+    /// The timeout error. What was read so far stays in the call's buffers: `communicate`
+    /// moves its own into the error ([`with_output`]), `communicate_into` leaves them to the
+    /// caller.
+    pub(crate) fn timed_out(&self, args: &[OsString]) -> Error {
         Error::TimeoutExpired {
             args: args.to_vec(),
             timeout: self.timeout.unwrap_or_default(),
-            stdout: std::mem::take(&mut self.stdout),
-            stderr: std::mem::take(&mut self.stderr),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
         }
-    }
-
-    /// What was read, taken out of the call: `(stdout, stderr)`.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))] // The async driver's.
-    pub(crate) fn take_output(&mut self) -> (Vec<u8>, Vec<u8>) {
-        (
-            std::mem::take(&mut self.stdout),
-            std::mem::take(&mut self.stderr),
-        )
-    }
-
-    /// What was read: `(stdout, stderr)`.
-    pub(crate) fn into_output(self) -> (Vec<u8>, Vec<u8>) {
-        (self.stdout, self.stderr)
     }
 }
 
-/// The blocking driver: `Child::communicate`.
-pub(crate) fn communicate(
+/// `communicate`'s answer from `communicate_into`'s on fresh buffers: the buffers, or the
+/// error, a timeout's holding every byte read before it (Python's `TimeoutExpired.output`).
+pub(crate) fn with_output<T>(
+    result: Result<T, Error>,
+    (stdout, stderr): (Vec<u8>, Vec<u8>),
+) -> Result<(Vec<u8>, Vec<u8>), Error> {
+    match result {
+        Ok(_) => Ok((stdout, stderr)),
+        Err(Error::TimeoutExpired { args, timeout, .. }) => Err(Error::TimeoutExpired {
+            args,
+            timeout,
+            stdout,
+            stderr,
+        }),
+        Err(err) => Err(err),
+    }
+}
+
+/// The first read of a call into a buffer with no room left: small, on the stack, so that an
+/// empty output (stderr, mostly) allocates nothing.
+const PROBE: usize = 32;
+
+/// The least room a read is given: a default pipe's worth.
+const MIN_ROOM: usize = DEFAULT_PIPE;
+
+/// Reads everything `pipe` has now, appending it to `buffer`: `Finished` at end-of-file,
+/// `WouldBlock` once the pipe is empty. Reads go straight into the buffer's spare capacity,
+/// which is neither zeroed first (as `read_to_end` through a plain `Read` does) nor copied
+/// after; the buffer grows by doubling (`Vec::reserve`), so a reused buffer with room enough
+/// is never reallocated.
+fn read_available(
+    pipe: &mut impl AsFd,
+    buffer: &mut Vec<u8>,
+    populated: &mut usize,
+) -> io::Result<Step> {
+    if buffer.capacity() == buffer.len() {
+        let mut probe = [0u8; PROBE];
+        match retry_interrupted(|| rustix::io::read(pipe.as_fd(), &mut probe)) {
+            Ok(0) => return Ok(Step::Finished),
+            Ok(n) => buffer.extend_from_slice(&probe[..n]),
+            Err(Errno::AGAIN) => return Ok(Step::WouldBlock),
+            Err(err) => return Err(err.into()),
+        }
+    }
+    loop {
+        if buffer.capacity() - buffer.len() < MIN_ROOM {
+            buffer.reserve(MIN_ROOM);
+            // Copied to a new place, maybe: what lies past the bytes may not be populated.
+            *populated = buffer.len();
+        }
+        populate_ahead(buffer, populated);
+        match retry_interrupted(|| rustix::io::read(pipe.as_fd(), spare_capacity(buffer))) {
+            Ok(0) => return Ok(Step::Finished),
+            Ok(_) => {}
+            Err(Errno::AGAIN) => return Ok(Step::WouldBlock),
+            Err(err) => return Err(err.into()),
+        }
+    }
+}
+
+/// Bulk output, from this capacity on, is faulted in ahead of the reads (see [`populate_ahead`]).
+const POPULATE_FROM: usize = 4 * 1024 * 1024;
+
+/// How far ahead of the reads bulk output is faulted in: more than a 1 MiB pipe holds, so
+/// that a read never faults.
+const POPULATE_AHEAD: usize = 2 * 1024 * 1024;
+
+/// Faults the next [`POPULATE_AHEAD`] bytes of a large buffer's spare capacity in, in one
+/// `madvise(MADV_POPULATE_WRITE)` (Linux), before a read copies into them. A read that faults
+/// in pages as it copies does so holding the pipe's lock, and the child's writes wait for
+/// it; populated first, the read only copies. `populated` is how far (an offset in `buffer`)
+/// the call populated already, reset when the buffer grows; a buffer reused with its pages in
+/// place costs one cheap call per 2 MiB. Best effort: off Linux or on a kernel before 5.14,
+/// the reads fault as before.
+fn populate_ahead(buffer: &mut Vec<u8>, populated: &mut usize) {
+    if buffer.capacity() < POPULATE_FROM || *populated >= buffer.len() + POPULATE_AHEAD / 2 {
+        return;
+    }
+    let len = buffer.len();
+    let from = (*populated).max(len);
+    let to = (len + POPULATE_AHEAD).min(buffer.capacity());
+    if let Some(region) = buffer.spare_capacity_mut().get_mut(from - len..to - len) {
+        let _ = fork_sys::populate_for_writing(region);
+    }
+    *populated = to;
+}
+
+/// `call` again while a signal interrupts it.
+fn retry_interrupted<T>(mut call: impl FnMut() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
+    loop {
+        match call() {
+            Err(Errno::INTR) => {}
+            other => return other,
+        }
+    }
+}
+
+/// The blocking driver: `Child::communicate_into` (and so `Child::communicate`, on fresh
+/// buffers). Returns once the child was reaped.
+pub(crate) fn communicate_into(
     child: &mut Child,
     input: Option<&[u8]>,
+    output: (&mut Vec<u8>, &mut Vec<u8>),
     timeout: Option<Duration>,
-) -> Result<(Vec<u8>, Vec<u8>), Error> {
-    let mut call = Communication::begin(&child.input, child.stdin.is_some(), input, timeout)
-        .map_err(|err| child.io_error("communicating", err))?;
+) -> Result<(), Error> {
+    let mut call =
+        Communication::begin(&child.input, child.stdin.is_some(), input, output, timeout)
+            .map_err(|err| child.io_error("communicating", err))?;
     if !call.input_left(&child.input) {
         // Nothing (left) to write: close stdin so the child sees end-of-file.
         call.close_input(&mut child.input);
@@ -373,7 +458,7 @@ pub(crate) fn communicate(
             Stopped::Failed(err) => err,
         });
     }
-    Ok(call.into_output())
+    Ok(())
 }
 
 /// Why a driver stopped before the end.
@@ -460,15 +545,4 @@ pub(crate) fn set_up_pipes<'f>(
         fork_sys::set_nonblocking(fd, true)?;
     }
     Ok(())
-}
-
-/// A reader seen only through [`Read::read`]: std's `File::read_to_end` first asks `fstat`
-/// and `lseek` for a size hint, two syscalls per pass that a pipe answers with nothing useful
-/// (size 0, `ESPIPE`); the generic `read_to_end` reads straight away.
-struct PlainRead<R>(R);
-
-impl<R: Read> Read for PlainRead<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
-    }
 }

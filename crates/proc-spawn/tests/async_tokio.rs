@@ -284,6 +284,49 @@ fn a_timed_out_communicate_keeps_the_input_and_the_next_call_finishes_it() {
 }
 
 #[test]
+fn communicate_into_appends_and_a_timeout_leaves_the_bytes_in_the_buffers() {
+    let _turn = one_at_a_time();
+    runtime().block_on(async {
+        let input: Vec<u8> = (0..(4u32 << 20)).map(|i| (i % 251) as u8).collect();
+        let mut child = Command::shell("printf early; sleep 0.3; exec cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn_async()
+            .unwrap();
+        let (mut stdout, mut stderr) = (b">".to_vec(), b"kept".to_vec());
+        let first = child
+            .communicate_into(
+                Some(&input),
+                &mut stdout,
+                &mut stderr,
+                Some(Duration::from_millis(100)),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&first, Error::TimeoutExpired { stdout, .. } if stdout.is_empty()),
+            "{first:?}"
+        );
+        assert!(stdout.starts_with(b">early"));
+        let status = child
+            .communicate_into(None, &mut stdout, &mut stderr, None)
+            .await
+            .unwrap();
+        assert!(status.success());
+        let mut expected = b">early".to_vec();
+        expected.extend_from_slice(&input);
+        assert!(
+            stdout == expected,
+            "{} bytes of {}",
+            stdout.len(),
+            expected.len()
+        );
+        assert_eq!(stderr, b"kept");
+    });
+}
+
+#[test]
 fn a_child_that_stops_reading_is_not_an_error() {
     let _turn = one_at_a_time();
     runtime().block_on(async {

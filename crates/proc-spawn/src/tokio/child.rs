@@ -169,7 +169,28 @@ impl Child {
         input: Option<&[u8]>,
         timeout: Option<Duration>,
     ) -> Result<(Vec<u8>, Vec<u8>), Error> {
-        super::communicate::communicate(self, input, timeout).await
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let result =
+            super::communicate::communicate_into(self, input, (&mut stdout, &mut stderr), timeout)
+                .await;
+        crate::communicate::with_output(result, (stdout, stderr))
+    }
+
+    /// [`communicate`](Child::communicate), appending stdout and stderr to the caller's
+    /// buffers (the bytes already in them are kept), then returning how the child ended: the
+    /// blocking [`Child::communicate_into`](crate::Child::communicate_into), awaited. On a
+    /// timeout the bytes read before it are in the buffers and the error holds empty ones;
+    /// dropping the future part-way leaves what it had read in them too.
+    pub async fn communicate_into(
+        &mut self,
+        input: Option<&[u8]>,
+        stdout: &mut Vec<u8>,
+        stderr: &mut Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> Result<ExitStatus, Error> {
+        super::communicate::communicate_into(self, input, (stdout, stderr), timeout).await?;
+        // The driver reaped the child before returning.
+        Ok(self.inner.status().unwrap_or(ExitStatus::Exited(0)))
     }
 
     /// A cloneable, `Send + Sync` handle that signals this child from any thread or task,

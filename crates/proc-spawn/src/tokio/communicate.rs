@@ -27,16 +27,25 @@ impl Drop for Exchange<'_, '_> {
     }
 }
 
-pub(crate) async fn communicate(
+/// `Child::communicate_into`, awaited: appends to the caller's buffers; returns once the child
+/// was reaped.
+pub(crate) async fn communicate_into(
     child: &mut Child,
     input: Option<&[u8]>,
+    output: (&mut Vec<u8>, &mut Vec<u8>),
     timeout: Option<Duration>,
-) -> Result<(Vec<u8>, Vec<u8>), Error> {
-    let call = Communication::begin(&child.inner.input, child.stdin.is_some(), input, timeout)
-        .map_err(|err| child.io_error("communicating", err))?;
+) -> Result<(), Error> {
+    let call = Communication::begin(
+        &child.inner.input,
+        child.stdin.is_some(),
+        input,
+        output,
+        timeout,
+    )
+    .map_err(|err| child.io_error("communicating", err))?;
     let mut exchange = Exchange { child, call };
     match drive(&mut exchange).await {
-        Ok(()) => Ok(exchange.call.take_output()),
+        Ok(()) => Ok(()),
         Err(Stopped::TimedOut) => Err(exchange.call.timed_out(exchange.child.args())),
         Err(Stopped::Failed(err)) => Err(err),
     }
