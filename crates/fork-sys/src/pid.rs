@@ -84,6 +84,7 @@ pub fn getppid() -> Option<Pid> {
 /// process. A `pthread_atfork` child handler clears the cache, so a child forked by any
 /// means that runs the atfork handlers (`fork_sys::fork`, libc's `fork`) asks the kernel
 /// again. For hot paths that stamp shared memory with the caller's pid (proc-sync's locks).
+#[inline]
 pub fn getpid_cached() -> u32 {
     use std::sync::atomic::Ordering;
     let cached = pid_cache::PID.load(Ordering::Relaxed);

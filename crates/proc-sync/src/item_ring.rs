@@ -324,6 +324,7 @@ impl ItemRing {
         self.closed.store(true, Ordering::Relaxed);
     }
 
+    #[inline]
     pub(crate) fn has_large_items(&self) -> bool {
         self.large_items.load(Ordering::Relaxed)
     }
@@ -332,10 +333,12 @@ impl ItemRing {
         self.large_items.store(true, Ordering::Relaxed);
     }
 
+    #[inline]
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Relaxed)
     }
 
+    #[inline]
     fn check_open(&self) -> Result<(), SyncError> {
         if self.is_closed() {
             Err(SyncError::Closed)
@@ -344,10 +347,12 @@ impl ItemRing {
         }
     }
 
+    #[inline]
     fn u32(&self, at: usize) -> &AtomicU32 {
         self.object.u32(at)
     }
 
+    #[inline]
     fn u64(&self, at: usize) -> &AtomicU64 {
         self.object.u64(at)
     }
@@ -372,11 +377,13 @@ impl ItemRing {
 
     // ---- the ring's bytes -------------------------------------------------------------
 
+    #[inline]
     fn data_offset(&self, pos: u64) -> usize {
         HEADER_LEN + DATA + (pos & (self.capacity - 1)) as usize
     }
 
     /// The 8-byte word at position `pos` (a multiple of 8).
+    #[inline]
     fn word_at(&self, pos: u64) -> &AtomicU64 {
         self.object.region().u64(self.data_offset(pos))
     }

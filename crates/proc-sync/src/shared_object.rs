@@ -165,16 +165,19 @@ impl SharedObject {
     }
 
     /// The 32-bit word at `offset` in the body.
+    #[inline]
     pub(crate) fn u32(&self, offset: usize) -> &AtomicU32 {
         self.region.u32(HEADER_LEN + offset)
     }
 
     /// The 64-bit word at `offset` in the body.
+    #[inline]
     pub(crate) fn u64(&self, offset: usize) -> &AtomicU64 {
         self.region.u64(HEADER_LEN + offset)
     }
 
     /// The whole region (offsets from its start, header included: add [`HEADER_LEN`]).
+    #[inline]
     pub(crate) fn region(&self) -> &SharedRegion {
         &self.region
     }
