@@ -317,13 +317,13 @@ fn run_tasks(
     }
 }
 
-/// Claims chunk `seq` before running it; false if the parent revoked it.
 /// Nanoseconds from `base` to now, on the system's monotonic clock.
 fn since_nanos(base: Duration) -> u64 {
     let since = fork_sys::monotonic_now().saturating_sub(base);
     u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// Claims chunk `seq` before running it; false if the parent revoked it.
 fn try_claim(claim: &AtomicU64, seq: u64) -> bool {
     let mut current = claim.load(Ordering::Acquire);
     loop {
