@@ -19,6 +19,18 @@ const WARM_POOL_NOTE: &str = "Every contender starts a fresh pool of 2 per round
      freshly forked workers both pools run about half as fast: the workers' and the parent's \
      first writes to memory they share after the fork are copy-on-write page faults.";
 
+/// `ops` `apply_async(identity, i)`, then every `get`; the last value.
+pub(crate) fn apply_async_all(pool: &Pool, ops: u64) -> BenchResult<Option<u64>> {
+    let pending = (0..ops)
+        .map(|i| pool.apply_async(identity, i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut last = None;
+    for result in pending {
+        last = Some(result.get()?);
+    }
+    Ok(last)
+}
+
 fn identity(x: u64) -> u64 {
     x
 }
@@ -70,16 +82,7 @@ fn drive_pool(pool: &Pool, ops: u64, drive: Drive) -> BenchResult<Duration> {
             // `add(i, 1)`: the last is `ops`, one more than the identity's.
             values.last().map(|last| last - 1)
         }
-        Drive::ApplyAsync => {
-            let pending = (0..ops)
-                .map(|i| pool.apply_async(identity, i))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut last = None;
-            for result in pending {
-                last = Some(result.get()?);
-            }
-            last
-        }
+        Drive::ApplyAsync => apply_async_all(pool, ops)?,
         Drive::Apply => {
             let mut last = None;
             for i in 0..ops {

@@ -7,7 +7,7 @@ use proc_pool::Pool;
 
 use crate::harness::{BenchResult, Contender, Rounds, Scenario, Unit};
 use crate::python;
-use crate::scenarios::Context;
+use crate::scenarios::{Context, pool};
 
 /// The small pool and the large one.
 const FEW: usize = 8;
@@ -87,13 +87,7 @@ fn apply_async(ops: u64, workers: usize) -> BenchResult<Duration> {
         result.get()?;
     }
     let start = Instant::now();
-    let pending = (0..ops)
-        .map(|i| pool.apply_async(identity, i))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut last = None;
-    for result in pending {
-        last = Some(result.get()?);
-    }
+    let last = pool::apply_async_all(&pool, ops)?;
     let elapsed = start.elapsed();
     if last != ops.checked_sub(1) {
         return Err(format!("the last value was {last:?}, expected {}", ops - 1).into());

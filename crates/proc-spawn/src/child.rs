@@ -19,7 +19,7 @@ const ESRCH: i32 = 3;
 
 /// The status reported for a child whose real status was lost (see [`Child::status_lost`]):
 /// exit code 0, as Python's `Popen` reports.
-const LOST_STATUS: ExitStatus = ExitStatus::Exited(0);
+pub(crate) const LOST_STATUS: ExitStatus = ExitStatus::Exited(0);
 
 /// How long a wait with killers sleeps between checks where there is no exit fd to sleep on
 /// (no pidfd or kqueue): a wake-up now and then, never a spin.

@@ -190,7 +190,7 @@ impl Child {
     ) -> Result<ExitStatus, Error> {
         super::communicate::communicate_into(self, input, (stdout, stderr), timeout).await?;
         // The driver reaped the child before returning.
-        Ok(self.inner.status().unwrap_or(ExitStatus::Exited(0)))
+        Ok(self.inner.status().unwrap_or(crate::child::LOST_STATUS))
     }
 
     /// A cloneable, `Send + Sync` handle that signals this child from any thread or task,
