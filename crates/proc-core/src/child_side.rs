@@ -152,13 +152,13 @@ where
             // A user `Serialize` impl may panic too.
             let encoded = panic::catch_unwind(AssertUnwindSafe(|| {
                 let report = Report::Returned(&value);
-                match codec::encode_into_slice(&report, &mut small[codec::HEADER_LEN..]) {
-                    Ok(len) if len <= setup.max_frame_len => {
-                        small[..codec::HEADER_LEN].copy_from_slice(&(len as u32).to_le_bytes());
-                        small_len = codec::HEADER_LEN + len;
+                match codec::encode_frame_into_slice(&report, &mut small, setup.max_frame_len) {
+                    Ok(len) => {
+                        small_len = len;
                         Ok(())
                     }
-                    _ => codec::encode_frame(&report, &mut frame, setup.max_frame_len),
+                    // Too large for the stack (or refused): the heap road says which.
+                    Err(_) => codec::encode_frame(&report, &mut frame, setup.max_frame_len),
                 }
             }));
             // The value dies with the process; running its destructor would only cost time.

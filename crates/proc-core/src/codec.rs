@@ -180,14 +180,46 @@ pub fn finish_frame(
     frame: FrameStart,
     max_len: usize,
 ) -> Result<(), CodecError> {
-    let len = frame.payload_len(out);
+    match frame_header(frame.payload_len(out), max_len) {
+        Ok(header) => {
+            out[frame.start..frame.start + HEADER_LEN].copy_from_slice(&header);
+            Ok(())
+        }
+        Err(err) => {
+            out.truncate(frame.start);
+            Err(err)
+        }
+    }
+}
+
+/// Writes one frame holding `value` at the start of `out`, with no allocation; returns the
+/// frame's length. `Encode` when it does not fit `out` (or does not encode), `FrameTooLarge`
+/// over `max_len`; what was written then is garbage. What a caller that must not allocate
+/// tries first, with [`encode_frame`] as the fallback that says which error it was.
+pub fn encode_frame_into_slice<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut [u8],
+    max_len: usize,
+) -> Result<usize, CodecError> {
+    let Some((header, payload)) = out.split_first_chunk_mut::<HEADER_LEN>() else {
+        return Err(CodecError::Encode {
+            type_name: std::any::type_name::<T>(),
+            message: format!("{} bytes hold no frame header", out.len()),
+        });
+    };
+    let len = encode_into_slice(value, payload)?;
+    *header = frame_header(len, max_len)?;
+    Ok(HEADER_LEN + len)
+}
+
+/// The header of a frame whose payload is `len` bytes; refuses one over `max_len` (or over
+/// `u32::MAX`).
+fn frame_header(len: usize, max_len: usize) -> Result<[u8; HEADER_LEN], CodecError> {
     let limit = max_len.min(u32::MAX as usize);
     if len > limit {
-        out.truncate(frame.start);
         return Err(CodecError::FrameTooLarge { len, limit });
     }
-    out[frame.start..frame.start + HEADER_LEN].copy_from_slice(&(len as u32).to_le_bytes());
-    Ok(())
+    Ok((len as u32).to_le_bytes())
 }
 
 /// Appends the encoding of `value` (no header) to `out`; on error `out` is left as it was.
@@ -760,6 +792,30 @@ mod tests {
         );
         // A count the bytes cannot hold is refused without allocating for it.
         assert!(decode_sequence::<u8>(&[1, 2], usize::MAX).is_err());
+    }
+
+    #[test]
+    fn a_frame_encoded_into_a_slice_is_encode_frames_bytes_and_keeps_its_limits() {
+        for value in [String::new(), "x".repeat(40), "y".repeat(200)] {
+            let mut heap = Vec::new();
+            encode_frame(&value, &mut heap, 1 << 20).unwrap();
+            let mut slice = [0u8; 256];
+            let used = encode_frame_into_slice(&value, &mut slice, 1 << 20).unwrap();
+            assert_eq!(&slice[..used], &heap[..], "a {}-byte string", value.len());
+        }
+        let long = "z".repeat(300);
+        assert!(matches!(
+            encode_frame_into_slice(&long, &mut [0u8; 256], 1 << 20),
+            Err(CodecError::Encode { .. })
+        ));
+        assert!(matches!(
+            encode_frame_into_slice(&"w".repeat(40), &mut [0u8; 256], 20),
+            Err(CodecError::FrameTooLarge { len: 41, limit: 20 })
+        ));
+        assert!(matches!(
+            encode_frame_into_slice(&1u8, &mut [0u8; 3], 20),
+            Err(CodecError::Encode { .. })
+        ));
     }
 
     #[test]
