@@ -176,7 +176,7 @@ impl FrameBuffer {
     }
 
     /// Takes the next whole frame's payload undecoded, if one is buffered: for protocols that
-    /// put a header of their own in front of the values (see [`begin_frame`]). The slice is
+    /// put a header of their own in front of the values (see [`begin_frame`](super::begin_frame)). The slice is
     /// valid until the buffer is next changed.
     pub fn next_payload(&mut self) -> Result<Option<&[u8]>, CodecError> {
         let Some(len) = payload_len(self.buffered(), self.max_len)? else {
