@@ -45,6 +45,42 @@ fn pipe_with(nonblocking: bool) -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((read, write))
 }
 
+/// Writes all of `bytes` to `fd` with raw `write` system calls, retrying interrupted and
+/// partial writes: `File::write_all` without std's code in between. Meant for a forked
+/// child's last words: code the child runs is mapped into it page by page, a page fault each,
+/// and this inlines into its caller. Stops at the first error (`WouldBlock` on a
+/// non-blocking `fd` that is full: a write of at most `PIPE_BUF` bytes to a pipe then wrote
+/// nothing; a longer one may have written part).
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/write.html)
+#[inline]
+pub fn write_all(fd: impl AsFd, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match rustix::io::write(&fd, bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => bytes = bytes.get(written..).unwrap_or_default(),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Closes `fd` with a raw `close` system call: dropping it, without libc's code in between
+/// (see [`write_all`] for why a forked child cares). An error of `close` is ignored, as a drop
+/// ignores it: the descriptor is gone either way on Linux.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/close.html)
+#[inline]
+pub fn close(fd: OwnedFd) {
+    use std::os::fd::IntoRawFd;
+    // SAFETY: `fd` was owned, and `into_raw_fd` gave up that ownership to us alone: nothing
+    // else closes or uses this descriptor number on our behalf.
+    unsafe { rustix::io::close(fd.into_raw_fd()) }
+}
+
 /// Turns `O_NONBLOCK` on or off for `fd`.
 ///
 /// # References

@@ -52,31 +52,70 @@ pub fn poll(
 ) -> io::Result<Vec<Readiness>> {
     let mut poll_fds: Vec<PollFd<'_>> = fds
         .iter()
-        .map(|&(fd, interest)| {
-            let events = match interest {
-                Interest::Read => PollFlags::IN,
-                Interest::Write => PollFlags::OUT,
-                // POLLHUP and POLLERR are reported whatever is asked.
-                Interest::HangUp => PollFlags::empty(),
-            };
-            PollFd::from_borrowed_fd(fd, events)
-        })
+        .map(|&(fd, interest)| poll_fd(fd, interest))
         .collect();
+    if poll_fds_for(&mut poll_fds, timeout)? {
+        Ok(poll_fds.iter().map(readiness).collect())
+    } else {
+        Ok(vec![Readiness::default(); fds.len()])
+    }
+}
+
+/// [`poll`] for a number of descriptors known when compiling, with no allocation: what a
+/// forked child's parent uses while the child lives, when every heap page it writes is a
+/// copy-on-write fault.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// use fork_sys::Interest;
+///
+/// let (read, write) = fork_sys::pipe()?;
+/// fork_sys::write_all(&write, b"x")?;
+/// let [ready] = fork_sys::poll_array([(read.as_fd(), Interest::Read)], None)?;
+/// assert!(ready.readable);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn poll_array<const N: usize>(
+    fds: [(BorrowedFd<'_>, Interest); N],
+    timeout: Option<Duration>,
+) -> io::Result<[Readiness; N]> {
+    let mut poll_fds = fds.map(|(fd, interest)| poll_fd(fd, interest));
+    if poll_fds_for(&mut poll_fds, timeout)? {
+        Ok(poll_fds.each_ref().map(readiness))
+    } else {
+        Ok([Readiness::default(); N])
+    }
+}
+
+/// The `pollfd` asking for `interest` on `fd`.
+fn poll_fd(fd: BorrowedFd<'_>, interest: Interest) -> PollFd<'_> {
+    let events = match interest {
+        Interest::Read => PollFlags::IN,
+        Interest::Write => PollFlags::OUT,
+        // POLLHUP and POLLERR are reported whatever is asked.
+        Interest::HangUp => PollFlags::empty(),
+    };
+    PollFd::from_borrowed_fd(fd, events)
+}
+
+/// What `poll` reported on one descriptor.
+fn readiness(fd: &PollFd<'_>) -> Readiness {
+    let revents = fd.revents();
+    Readiness {
+        readable: revents.contains(PollFlags::IN),
+        writable: revents.contains(PollFlags::OUT),
+        hung_up: revents.intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL),
+    }
+}
+
+/// One `poll` of `fds`: `true` when it returned, `false` when a signal interrupted it (the
+/// `revents` then mean nothing).
+fn poll_fds_for(fds: &mut [PollFd<'_>], timeout: Option<Duration>) -> io::Result<bool> {
     // A timeout too large for a timespec is as good as forever.
     let timeout = timeout.and_then(|t| Timespec::try_from(t).ok());
-    match rustix::event::poll(&mut poll_fds, timeout.as_ref()) {
-        Ok(_) => Ok(poll_fds
-            .iter()
-            .map(|fd| {
-                let revents = fd.revents();
-                Readiness {
-                    readable: revents.contains(PollFlags::IN),
-                    writable: revents.contains(PollFlags::OUT),
-                    hung_up: revents.intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL),
-                }
-            })
-            .collect()),
-        Err(Errno::INTR) => Ok(vec![Readiness::default(); fds.len()]),
+    match rustix::event::poll(fds, timeout.as_ref()) {
+        Ok(_) => Ok(true),
+        Err(Errno::INTR) => Ok(false),
         Err(err) => Err(err.into()),
     }
 }

@@ -4,26 +4,25 @@
 //! and that thread's id *in the parent* (docs/fork-sys.md, "A forked child's stack overflow"):
 //! its per-thread table was copied by `fork` and cannot be told about the child.
 //! [`report_stack_overflow_as_this_process`] replaces it in the child with a handler that
-//! knows only the calling thread's guard range and the child's pid, both recorded before it is
-//! installed, so the handler itself only compares, writes and aborts.
+//! knows only the calling thread's guard range, recorded before it is installed, so the handler
+//! itself only compares, asks for its pid, writes and aborts.
+//!
+//! Every page a forked child touches costs it a page fault (a copy-on-write one for data, a
+//! fresh mapping for code and read-only data, which `fork` does not copy), and those faults
+//! are most of what a small child costs over the bare fork. So the child's side does as little
+//! as it can: whatever can be learnt before the fork ([`prepare_stack_overflow_report`]: the
+//! guard range, whether the thread has an alternate stack) is, and the pid is formatted by the
+//! handler, only when there is an overflow to report.
 
 use std::io;
 #[cfg(target_os = "linux")]
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The guard range of the thread that installed the handler, `[start, end)`; empty until then.
 #[cfg(target_os = "linux")]
 static GUARD_START: AtomicUsize = AtomicUsize::new(0);
 #[cfg(target_os = "linux")]
 static GUARD_END: AtomicUsize = AtomicUsize::new(0);
-
-/// The report, formatted before the handler is installed (the handler cannot format).
-#[cfg(target_os = "linux")]
-const MESSAGE_CAPACITY: usize = 128;
-#[cfg(target_os = "linux")]
-static MESSAGE: [AtomicU8; MESSAGE_CAPACITY] = [const { AtomicU8::new(0) }; MESSAGE_CAPACITY];
-#[cfg(target_os = "linux")]
-static MESSAGE_LEN: AtomicUsize = AtomicUsize::new(0);
 
 /// Size of the alternate signal stack set up when the thread has none (std gives each of its
 /// threads one; a thread started otherwise may not have it). The handler needs a few hundred
@@ -39,14 +38,16 @@ const ALT_STACK_SIZE: usize = 64 * 1024;
 ///
 /// What it does, in order: records the calling thread's stack guard range
 /// (`pthread_getattr_np`: the stack's base, plus or minus its guard size, at least a page —
-/// the range std uses, which covers glibc before and after 2.27); formats the report into a
-/// static buffer; gives the thread an alternate signal stack if it has none (a forked child
-/// inherits its forking thread's, which std set up; otherwise a leaked 64 KiB `mmap`); then
-/// installs a `SIGSEGV` and `SIGBUS` handler (`SA_ONSTACK | SA_SIGINFO`), process-wide.
+/// the range std uses, which covers glibc before and after 2.27); gives the thread an
+/// alternate signal stack if it has none (a forked child inherits its forking thread's, which
+/// std set up; otherwise a leaked 64 KiB `mmap`); then installs a `SIGSEGV` and `SIGBUS`
+/// handler (`SA_ONSTACK | SA_SIGINFO`), process-wide. The range, and whether the thread has an
+/// alternate stack, come from [`prepare_stack_overflow_report`] when the thread called it
+/// before forking (a system call and a page fault saved in the child).
 ///
 /// The handler is async-signal-safe: a fault (kernel-generated, `si_code > 0`) whose address
-/// is in the recorded guard range writes the report to fd 2 with one `write` and calls
-/// `abort`. Any other fault puts the signal's default action back and returns, so the faulting
+/// is in the recorded guard range formats the report with the pid `getpid` gives it then,
+/// writes it to fd 2 with one `write` and calls `abort`. Any other fault puts the signal's default action back and returns, so the faulting
 /// instruction runs again and the process dies of the real signal (`SIGSEGV`, `SIGBUS`); a
 /// `SIGSEGV`/`SIGBUS` sent with `kill` is raised again at its default action.
 ///
@@ -70,8 +71,11 @@ pub fn report_stack_overflow_as_this_process() -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
         let (start, end) = cached_guard_range()?;
-        format_message(crate::getpid().as_raw());
-        ensure_alternate_stack()?;
+        // Learnt before the fork by `prepare_stack_overflow_report`, if it was called; a
+        // stack set up since (or none known) is asked about here.
+        if !ALT_STACK_SEEN.get() {
+            ensure_alternate_stack()?;
+        }
         GUARD_START.store(start, Ordering::Relaxed);
         GUARD_END.store(end, Ordering::Relaxed);
         install(libc::SIGSEGV)?;
@@ -87,12 +91,15 @@ pub fn report_stack_overflow_as_this_process() -> io::Result<()> {
 /// Works out the calling thread's stack guard range now and remembers it for this thread, so
 /// that [`report_stack_overflow_as_this_process`] in a child forked from this thread later
 /// costs no `pthread_getattr_np` (which, on a process's initial thread, parses
-/// `/proc/self/maps`: a fifth of a millisecond in a forked child). Call it in the parent before
-/// forking; the child's copy of the thread keeps the answer. Linux only; a no-op elsewhere.
+/// `/proc/self/maps`: a fifth of a millisecond in a forked child); and asks whether the thread
+/// has an alternate signal stack (one `sigaltstack` query), which the child inherits, so the
+/// child need not ask. Call it in the parent right before forking; the child's copy of the
+/// thread keeps the answers. Linux only; a no-op elsewhere.
 pub fn prepare_stack_overflow_report() {
     #[cfg(target_os = "linux")]
     {
         let _ = cached_guard_range();
+        ALT_STACK_SEEN.set(has_alternate_stack().unwrap_or(false));
     }
 }
 
@@ -100,6 +107,9 @@ pub fn prepare_stack_overflow_report() {
 thread_local! {
     /// The calling thread's guard range, once worked out.
     static GUARD_RANGE: std::cell::Cell<Option<(usize, usize)>> = const { std::cell::Cell::new(None) };
+    /// Whether the thread had an alternate signal stack when `prepare_stack_overflow_report`
+    /// last asked (`false`: not known to, so the child asks itself).
+    static ALT_STACK_SEEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// [`current_guard_range`], computed once per thread.
@@ -162,47 +172,11 @@ pub(crate) fn page_size() -> usize {
         .unwrap_or(4096)
 }
 
-/// Writes `\nprocess <pid> has overflowed its stack\nfatal runtime error: stack overflow,
-/// aborting\n` into [`MESSAGE`], without allocating.
-#[cfg(target_os = "linux")]
-fn format_message(pid: i32) {
-    let mut digits = [0u8; 12];
-    let mut n = pid.unsigned_abs();
-    let mut first = digits.len();
-    loop {
-        first -= 1;
-        digits[first] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let parts: [&[u8]; 3] = [
-        b"\nprocess ",
-        &digits[first..],
-        b" has overflowed its stack\nfatal runtime error: stack overflow, aborting\n",
-    ];
-    let mut len = 0;
-    for byte in parts.iter().flat_map(|part| part.iter()) {
-        if let Some(slot) = MESSAGE.get(len) {
-            slot.store(*byte, Ordering::Relaxed);
-            len += 1;
-        }
-    }
-    MESSAGE_LEN.store(len, Ordering::Release);
-}
-
 /// Gives the calling thread an alternate signal stack if it has none, so the handler can run
 /// when the thread's own stack is exhausted.
 #[cfg(target_os = "linux")]
 fn ensure_alternate_stack() -> io::Result<()> {
-    // SAFETY: all-zero is valid storage for a stack_t, which sigaltstack fills in.
-    let mut current: libc::stack_t = unsafe { std::mem::zeroed() };
-    // SAFETY: a null new stack only queries; `current` is valid storage.
-    if unsafe { libc::sigaltstack(std::ptr::null(), &mut current) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if current.ss_flags & libc::SS_DISABLE == 0 {
+    if has_alternate_stack()? {
         return Ok(()); // inherited from the forking thread (std sets one up for its threads)
     }
     let page = page_size();
@@ -243,6 +217,18 @@ fn ensure_alternate_stack() -> io::Result<()> {
     Ok(())
 }
 
+/// Whether the calling thread has an alternate signal stack.
+#[cfg(target_os = "linux")]
+fn has_alternate_stack() -> io::Result<bool> {
+    // SAFETY: all-zero is valid storage for a stack_t, which sigaltstack fills in.
+    let mut current: libc::stack_t = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new stack only queries; `current` is valid storage.
+    if unsafe { libc::sigaltstack(std::ptr::null(), &mut current) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(current.ss_flags & libc::SS_DISABLE == 0)
+}
+
 #[cfg(target_os = "linux")]
 fn install(signal: libc::c_int) -> io::Result<()> {
     // SAFETY: all-zero is a valid `sigaction` (no flags, empty mask) that we fill in below.
@@ -263,7 +249,43 @@ fn install(signal: libc::c_int) -> io::Result<()> {
     }
 }
 
-/// The handler. Async-signal-safe: atomic loads, `write`, `abort`, `sigaction`, `raise`.
+/// The report for process `pid`, `\nprocess <pid> has overflowed its stack\nfatal runtime
+/// error: stack overflow, aborting\n`, written into `out` without allocating; its length.
+/// Async-signal-safe.
+#[cfg(target_os = "linux")]
+fn format_report(pid: i32, out: &mut [u8; REPORT_CAPACITY]) -> usize {
+    let mut digits = [0u8; 12];
+    let mut n = pid.unsigned_abs();
+    let mut first = digits.len();
+    loop {
+        first -= 1;
+        digits[first] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let parts: [&[u8]; 3] = [
+        b"\nprocess ",
+        &digits[first..],
+        b" has overflowed its stack\nfatal runtime error: stack overflow, aborting\n",
+    ];
+    let mut len = 0;
+    for byte in parts.iter().flat_map(|part| part.iter()) {
+        if let Some(slot) = out.get_mut(len) {
+            *slot = *byte;
+            len += 1;
+        }
+    }
+    len
+}
+
+/// Room for the report: its fixed text and a pid of up to 12 digits.
+#[cfg(target_os = "linux")]
+const REPORT_CAPACITY: usize = 128;
+
+/// The handler. Async-signal-safe: atomic loads, `getpid`, `write`, `abort`, `sigaction`,
+/// `raise`.
 #[cfg(target_os = "linux")]
 extern "C" fn on_fault(
     signal: libc::c_int,
@@ -276,11 +298,8 @@ extern "C" fn on_fault(
     let start = GUARD_START.load(Ordering::Relaxed);
     let end = GUARD_END.load(Ordering::Relaxed);
     if code > 0 && start <= address && address < end {
-        let len = MESSAGE_LEN.load(Ordering::Acquire).min(MESSAGE_CAPACITY);
-        let mut message = [0u8; MESSAGE_CAPACITY];
-        for (out, slot) in message.iter_mut().zip(MESSAGE.iter()).take(len) {
-            *out = slot.load(Ordering::Relaxed);
-        }
+        let mut message = [0u8; REPORT_CAPACITY];
+        let len = format_report(crate::getpid().as_raw(), &mut message);
         // SAFETY: `message[..len]` is initialised local memory; fd 2 may be closed, in which
         // case write fails harmlessly.
         let _ = unsafe { libc::write(2, message.as_ptr().cast(), len) };

@@ -2,7 +2,6 @@
 //! flush its std streams and leave with `_exit`, never returning into the parent's stack.
 
 use std::any::Any;
-use std::fs::File;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::panic::{self, AssertUnwindSafe};
@@ -197,7 +196,16 @@ where
     } else {
         &frame[..]
     };
-    if frame.len() > SMALL_WRITE {
+    // The pipe may be non-blocking (a forked child's is: its parent reads it so). A small
+    // report fits an empty pipe whole (at most `PIPE_BUF` bytes: written whole or not at all);
+    // a larger one, or a small one that did not fit after all, rings first and then blocks.
+    // EPIPE means the parent dropped the handle: nobody wants the value any more.
+    let small_written = frame.len() <= SMALL_WRITE
+        && match fork_sys::write_all(&result_pipe, frame) {
+            Ok(()) => true,
+            Err(err) => err.kind() != std::io::ErrorKind::WouldBlock,
+        };
+    if !small_written {
         if let Some(bell) = setup.doorbell {
             // The parent may be asleep until this process exits: wake it to read first.
             // Should the ring fail, writing could block for ever; leave without the report.
@@ -205,9 +213,13 @@ where
                 return EXIT_FAILED;
             }
         }
+        if fork_sys::set_nonblocking(&result_pipe, false).is_err() {
+            return EXIT_FAILED;
+        }
+        let _ = fork_sys::write_all(&result_pipe, frame);
     }
-    // EPIPE here means the parent dropped the handle: nobody wants the value any more.
-    let _ = File::from(result_pipe).write_all(frame);
+    // At once: the parent sees the end of the pipe without waiting for the exit.
+    fork_sys::close(result_pipe);
     // (std's stderr has no buffer to flush.)
     let _ = std::io::stdout().flush();
     code

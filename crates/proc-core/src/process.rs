@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::child_side::{self, ChildSetup, Report};
-use crate::codec::{CodecError, DEFAULT_MAX_FRAME_LEN, FrameBuffer};
+use crate::codec::{self, CodecError, DEFAULT_MAX_FRAME_LEN, FrameBuffer, ReadPass};
 use crate::error::ProcessError;
 use crate::join_future::JoinFuture;
 use crate::join_watcher::WakeFds;
@@ -147,8 +147,9 @@ impl ProcessBuilder {
         // The child's stack-overflow report needs this thread's guard range: worked out here,
         // once per thread, rather than in every child.
         fork_sys::prepare_stack_overflow_report();
-        let (read_end, write_end) = fork_sys::pipe().map_err(spawn_error)?;
-        fork_sys::set_nonblocking(&read_end, true).map_err(spawn_error)?;
+        // Both ends non-blocking in one call: the parent never blocks reading, and the child
+        // writes a small report at once or turns its end back to blocking (`run_child`).
+        let (read_end, write_end) = fork_sys::pipe_nonblocking().map_err(spawn_error)?;
         // Without one (out of fds), waits watch the pipe as for other start methods.
         let doorbell = Doorbell::new().ok();
         // Only a daemon child needs it (to watch the parent); a system call saved otherwise.
@@ -182,7 +183,7 @@ impl ProcessBuilder {
                 drop(reaper_lock);
                 drop(stderr_lock);
                 drop(stdout_lock);
-                drop(read_end);
+                fork_sys::close(read_end);
                 let setup = ChildSetup {
                     name: self.name.as_deref(),
                     watch_parent: parent,
@@ -239,6 +240,20 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
         F: FnOnce() -> R,
     {
         ProcessBuilder::new().spawn(body)
+    }
+}
+
+/// The most a first read of the result pipe takes into the stack (see `drain_pipe`): room
+/// for any report encoded on the child's stack, and then some.
+const STACK_READ: usize = 512;
+
+/// One `read`, retried when a signal interrupts it.
+fn read_retrying(pipe: &mut File, into: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match io::Read::read(pipe, into) {
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            done => return done,
+        }
     }
 }
 
@@ -446,7 +461,8 @@ impl<R: DeserializeOwned> Process<R> {
                     .wait_exited(remaining)
                     .map_err(|e| self.io_error(e));
             }
-            sleep_until_any_stirs([&*self], remaining).map_err(|e| self.io_error(e))?;
+            self.sleep_until_stirs(remaining)
+                .map_err(|e| self.io_error(e))?;
         }
     }
 
@@ -461,9 +477,38 @@ impl<R: DeserializeOwned> Process<R> {
             if self.report.is_some() {
                 return Ok(());
             }
-            let pass = match self.frames.read_available(pipe) {
-                Ok(pass) => pass,
-                Err(err) => return Err(self.io_error(err)),
+            let pass = if self.frames.pending() == 0 {
+                // Most reports are a few bytes: read them into the stack and decode them from
+                // there. Every heap page the parent writes while the child lives, or before
+                // it writes again after the child is gone, is a page fault: a buffer taken
+                // from the allocator costs two or three, this costs none.
+                let mut first = [0u8; STACK_READ];
+                let got = match read_retrying(pipe, &mut first) {
+                    Ok(got) => got,
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(err) => return Err(self.io_error(err)),
+                };
+                let received = &first[..got];
+                if let Ok(Some((report, used))) =
+                    codec::decode_frame::<Report<R>>(received, self.frames.max_len())
+                {
+                    if used == got {
+                        self.report = Some(Ok(report));
+                        return Ok(());
+                    }
+                }
+                // Part of a frame, more than one, or one that does not decode: the buffer
+                // takes it from here and says which.
+                self.frames.extend(received);
+                ReadPass {
+                    bytes: got,
+                    eof: got == 0,
+                }
+            } else {
+                match self.frames.read_available(pipe) {
+                    Ok(pass) => pass,
+                    Err(err) => return Err(self.io_error(err)),
+                }
             };
             match self.frames.next_frame::<Report<R>>() {
                 Ok(Some(report)) => self.report = Some(Ok(report)),
@@ -576,6 +621,42 @@ const SLICE: Duration = Duration::from_millis(20);
 /// Sleeps until one of `processes` sends something on its result pipe or exits, or `timeout`
 /// passes (`None`: no limit). Where a child has no exit fd (off Linux), wakes every [`SLICE`]
 /// so callers can look at it. May return early; callers re-check.
+impl<R> Process<R> {
+    /// [`sleep_until_any_stirs`] for this one process, its descriptors in an array on the
+    /// stack: a `join` makes no allocation between the fork and the child's exit, where each
+    /// heap page the parent writes is a copy-on-write fault.
+    fn sleep_until_stirs(&self, timeout: Option<Duration>) -> io::Result<()> {
+        // Without an exit fd, the exit is noticed by looking again after a slice.
+        let sliced = Some(timeout.map_or(SLICE, |t| t.min(SLICE)));
+        let bell_rang = match (self.report_fd(), self.child.exit_fd()) {
+            (Some((report, is_bell)), Some(exit)) => {
+                let [report, _] = fork_sys::poll_array(
+                    [(report, Interest::Read), (exit, Interest::Read)],
+                    timeout,
+                )?;
+                is_bell && report.is_ready()
+            }
+            (Some((report, is_bell)), None) => {
+                let [report] = fork_sys::poll_array([(report, Interest::Read)], sliced)?;
+                is_bell && report.is_ready()
+            }
+            (None, Some(exit)) => {
+                fork_sys::poll_array([(exit, Interest::Read)], timeout)?;
+                false
+            }
+            (None, None) => {
+                fork_sys::poll_array([], sliced)?;
+                false
+            }
+        };
+        if bell_rang {
+            // A large report is on its way: from now on its waits watch the pipe.
+            self.rung.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
 pub(crate) fn sleep_until_any_stirs<'a, R: 'a>(
     processes: impl IntoIterator<Item = &'a Process<R>>,
     timeout: Option<Duration>,

@@ -198,9 +198,15 @@ fn a_value_over_the_result_limit_is_a_codec_error_naming_both_sizes() {
 
 #[test]
 fn values_around_the_stack_encoded_size_round_trip_and_keep_the_limit() {
-    // A child encodes a small report on its stack and a larger one on the heap: the sizes
-    // on both sides of that boundary (256 bytes of frame) arrive whole.
-    for len in (230..290).chain([0, 1, 4096, 70_000]) {
+    // A child encodes a small report on its stack and a larger one on the heap; its parent
+    // reads a first 512 bytes into its stack and decodes a frame that fits from there; a
+    // child writes a frame of up to a page without ringing first. The sizes on both sides of
+    // each boundary (frames of 256, 512 and 4096 bytes) arrive whole.
+    for len in (230..290)
+        .chain(490..530)
+        .chain(4080..4100)
+        .chain([0, 1, 70_000])
+    {
         let text: String = (0..len)
             .map(|i| char::from(b'a' + (i % 26) as u8))
             .collect();
