@@ -54,6 +54,9 @@ pub enum Fork {
 /// # References
 ///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fork.html)
 ///  - [Linux](https://man7.org/linux/man-pages/man2/fork.2.html)
+// Inlined: a forked child runs it, and each 64 KiB window of code a child runs costs it a
+// page fault (fork does not copy the page tables of the program's text).
+#[inline]
 pub unsafe fn fork() -> io::Result<Fork> {
     let exclusive = FORK_LOCK.write().unwrap_or_else(PoisonError::into_inner);
     // SAFETY: the caller's contract, passed on.
@@ -68,6 +71,9 @@ pub unsafe fn fork() -> io::Result<Fork> {
 /// # Safety
 ///
 /// As [`fork`].
+// Inlined: a forked child runs it, and each 64 KiB window of code a child runs costs it a
+// page fault (fork does not copy the page tables of the program's text).
+#[inline]
 pub(crate) unsafe fn fork_unlocked() -> io::Result<Fork> {
     // SAFETY: `fork` itself has no memory-safety preconditions; what the child may do afterwards
     // is the caller's contract, stated in `# Safety` of `fork`.
@@ -89,6 +95,9 @@ pub(crate) unsafe fn fork_unlocked() -> io::Result<Fork> {
 /// # References
 ///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/_exit.html)
 ///  - [Linux](https://man7.org/linux/man-pages/man2/_exit.2.html)
+// Inlined: a forked child runs it, and each 64 KiB window of code a child runs costs it a
+// page fault (fork does not copy the page tables of the program's text).
+#[inline]
 pub fn exit_immediately(code: i32) -> ! {
     // SAFETY: `_exit` has no preconditions; it never returns and touches no Rust state.
     unsafe { libc::_exit(code) }

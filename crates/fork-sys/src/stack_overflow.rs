@@ -67,6 +67,9 @@ const ALT_STACK_SIZE: usize = 64 * 1024;
 ///  - [Linux: pthread_getattr_np](https://man7.org/linux/man-pages/man3/pthread_getattr_np.3.html)
 ///  - [POSIX: sigaltstack](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sigaltstack.html)
 ///  - [POSIX: sigaction](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sigaction.html)
+// Inlined: a forked child runs it, and each 64 KiB window of code a child runs costs it a
+// page fault (fork does not copy the page tables of the program's text).
+#[inline]
 pub fn report_stack_overflow_as_this_process() -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
@@ -114,6 +117,9 @@ thread_local! {
 
 /// [`current_guard_range`], computed once per thread.
 #[cfg(target_os = "linux")]
+// Inlined: a forked child runs it, and each 64 KiB window of code a child runs costs it a
+// page fault (fork does not copy the page tables of the program's text).
+#[inline]
 fn cached_guard_range() -> io::Result<(usize, usize)> {
     if let Some(range) = GUARD_RANGE.get() {
         return Ok(range);
@@ -230,6 +236,9 @@ fn has_alternate_stack() -> io::Result<bool> {
 }
 
 #[cfg(target_os = "linux")]
+// Inlined: a forked child runs it, and each 64 KiB window of code a child runs costs it a
+// page fault (fork does not copy the page tables of the program's text).
+#[inline]
 fn install(signal: libc::c_int) -> io::Result<()> {
     // SAFETY: all-zero is a valid `sigaction` (no flags, empty mask) that we fill in below.
     let mut action: libc::sigaction = unsafe { std::mem::zeroed() };

@@ -82,6 +82,9 @@ pub(crate) fn install_panic_hook() {
 }
 
 /// Called first thing in the child after the fork.
+// Inlined: a forked child runs it, and each 64 KiB window of code a child runs costs it a
+// page fault (fork does not copy the page tables of the program's text).
+#[inline]
 pub(crate) fn mark_forked_child() {
     IN_FORKED_CHILD.store(true, Ordering::Relaxed);
 }

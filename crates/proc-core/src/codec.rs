@@ -214,6 +214,9 @@ pub fn encode_frame_into_slice<T: Serialize + ?Sized>(
 
 /// The header of a frame whose payload is `len` bytes; refuses one over `max_len` (or over
 /// `u32::MAX`).
+// Inlined: a forked child runs it, and each 64 KiB window of code a child runs costs it a
+// page fault (fork does not copy the page tables of the program's text).
+#[inline]
 fn frame_header(len: usize, max_len: usize) -> Result<[u8; HEADER_LEN], CodecError> {
     let limit = max_len.min(u32::MAX as usize);
     if len > limit {
