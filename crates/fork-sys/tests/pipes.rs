@@ -109,3 +109,44 @@ fn a_write_end_watched_for_hang_up_wakes_only_when_the_reader_closes() {
     .unwrap();
     assert!(gone[0].hung_up, "{gone:?}");
 }
+
+#[test]
+fn write_all_writes_every_byte_and_stops_at_a_full_nonblocking_pipe() {
+    // Blocking: a write larger than the pipe completes while a reader drains it.
+    let (read, write) = fork_sys::pipe().unwrap();
+    let sent: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        File::from(read).read_to_end(&mut got).unwrap();
+        got
+    });
+    fork_sys::write_all(&write, &sent).unwrap();
+    drop(write);
+    assert_eq!(reader.join().unwrap(), sent);
+
+    // Non-blocking and nobody reading: it says WouldBlock once the pipe is full, and the
+    // bytes that went in are all there, in order.
+    let (read, write) = fork_sys::pipe_nonblocking().unwrap();
+    let err = fork_sys::write_all(&write, &sent).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WouldBlock);
+    let mut got = Vec::new();
+    let err = File::from(read).read_to_end(&mut got).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WouldBlock);
+    assert!(!got.is_empty() && got.len() < sent.len(), "{} bytes", got.len());
+    assert_eq!(got, sent[..got.len()]);
+}
+
+#[test]
+fn close_closes_the_descriptor_and_the_reader_sees_the_end() {
+    let (read, write) = fork_sys::pipe_nonblocking().unwrap();
+    fork_sys::write_all(&write, b"last words").unwrap();
+    let mut reader = File::from(read);
+    let mut got = [0u8; 10];
+    reader.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"last words");
+    // Still open: nothing to read yet. Closed: end of file.
+    let err = reader.read(&mut got).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WouldBlock);
+    fork_sys::close(write);
+    assert_eq!(reader.read(&mut got).unwrap(), 0, "the write end is still open");
+}
