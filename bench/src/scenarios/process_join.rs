@@ -72,10 +72,15 @@ pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
          the least any way of getting a value back must do (a pipe, the value written by the \
          child and read by the parent, who waits on the pipe and a pidfd): the parent wakes \
          twice (the value, then the exit) where the floor wakes once, and each page either \
-         process writes while both live is a copy-on-write fault. proc-core's child writes \
-         small reports from its stack and its parent reads them into one page, so it adds \
-         about eight such faults to that row's. Python's \
-         `Process` returns no value at all (that would need a `Queue` or `Pipe` on top).",
+         process writes while both live is a copy-on-write fault, as is each 64 KiB window \
+         of code the child runs (fork does not copy the page tables of the program's text). \
+         proc-core's child writes a small report from its stack with its own code inlined \
+         into one window, its parent reads the report into its stack and allocates nothing \
+         between the fork and the exit, and the parent sleeps on the exit alone; what it adds \
+         to the second row's page faults is about seven (perf, Dec 2026): std's stdout flush \
+         (the child's prints must not be lost), libc's `sigaction` (its stack-overflow \
+         report), its own code and the locks it holds across the fork. Python's `Process` \
+         returns no value at all (that would need a `Queue` or `Pipe` on top).",
     )
     .contender(Contender::timed(
         "fork + 8-byte value through a pipe + poll with pidfd + wait",
