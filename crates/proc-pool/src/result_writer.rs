@@ -160,8 +160,22 @@ impl<'a> ResultWriter<'a> {
     }
 
     /// Adds the outcome of the next item (its value, or the panic that replaced it), staged
-    /// in the ring before this returns.
+    /// in the ring before this returns. Inlined into the chunk's loop: a value that fits the
+    /// open part is encoded straight into the ring; anything else takes `push_item_otherwise`.
+    #[inline]
     pub(crate) fn push_item<R: Serialize + 'static>(
+        &mut self,
+        outcome: Result<R, Box<dyn Any + Send>>,
+    ) {
+        match outcome {
+            Ok(value) if self.stage_value_in_place(&value) => drop_contained(value),
+            outcome => self.push_item_otherwise(outcome),
+        }
+    }
+
+    /// [`push_item`](Self::push_item) of an outcome the fast path did not stage.
+    #[inline(never)]
+    fn push_item_otherwise<R: Serialize + 'static>(
         &mut self,
         outcome: Result<R, Box<dyn Any + Send>>,
     ) {
@@ -174,17 +188,11 @@ impl<'a> ResultWriter<'a> {
             return;
         }
         if let (Ok(value), true) = (&outcome, chunk.values) {
-            let staged = self.stage_value_in_place(value)
-                || (value as &dyn Any)
-                    .downcast_ref::<Vec<u8>>()
-                    .is_some_and(|bytes| self.send_bytes_whole(bytes));
+            let staged = (value as &dyn Any)
+                .downcast_ref::<Vec<u8>>()
+                .is_some_and(|bytes| self.send_bytes_whole(bytes));
             if staged {
-                if std::mem::needs_drop::<R>() {
-                    // Dropping the value may panic too; contain it.
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-                        drop(outcome)
-                    }));
-                }
+                drop_contained(outcome);
                 return;
             }
         }
@@ -193,12 +201,19 @@ impl<'a> ResultWriter<'a> {
 
     /// The fast path of a chunk whose items all returned so far: encodes `value` straight
     /// into the ring, in the open part; false (nothing staged) when it does not fit there in
-    /// one piece or does not encode, for the slow path to deal with.
+    /// one piece or does not encode, or the worker is on a stream, for the other paths to
+    /// deal with.
     #[inline]
     fn stage_value_in_place<R: Serialize>(&mut self, value: &R) -> bool {
+        if self.stream.is_some() {
+            return false;
+        }
         let Some(chunk) = self.chunk.as_mut() else {
             return false;
         };
+        if !chunk.values {
+            return false;
+        }
         let Some(part) = chunk.part.as_mut() else {
             return self.open_part_then_stage(value);
         };
@@ -606,6 +621,14 @@ fn encode_guarded<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), Stri
             "Serialize panicked: {}",
             protocol::panic_message(panic.as_ref())
         )),
+    }
+}
+
+/// Drops a value or a panic payload whose drop may panic too: contained.
+#[inline]
+fn drop_contained<T>(value: T) {
+    if std::mem::needs_drop::<T>() {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)));
     }
 }
 
