@@ -18,6 +18,7 @@
 //! during that copy, that one item's value is lost and it fails; it is never run again).
 
 use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -159,28 +160,91 @@ impl<'a> ResultWriter<'a> {
         });
     }
 
-    /// Adds the outcome of the next item (its value, or the panic that replaced it), staged
-    /// in the ring before this returns. Inlined into the chunk's loop: a value that fits the
-    /// open part is encoded straight into the ring; anything else takes `push_item_otherwise`.
+    /// Runs `call` on each of `items` in turn, under `catch_unwind`, and stages each outcome
+    /// (its value, or the panic that replaced it) in the ring before the next item starts.
+    /// Inlined into the chunk's entry point: while the values fit the open part's room in one
+    /// piece, they are encoded one after another straight into that room, looked up once (not
+    /// once per item); anything else takes `push_item_otherwise`.
     #[inline]
-    pub(crate) fn push_item<R: Serialize + 'static>(
+    pub(crate) fn run_items<A, R: Serialize + 'static>(
         &mut self,
-        outcome: Result<R, Box<dyn Any + Send>>,
+        mut items: impl Iterator<Item = A>,
+        call: impl Fn(A) -> R,
     ) {
-        match outcome {
-            Ok(value) if self.stage_value_in_place(&value) => drop_contained(value),
-            outcome => self.push_item_otherwise(outcome),
+        let mut pending = None;
+        loop {
+            let outcome = match pending.take() {
+                Some(outcome) => outcome,
+                None => match items.next() {
+                    Some(item) => catch_unwind(AssertUnwindSafe(|| call(item))),
+                    None => return,
+                },
+            };
+            match outcome {
+                Ok(value) if self.stage_value_in_place(&value) => {
+                    drop_contained(value);
+                    pending = self.stage_run(&mut items, &call);
+                }
+                outcome => self.push_item_otherwise(outcome),
+            }
         }
     }
 
-    /// [`push_item`](Self::push_item) of an outcome the fast path did not stage.
+    /// Runs items and stages their values in the open part's room, as long as they fit it
+    /// in one piece; returns the first outcome it did not stage (a panic, or a value that
+    /// did not fit or encode: the caller's general path takes it, looking at the room
+    /// afresh), or `None` when the items ran out.
+    #[inline]
+    fn stage_run<A, R: Serialize>(
+        &mut self,
+        items: &mut impl Iterator<Item = A>,
+        call: &impl Fn(A) -> R,
+    ) -> Option<Result<R, Box<dyn Any + Send>>> {
+        let item = items.next()?;
+        let chunk = match self.chunk.as_mut() {
+            Some(chunk) if chunk.values && self.stream.is_none() => chunk,
+            _ => return Some(catch_unwind(AssertUnwindSafe(|| call(item)))),
+        };
+        let Some(part) = chunk.part.as_mut() else {
+            return Some(catch_unwind(AssertUnwindSafe(|| call(item))));
+        };
+        // The frame limit caps a part's payload.
+        let limit = self.max_len.saturating_add(codec::HEADER_LEN);
+        let room = self.ring.free_slice(part.len);
+        let room_len = room.len().min(limit.saturating_sub(part.len));
+        let mut room = &mut room[..room_len];
+        let mut item = item;
+        loop {
+            let value = match catch_unwind(AssertUnwindSafe(|| call(item))) {
+                Ok(value) => value,
+                panicked => return Some(panicked),
+            };
+            let encoded = catch_unwind(AssertUnwindSafe(|| codec::encode_into_slice(&value, room)));
+            let Ok(Ok(used)) = encoded else {
+                return Some(Ok(value));
+            };
+            room = &mut std::mem::take(&mut room)[used..];
+            part.len += used;
+            part.count += 1;
+            chunk.next_item += 1;
+            self.staged.store(
+                (u64::from(part.count) << 32) | part.len as u64,
+                Ordering::Release,
+            );
+            drop_contained(value);
+            item = items.next()?;
+        }
+    }
+
+    /// Stages an outcome the fast path did not: on a stream, a failure, a byte vector too big
+    /// for the ring, a value that does not fit the room left in the part.
     #[inline(never)]
     fn push_item_otherwise<R: Serialize + 'static>(
         &mut self,
         outcome: Result<R, Box<dyn Any + Send>>,
     ) {
         let Some(chunk) = self.chunk else {
-            debug_assert!(false, "push_item outside a chunk");
+            debug_assert!(false, "an item outside a chunk");
             return;
         };
         if self.stream.is_some() {
