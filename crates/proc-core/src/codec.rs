@@ -471,6 +471,26 @@ pub fn decode_sequence<T: DeserializeOwned>(
     })
 }
 
+/// [`decode_sequence`], appending the values to `out` (a caller that collects the values of
+/// many sequences into one vector writes each value once, with no vector in between);
+/// returns the bytes used. On error `out` is left as it was.
+pub fn decode_sequence_onto<T: DeserializeOwned>(
+    bytes: &[u8],
+    count: usize,
+    out: &mut Vec<T>,
+) -> Result<usize, CodecError> {
+    if let Some(used) = scalars::decode_sequence_onto::<T>(bytes, count, out) {
+        return Ok(used);
+    }
+    let (mut values, used) = decode_sequence::<T>(bytes, count)?;
+    if out.is_empty() {
+        *out = values;
+    } else {
+        out.append(&mut values);
+    }
+    Ok(used)
+}
+
 /// Decodes `count` byte vectors encoded back to back (each its length prefix and its bytes),
 /// one copy each; returns them and the bytes used. What a decoder that knows its values are
 /// `Vec<u8>` calls instead of [`decode_sequence`] (which reads them an element at a time).

@@ -128,23 +128,44 @@ pub(super) fn decode_sequence<T: DeserializeOwned>(
     bytes: &[u8],
     count: usize,
 ) -> Option<(Vec<T>, usize)> {
-    if count == 0 {
+    let mut values = Vec::new();
+    let used = decode_sequence_onto(bytes, count, &mut values)?;
+    Some((values, used))
+}
+
+/// [`decode_sequence`], appending the values to `out`; returns the bytes used. `None`, with
+/// `out` as it was, for bincode's road.
+#[inline]
+pub(super) fn decode_sequence_onto<T: DeserializeOwned>(
+    bytes: &[u8],
+    count: usize,
+    out: &mut Vec<T>,
+) -> Option<usize> {
+    if count == 0 || size_of::<T>() == 0 {
+        // Values of no size: nothing to gain, and a count of them is bincode's to bound.
         return None;
     }
-    let (first, used) = decode::<T>(bytes)?;
-    // Every value takes at least one byte (`decode` refused those of no size): a corrupt
-    // count claims no more than that; and at most 1 MiB up front.
-    let mut values = Vec::with_capacity(
+    let mut reader = Reader { bytes, used: 0 };
+    let first = T::deserialize(&mut reader).ok()?;
+    // Every value takes at least one byte: a corrupt count claims no more than that; and at
+    // most 1 MiB up front.
+    out.reserve(
         count
             .min(bytes.len())
             .min(((1 << 20) / size_of::<T>()).max(1)),
     );
-    values.push(first);
-    let mut reader = Reader { bytes, used };
+    let start = out.len();
+    out.push(first);
     for _ in 1..count {
-        values.push(T::deserialize(&mut reader).ok()?);
+        match T::deserialize(&mut reader) {
+            Ok(value) => out.push(value),
+            Err(_) => {
+                out.truncate(start);
+                return None;
+            }
+        }
     }
-    Some((values, reader.used))
+    Some(reader.used)
 }
 
 /// Where the writer puts bytes.
@@ -707,6 +728,18 @@ mod tests {
         assert_eq!(all, concatenated);
         let (decoded, used) = decode_sequence::<T>(&all, values.len()).expect("reads all");
         assert_eq!((decoded.as_slice(), used), (values, all.len()));
+        // Onto values already there, twice.
+        let mut onto: Vec<T> = Vec::new();
+        assert_eq!(
+            decode_sequence_onto(&all, values.len(), &mut onto),
+            Some(all.len())
+        );
+        assert_eq!(
+            decode_sequence_onto(&all, values.len(), &mut onto),
+            Some(all.len())
+        );
+        assert_eq!(onto.len(), 2 * values.len());
+        assert!(onto[..values.len()] == *values && onto[values.len()..] == *values);
     }
 
     #[test]
@@ -816,6 +849,10 @@ mod tests {
         assert!(decode_sequence::<u16>(&[1, 2, U32_MARKER, 0, 0, 1, 0], 3).is_none());
         // Fewer values than counted.
         assert!(decode_sequence::<u64>(&[1, 2], 3).is_none());
+        // Refused halfway onto values already there: they are left as they were.
+        let mut onto = vec![7u16, 8];
+        assert!(decode_sequence_onto(&[1, 2, U32_MARKER, 0, 0, 1, 0], 3, &mut onto).is_none());
+        assert_eq!(onto, [7, 8]);
     }
 
     #[test]
