@@ -118,7 +118,9 @@ impl<R: DeserializeOwned + Send + 'static> ReplySink for MapResults<R> {
             }
             if chunk == state.joined {
                 if state.values.capacity() == 0 {
-                    state.values.reserve_exact(self.len);
+                    // Room for every value at once (if it cannot be had, the vector grows
+                    // as the values come: the manager thread must not panic on it).
+                    let _ = state.values.try_reserve_exact(self.len);
                 }
                 Some(std::mem::take(&mut state.values))
             } else {
@@ -136,7 +138,7 @@ impl<R: DeserializeOwned + Send + 'static> ReplySink for MapResults<R> {
         protocol::decode_items_into::<R>(items, origin, &mut values, &mut error);
         let expected = self.chunk_len(chunk);
         values.truncate(start + expected);
-        let count = values.len() - start;
+        let count = values.len().saturating_sub(start);
         let mut guard = lock(&self.state);
         let state = &mut *guard;
         if joined {
