@@ -363,10 +363,20 @@ pub(crate) fn decode_items_into<R: DeserializeOwned + 'static>(
     error: &mut Option<TaskError>,
 ) {
     if items.values_only {
-        match decode_values::<R>(items.bytes, items.count) {
-            Ok((decoded, _)) if values.is_empty() => *values = decoded,
-            Ok((mut decoded, _)) => values.append(&mut decoded),
-            Err(err) => *error = Some(TaskError::codec(Some(origin.task), err)),
+        let decoded = if TypeId::of::<R>() == TypeId::of::<Vec<u8>>() {
+            decode_values::<R>(items.bytes, items.count).map(|(mut decoded, _)| {
+                if values.is_empty() {
+                    *values = decoded;
+                } else {
+                    values.append(&mut decoded);
+                }
+            })
+        } else {
+            // Straight onto `values`, with no vector in between.
+            codec::decode_sequence_onto::<R>(items.bytes, items.count, values).map(drop)
+        };
+        if let Err(err) = decoded {
+            *error = Some(TaskError::codec(Some(origin.task), err));
         }
         return;
     }

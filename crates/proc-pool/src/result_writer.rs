@@ -18,6 +18,7 @@
 //! during that copy, that one item's value is lost and it fails; it is never run again).
 
 use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -159,14 +160,91 @@ impl<'a> ResultWriter<'a> {
         });
     }
 
-    /// Adds the outcome of the next item (its value, or the panic that replaced it), staged
-    /// in the ring before this returns.
-    pub(crate) fn push_item<R: Serialize + 'static>(
+    /// Runs `call` on each of `items` in turn, under `catch_unwind`, and stages each outcome
+    /// (its value, or the panic that replaced it) in the ring before the next item starts.
+    /// Inlined into the chunk's entry point: while the values fit the open part's room in one
+    /// piece, they are encoded one after another straight into that room, looked up once (not
+    /// once per item); anything else takes `push_item_otherwise`.
+    #[inline]
+    pub(crate) fn run_items<A, R: Serialize + 'static>(
+        &mut self,
+        mut items: impl Iterator<Item = A>,
+        call: impl Fn(A) -> R,
+    ) {
+        let mut pending = None;
+        loop {
+            let outcome = match pending.take() {
+                Some(outcome) => outcome,
+                None => match items.next() {
+                    Some(item) => catch_unwind(AssertUnwindSafe(|| call(item))),
+                    None => return,
+                },
+            };
+            match outcome {
+                Ok(value) if self.stage_value_in_place(&value) => {
+                    drop_contained(value);
+                    pending = self.stage_run(&mut items, &call);
+                }
+                outcome => self.push_item_otherwise(outcome),
+            }
+        }
+    }
+
+    /// Runs items and stages their values in the open part's room, as long as they fit it
+    /// in one piece; returns the first outcome it did not stage (a panic, or a value that
+    /// did not fit or encode: the caller's general path takes it, looking at the room
+    /// afresh), or `None` when the items ran out.
+    #[inline]
+    fn stage_run<A, R: Serialize>(
+        &mut self,
+        items: &mut impl Iterator<Item = A>,
+        call: &impl Fn(A) -> R,
+    ) -> Option<Result<R, Box<dyn Any + Send>>> {
+        let item = items.next()?;
+        let chunk = match self.chunk.as_mut() {
+            Some(chunk) if chunk.values && self.stream.is_none() => chunk,
+            _ => return Some(catch_unwind(AssertUnwindSafe(|| call(item)))),
+        };
+        let Some(part) = chunk.part.as_mut() else {
+            return Some(catch_unwind(AssertUnwindSafe(|| call(item))));
+        };
+        // The frame limit caps a part's payload.
+        let limit = self.max_len.saturating_add(codec::HEADER_LEN);
+        let room = self.ring.free_slice(part.len);
+        let room_len = room.len().min(limit.saturating_sub(part.len));
+        let mut room = &mut room[..room_len];
+        let mut item = item;
+        loop {
+            let value = match catch_unwind(AssertUnwindSafe(|| call(item))) {
+                Ok(value) => value,
+                panicked => return Some(panicked),
+            };
+            let encoded = catch_unwind(AssertUnwindSafe(|| codec::encode_into_slice(&value, room)));
+            let Ok(Ok(used)) = encoded else {
+                return Some(Ok(value));
+            };
+            room = &mut std::mem::take(&mut room)[used..];
+            part.len += used;
+            part.count += 1;
+            chunk.next_item += 1;
+            self.staged.store(
+                (u64::from(part.count) << 32) | part.len as u64,
+                Ordering::Release,
+            );
+            drop_contained(value);
+            item = items.next()?;
+        }
+    }
+
+    /// Stages an outcome the fast path did not: on a stream, a failure, a byte vector too big
+    /// for the ring, a value that does not fit the room left in the part.
+    #[inline(never)]
+    fn push_item_otherwise<R: Serialize + 'static>(
         &mut self,
         outcome: Result<R, Box<dyn Any + Send>>,
     ) {
         let Some(chunk) = self.chunk else {
-            debug_assert!(false, "push_item outside a chunk");
+            debug_assert!(false, "an item outside a chunk");
             return;
         };
         if self.stream.is_some() {
@@ -174,17 +252,11 @@ impl<'a> ResultWriter<'a> {
             return;
         }
         if let (Ok(value), true) = (&outcome, chunk.values) {
-            let staged = self.stage_value_in_place(value)
-                || (value as &dyn Any)
-                    .downcast_ref::<Vec<u8>>()
-                    .is_some_and(|bytes| self.send_bytes_whole(bytes));
+            let staged = (value as &dyn Any)
+                .downcast_ref::<Vec<u8>>()
+                .is_some_and(|bytes| self.send_bytes_whole(bytes));
             if staged {
-                if std::mem::needs_drop::<R>() {
-                    // Dropping the value may panic too; contain it.
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-                        drop(outcome)
-                    }));
-                }
+                drop_contained(outcome);
                 return;
             }
         }
@@ -193,12 +265,19 @@ impl<'a> ResultWriter<'a> {
 
     /// The fast path of a chunk whose items all returned so far: encodes `value` straight
     /// into the ring, in the open part; false (nothing staged) when it does not fit there in
-    /// one piece or does not encode, for the slow path to deal with.
+    /// one piece or does not encode, or the worker is on a stream, for the other paths to
+    /// deal with.
     #[inline]
     fn stage_value_in_place<R: Serialize>(&mut self, value: &R) -> bool {
+        if self.stream.is_some() {
+            return false;
+        }
         let Some(chunk) = self.chunk.as_mut() else {
             return false;
         };
+        if !chunk.values {
+            return false;
+        }
         let Some(part) = chunk.part.as_mut() else {
             return self.open_part_then_stage(value);
         };
@@ -606,6 +685,14 @@ fn encode_guarded<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), Stri
             "Serialize panicked: {}",
             protocol::panic_message(panic.as_ref())
         )),
+    }
+}
+
+/// Drops a value or a panic payload whose drop may panic too: contained.
+#[inline]
+fn drop_contained<T>(value: T) {
+    if std::mem::needs_drop::<T>() {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)));
     }
 }
 

@@ -252,9 +252,7 @@ where
             return;
         }
     };
-    for item in items.into_iter().skip(skip as usize) {
-        out.push_item(catch_unwind(AssertUnwindSafe(|| call(item))));
-    }
+    out.run_items(items.into_iter().skip(skip as usize), call);
     out.finish();
 }
 

@@ -522,3 +522,89 @@ fn processes_started_by_tasks_go_with_a_worker_that_exits_or_is_closed() {
         "sleep {sleeper} outlived close and join"
     );
 }
+
+fn panics_on_31337(x: u64) -> u64 {
+    if x == 31_337 {
+        panic!("no {x}");
+    }
+    x
+}
+
+/// One item in the middle of a chunk of tens of thousands panics: `map` fails with exactly
+/// that item's panic, and `imap` gives it as the item's error and every other value in
+/// order, before and after it in the same chunk.
+#[test]
+fn a_panic_in_the_middle_of_a_long_chunk_fails_exactly_its_item() {
+    let pool = Pool::new(2).unwrap();
+    match pool.map(panics_on_31337, 0..100_000u64) {
+        Err(TaskError::Panicked { message, .. }) => assert_eq!(message, "no 31337"),
+        other => panic!("expected the panic of item 31337, got {other:?}"),
+    }
+    let outcomes: Vec<_> = pool
+        .imap(panics_on_31337, 0..60_000u64)
+        .chunksize(25_000)
+        .collect();
+    assert_eq!(outcomes.len(), 60_000);
+    for (i, outcome) in outcomes.iter().enumerate() {
+        match outcome {
+            Ok(value) => assert_eq!(*value, i as u64),
+            Err(TaskError::Panicked { message, .. }) if i == 31_337 => {
+                assert_eq!(message, "no 31337");
+            }
+            Err(other) => panic!("item {i}: {other}"),
+        }
+    }
+    // The pool goes on, every value in order.
+    let values = pool.map(panics_on_31337, 0..30_000u64).unwrap();
+    assert!(values.iter().copied().eq(0..30_000u64));
+}
+
+/// A result whose `Serialize` panics on 13 and fails on 17 (a number otherwise, which the
+/// codec writes without bincode).
+#[derive(Debug, PartialEq, serde::Deserialize)]
+struct Picky(u64);
+
+impl serde::Serialize for Picky {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            13 => panic!("cannot write 13"),
+            17 => Err(serde::ser::Error::custom("will not write 17")),
+            n => serializer.serialize_newtype_struct("Picky", &n),
+        }
+    }
+}
+
+fn picky(x: u64) -> Picky {
+    Picky(x)
+}
+
+/// A value that does not encode fails its own item with the reason, whether its `Serialize`
+/// panics or returns an error, in the middle of a chunk of values that do; the others arrive.
+#[test]
+fn a_result_that_does_not_encode_fails_only_its_item() {
+    let pool = Pool::new(1).unwrap();
+    let outcomes: Vec<_> = pool.imap(picky, 0..40u64).chunksize(40).collect();
+    for (i, outcome) in outcomes.iter().enumerate() {
+        match (i, outcome) {
+            (13, Err(err @ TaskError::Codec { .. })) => {
+                assert!(
+                    err.to_string()
+                        .contains("Serialize panicked: cannot write 13"),
+                    "{err}"
+                );
+            }
+            (17, Err(err @ TaskError::Codec { .. })) => {
+                assert!(err.to_string().contains("will not write 17"), "{err}");
+            }
+            (i, Ok(value)) if i != 13 && i != 17 => assert_eq!(*value, Picky(i as u64)),
+            (i, other) => panic!("item {i}: {other:?}"),
+        }
+    }
+    assert_eq!(outcomes.len(), 40);
+    match pool.map(picky, 0..40u64) {
+        Err(err @ TaskError::Codec { .. }) => {
+            assert!(err.to_string().contains("cannot write 13"), "{err}");
+        }
+        other => panic!("expected item 13's failure, got {other:?}"),
+    }
+}

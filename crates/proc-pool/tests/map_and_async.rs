@@ -30,6 +30,40 @@ fn map_of_ten_thousand_items_is_in_order_at_chunksize_one_and_the_default() {
     assert_eq!(pool.map(triple, Vec::new()).unwrap(), Vec::<u64>::new());
 }
 
+/// Its first items are slow: the chunk holding them completes after the chunks behind it.
+fn slow_start(x: u64) -> u64 {
+    if x < 3 {
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    x * 3
+}
+
+/// Chunks that complete out of order (the first one last, while the other worker runs all the
+/// rest, in parts bigger than one frame) still give every value in input order, and so do
+/// the same chunks completing in order, and a map of a single chunk.
+#[test]
+fn map_values_are_in_input_order_whatever_order_the_chunks_complete_in() {
+    let pool = Pool::new(2).unwrap();
+    let expected: Vec<u64> = (0..300_000).map(|x| x * 3).collect();
+    assert_eq!(
+        pool.map_chunked(slow_start, 0..300_000, 20_000).unwrap(),
+        expected
+    );
+    assert_eq!(
+        pool.map_chunked(triple, 0..300_000, 20_000).unwrap(),
+        expected
+    );
+    assert_eq!(
+        pool.map_chunked(triple, 0..300_000, 300_000).unwrap(),
+        expected
+    );
+    // A last chunk shorter than the others.
+    assert_eq!(
+        pool.map_chunked(slow_start, 0..1_001, 100).unwrap(),
+        expected[..1_001]
+    );
+}
+
 #[test]
 fn both_workers_take_part_in_a_map() {
     let pool = Pool::new(2).unwrap();

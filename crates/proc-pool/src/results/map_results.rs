@@ -1,4 +1,5 @@
-//! The sink of one `map` or `map_async`: values collected per chunk, joined in order.
+//! The sink of one `map` or `map_async`: values collected per chunk, joined in order as the
+//! chunks complete.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -15,8 +16,11 @@ use crate::waiter::Waiter;
 
 use super::{ReplySink, missing_item};
 
-/// The sink of one `map`: each chunk's values collect in a vector of their own, joined in
-/// chunk order at the end. (A chunk that comes back whole is one decoded vector, moved in.)
+/// The sink of one `map`. The values of the next chunk in order are decoded straight onto the
+/// vector `wait` returns (the *joined* values); a chunk that completes before the chunks ahead
+/// of it collects in a vector of its own, appended when its turn comes. So the chunks are
+/// joined while the workers run, and when they complete in order (the usual case: they are
+/// handed out in order) each value is written once, and `wait` has nothing left to copy.
 pub(crate) struct MapResults<R> {
     state: Mutex<MapState<R>>,
     changed: Condvar,
@@ -26,7 +30,14 @@ pub(crate) struct MapResults<R> {
 }
 
 struct MapState<R> {
+    /// The values of chunks `0..joined`, then those of chunk `joined` so far.
+    values: Vec<R>,
+    /// How many chunks `values` holds whole.
+    joined: usize,
+    /// The values of the chunks after `joined` (empty once joined).
     chunks: Vec<Vec<R>>,
+    /// Which chunks have all their values.
+    complete: Vec<bool>,
     chunks_left: usize,
     error: Option<TaskError>,
     /// The task awaiting the `MapResult`, if it was polled before the map was complete.
@@ -45,7 +56,10 @@ impl<R: DeserializeOwned + Send> MapResults<R> {
         let chunks = len.div_ceil(chunksize);
         Arc::new(MapResults {
             state: Mutex::new(MapState {
+                values: Vec::new(),
+                joined: 0,
                 chunks: (0..chunks).map(|_| Vec::new()).collect(),
+                complete: vec![false; chunks],
                 chunks_left: chunks,
                 error: None,
                 waiter: Waiter::default(),
@@ -72,18 +86,12 @@ impl<R: DeserializeOwned + Send> MapResults<R> {
             // (the error stays, so later results are not even decoded).
             self.cancelled.store(true, Ordering::Relaxed);
             state.chunks = Vec::new();
+            state.values = Vec::new();
             return Err(error);
         }
-        let mut chunks = std::mem::take(&mut state.chunks);
-        drop(state);
-        if chunks.len() == 1 {
-            return Ok(chunks.pop().unwrap_or_default());
-        }
-        let mut values = Vec::with_capacity(self.len);
-        for chunk in chunks {
-            values.extend(chunk);
-        }
-        Ok(values)
+        // Every chunk is complete, so every chunk is joined.
+        debug_assert_eq!(state.joined, state.chunks.len());
+        Ok(std::mem::take(&mut state.values))
     }
 
     pub(crate) fn cancel(&self) {
@@ -100,12 +108,44 @@ impl<R: DeserializeOwned + Send + 'static> ReplySink for MapResults<R> {
         last: bool,
         origin: Origin,
     ) {
-        // Decode before taking the lock: the caller may be waiting on it.
-        let mut decoded = Vec::new();
+        // Decode before taking the lock (the caller may be waiting on it), onto the chunk's
+        // vector taken out of the state meanwhile: only the manager thread delivers.
+        let joining = {
+            let mut guard = lock(&self.state);
+            let state = &mut *guard;
+            if state.error.is_some() {
+                return;
+            }
+            if chunk == state.joined {
+                if state.values.capacity() == 0 {
+                    // Room for every value at once (if it cannot be had, the vector grows
+                    // as the values come: the manager thread must not panic on it).
+                    let _ = state.values.try_reserve_exact(self.len);
+                }
+                Some(std::mem::take(&mut state.values))
+            } else {
+                None
+            }
+        };
+        let joined = joining.is_some();
+        let mut values = match joining {
+            Some(values) => values,
+            None => std::mem::take(&mut lock(&self.state).chunks[chunk]),
+        };
+        // Where this chunk's values start in `values`.
+        let start = if joined { chunk * self.chunksize } else { 0 };
         let mut error = None;
-        protocol::decode_items_into::<R>(items, origin, &mut decoded, &mut error);
+        protocol::decode_items_into::<R>(items, origin, &mut values, &mut error);
+        let expected = self.chunk_len(chunk);
+        values.truncate(start + expected);
+        let count = values.len().saturating_sub(start);
         let mut guard = lock(&self.state);
         let state = &mut *guard;
+        if joined {
+            state.values = values;
+        } else {
+            state.chunks[chunk] = values;
+        }
         if state.error.is_some() {
             return;
         }
@@ -116,19 +156,22 @@ impl<R: DeserializeOwned + Send + 'static> ReplySink for MapResults<R> {
             woken.wake();
             return;
         }
-        let expected = self.chunk_len(chunk);
-        let values = &mut state.chunks[chunk];
-        if values.is_empty() {
-            *values = decoded;
-        } else {
-            values.append(&mut decoded);
-        }
-        values.truncate(expected);
         if last {
-            if values.len() != expected {
-                state.error = Some(missing_item(origin.task, values.len()));
+            if count != expected {
+                state.error = Some(missing_item(origin.task, count));
             }
             state.chunks_left -= 1;
+            state.complete[chunk] = true;
+            // Join this chunk and those after it that completed before their turn.
+            while state.complete.get(state.joined) == Some(&true) {
+                state.joined += 1;
+                // The next chunk's values so far (all of them if it is complete); the rest
+                // will be decoded straight onto the joined values.
+                if let Some(next) = state.chunks.get_mut(state.joined) {
+                    let next = std::mem::take(next);
+                    state.values.extend(next);
+                }
+            }
         }
         if state.is_complete() {
             let woken = state.waiter.notify(&self.changed);
