@@ -88,12 +88,15 @@ pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
          with an untimed map of the same items first; the items are made before the timed \
          map and passed by reference (`&items`), and every result is a new buffer in the \
          caller. proc-pool writes a `Vec<u8>` argument or result as its length and then its \
-         bytes in one pass, not one serde element per byte, and the caller reads each result \
-         with one copy (a worker reads an argument through a deserializer that offers only \
-         bytes, about 1 GB/s: it cannot name the argument's type). Python pickles each \
-         `bytes` with one copy. The rest is copies and page faults: the manager copies each \
-         task frame into the worker's write buffer, and each result from the ring into its \
-         frame buffer before decoding it (see docs/proc-pool.md, \"Large values\").",
+         bytes in one pass, not one serde element per byte; the manager writes a large task \
+         frame to the worker's pipe straight from the frame, without copying it into a write \
+         buffer first; a worker reads `Vec<u8>` arguments with one copy each, as each task \
+         starts (its task's entry point knows the type), and the caller reads each result \
+         with one copy. Python pickles each `bytes` with one copy. The rest is copies and \
+         page faults: the caller encodes each chunk into a new 32 MiB frame, each result is \
+         copied from the worker's ring into the manager's frame buffer before it is decoded, \
+         and every result vector in the caller is new memory, faulted in page by page (see \
+         docs/proc-pool.md, \"Large values\").",
     )
     .contender(Contender::self_timed(C_ECHO, run_echo_workers))
     .contender(Contender::self_timed(POOL, run_pool))

@@ -130,6 +130,42 @@ fn vec_u8_arguments_read_by_type_match_the_serde_road_at_every_size() {
     assert_same(&by_serde, &want);
 }
 
+/// Reversed, but an empty vector takes its worker down (SIGKILL).
+fn reversed_unless_empty(bytes: Vec<u8>) -> Vec<u8> {
+    if bytes.is_empty() {
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+        unreachable!("SIGKILL returned");
+    }
+    reversed(bytes)
+}
+
+#[test]
+fn the_rest_of_a_chunk_of_byte_vectors_whose_worker_died_resumes_at_the_right_item() {
+    let pool = Pool::new(2).unwrap();
+    let items: Vec<Vec<u8>> = [10, 70_000, 0, 300_000, 5, MIB]
+        .iter()
+        .enumerate()
+        .map(|(seed, len)| pattern(*len, seed as u8))
+        .collect();
+    // One chunk: the worker dies at item 2, the items after it run elsewhere, skipping the
+    // first three of the frame.
+    let outcomes: Vec<Result<Vec<u8>, TaskError>> = pool
+        .imap(reversed_unless_empty, &items)
+        .chunksize(items.len())
+        .collect();
+    for (index, (outcome, item)) in outcomes.iter().zip(&items).enumerate() {
+        match outcome {
+            Ok(got) => assert_same(std::slice::from_ref(got), &[reversed(item.clone())]),
+            Err(err) => {
+                assert_eq!(index, 2, "item {index} failed: {err}");
+                assert!(matches!(err, TaskError::WorkerDied { .. }), "{err}");
+            }
+        }
+    }
+    assert!(outcomes[2].is_err(), "the empty item's worker died");
+}
+
 fn join(a: Vec<u8>, b: Vec<u8>) -> Vec<u8> {
     [b, a].concat()
 }
