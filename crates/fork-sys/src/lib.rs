@@ -65,7 +65,10 @@ pub use loaded_image::{LoadedImage, loaded_image};
 pub use memory::populate_for_writing;
 pub use parent_watch::{die_with_parent_process, process_exit_fd};
 pub use pid::{Pid, getpid, getpid_cached, getppid};
-pub use pipe::{is_cloexec, move_fd_high, pipe, pipe_nonblocking, set_nonblocking, set_pipe_size};
+pub use pipe::{
+    is_cloexec, move_fd_high, pipe, pipe_nonblocking, set_nonblocking, set_pipe_size,
+    splice_into_pipe,
+};
 pub use poll::{Interest, Readiness, monotonic_now, poll, set_thread_name, thread_count};
 pub use reaper::{ReaperLink, reap_in_background, reaper_lock};
 pub use shared_memory::SharedAtomics;

@@ -166,6 +166,35 @@ fn the_rest_of_a_chunk_of_byte_vectors_whose_worker_died_resumes_at_the_right_it
     assert!(outcomes[2].is_err(), "the empty item's worker died");
 }
 
+/// The vector itself; an odd-length one sleeps first, long enough for the manager to take
+/// back the chunks queued behind it.
+fn slow_if_odd(bytes: Vec<u8>) -> Vec<u8> {
+    if bytes.len() % 2 == 1 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    bytes
+}
+
+#[test]
+fn large_chunks_taken_back_from_a_slow_worker_run_elsewhere_and_the_worker_lives() {
+    // Large frames are put into a worker's pipe by reference: one taken back and given to
+    // another worker (with another sequence number) must not change under the first, which
+    // would read it as a damaged frame and exit.
+    let pool = Pool::new(2).unwrap();
+    // Frames of 70 KB: several fit in a task pipe, put there while the worker sleeps.
+    let items: Vec<Vec<u8>> = (0..32)
+        .map(|i| pattern(if i % 4 == 0 { 70_001 } else { 70_000 }, i as u8))
+        .collect();
+    // A first map teaches the manager that chunks are quick: it then queues several on each
+    // worker.
+    let tiny = vec![vec![1u8, 2]; 2000];
+    assert_same(&pool.map_chunked(slow_if_odd, &tiny, 1).unwrap(), &tiny);
+    let before = pool.worker_pids();
+    let got = pool.map_chunked(slow_if_odd, &items, 1).unwrap();
+    assert_same(&got, &items);
+    assert_eq!(pool.worker_pids(), before, "a worker was replaced");
+}
+
 fn join(a: Vec<u8>, b: Vec<u8>) -> Vec<u8> {
     [b, a].concat()
 }

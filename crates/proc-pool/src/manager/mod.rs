@@ -467,7 +467,7 @@ impl Manager {
                 Arc::<Vec<u8>>::make_mut(&mut task.frame),
                 worker.sent as u32,
             );
-            worker.outgoing.push_frame(&task.frame);
+            worker.outgoing.push_frame(&task.frame, worker.sent);
             if worker.in_flight.is_empty() {
                 worker.last_progress = now;
             }
@@ -487,6 +487,8 @@ impl Manager {
     /// Writes what each worker's pipe takes without blocking.
     fn write_pending(&mut self) {
         for worker in &mut self.workers {
+            let started = worker.started();
+            worker.outgoing.release_read(started);
             let Some(pipe) = worker.tasks.as_mut() else {
                 continue;
             };

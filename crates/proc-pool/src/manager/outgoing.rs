@@ -1,8 +1,11 @@
 //! The bytes queued for one worker's task pipe. Small frames are copied together into one
 //! buffer, so that one `write` carries many of them; a large frame (a chunk of large
 //! arguments) is not copied at all: the queue shares it with the task in flight, which keeps
-//! it anyway (to resend the chunk's rest if the worker dies), and the pipe is written straight
-//! from it.
+//! it anyway (to resend the chunk's rest if the worker dies), and puts it into the pipe by
+//! reference (`fork_sys::splice_into_pipe`, `vmsplice`), so that the only copy is the
+//! worker's read. The pipe then holds the frame's pages until the worker reads them: the
+//! queue keeps the frame (unchanged, since a shared `Arc` is copied before any change) until
+//! the worker has claimed its chunk or a later one, which it does only after reading it.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -19,15 +22,15 @@ const PIECES_PER_WRITE: usize = 8;
 enum Piece {
     /// Frames copied back to back.
     Copied(Vec<u8>),
-    /// A large frame, shared with its task.
-    Shared(Arc<Vec<u8>>),
+    /// A large frame, shared with its task, and its chunk's sequence number.
+    Shared(Arc<Vec<u8>>, u64),
 }
 
 impl Piece {
     fn bytes(&self) -> &[u8] {
         match self {
             Piece::Copied(bytes) => bytes,
-            Piece::Shared(frame) => frame,
+            Piece::Shared(frame, _) => frame,
         }
     }
 }
@@ -42,6 +45,11 @@ pub(crate) struct Outgoing {
     pending: usize,
     /// A copy buffer written out, kept for the next copies (its capacity).
     spare: Vec<u8>,
+    /// Frames spliced into the pipe whole, by sequence number, kept until the worker has
+    /// read them (see the module docs).
+    spliced: VecDeque<(u64, Arc<Vec<u8>>)>,
+    /// Splicing failed once (not Linux, say): plain writes from then on.
+    no_splice: bool,
 }
 
 impl Outgoing {
@@ -50,11 +58,11 @@ impl Outgoing {
         self.pending
     }
 
-    /// Queues a frame: shared if it is large, copied otherwise.
-    pub(crate) fn push_frame(&mut self, frame: &Arc<Vec<u8>>) {
+    /// Queues chunk `seq`'s frame: shared if it is large, copied otherwise.
+    pub(crate) fn push_frame(&mut self, frame: &Arc<Vec<u8>>, seq: u64) {
         if frame.len() >= SHARE_AT {
             self.pending += frame.len();
-            self.pieces.push_back(Piece::Shared(Arc::clone(frame)));
+            self.pieces.push_back(Piece::Shared(Arc::clone(frame), seq));
         } else {
             self.push_copy(frame);
         }
@@ -79,15 +87,39 @@ impl Outgoing {
         }
     }
 
+    /// Forgets the spliced frames of chunks up to `started`, the last the worker claimed: it
+    /// has read them.
+    pub(crate) fn release_read(&mut self, started: u64) {
+        while self.spliced.front().is_some_and(|(seq, _)| *seq <= started) {
+            self.spliced.pop_front();
+        }
+    }
+
     /// Writes what `pipe` (non-blocking) takes, up to everything queued. `Ok` when the queue
     /// is empty or the pipe is full; the error of a failed write otherwise (the queue is left
     /// as it was then).
     pub(crate) fn write_to(&mut self, mut pipe: &File) -> io::Result<()> {
         while self.pending > 0 {
-            let written = {
+            let written = if let (Some(Piece::Shared(frame, _)), false) =
+                (self.pieces.front(), self.no_splice)
+            {
+                match fork_sys::splice_into_pipe(pipe, &frame[self.written..]) {
+                    Ok(n) => n,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(_) => {
+                        self.no_splice = true;
+                        continue;
+                    }
+                }
+            } else {
                 let mut slices = [IoSlice::new(&[]); PIECES_PER_WRITE];
                 let mut used = 0;
                 for (slot, piece) in slices.iter_mut().zip(&self.pieces) {
+                    // Spliced pieces go on their own.
+                    if used > 0 && matches!(piece, Piece::Shared(..)) && !self.no_splice {
+                        break;
+                    }
                     let bytes = piece.bytes();
                     *slot = IoSlice::new(if used == 0 {
                         &bytes[self.written..]
@@ -119,10 +151,14 @@ impl Outgoing {
             }
             n -= left;
             self.written = 0;
-            if let Some(Piece::Copied(buffer)) = self.pieces.pop_front() {
-                if buffer.capacity() > self.spare.capacity() {
+            match self.pieces.pop_front() {
+                Some(Piece::Copied(buffer)) if buffer.capacity() > self.spare.capacity() => {
                     self.spare = buffer;
                 }
+                // Kept until read (a frame written by a plain write need not be, but the
+                // queue cannot tell which way each of its bytes went).
+                Some(Piece::Shared(frame, seq)) => self.spliced.push_back((seq, frame)),
+                _ => {}
             }
         }
     }
@@ -148,7 +184,7 @@ mod tests {
         {
             let frame: Vec<u8> = (0..len).map(|i| (i * 7 + index) as u8).collect();
             expected.extend_from_slice(&frame);
-            outgoing.push_frame(&Arc::new(frame));
+            outgoing.push_frame(&Arc::new(frame), index as u64);
         }
         outgoing.push_copy(b"tail")[0] = b'T';
         expected.extend_from_slice(b"Tail");
