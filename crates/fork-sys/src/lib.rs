@@ -67,7 +67,7 @@ pub use parent_watch::{die_with_parent_process, process_exit_fd};
 pub use pid::{Pid, getpid, getpid_cached, getppid};
 pub use pipe::{
     close, is_cloexec, move_fd_high, pipe, pipe_nonblocking, set_nonblocking, set_pipe_size,
-    write_all,
+    splice_into_pipe, write_all,
 };
 pub use poll::{
     Interest, Readiness, monotonic_now, poll, poll_array, set_thread_name, thread_count,

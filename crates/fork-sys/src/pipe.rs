@@ -158,3 +158,82 @@ pub fn move_fd_high(fd: OwnedFd, reserve: u32) -> OwnedFd {
         Err(_) => fd,
     }
 }
+
+/// Puts `bytes` into a pipe by reference, not by copy (`vmsplice`, Linux): the pipe holds
+/// the pages of `bytes`, and its reader copies out of them; the writer's copy into the pipe
+/// is saved. So the reader gets the bytes as they are in memory *when it reads them*: the
+/// caller must leave them unchanged (and not free them into memory it reuses) until the
+/// reader has read them, or the reader gets other bytes. That is wrong data, not undefined
+/// behaviour: the kernel holds the pages until then.
+///
+/// `pipe` must be the write end of a pipe (`InvalidInput` otherwise: on a read end,
+/// `vmsplice` would write into `bytes`). Returns the bytes put, fewer than asked when the
+/// pipe fills; on a full non-blocking pipe, `WouldBlock`. Off Linux, `Unsupported`.
+///
+/// # References
+///  - [Linux](https://man7.org/linux/man-pages/man2/vmsplice.2.html)
+pub fn splice_into_pipe(pipe: impl AsFd, bytes: &[u8]) -> io::Result<usize> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use rustix::fs::OFlags;
+        use rustix::pipe::{IoSliceRaw, SpliceFlags};
+        let access = rustix::fs::fcntl_getfl(&pipe)? & OFlags::RWMODE;
+        if access != OFlags::WRONLY {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "descriptor {} is not the write end of a pipe",
+                    pipe.as_fd().as_raw_fd()
+                ),
+            ));
+        }
+        let slices = [IoSliceRaw::from_slice(bytes)];
+        // SAFETY: `pipe` is open write-only (checked above), so `vmsplice` only reads from
+        // `bytes` (it maps their pages into the pipe) and never writes to the memory behind
+        // a shared slice. No `GIFT` flag: the pages stay the caller's, referenced by the pipe
+        // until read; what the caller does with them later changes only what the reader gets.
+        Ok(unsafe { rustix::pipe::vmsplice(&pipe, &slices, SpliceFlags::NONBLOCK) }?)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (pipe, bytes);
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}
+
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+mod splice_tests {
+    use super::*;
+    use std::io::Read as _;
+
+    /// What is spliced arrives byte for byte; a read end is refused without touching the bytes.
+    #[test]
+    fn spliced_bytes_arrive_and_a_read_end_is_refused() -> io::Result<()> {
+        let (read, write) = pipe_nonblocking()?;
+        let bytes: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut put = 0;
+        let mut got = Vec::new();
+        let mut reader = std::fs::File::from(read.try_clone()?);
+        while put < bytes.len() {
+            match splice_into_pipe(&write, &bytes[put..]) {
+                Ok(n) => put += n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(err) => return Err(err),
+            }
+            let mut buffer = [0u8; 8192];
+            match reader.read(&mut buffer) {
+                Ok(n) => got.extend_from_slice(&buffer[..n]),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(err) => return Err(err),
+            }
+        }
+        drop(write);
+        set_nonblocking(&read, false)?;
+        reader.read_to_end(&mut got)?;
+        assert!(got == bytes, "the spliced bytes differ");
+        let (read, _write) = pipe()?;
+        let err = splice_into_pipe(&read, &bytes).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        Ok(())
+    }
+}

@@ -132,7 +132,11 @@ fn write_all_writes_every_byte_and_stops_at_a_full_nonblocking_pipe() {
     let mut got = Vec::new();
     let err = File::from(read).read_to_end(&mut got).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::WouldBlock);
-    assert!(!got.is_empty() && got.len() < sent.len(), "{} bytes", got.len());
+    assert!(
+        !got.is_empty() && got.len() < sent.len(),
+        "{} bytes",
+        got.len()
+    );
     assert_eq!(got, sent[..got.len()]);
 }
 
@@ -148,5 +152,9 @@ fn close_closes_the_descriptor_and_the_reader_sees_the_end() {
     let err = reader.read(&mut got).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::WouldBlock);
     fork_sys::close(write);
-    assert_eq!(reader.read(&mut got).unwrap(), 0, "the write end is still open");
+    assert_eq!(
+        reader.read(&mut got).unwrap(),
+        0,
+        "the write end is still open"
+    );
 }

@@ -395,6 +395,13 @@ pub fn decode_len_prefix(bytes: &[u8]) -> Result<(usize, usize), CodecError> {
 /// Decodes one byte vector (its length prefix, then its bytes) from the front of `bytes`, with
 /// one copy; returns it and the bytes used. What it allocates is bounded by `bytes.len()`.
 pub fn decode_byte_vector(bytes: &[u8]) -> Result<(Vec<u8>, usize), CodecError> {
+    let (body, used) = byte_vector_body(bytes)?;
+    Ok((body.to_vec(), used))
+}
+
+/// The bytes of the byte vector at the front of `bytes` (after its length prefix), and the
+/// bytes it used.
+fn byte_vector_body(bytes: &[u8]) -> Result<(&[u8], usize), CodecError> {
     let (len, used) = decode_len_prefix(bytes)?;
     let Some(body) = bytes.get(used..).and_then(|rest| rest.get(..len)) else {
         return Err(CodecError::Decode {
@@ -406,7 +413,21 @@ pub fn decode_byte_vector(bytes: &[u8]) -> Result<(Vec<u8>, usize), CodecError> 
             ),
         });
     };
-    Ok((body.to_vec(), used + len))
+    Ok((body, used + len))
+}
+
+/// The bytes of `count` byte vectors encoded back to back, each checked as
+/// [`decode_byte_vectors`] would, without copying them: for a decoder that copies each into
+/// its vector only when it needs it. Returns them and the bytes used.
+pub fn split_byte_vectors(bytes: &[u8], count: usize) -> Result<(Vec<&[u8]>, usize), CodecError> {
+    let mut bodies = Vec::with_capacity(count.min(bytes.len()));
+    let mut used = 0;
+    for _ in 0..count {
+        let (body, len) = byte_vector_body(&bytes[used..])?;
+        bodies.push(body);
+        used += len;
+    }
+    Ok((bodies, used))
 }
 
 /// bincode's `Writer` for appending to a `Vec`: plain `extend_from_slice`, without the
@@ -760,6 +781,9 @@ mod tests {
         let (count, used) = decode_len_prefix(&out).unwrap();
         let (back, rest) = decode_sequence::<Vec<u8>>(&out[used..], count).unwrap();
         assert_eq!((back, used + rest), (vectors.clone(), out.len()));
+        let (bodies, rest) = split_byte_vectors(&out[used..], count).unwrap();
+        let want: Vec<&[u8]> = vectors.iter().map(Vec::as_slice).collect();
+        assert_eq!((bodies, used + rest), (want, out.len()));
         for empty in [&[][..], &numbers[..0]] {
             let mut out = Vec::new();
             encode_sequence(empty, &mut out).unwrap();
@@ -786,6 +810,8 @@ mod tests {
         let mut two = Vec::new();
         encode_value(&pattern(10), &mut two).unwrap();
         assert!(decode_sequence::<Vec<u8>>(&two, 2).is_err());
+        assert!(split_byte_vectors(&two, 2).is_err());
+        assert!(split_byte_vectors(&claim, 1).is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use proc_core::{Process, StartMethod};
 use crate::bound::BoundValue;
 use crate::launch::StartedWorker;
 use crate::manager::Task;
+use crate::manager::outgoing::Outgoing;
 use crate::protocol;
 use crate::result_writer::STAGED;
 use crate::worker::{BUSY_NANOS, CHUNKS_RUN, CLAIM, REVOKED};
@@ -34,8 +35,8 @@ pub(crate) struct Worker {
     pub(crate) frames: FrameBuffer,
     /// The sequence number of the next result frame.
     pub(crate) result_seq: u32,
-    pub(crate) unwritten: Vec<u8>,
-    pub(crate) written: usize,
+    /// What is queued for the task pipe and not written yet.
+    pub(crate) outgoing: Outgoing,
     pub(crate) in_flight: VecDeque<InFlight>,
     /// Chunks sent (the last one's sequence number).
     pub(crate) sent: u64,
@@ -108,7 +109,7 @@ impl Worker {
     }
 
     pub(crate) fn has_unwritten(&self) -> bool {
-        self.written < self.unwritten.len()
+        self.outgoing.pending() > 0
     }
 
     /// The sequence number of the last chunk the worker started.
@@ -194,9 +195,7 @@ impl Worker {
         } else {
             0
         };
-        let at = self.unwritten.len();
-        self.unwritten.extend_from_slice(&value.frame);
-        protocol::set_bound_forget(&mut self.unwritten[at..], forget);
+        protocol::set_bound_forget(self.outgoing.push_copy(&value.frame), forget);
         self.bound_values.push_back(value.id);
     }
 
@@ -326,8 +325,7 @@ impl Worker {
             ring: started.ring,
             frames: FrameBuffer::new(max_frame_len + protocol::RESULT_HEADER_LEN),
             result_seq: 1,
-            unwritten: Vec::new(),
-            written: 0,
+            outgoing: Outgoing::default(),
             in_flight: VecDeque::new(),
             sent: 0,
             revoked: 0,

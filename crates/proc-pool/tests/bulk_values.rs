@@ -37,6 +37,9 @@ fn expected(items: &[Vec<u8>]) -> Vec<Vec<u8>> {
 /// Fails with the first item that differs, naming it (not 16 MiB of bytes).
 fn assert_same(got: &[Vec<u8>], want: &[Vec<u8>]) {
     assert_eq!(got.len(), want.len(), "item count");
+    if got == want {
+        return;
+    }
     for (index, (got, want)) in got.iter().zip(want).enumerate() {
         assert_eq!(got.len(), want.len(), "length of item {index}");
         let first_difference = got.iter().zip(want).position(|(a, b)| a != b);
@@ -83,6 +86,113 @@ fn byte_vectors_come_back_byte_exact_through_map_apply_and_imap() {
     let huge = pattern(16 * MIB + 5, 99);
     let got = pool.map(reversed, [huge.clone(), Vec::new()]).unwrap();
     assert_same(&got, &[reversed(huge), Vec::new()]);
+}
+
+/// A newtype around a byte vector: the same bytes on the wire as a `Vec<u8>`, but a worker
+/// reads it through serde (the codec's short road), not by type.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Wrapped(Vec<u8>);
+
+fn reversed_wrapped(Wrapped(bytes): Wrapped) -> Vec<u8> {
+    reversed(bytes)
+}
+
+/// Sizes from 0 to 16 MiB: the varint prefix's steps, both sides of the task frame size a
+/// worker's queue shares instead of copying (64 KiB) and of the result ring (256 KiB).
+fn sizes_to_16_mib() -> Vec<usize> {
+    let mut sizes = vec![
+        0, 1, 127, 128, 250, 251, 252, 16_383, 16_384, 65_535, 65_536,
+    ];
+    for base in [64 * 1024, 256 * 1024, MIB, 4 * MIB, 16 * MIB] {
+        sizes.extend([base - 40, base - 1, base, base + 1, base + 40]);
+    }
+    sizes
+}
+
+#[test]
+fn vec_u8_arguments_read_by_type_match_the_serde_road_at_every_size() {
+    let pool = Pool::new(2).unwrap();
+    let items: Vec<Vec<u8>> = sizes_to_16_mib()
+        .into_iter()
+        .enumerate()
+        .map(|(seed, len)| pattern(len, seed as u8))
+        .collect();
+    let wrapped: Vec<Wrapped> = items.iter().cloned().map(Wrapped).collect();
+    let want = expected(&items);
+    // One item per chunk (small frames copied into a worker's queue between large ones it
+    // shares), and all in one chunk of about 40 MiB; the serde road once (it is slow in a
+    // debug build).
+    for chunksize in [1, items.len()] {
+        let by_type = pool.map_chunked(reversed, &items, chunksize).unwrap();
+        assert_same(&by_type, &want);
+    }
+    let by_serde = pool.map_chunked(reversed_wrapped, &wrapped, 3).unwrap();
+    assert_same(&by_serde, &want);
+}
+
+/// Reversed, but an empty vector takes its worker down (SIGKILL).
+fn reversed_unless_empty(bytes: Vec<u8>) -> Vec<u8> {
+    if bytes.is_empty() {
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+        unreachable!("SIGKILL returned");
+    }
+    reversed(bytes)
+}
+
+#[test]
+fn the_rest_of_a_chunk_of_byte_vectors_whose_worker_died_resumes_at_the_right_item() {
+    let pool = Pool::new(2).unwrap();
+    let items: Vec<Vec<u8>> = [10, 70_000, 0, 300_000, 5, MIB]
+        .iter()
+        .enumerate()
+        .map(|(seed, len)| pattern(*len, seed as u8))
+        .collect();
+    // One chunk: the worker dies at item 2, the items after it run elsewhere, skipping the
+    // first three of the frame.
+    let outcomes: Vec<Result<Vec<u8>, TaskError>> = pool
+        .imap(reversed_unless_empty, &items)
+        .chunksize(items.len())
+        .collect();
+    for (index, (outcome, item)) in outcomes.iter().zip(&items).enumerate() {
+        match outcome {
+            Ok(got) => assert_same(std::slice::from_ref(got), &[reversed(item.clone())]),
+            Err(err) => {
+                assert_eq!(index, 2, "item {index} failed: {err}");
+                assert!(matches!(err, TaskError::WorkerDied { .. }), "{err}");
+            }
+        }
+    }
+    assert!(outcomes[2].is_err(), "the empty item's worker died");
+}
+
+/// The vector itself; an odd-length one sleeps first, long enough for the manager to take
+/// back the chunks queued behind it.
+fn slow_if_odd(bytes: Vec<u8>) -> Vec<u8> {
+    if bytes.len() % 2 == 1 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    bytes
+}
+
+#[test]
+fn large_chunks_taken_back_from_a_slow_worker_run_elsewhere_and_the_worker_lives() {
+    // Large frames are put into a worker's pipe by reference: one taken back and given to
+    // another worker (with another sequence number) must not change under the first, which
+    // would read it as a damaged frame and exit.
+    let pool = Pool::new(2).unwrap();
+    // Frames of 70 KB: several fit in a task pipe, put there while the worker sleeps.
+    let items: Vec<Vec<u8>> = (0..32)
+        .map(|i| pattern(if i % 4 == 0 { 70_001 } else { 70_000 }, i as u8))
+        .collect();
+    // A first map teaches the manager that chunks are quick: it then queues several on each
+    // worker.
+    let tiny = vec![vec![1u8, 2]; 2000];
+    assert_same(&pool.map_chunked(slow_if_odd, &tiny, 1).unwrap(), &tiny);
+    let before = pool.worker_pids();
+    let got = pool.map_chunked(slow_if_odd, &items, 1).unwrap();
+    assert_same(&got, &items);
+    assert_eq!(pool.worker_pids(), before, "a worker was replaced");
 }
 
 fn join(a: Vec<u8>, b: Vec<u8>) -> Vec<u8> {

@@ -43,6 +43,7 @@ use crate::worker::STARTED_AT;
 use crate::worker_handle::{InFlight, Worker};
 
 mod lifecycle;
+pub(crate) mod outgoing;
 mod reading;
 
 /// About this much expected work may wait in a worker's pipe.
@@ -52,7 +53,7 @@ const MAX_WINDOW: usize = 4096;
 /// A worker with tasks in flight and no result for this long gets no more, and the tasks
 /// it has not started are taken back and given to others.
 const STALL: Duration = Duration::from_millis(5);
-/// Stop adding to a worker's unwritten bytes past this.
+/// Stop adding to a worker's queue of unwritten bytes past this.
 const MAX_UNWRITTEN: usize = 4 << 20;
 /// Where the platform gives no exit fd, look at the workers this often.
 const EXIT_SLICE: Duration = Duration::from_millis(50);
@@ -115,7 +116,9 @@ pub(crate) struct Config {
 #[derive(Debug)]
 pub(crate) struct Task {
     pub(crate) id: u64,
-    pub(crate) frame: Vec<u8>,
+    /// Shared with the queue of the worker it was given to, until written (see
+    /// `outgoing`).
+    pub(crate) frame: Arc<Vec<u8>>,
     pub(crate) reply: Reply,
     /// Items in the chunk.
     pub(crate) items: u32,
@@ -132,7 +135,7 @@ impl Task {
     pub(crate) fn new(id: u64, frame: Vec<u8>, reply: Reply, items: usize) -> Task {
         Task {
             id,
-            frame,
+            frame: Arc::new(frame),
             reply,
             items: u32::try_from(items).unwrap_or(u32::MAX),
             skip: 0,
@@ -153,7 +156,7 @@ impl Task {
             self.attempts = 0;
         }
         self.skip = from;
-        protocol::set_task_skip(&mut self.frame, from);
+        protocol::set_task_skip(Arc::<Vec<u8>>::make_mut(&mut self.frame), from);
         self
     }
 }
@@ -422,7 +425,7 @@ impl Manager {
         let room = load == 0
             || (load < window
                 && now.duration_since(worker.last_progress) < STALL
-                && worker.unwritten.len() - worker.written < MAX_UNWRITTEN);
+                && worker.outgoing.pending() < MAX_UNWRITTEN);
         room && worker.accepts(self.config.max_tasks_per_child)
     }
 
@@ -458,8 +461,13 @@ impl Manager {
                 worker.send_bound_value(bound);
             }
             worker.sent += 1;
-            protocol::set_task_seq(&mut task.frame, worker.sent as u32);
-            worker.unwritten.extend_from_slice(&task.frame);
+            // A copy only if another worker's queue still holds this frame (a chunk taken
+            // back before it was all written), which must keep its own sequence number.
+            protocol::set_task_seq(
+                Arc::<Vec<u8>>::make_mut(&mut task.frame),
+                worker.sent as u32,
+            );
+            worker.outgoing.push_frame(&task.frame, worker.sent);
             if worker.in_flight.is_empty() {
                 worker.last_progress = now;
             }
@@ -479,24 +487,14 @@ impl Manager {
     /// Writes what each worker's pipe takes without blocking.
     fn write_pending(&mut self) {
         for worker in &mut self.workers {
+            let started = worker.started();
+            worker.outgoing.release_read(started);
             let Some(pipe) = worker.tasks.as_mut() else {
                 continue;
             };
-            while worker.written < worker.unwritten.len() {
-                match pipe.write(&worker.unwritten[worker.written..]) {
-                    Ok(n) => worker.written += n,
-                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        // EPIPE: the worker is gone; its exit is handled when it is reaped.
-                        worker.tasks = None;
-                        break;
-                    }
-                }
-            }
-            if worker.written == worker.unwritten.len() {
-                worker.unwritten.clear();
-                worker.written = 0;
+            if worker.outgoing.write_to(pipe).is_err() {
+                // EPIPE: the worker is gone; its exit is handled when it is reaped.
+                worker.tasks = None;
             }
         }
     }
