@@ -56,7 +56,7 @@ pub enum Fork {
 ///  - [Linux](https://man7.org/linux/man-pages/man2/fork.2.html)
 // Inlined: a forked child runs it, and each 64 KiB window of code a child runs costs it a
 // page fault (fork does not copy the page tables of the program's text).
-#[inline]
+#[inline(always)]
 pub unsafe fn fork() -> io::Result<Fork> {
     let exclusive = FORK_LOCK.write().unwrap_or_else(PoisonError::into_inner);
     // SAFETY: the caller's contract, passed on.
@@ -73,7 +73,7 @@ pub unsafe fn fork() -> io::Result<Fork> {
 /// As [`fork`].
 // Inlined: a forked child runs it, and each 64 KiB window of code a child runs costs it a
 // page fault (fork does not copy the page tables of the program's text).
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn fork_unlocked() -> io::Result<Fork> {
     // SAFETY: `fork` itself has no memory-safety preconditions; what the child may do afterwards
     // is the caller's contract, stated in `# Safety` of `fork`.

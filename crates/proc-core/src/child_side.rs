@@ -29,6 +29,8 @@ pub(crate) enum Report<R> {
 /// Exit codes of a child, as Python's `multiprocessing` uses them: 0 when the closure
 /// returned, 1 when it panicked or its value could not be sent.
 const EXIT_RETURNED: i32 = 0;
+/// The index of [`Report::Returned`], its first variant (a test checks the bytes).
+const RETURNED_VARIANT: u8 = 0;
 /// The largest report frame a child encodes on its stack.
 const SMALL_REPORT: usize = 256;
 /// The largest report a child writes without ringing its parent's doorbell: what an empty
@@ -104,6 +106,10 @@ pub(crate) struct ChildSetup<'a> {
 /// Runs in the child after `fork`; never returns. Nothing may unwind out of here: a panic
 /// escaping into `spawn` would go on running the *parent's* code in the child, so everything
 /// runs under `catch_unwind` and the child leaves through `_exit` whatever happens.
+// Inlined into spawn's child branch, with everything else the child runs of ours: each 64 KiB
+// window of code a forked child runs costs it a page fault (fork does not copy the page tables
+// of the program's text), and left to itself the compiler spreads these over several.
+#[inline(always)]
 pub(crate) fn run_child<F, R>(setup: ChildSetup<'_>, result_pipe: OwnedFd, body: F) -> !
 where
     F: FnOnce() -> R,
@@ -121,6 +127,8 @@ where
     fork_sys::exit_immediately(code)
 }
 
+// Inlined: see `run_child`.
+#[inline(always)]
 fn child_main<F, R>(setup: ChildSetup<'_>, result_pipe: OwnedFd, body: F) -> i32
 where
     F: FnOnce() -> R,
@@ -153,14 +161,23 @@ where
         Ok(value) => {
             // A user `Serialize` impl may panic too.
             let encoded = panic::catch_unwind(AssertUnwindSafe(|| {
-                let report = Report::Returned(&value);
-                match codec::encode_frame_into_slice(&report, &mut small, setup.max_frame_len) {
+                // `Report::Returned(value)`'s bytes, written without the enum's code.
+                match codec::encode_variant_frame_into_slice(
+                    RETURNED_VARIANT,
+                    &value,
+                    &mut small,
+                    setup.max_frame_len,
+                ) {
                     Ok(len) => {
                         small_len = len;
                         Ok(())
                     }
                     // Too large for the stack (or refused): the heap road says which.
-                    Err(_) => codec::encode_frame(&report, &mut frame, setup.max_frame_len),
+                    Err(_) => codec::encode_frame(
+                        &Report::Returned(&value),
+                        &mut frame,
+                        setup.max_frame_len,
+                    ),
                 }
             }));
             // The value dies with the process; running its destructor would only cost time.
@@ -254,5 +271,59 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
         s.clone()
     } else {
         "Box<dyn Any>".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // In tests a failed unwrap is a failed test.
+
+    use super::*;
+
+    /// The bytes of `Report::Returned(value)` the enum's way and the child's way.
+    fn both_ways<T: Serialize>(value: &T) -> (Vec<u8>, Vec<u8>) {
+        let mut enum_way = Vec::new();
+        codec::encode_frame(&Report::Returned(value), &mut enum_way, usize::MAX).unwrap();
+        let mut small = [0u8; 512];
+        let len =
+            codec::encode_variant_frame_into_slice(RETURNED_VARIANT, value, &mut small, usize::MAX)
+                .unwrap();
+        (enum_way, small[..len].to_vec())
+    }
+
+    #[test]
+    fn a_returned_report_written_without_the_enum_has_the_enums_bytes() {
+        for value in [0u64, 7, 250, 251, 70_000, u64::MAX] {
+            let (enum_way, child_way) = both_ways(&value);
+            assert_eq!(child_way, enum_way, "{value}");
+            let (decoded, used) = codec::decode_frame::<Report<u64>>(&child_way, usize::MAX)
+                .unwrap()
+                .unwrap();
+            assert_eq!(used, child_way.len());
+            assert!(
+                matches!(decoded, Report::Returned(v) if v == value),
+                "{value}"
+            );
+        }
+        let (enum_way, child_way) = both_ways(&("text".to_string(), vec![1u8, 2, 3], -5i32));
+        assert_eq!(child_way, enum_way);
+        let (enum_way, child_way) = both_ways(&vec![9u8; 300]);
+        assert_eq!(child_way, enum_way);
+    }
+
+    #[test]
+    fn a_report_that_does_not_fit_the_slice_or_the_limit_is_refused() {
+        let mut small = [0u8; 8];
+        assert!(
+            codec::encode_variant_frame_into_slice(0, &vec![1u8; 20], &mut small, 100).is_err()
+        );
+        let mut room = [0u8; 64];
+        let err =
+            codec::encode_variant_frame_into_slice(0, &vec![1u8; 20], &mut room, 10).unwrap_err();
+        assert!(
+            matches!(err, CodecError::FrameTooLarge { len: 22, limit: 10 }),
+            "{err}"
+        );
+        assert!(codec::encode_variant_frame_into_slice(251, &1u8, &mut room, 100).is_err());
     }
 }

@@ -204,6 +204,8 @@ pub fn finish_frame(
 /// frame's length. `Encode` when it does not fit `out` (or does not encode), `FrameTooLarge`
 /// over `max_len`; what was written then is garbage. What a caller that must not allocate
 /// tries first, with [`encode_frame`] as the fallback that says which error it was.
+// Inlined: a forked child encodes its report with it (see `child_side::run_child`).
+#[inline(always)]
 pub fn encode_frame_into_slice<T: Serialize + ?Sized>(
     value: &T,
     out: &mut [u8],
@@ -216,6 +218,39 @@ pub fn encode_frame_into_slice<T: Serialize + ?Sized>(
         });
     };
     let len = encode_into_slice(value, payload)?;
+    *header = frame_header(len, max_len)?;
+    Ok(HEADER_LEN + len)
+}
+
+/// [`encode_frame_into_slice`] of `E::V(value)`, where `V` is variant `index` (below 251) of
+/// an enum `E` and holds `value` alone, without `E`'s own `Serialize`: bincode writes a
+/// variant as its index (a varint, one byte below 251) and then its content, so the frame has
+/// the same bytes, and is decoded as an `E`. For a forked child's report, where the enum's
+/// derived `Serialize` and bincode's variant code would be two more windows of code for the
+/// child to fault in (see `child_side::run_child`).
+#[inline(always)]
+pub(crate) fn encode_variant_frame_into_slice<T: Serialize + ?Sized>(
+    index: u8,
+    value: &T,
+    out: &mut [u8],
+    max_len: usize,
+) -> Result<usize, CodecError> {
+    let no_room = |message: String| CodecError::Encode {
+        type_name: std::any::type_name::<T>(),
+        message,
+    };
+    if index >= 251 {
+        return Err(no_room(format!("variant {index} takes more than one byte")));
+    }
+    let room = out.len();
+    let Some((header, rest)) = out.split_first_chunk_mut::<HEADER_LEN>() else {
+        return Err(no_room(format!("{room} bytes hold no frame header")));
+    };
+    let Some((tag, payload)) = rest.split_first_mut() else {
+        return Err(no_room(format!("{room} bytes hold no variant")));
+    };
+    *tag = index;
+    let len = 1 + encode_into_slice(value, payload)?;
     *header = frame_header(len, max_len)?;
     Ok(HEADER_LEN + len)
 }
