@@ -60,6 +60,19 @@ struct Part {
     len: usize,
 }
 
+/// Counts a value of `used` bytes just encoded into `part` (and the chunk's item it was), and
+/// publishes the part's count and length in `staged`, where the parent reads them.
+#[inline]
+fn record_staged(staged: &AtomicU64, part: &mut Part, next_item: &mut u32, used: usize) {
+    part.len += used;
+    part.count += 1;
+    *next_item += 1;
+    staged.store(
+        (u64::from(part.count) << 32) | part.len as u64,
+        Ordering::Release,
+    );
+}
+
 /// The chunk whose results are being written.
 #[derive(Debug, Clone, Copy)]
 struct Chunk {
@@ -224,13 +237,7 @@ impl<'a> ResultWriter<'a> {
                 return Some(Ok(value));
             };
             room = &mut std::mem::take(&mut room)[used..];
-            part.len += used;
-            part.count += 1;
-            chunk.next_item += 1;
-            self.staged.store(
-                (u64::from(part.count) << 32) | part.len as u64,
-                Ordering::Release,
-            );
+            record_staged(self.staged, part, &mut chunk.next_item, used);
             drop_contained(value);
             item = items.next()?;
         }
@@ -293,13 +300,7 @@ impl<'a> ResultWriter<'a> {
             // No room left in one piece, or it does not encode: the slow path decides.
             return false;
         };
-        part.len += used;
-        part.count += 1;
-        chunk.next_item += 1;
-        self.staged.store(
-            (u64::from(part.count) << 32) | part.len as u64,
-            Ordering::Release,
-        );
+        record_staged(self.staged, part, &mut chunk.next_item, used);
         true
     }
 
