@@ -167,8 +167,9 @@ pub fn move_fd_high(fd: OwnedFd, reserve: u32) -> OwnedFd {
 /// behaviour: the kernel holds the pages until then.
 ///
 /// `pipe` must be the write end of a pipe (`InvalidInput` otherwise: on a read end,
-/// `vmsplice` would write into `bytes`). Returns the bytes put, fewer than asked when the
-/// pipe fills; on a full non-blocking pipe, `WouldBlock`. Off Linux, `Unsupported`.
+/// `vmsplice` would write into `bytes`). Never blocks (`SPLICE_F_NONBLOCK`): returns the bytes
+/// put, fewer than asked when the pipe fills, and `WouldBlock` on a full pipe. Off Linux,
+/// `Unsupported`.
 ///
 /// # References
 ///  - [Linux](https://man7.org/linux/man-pages/man2/vmsplice.2.html)

@@ -618,9 +618,6 @@ impl<R: DeserializeOwned> Process<R> {
 /// How often to look at a child when the platform gives no exit event to sleep on.
 const SLICE: Duration = Duration::from_millis(20);
 
-/// Sleeps until one of `processes` sends something on its result pipe or exits, or `timeout`
-/// passes (`None`: no limit). Where a child has no exit fd (off Linux), wakes every [`SLICE`]
-/// so callers can look at it. May return early; callers re-check.
 impl<R> Process<R> {
     /// [`sleep_until_any_stirs`] for this one process, its descriptors in an array on the
     /// stack: a `join` makes no allocation between the fork and the child's exit, where each
@@ -657,6 +654,9 @@ impl<R> Process<R> {
     }
 }
 
+/// Sleeps until one of `processes` sends something on its result pipe or exits, or `timeout`
+/// passes (`None`: no limit). Where a child has no exit fd (off Linux), wakes every [`SLICE`]
+/// so callers can look at it. May return early; callers re-check.
 pub(crate) fn sleep_until_any_stirs<'a, R: 'a>(
     processes: impl IntoIterator<Item = &'a Process<R>>,
     timeout: Option<Duration>,
