@@ -57,11 +57,9 @@ fn pipe_with(nonblocking: bool) -> io::Result<(OwnedFd, OwnedFd)> {
 #[inline]
 pub fn write_all(fd: impl AsFd, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
-        match rustix::io::write(&fd, bytes) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(written) => bytes = bytes.get(written..).unwrap_or_default(),
-            Err(rustix::io::Errno::INTR) => {}
-            Err(err) => return Err(err.into()),
+        match crate::retry_eintr(|| rustix::io::write(&fd, bytes))? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            written => bytes = bytes.get(written..).unwrap_or_default(),
         }
     }
     Ok(())

@@ -47,8 +47,9 @@ const ALT_STACK_SIZE: usize = 64 * 1024;
 ///
 /// The handler is async-signal-safe: a fault (kernel-generated, `si_code > 0`) whose address
 /// is in the recorded guard range formats the report with the pid `getpid` gives it then,
-/// writes it to fd 2 with one `write` and calls `abort`. Any other fault puts the signal's default action back and returns, so the faulting
-/// instruction runs again and the process dies of the real signal (`SIGSEGV`, `SIGBUS`); a
+/// writes it to fd 2 with one `write` and calls `abort`. Any other fault puts the signal's
+/// default action back and returns, so the faulting instruction runs again and the process
+/// dies of the real signal (`SIGSEGV`, `SIGBUS`); a
 /// `SIGSEGV`/`SIGBUS` sent with `kill` is raised again at its default action.
 ///
 /// Contract, for a sound and useful result:

@@ -455,6 +455,7 @@ fn byte_vector_body(bytes: &[u8]) -> Result<(&[u8], usize), CodecError> {
 /// [`decode_byte_vectors`] would, without copying them: for a decoder that copies each into
 /// its vector only when it needs it. Returns them and the bytes used.
 pub fn split_byte_vectors(bytes: &[u8], count: usize) -> Result<(Vec<&[u8]>, usize), CodecError> {
+    // Every vector takes at least its prefix's byte: a corrupt count claims no more than that.
     let mut bodies = Vec::with_capacity(count.min(bytes.len()));
     let mut used = 0;
     for _ in 0..count {
@@ -542,11 +543,7 @@ pub fn decode_sequence_onto<T: DeserializeOwned>(
         return Ok(used);
     }
     let (mut values, used) = decode_sequence::<T>(bytes, count)?;
-    if out.is_empty() {
-        *out = values;
-    } else {
-        out.append(&mut values);
-    }
+    out.append(&mut values);
     Ok(used)
 }
 
@@ -557,15 +554,8 @@ pub fn decode_byte_vectors(
     bytes: &[u8],
     count: usize,
 ) -> Result<(Vec<Vec<u8>>, usize), CodecError> {
-    // Every vector takes at least its prefix's byte: a corrupt count claims no more than that.
-    let mut vectors = Vec::with_capacity(count.min(bytes.len()));
-    let mut used = 0;
-    for _ in 0..count {
-        let (vector, len) = decode_byte_vector(&bytes[used..])?;
-        vectors.push(vector);
-        used += len;
-    }
-    Ok((vectors, used))
+    let (bodies, used) = split_byte_vectors(bytes, count)?;
+    Ok((bodies.into_iter().map(<[u8]>::to_vec).collect(), used))
 }
 
 fn decode_counted_with_limit<T: DeserializeOwned, const LIMIT: usize>(

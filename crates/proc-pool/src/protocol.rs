@@ -364,13 +364,8 @@ pub(crate) fn decode_items_into<R: DeserializeOwned + 'static>(
 ) {
     if items.values_only {
         let decoded = if TypeId::of::<R>() == TypeId::of::<Vec<u8>>() {
-            decode_values::<R>(items.bytes, items.count).map(|(mut decoded, _)| {
-                if values.is_empty() {
-                    *values = decoded;
-                } else {
-                    values.append(&mut decoded);
-                }
-            })
+            decode_values::<R>(items.bytes, items.count)
+                .map(|(mut decoded, _)| values.append(&mut decoded))
         } else {
             // Straight onto `values`, with no vector in between.
             codec::decode_sequence_onto::<R>(items.bytes, items.count, values).map(drop)
