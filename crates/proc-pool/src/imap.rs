@@ -14,6 +14,7 @@ use crate::error::TaskError;
 use crate::manager::Task;
 use crate::pool::Pool;
 use crate::results::{Next, Reply, StreamResults, WindowState};
+use crate::task_frame::FrameRecycler;
 
 /// The most chunks in flight per worker.
 const CHUNKS_PER_WORKER: usize = 512;
@@ -88,6 +89,8 @@ pub struct Imap<'pool, I, R> {
     window: usize,
     /// The encoded length of the last task frame (what a chunk in flight holds here).
     frame_len: usize,
+    /// Large frames are encoded into the memory of earlier ones (see `task_frame`).
+    frames: Arc<FrameRecycler>,
     /// Items taken from the results under one lock, handed out one by one.
     ready: VecDeque<Result<R, TaskError>>,
 }
@@ -122,6 +125,7 @@ where
             cursor: 0,
             window: pool.workers().saturating_mul(CHUNKS_PER_WORKER),
             frame_len: 0,
+            frames: FrameRecycler::new(),
             ready: VecDeque::new(),
         }
     }
@@ -171,7 +175,7 @@ where
                 self.results.expect(chunk, items.len());
                 let id = self.pool.next_task_id();
                 let mut reply = Reply::new(self.results.clone(), chunk);
-                match self.pool.encode(&self.call, id, &items) {
+                match self.pool.encode(&self.call, id, &items, Some(&self.frames)) {
                     Ok(frame) => {
                         self.frame_len = frame.len();
                         let task = Task::new(id, frame, reply, items.len());

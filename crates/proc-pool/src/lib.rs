@@ -79,6 +79,7 @@ mod result_writer;
 mod results;
 mod task_arg;
 mod task_fn;
+mod task_frame;
 mod waiter;
 mod worker;
 mod worker_handle;

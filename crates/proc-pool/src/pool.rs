@@ -21,6 +21,7 @@ use crate::protocol::{self, TaskHeader};
 use crate::results::{AsyncResult, MapResults, OneSlot, Reply};
 use crate::task_arg::{TaskArg, TaskItems};
 use crate::task_fn::{StarFn, TaskFn};
+use crate::task_frame::{FrameRecycler, TaskFrame};
 
 /// A pool of forked worker processes running `fn(A) -> R` tasks: Python's
 /// `multiprocessing.Pool`, without its hangs.
@@ -298,7 +299,7 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let id = self.shared.next_task_id();
-        let frame = self.encode(&call, id, std::slice::from_ref(&arg))?;
+        let frame = self.encode(&call, id, std::slice::from_ref(&arg), None)?;
         let (result, reply) = AsyncResult::new(id);
         self.submit(vec![Task::new(id, frame, reply, 1).with_bound(call.bound)])?;
         Ok(result)
@@ -377,6 +378,7 @@ impl Pool {
             &TaskFn::new(function).into(),
             id,
             std::slice::from_ref(&arg),
+            None,
         )?;
         self.start_callbacks()?;
         let (result, fill) = AsyncResult::filled_later(id);
@@ -487,7 +489,8 @@ impl Pool {
             let sink = CompletionSink::with_callbacks(results.clone(), callbacks, fill, thread);
             (MapResult::called(result), sink)
         };
-        let submitted = self.submit_chunks(&call, &items, chunksize, |chunk| {
+        // No window: `map_async` returns once every chunk is queued.
+        let submitted = self.submit_chunks(&call, &items, chunksize, None, |chunk| {
             Reply::new(sink.clone(), chunk)
         });
         if let Err(err) = submitted {
@@ -617,7 +620,9 @@ impl Pool {
             return Ok(Vec::new());
         }
         let results = MapResults::<R>::new(items.len(), chunksize);
-        let submitted = self.submit_chunks(&call, &items, chunksize, |chunk| {
+        // A window of one large chunk per worker and one more (see `task_frame`).
+        let window = Some(self.workers + 1);
+        let submitted = self.submit_chunks(&call, &items, chunksize, window, |chunk| {
             Reply::new(results.clone(), chunk)
         });
         if let Err(err) = submitted {
@@ -631,21 +636,36 @@ impl Pool {
 
     /// Encodes `items` in chunks of `chunksize` and submits them, chunk `i` answering through
     /// `reply(i)`. Chunks go out as they are encoded, in batches of about SUBMIT_BYTES, so the
-    /// workers start on the first while the rest are being encoded. On an error, the chunks
-    /// not submitted fail through their replies; those submitted run.
+    /// workers start on the first while the rest are being encoded. Large frames are encoded
+    /// into the memory of the call's earlier ones; with a `window` (a frame count), no more
+    /// large frames than that are alive at once, as long as the wait for room does not run
+    /// out (see `task_frame`). On an error, the chunks not submitted fail through their
+    /// replies; those submitted run.
     fn submit_chunks<T: Serialize>(
         &self,
         call: &TaskCall,
         items: &[T],
         chunksize: usize,
+        window: Option<usize>,
         reply: impl Fn(usize) -> Reply,
     ) -> Result<(), TaskError> {
+        let recycler = FrameRecycler::new();
         let mut batch = Vec::new();
         let mut batch_bytes = 0;
         let chunks = items.len().div_ceil(chunksize);
         for (chunk, slice) in items.chunks(chunksize).enumerate() {
+            if let Some(frames) = window {
+                if !recycler.has_room(frames) {
+                    // What the window waits for must be on its way first.
+                    if !batch.is_empty() {
+                        batch_bytes = 0;
+                        self.submit(std::mem::take(&mut batch))?;
+                    }
+                    recycler.wait_for_room(frames);
+                }
+            }
             let id = self.shared.next_task_id();
-            let frame = self.encode(call, id, slice)?;
+            let frame = self.encode(call, id, slice, Some(&recycler))?;
             batch_bytes += frame.len();
             let task = Task::new(id, frame, reply(chunk), slice.len());
             batch.push(task.with_bound(call.bound.clone()));
@@ -757,13 +777,17 @@ impl Pool {
         call: &TaskCall,
         id: u64,
         items: &[A],
-    ) -> Result<Vec<u8>, TaskError> {
+        recycler: Option<&Arc<FrameRecycler>>,
+    ) -> Result<TaskFrame, TaskError> {
         let function = call.function;
         if self.start_method != StartMethod::Fork {
             function.check_nameable()?;
         }
         // Room for the headers and a small chunk: most frames need no reallocation.
-        let mut frame = Vec::with_capacity(FRAME_ROOM);
+        let mut frame = match recycler {
+            Some(recycler) => recycler.buffer(FRAME_ROOM),
+            None => Vec::with_capacity(FRAME_ROOM),
+        };
         protocol::encode_task(
             &mut frame,
             TaskHeader { id, function },
@@ -772,7 +796,10 @@ impl Pool {
             self.max_frame_len,
         )
         .map_err(|err| TaskError::codec(None, err))?;
-        Ok(frame)
+        Ok(match recycler {
+            Some(recycler) => recycler.frame(frame),
+            None => TaskFrame::from(frame),
+        })
     }
 
     /// Queues tasks; if refused, they fail with the reason, which is returned.

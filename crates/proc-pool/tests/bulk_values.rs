@@ -348,3 +348,21 @@ fn byte_vectors_over_the_frame_limit_are_refused_and_nothing_else_is_lost() {
         &[reversed(fits)],
     );
 }
+
+#[test]
+fn a_map_of_more_large_chunks_than_its_window_reuses_their_memory_and_loses_no_byte() {
+    // Chunks of two items of about 6 MiB: frames of 12 MiB, so the window (64 MiB of large
+    // frames and three of them, on a pool of 2) fills and later chunks are encoded into the
+    // memory of earlier ones. The lengths differ, so a frame encoded over a longer one's
+    // memory shows if its length or its tail were wrong.
+    let pool = Pool::new(2).unwrap();
+    let items: Vec<Vec<u8>> = (0..20)
+        .map(|i| pattern(6 * MIB - 1000 * (i % 7), i as u8))
+        .collect();
+    let got = pool.map_chunked(reversed, &items, 2).unwrap();
+    assert_same(&got, &expected(&items));
+    // And again through the same pool, the items in the other order.
+    let backwards: Vec<Vec<u8>> = items.iter().rev().cloned().collect();
+    let got = pool.map_chunked(reversed, &backwards, 2).unwrap();
+    assert_same(&got, &expected(&backwards));
+}

@@ -39,6 +39,7 @@ use crate::error::{PoolError, TaskError};
 use crate::locking::lock;
 use crate::protocol;
 use crate::results::Reply;
+use crate::task_frame::TaskFrame;
 use crate::worker::STARTED_AT;
 use crate::worker_handle::{InFlight, Worker};
 
@@ -118,7 +119,7 @@ pub(crate) struct Task {
     pub(crate) id: u64,
     /// Shared with the queue of the worker it was given to, until written (see
     /// `outgoing`).
-    pub(crate) frame: Arc<Vec<u8>>,
+    pub(crate) frame: Arc<TaskFrame>,
     pub(crate) reply: Reply,
     /// Items in the chunk.
     pub(crate) items: u32,
@@ -132,7 +133,7 @@ pub(crate) struct Task {
 }
 
 impl Task {
-    pub(crate) fn new(id: u64, frame: Vec<u8>, reply: Reply, items: usize) -> Task {
+    pub(crate) fn new(id: u64, frame: TaskFrame, reply: Reply, items: usize) -> Task {
         Task {
             id,
             frame: Arc::new(frame),
@@ -156,7 +157,7 @@ impl Task {
             self.attempts = 0;
         }
         self.skip = from;
-        protocol::set_task_skip(Arc::<Vec<u8>>::make_mut(&mut self.frame), from);
+        protocol::set_task_skip(Arc::<TaskFrame>::make_mut(&mut self.frame), from);
         self
     }
 }
@@ -464,7 +465,7 @@ impl Manager {
             // A copy only if another worker's queue still holds this frame (a chunk taken
             // back before it was all written), which must keep its own sequence number.
             protocol::set_task_seq(
-                Arc::<Vec<u8>>::make_mut(&mut task.frame),
+                Arc::<TaskFrame>::make_mut(&mut task.frame),
                 worker.sent as u32,
             );
             worker.outgoing.push_frame(&task.frame, worker.sent);

@@ -12,6 +12,8 @@ use std::fs::File;
 use std::io::{self, IoSlice, Write as _};
 use std::sync::Arc;
 
+use crate::task_frame::TaskFrame;
+
 /// Frames at least this long are shared, not copied.
 const SHARE_AT: usize = 64 * 1024;
 /// At most this many pieces go into one `writev`.
@@ -23,7 +25,7 @@ enum Piece {
     /// Frames copied back to back.
     Copied(Vec<u8>),
     /// A large frame, shared with its task, and its chunk's sequence number.
-    Shared(Arc<Vec<u8>>, u64),
+    Shared(Arc<TaskFrame>, u64),
 }
 
 impl Piece {
@@ -47,7 +49,7 @@ pub(crate) struct Outgoing {
     spare: Vec<u8>,
     /// Frames spliced into the pipe whole, by sequence number, kept until the worker has
     /// read them (see the module docs).
-    spliced: VecDeque<(u64, Arc<Vec<u8>>)>,
+    spliced: VecDeque<(u64, Arc<TaskFrame>)>,
     /// Splicing failed once (not Linux, say): plain writes from then on.
     no_splice: bool,
 }
@@ -59,7 +61,7 @@ impl Outgoing {
     }
 
     /// Queues chunk `seq`'s frame: shared if it is large, copied otherwise.
-    pub(crate) fn push_frame(&mut self, frame: &Arc<Vec<u8>>, seq: u64) {
+    pub(crate) fn push_frame(&mut self, frame: &Arc<TaskFrame>, seq: u64) {
         if frame.len() >= SHARE_AT {
             self.pending += frame.len();
             self.pieces.push_back(Piece::Shared(Arc::clone(frame), seq));
@@ -184,7 +186,7 @@ mod tests {
         {
             let frame: Vec<u8> = (0..len).map(|i| (i * 7 + index) as u8).collect();
             expected.extend_from_slice(&frame);
-            outgoing.push_frame(&Arc::new(frame), index as u64);
+            outgoing.push_frame(&Arc::new(TaskFrame::from(frame)), index as u64);
         }
         outgoing.push_copy(b"tail")[0] = b'T';
         expected.extend_from_slice(b"Tail");
