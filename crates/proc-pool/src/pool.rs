@@ -619,10 +619,15 @@ impl Pool {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let results = MapResults::<R>::new(items.len(), chunksize);
-        // A window of one large chunk per worker and one more (see `task_frame`).
-        let window = Some(self.workers + 1);
-        let submitted = self.submit_chunks(&call, &items, chunksize, window, |chunk| {
+        // This thread decodes large results as it waits (see `MapResults`).
+        let results = MapResults::<R>::decoded_by_waiter(items.len(), chunksize);
+        // A window of one large chunk per worker and one more (see `task_frame`), in which
+        // this thread decodes the results that have come.
+        let window = Window {
+            frames: self.workers + 1,
+            meanwhile: &|| results.settle_queued(),
+        };
+        let submitted = self.submit_chunks(&call, &items, chunksize, Some(window), |chunk| {
             Reply::new(results.clone(), chunk)
         });
         if let Err(err) = submitted {
@@ -646,7 +651,7 @@ impl Pool {
         call: &TaskCall,
         items: &[T],
         chunksize: usize,
-        window: Option<usize>,
+        window: Option<Window<'_>>,
         reply: impl Fn(usize) -> Reply,
     ) -> Result<(), TaskError> {
         let recycler = FrameRecycler::new();
@@ -654,14 +659,16 @@ impl Pool {
         let mut batch_bytes = 0;
         let chunks = items.len().div_ceil(chunksize);
         for (chunk, slice) in items.chunks(chunksize).enumerate() {
-            if let Some(frames) = window {
-                if !recycler.has_room(frames) {
+            if let Some(window) = &window {
+                (window.meanwhile)();
+                if !recycler.has_room(window.frames) {
                     // What the window waits for must be on its way first.
                     if !batch.is_empty() {
                         batch_bytes = 0;
                         self.submit(std::mem::take(&mut batch))?;
                     }
-                    recycler.wait_for_room(frames);
+                    recycler.wait_for_room(window.frames);
+                    (window.meanwhile)();
                 }
             }
             let id = self.shared.next_task_id();
@@ -817,6 +824,13 @@ impl Drop for Pool {
     fn drop(&mut self) {
         let _ = self.terminate();
     }
+}
+
+/// How many large frames a blocking `map` keeps alive while it submits (see `task_frame`),
+/// and what its thread does before it waits for room and after.
+struct Window<'a> {
+    frames: usize,
+    meanwhile: &'a dyn Fn(),
 }
 
 /// The manager thread's handle, joined once; every caller of `join`/`terminate` waits until

@@ -366,3 +366,51 @@ fn a_map_of_more_large_chunks_than_its_window_reuses_their_memory_and_loses_no_b
     let got = pool.map_chunked(reversed, &backwards, 2).unwrap();
     assert_same(&got, &expected(&backwards));
 }
+
+#[test]
+fn a_map_whose_results_grow_past_a_mib_keeps_every_value_in_order() {
+    // The first chunks' results are small (the manager decodes them), later ones pass 1 MiB
+    // (from then on the waiting caller decodes every part): the switch must lose no value
+    // and change no order.
+    let pool = Pool::new(2).unwrap();
+    let items: Vec<Vec<u8>> = (0..40)
+        .map(|i| pattern(i * 64 * 1024 + i, i as u8))
+        .collect();
+    let got = pool.map_chunked(reversed, &items, 3).unwrap();
+    assert_same(&got, &expected(&items));
+}
+
+#[test]
+fn large_results_of_a_chunk_that_completes_last_still_come_first() {
+    // Chunk 0 (an odd length) sleeps, so the chunks after it complete and are decoded before
+    // it; `map` must still return them in input order.
+    let pool = Pool::new(2).unwrap();
+    let items: Vec<Vec<u8>> = (0..8)
+        .map(|i| pattern(2 * MIB + usize::from(i == 0), i as u8))
+        .collect();
+    let got = pool.map_chunked(slow_if_odd, &items, 1).unwrap();
+    assert_same(&got, &items);
+}
+
+/// The vector reversed, unless it starts with 0xEE: then it panics.
+fn reversed_unless_marked(bytes: Vec<u8>) -> Vec<u8> {
+    assert!(bytes.first() != Some(&0xEE), "marked item");
+    reversed(bytes)
+}
+
+#[test]
+fn a_panic_among_large_results_fails_the_map_with_it_and_the_pool_goes_on() {
+    let pool = Pool::new(2).unwrap();
+    let mut items: Vec<Vec<u8>> = (0..12).map(|i| pattern(2 * MIB, i as u8)).collect();
+    items[9][0] = 0xEE;
+    match pool.map_chunked(reversed_unless_marked, &items, 2) {
+        Err(TaskError::Panicked { message, .. }) => assert!(message.contains("marked item")),
+        other => panic!(
+            "expected the marked item's panic, got {:?}",
+            other.map(|v| v.len())
+        ),
+    }
+    items[9][0] = 0;
+    let got = pool.map_chunked(reversed_unless_marked, &items, 2).unwrap();
+    assert_same(&got, &expected(&items));
+}

@@ -1,6 +1,7 @@
 //! The sink of one `map` or `map_async`: values collected per chunk, joined in order as the
 //! chunks complete.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Poll, Waker};
@@ -21,12 +22,39 @@ use super::{ReplySink, missing_item};
 /// of it collects in a vector of its own, appended when its turn comes. So the chunks are
 /// joined while the workers run, and when they complete in order (the usual case: they are
 /// handed out in order) each value is written once, and `wait` has nothing left to copy.
+///
+/// Who decodes: the manager thread, as each part arrives; but for a blocking `map`
+/// ([`MapResults::decoded_by_waiter`]), once a part of [`QUEUE_AT`] bytes or more arrives,
+/// the manager only copies each part's bytes (into the buffer of a part already decoded) and
+/// queues them, and the caller, who waits anyway, decodes them (`wait`, `settle_queued`).
+/// The manager reads every worker's results in turn: decoding large values there (new memory
+/// for each, faulted in page by page) held every worker up, and a `map` of 1 MiB items
+/// spent most of the manager's time in it. From the first queued part on, every part is
+/// queued, so that one thread at a time settles parts, in the order they arrived.
 pub(crate) struct MapResults<R> {
     state: Mutex<MapState<R>>,
     changed: Condvar,
     cancelled: AtomicBool,
     len: usize,
     chunksize: usize,
+    /// A caller waits in `wait` and decodes queued parts (see above).
+    waiter_decodes: bool,
+}
+
+/// A part of at least this many bytes starts the queueing of parts for the waiter.
+const QUEUE_AT: usize = 1 << 20;
+/// Buffers of decoded parts kept for the next copies.
+const SPARE_PARTS: usize = 2;
+
+/// A part the manager delivered and the waiter has yet to decode: `deliver`'s arguments,
+/// with a copy of the bytes.
+struct QueuedPart {
+    chunk: usize,
+    bytes: Vec<u8>,
+    values_only: bool,
+    count: usize,
+    last: bool,
+    origin: Origin,
 }
 
 struct MapState<R> {
@@ -42,6 +70,12 @@ struct MapState<R> {
     error: Option<TaskError>,
     /// The task awaiting the `MapResult`, if it was polled before the map was complete.
     waiter: Waiter,
+    /// Parts delivered and not yet decoded, oldest first (only when the waiter decodes).
+    queued: VecDeque<QueuedPart>,
+    /// The manager queues every part from now on.
+    queueing: bool,
+    /// The buffers of parts already decoded, for the next copies.
+    spare: Vec<Vec<u8>>,
 }
 
 impl<R> MapState<R> {
@@ -51,8 +85,19 @@ impl<R> MapState<R> {
     }
 }
 
-impl<R: DeserializeOwned + Send> MapResults<R> {
+impl<R: DeserializeOwned + Send + 'static> MapResults<R> {
+    /// The sink of a `map_async`: the manager decodes every part.
     pub(crate) fn new(len: usize, chunksize: usize) -> Arc<MapResults<R>> {
+        MapResults::with_decoder(len, chunksize, false)
+    }
+
+    /// The sink of a blocking `map`, whose caller waits in [`wait`](MapResults::wait) and
+    /// decodes large results there (see the type's docs). Only `wait` takes its values.
+    pub(crate) fn decoded_by_waiter(len: usize, chunksize: usize) -> Arc<MapResults<R>> {
+        MapResults::with_decoder(len, chunksize, true)
+    }
+
+    fn with_decoder(len: usize, chunksize: usize, waiter_decodes: bool) -> Arc<MapResults<R>> {
         let chunks = len.div_ceil(chunksize);
         Arc::new(MapResults {
             state: Mutex::new(MapState {
@@ -63,11 +108,15 @@ impl<R: DeserializeOwned + Send> MapResults<R> {
                 chunks_left: chunks,
                 error: None,
                 waiter: Waiter::default(),
+                queued: VecDeque::new(),
+                queueing: false,
+                spare: Vec::new(),
             }),
             changed: Condvar::new(),
             cancelled: AtomicBool::new(false),
             len,
             chunksize,
+            waiter_decodes,
         })
     }
 
@@ -75,10 +124,23 @@ impl<R: DeserializeOwned + Send> MapResults<R> {
         self.chunksize.min(self.len - chunk * self.chunksize)
     }
 
-    /// Waits until every value is in, or the first error.
+    /// Waits until every value is in, or the first error, decoding the parts queued for it
+    /// meanwhile.
     pub(crate) fn wait(&self) -> Result<Vec<R>, TaskError> {
         let mut state = lock(&self.state);
-        while !state.is_complete() {
+        loop {
+            if state.error.is_some() {
+                break;
+            }
+            if let Some(part) = state.queued.pop_front() {
+                drop(state);
+                self.settle_part(part);
+                state = lock(&self.state);
+                continue;
+            }
+            if state.is_complete() {
+                break;
+            }
             state = wait(&self.changed, state);
         }
         if let Some(error) = state.error.clone() {
@@ -87,6 +149,7 @@ impl<R: DeserializeOwned + Send> MapResults<R> {
             self.cancelled.store(true, Ordering::Relaxed);
             state.chunks = Vec::new();
             state.values = Vec::new();
+            state.queued = VecDeque::new();
             return Err(error);
         }
         // Every chunk is complete, so every chunk is joined.
@@ -97,19 +160,72 @@ impl<R: DeserializeOwned + Send> MapResults<R> {
     pub(crate) fn cancel(&self) {
         self.cancelled.store(true, Ordering::Relaxed);
     }
-}
 
-impl<R: DeserializeOwned + Send + 'static> ReplySink for MapResults<R> {
-    fn deliver(
-        &self,
-        chunk: usize,
-        _first: usize,
-        items: EncodedItems<'_>,
-        last: bool,
-        origin: Origin,
-    ) {
+    /// Decodes the parts queued so far (for a caller with something else to wait for).
+    pub(crate) fn settle_queued(&self) {
+        loop {
+            let Some(part) = lock(&self.state).queued.pop_front() else {
+                return;
+            };
+            self.settle_part(part);
+        }
+    }
+
+    fn settle_part(&self, part: QueuedPart) {
+        let items = EncodedItems {
+            bytes: &part.bytes,
+            values_only: part.values_only,
+            count: part.count,
+        };
+        self.settle(part.chunk, items, part.last, part.origin);
+        let mut state = lock(&self.state);
+        if state.spare.len() < SPARE_PARTS {
+            state.spare.push(part.bytes);
+        }
+    }
+
+    /// Queues a copy of a delivered part for the waiter, if the waiter decodes and this part
+    /// starts or continues the queueing; false if the part is to be settled here.
+    fn queue(&self, chunk: usize, items: EncodedItems<'_>, last: bool, origin: Origin) -> bool {
+        if !self.waiter_decodes {
+            return false;
+        }
+        let mut state = lock(&self.state);
+        if !state.queueing {
+            if items.bytes.len() < QUEUE_AT {
+                return false;
+            }
+            state.queueing = true;
+        }
+        if state.error.is_some() {
+            // As `settle` would: nothing more is decoded after an error.
+            return true;
+        }
+        let mut bytes = state.spare.pop().unwrap_or_default();
+        drop(state);
+        bytes.clear();
+        bytes.extend_from_slice(items.bytes);
+        let part = QueuedPart {
+            chunk,
+            bytes,
+            values_only: items.values_only,
+            count: items.count,
+            last,
+            origin,
+        };
+        let mut state = lock(&self.state);
+        state.queued.push_back(part);
+        let woken = state.waiter.notify(&self.changed);
+        drop(state);
+        woken.wake();
+        true
+    }
+
+    /// Decodes one part and joins it: what `deliver` does, in the manager thread or, for
+    /// queued parts, in the waiter (one thread at a time: see the type's docs).
+    fn settle(&self, chunk: usize, items: EncodedItems<'_>, last: bool, origin: Origin) {
         // Decode before taking the lock (the caller may be waiting on it), onto the chunk's
-        // vector taken out of the state meanwhile: only the manager thread delivers.
+        // vector taken out of the state meanwhile: one thread at a time settles.
         let joining = {
             let mut guard = lock(&self.state);
             let state = &mut *guard;
@@ -177,6 +293,21 @@ impl<R: DeserializeOwned + Send + 'static> ReplySink for MapResults<R> {
             let woken = state.waiter.notify(&self.changed);
             drop(guard);
             woken.wake();
+        }
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> ReplySink for MapResults<R> {
+    fn deliver(
+        &self,
+        chunk: usize,
+        _first: usize,
+        items: EncodedItems<'_>,
+        last: bool,
+        origin: Origin,
+    ) {
+        if !self.queue(chunk, items, last, origin) {
+            self.settle(chunk, items, last, origin);
         }
     }
 
