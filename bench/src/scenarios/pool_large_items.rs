@@ -105,8 +105,10 @@ pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
          chunk (32 MiB) into the memory of the map's earlier frames once a window of three is \
          alive (new memory for each cost a page fault per 4 KiB: 2.5 GB/s against 18 GB/s). \
          The rest is copies and page faults: each result is copied from the worker's ring into \
-         the manager's frame buffer before it is decoded, and every result vector in the \
-         caller is new memory, faulted in page by page (see docs/proc-pool.md, \"Large \
+         the manager's frame buffer, and from there into a queued buffer that the waiting \
+         caller decodes (so the manager, which every worker waits on, does not fault in the \
+         new result vectors), and every result vector in the caller is new memory, faulted \
+         in page by page (see docs/proc-pool.md, \"Large \
          values\").",
     )
     .contender(Contender::self_timed(C_ECHO, |ops| {
