@@ -42,7 +42,7 @@ const SPARES: usize = 2;
 /// An encoded task, as the manager and the workers' queues share it. Dereferences to its
 /// bytes. A large frame made by [`FrameRecycler::frame`] gives its memory back to the
 /// recycler when dropped.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct TaskFrame {
     bytes: Vec<u8>,
     recycler: Option<Arc<FrameRecycler>>,

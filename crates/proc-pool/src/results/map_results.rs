@@ -333,6 +333,7 @@ impl<R> MapResults<R> {
     /// `Ready` once [`is_complete`](MapResults::is_complete); else keeps `waker` to wake
     /// when it is, checked and kept under one lock so that no completion is missed.
     pub(crate) fn poll_complete(&self, waker: &Waker) -> Poll<()> {
+        debug_assert!(!self.waiter_decodes, "a blocking map's sink is polled");
         let mut state = lock(&self.state);
         if state.is_complete() {
             return Poll::Ready(());
@@ -349,6 +350,8 @@ impl<R> MapResults<R> {
     /// Waits, until `deadline` at most, for every value or the first error, without taking
     /// them; true if they are there.
     pub(crate) fn wait_complete(&self, deadline: Option<Instant>) -> bool {
+        // Nothing here decodes queued parts: only `wait` may wait on a blocking map's sink.
+        debug_assert!(!self.waiter_decodes, "a blocking map's sink is waited on");
         let mut state = lock(&self.state);
         while !state.is_complete() {
             match deadline {
