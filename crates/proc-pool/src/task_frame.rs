@@ -24,6 +24,7 @@
 //! frames and the call do, so an idle pool holds no spare frames.
 
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -95,6 +96,10 @@ pub(crate) struct FrameRecycler {
     state: Mutex<RecyclerState>,
     /// Signalled when a large frame goes away.
     returned: Condvar,
+    /// A large frame has been made here. Until then there is nothing to count or reuse, and
+    /// a call of small chunks (one item each, say) takes no lock per chunk. Set and read
+    /// only by the call's own thread, which makes every frame.
+    made_large: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -120,6 +125,9 @@ impl FrameRecycler {
     /// Memory for the next frame: a returned frame's, emptied, if one is spare; else a new
     /// vector of `capacity`.
     pub(crate) fn buffer(&self, capacity: usize) -> Vec<u8> {
+        if !self.made_large.load(Ordering::Relaxed) {
+            return Vec::with_capacity(capacity);
+        }
         match locking::lock(&self.state).spares.pop() {
             Some(mut spare) => {
                 spare.clear();
@@ -135,6 +143,7 @@ impl FrameRecycler {
         if bytes.len() < LARGE_FRAME {
             return TaskFrame::from(bytes);
         }
+        self.made_large.store(true, Ordering::Relaxed);
         let mut state = locking::lock(&self.state);
         state.alive += 1;
         state.alive_bytes += bytes.len();
@@ -148,7 +157,7 @@ impl FrameRecycler {
     /// Whether a window of `frames` has room: fewer large frames alive than that, or less
     /// than [`WINDOW_BYTES`] in them.
     pub(crate) fn has_room(&self, frames: usize) -> bool {
-        locking::lock(&self.state).has_room(frames)
+        !self.made_large.load(Ordering::Relaxed) || locking::lock(&self.state).has_room(frames)
     }
 
     /// Waits, at most [`ROOM_WAIT`], until a window of `frames` has room. Returns whether

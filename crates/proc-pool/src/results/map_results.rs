@@ -39,6 +39,9 @@ pub(crate) struct MapResults<R> {
     chunksize: usize,
     /// A caller waits in `wait` and decodes queued parts (see above).
     waiter_decodes: bool,
+    /// The manager has started queueing parts: until then `settle_queued`, which a `map`
+    /// calls before every chunk it submits, has nothing to do and takes no lock.
+    queueing: AtomicBool,
 }
 
 /// A part of at least this many bytes starts the queueing of parts for the waiter.
@@ -72,8 +75,6 @@ struct MapState<R> {
     waiter: Waiter,
     /// Parts delivered and not yet decoded, oldest first (only when the waiter decodes).
     queued: VecDeque<QueuedPart>,
-    /// The manager queues every part from now on.
-    queueing: bool,
     /// The buffers of parts already decoded, for the next copies.
     spare: Vec<Vec<u8>>,
 }
@@ -109,7 +110,6 @@ impl<R: DeserializeOwned + Send + 'static> MapResults<R> {
                 error: None,
                 waiter: Waiter::default(),
                 queued: VecDeque::new(),
-                queueing: false,
                 spare: Vec::new(),
             }),
             changed: Condvar::new(),
@@ -117,6 +117,7 @@ impl<R: DeserializeOwned + Send + 'static> MapResults<R> {
             len,
             chunksize,
             waiter_decodes,
+            queueing: AtomicBool::new(false),
         })
     }
 
@@ -163,6 +164,9 @@ impl<R: DeserializeOwned + Send + 'static> MapResults<R> {
 
     /// Decodes the parts queued so far (for a caller with something else to wait for).
     pub(crate) fn settle_queued(&self) {
+        if !self.queueing.load(Ordering::Acquire) {
+            return;
+        }
         loop {
             let Some(part) = lock(&self.state).queued.pop_front() else {
                 return;
@@ -190,13 +194,15 @@ impl<R: DeserializeOwned + Send + 'static> MapResults<R> {
         if !self.waiter_decodes {
             return false;
         }
-        let mut state = lock(&self.state);
-        if !state.queueing {
+        // Only the manager thread delivers, so only it reads and sets the flag here; the
+        // waiter's reads are hints (`wait` looks at the queue itself).
+        if !self.queueing.load(Ordering::Relaxed) {
             if items.bytes.len() < QUEUE_AT {
                 return false;
             }
-            state.queueing = true;
+            self.queueing.store(true, Ordering::Release);
         }
+        let mut state = lock(&self.state);
         if state.error.is_some() {
             // As `settle` would: nothing more is decoded after an error.
             return true;
