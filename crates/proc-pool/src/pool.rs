@@ -1,12 +1,11 @@
 //! The `Pool` handle and its builder.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fork_sys::Pid;
 use proc_core::StartMethod;
-use proc_core::codec::{self, DEFAULT_MAX_FRAME_LEN};
+use proc_core::codec::DEFAULT_MAX_FRAME_LEN;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -14,14 +13,17 @@ use crate::bound::TaskCall;
 use crate::callbacks::{CallbackThread, Callbacks, CompletionSink};
 use crate::error::{PoolError, TaskError};
 use crate::imap::Imap;
-use crate::locking::{lock, wait};
 use crate::manager::{self, Config, Shared, Task};
 use crate::map_result::MapResult;
-use crate::protocol::{self, TaskHeader};
 use crate::results::{AsyncResult, MapResults, OneSlot, Reply};
 use crate::task_arg::{TaskArg, TaskItems};
 use crate::task_fn::{StarFn, TaskFn};
-use crate::task_frame::{FrameRecycler, TaskFrame};
+
+mod manager_thread;
+mod submission;
+
+use manager_thread::ManagerThread;
+use submission::Window;
 
 /// A pool of forked worker processes running `fn(A) -> R` tasks: Python's
 /// `multiprocessing.Pool`, without its hangs.
@@ -639,51 +641,6 @@ impl Pool {
         results.wait()
     }
 
-    /// Encodes `items` in chunks of `chunksize` and submits them, chunk `i` answering through
-    /// `reply(i)`. Chunks go out as they are encoded, in batches of about SUBMIT_BYTES, so the
-    /// workers start on the first while the rest are being encoded. Large frames are encoded
-    /// into the memory of the call's earlier ones; with a `window` (a frame count), no more
-    /// large frames than that are alive at once, as long as the wait for room does not run
-    /// out (see `task_frame`). On an error, the chunks not submitted fail through their
-    /// replies; those submitted run.
-    fn submit_chunks<T: Serialize>(
-        &self,
-        call: &TaskCall,
-        items: &[T],
-        chunksize: usize,
-        window: Option<Window<'_>>,
-        reply: impl Fn(usize) -> Reply,
-    ) -> Result<(), TaskError> {
-        let recycler = FrameRecycler::new();
-        let mut batch = Vec::new();
-        let mut batch_bytes = 0;
-        let chunks = items.len().div_ceil(chunksize);
-        for (chunk, slice) in items.chunks(chunksize).enumerate() {
-            if let Some(window) = &window {
-                (window.meanwhile)();
-                if !recycler.has_room(window.frames) {
-                    // What the window waits for must be on its way first.
-                    if !batch.is_empty() {
-                        batch_bytes = 0;
-                        self.submit(std::mem::take(&mut batch))?;
-                    }
-                    recycler.wait_for_room(window.frames);
-                    (window.meanwhile)();
-                }
-            }
-            let id = self.shared.next_task_id();
-            let frame = self.encode(call, id, slice, Some(&recycler))?;
-            batch_bytes += frame.len();
-            let task = Task::new(id, frame, reply(chunk), slice.len());
-            batch.push(task.with_bound(call.bound.clone()));
-            if batch_bytes >= SUBMIT_BYTES || chunk + 1 == chunks {
-                batch_bytes = 0;
-                self.submit(std::mem::take(&mut batch))?;
-            }
-        }
-        Ok(())
-    }
-
     /// A lazy, ordered map: yields each item's outcome in input order, while only a bounded
     /// window of tasks is in flight, so `items` may be endless and memory stays flat. Chunk
     /// size: the pool's `chunksize`, else 1; change it with [`Imap::chunksize`].
@@ -778,46 +735,6 @@ impl Pool {
     pub(crate) fn default_chunksize(&self) -> Option<usize> {
         self.chunksize
     }
-
-    pub(crate) fn encode<A: Serialize>(
-        &self,
-        call: &TaskCall,
-        id: u64,
-        items: &[A],
-        recycler: Option<&Arc<FrameRecycler>>,
-    ) -> Result<TaskFrame, TaskError> {
-        let function = call.function;
-        if self.start_method != StartMethod::Fork {
-            function.check_nameable()?;
-        }
-        // Room for the headers and a small chunk: most frames need no reallocation.
-        let mut frame = match recycler {
-            Some(recycler) => recycler.buffer(FRAME_ROOM),
-            None => Vec::with_capacity(FRAME_ROOM),
-        };
-        protocol::encode_task(
-            &mut frame,
-            TaskHeader { id, function },
-            call.bound_id(),
-            items,
-            self.max_frame_len,
-        )
-        .map_err(|err| TaskError::codec(None, err))?;
-        Ok(match recycler {
-            Some(recycler) => recycler.frame(frame),
-            None => TaskFrame::from(frame),
-        })
-    }
-
-    /// Queues tasks; if refused, they fail with the reason, which is returned.
-    pub(crate) fn submit(&self, tasks: Vec<Task>) -> Result<(), TaskError> {
-        self.shared.submit(tasks).map_err(|(reason, tasks)| {
-            for mut task in tasks {
-                task.reply.fail(reason.clone());
-            }
-            reason
-        })
-    }
 }
 
 impl Drop for Pool {
@@ -825,73 +742,6 @@ impl Drop for Pool {
         let _ = self.terminate();
     }
 }
-
-/// How many large frames a blocking `map` keeps alive while it submits (see `task_frame`),
-/// and what its thread does before it waits for room and after.
-struct Window<'a> {
-    frames: usize,
-    meanwhile: &'a dyn Fn(),
-}
-
-/// The manager thread's handle, joined once; every caller of `join`/`terminate` waits until
-/// it has ended, not only the one that joins it.
-#[derive(Debug)]
-struct ManagerThread {
-    state: Mutex<ManagerState>,
-    ended: Condvar,
-}
-
-#[derive(Debug)]
-struct ManagerState {
-    handle: Option<JoinHandle<()>>,
-    /// `Some` once the thread has been joined: how it ended.
-    outcome: Option<Result<(), String>>,
-}
-
-impl ManagerThread {
-    fn new(handle: JoinHandle<()>) -> ManagerThread {
-        ManagerThread {
-            state: Mutex::new(ManagerState {
-                handle: Some(handle),
-                outcome: None,
-            }),
-            ended: Condvar::new(),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, ManagerState> {
-        lock(&self.state)
-    }
-
-    fn join(&self) -> Result<(), PoolError> {
-        let mut state = self.lock();
-        loop {
-            if let Some(outcome) = &state.outcome {
-                return outcome
-                    .clone()
-                    .map_err(|message| PoolError::ManagerPanicked { message });
-            }
-            if let Some(handle) = state.handle.take() {
-                drop(state);
-                let outcome = handle
-                    .join()
-                    .map_err(|panic| protocol::panic_message(panic.as_ref()));
-                state = self.lock();
-                state.outcome = Some(outcome);
-                self.ended.notify_all();
-                continue;
-            }
-            // Another thread is joining it: wait for that.
-            state = wait(&self.ended, state);
-        }
-    }
-}
-
-/// The capacity a task frame starts with: its headers and a few small arguments.
-const FRAME_ROOM: usize = codec::HEADER_LEN + protocol::TASK_HEADER_LEN + 20;
-
-/// How many encoded bytes `map` gathers before handing them to the pool.
-const SUBMIT_BYTES: usize = 64 * 1024;
 
 /// Python's `Pool.map` chunk size: the items split into about four chunks per worker.
 fn default_map_chunksize(items: usize, workers: usize) -> usize {
