@@ -261,6 +261,17 @@ struct LegResult {
 
 /// Runs the selected legs in order, prints the table, and fails if any leg failed.
 pub(crate) fn run(workspace: &Workspace, options: &MatrixOptions) -> Result<(), Error> {
+    // Incremental caches only pay off when the same crate is rebuilt after an edit; a matrix
+    // mostly builds from scratch, and in a clean run they were 2 GB of the 5.7 GB written
+    // (a CI disk once filled up mid-run). The user's own CARGO_INCREMENTAL wins.
+    let workspace = &workspace.with_default_env("CARGO_INCREMENTAL", "0");
+    let defaults: Vec<String> = workspace.default_envs().collect();
+    if !defaults.is_empty() {
+        println!(
+            "note: every leg runs with {} (set it yourself to choose otherwise)",
+            defaults.join(" ")
+        );
+    }
     let runner = if workspace.has_nextest() {
         TestRunner::Nextest
     } else {

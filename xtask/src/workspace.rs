@@ -12,11 +12,13 @@ use std::process::{Command, ExitStatus, Stdio};
 
 use crate::error::Error;
 
-/// The workspace root and the cargo binary to drive it with.
-#[derive(Debug)]
+/// The workspace root, the cargo binary to drive it with, and variables every command gets.
+#[derive(Debug, Clone)]
 pub(crate) struct Workspace {
     root: PathBuf,
     cargo: OsString,
+    /// Set for every command run here, before the invocation's own.
+    envs: Vec<(String, String)>,
 }
 
 impl Workspace {
@@ -30,7 +32,28 @@ impl Workspace {
         let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
         let root = manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-        Self { root, cargo }
+        Self {
+            root,
+            cargo,
+            envs: Vec::new(),
+        }
+    }
+
+    /// This workspace with `key=value` set for every command it runs, unless the user's
+    /// environment sets `key` already: the user's choice wins.
+    pub(crate) fn with_default_env(&self, key: &str, value: &str) -> Self {
+        let mut workspace = self.clone();
+        if std::env::var_os(key).is_none() {
+            workspace.envs.push((key.to_owned(), value.to_owned()));
+        }
+        workspace
+    }
+
+    /// The variables [`Workspace::with_default_env`] set, as `KEY=value` words for a note.
+    pub(crate) fn default_envs(&self) -> impl Iterator<Item = String> + '_ {
+        self.envs
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
     }
 
     /// The crates whose tests the matrix runs, one leg each: every directory under `crates/`
@@ -80,7 +103,7 @@ impl Workspace {
         let _ = std::io::stdout().flush();
         let mut command = Command::new(&self.cargo);
         command.args(&invocation.args).current_dir(&self.root);
-        for (key, value) in &invocation.envs {
+        for (key, value) in self.envs.iter().chain(&invocation.envs) {
             command.env(key, value);
         }
         command.status().map_err(|source| Error::Spawn {
@@ -194,6 +217,19 @@ mod tests {
         for (invocation, expected) in cases {
             assert_eq!(invocation.to_string(), expected);
         }
+    }
+
+    #[test]
+    fn default_env_reaches_commands_unless_the_user_set_it() {
+        let unset = "XTASK_TEST_VARIABLE_NOBODY_SETS";
+        assert!(std::env::var_os(unset).is_none());
+        let workspace = Workspace::locate()
+            .with_default_env(unset, "0")
+            .with_default_env("PATH", "/nowhere");
+        assert_eq!(
+            workspace.default_envs().collect::<Vec<_>>(),
+            [format!("{unset}=0")]
+        );
     }
 
     #[test]
