@@ -317,6 +317,48 @@ pub fn encode_into_slice<T: Serialize + ?Sized>(
     })
 }
 
+/// How many bytes [`encode_value`] writes for `value`, if that is at most `limit`; `None` if
+/// more, or if its `Serialize` fails. Nothing is written anywhere, and the cost is bounded by
+/// `limit`, not by the value: a byte vector is measured from its length alone, anything else
+/// is counted as bincode encodes it, up to `limit` bytes.
+///
+/// ```
+/// use proc_core::codec;
+///
+/// let image = vec![7u8; 1 << 20];
+/// assert_eq!(codec::encoded_len_within(&image, 4 << 20), Some(5 + (1 << 20)));
+/// assert_eq!(codec::encoded_len_within(&image, 1 << 20), None);
+/// assert_eq!(codec::encoded_len_within(&(1u8, "ab"), 64), Some(4));
+/// ```
+pub fn encoded_len_within<T: Serialize + ?Sized>(value: &T, limit: usize) -> Option<usize> {
+    match byte_vectors::encode_into_slice(value, &mut []) {
+        byte_vectors::Probe::TooSmall(needed) => return (needed <= limit).then_some(needed),
+        byte_vectors::Probe::Done(used) => return (used <= limit).then_some(used),
+        byte_vectors::Probe::NotBytes => {}
+    }
+    // The short road of scalars writes bincode's bytes, so bincode's count is its count too.
+    let mut counter = LenCounter { len: 0, limit };
+    bincode::serde::encode_into_writer(value, &mut counter, config()).ok()?;
+    Some(counter.len)
+}
+
+/// bincode's `Writer` that only counts, and stops the encoding past `limit` bytes.
+struct LenCounter {
+    len: usize,
+    limit: usize,
+}
+
+impl bincode::enc::write::Writer for &mut LenCounter {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        self.len += bytes.len();
+        if self.len > self.limit {
+            return Err(bincode::error::EncodeError::Other("past the limit"));
+        }
+        Ok(())
+    }
+}
+
 /// Appends the encoding of `items` as one sequence, exactly as [`encode_value`] of the
 /// slice would write it (its length, then each item), but each item a byte vector takes the
 /// short road (see the module docs), which it would not inside the slice. The other side reads

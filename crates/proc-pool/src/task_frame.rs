@@ -1,11 +1,11 @@
 //! Task frames, and the memory a map's large frames are encoded into.
 //!
-//! A chunk of large arguments (32 buffers of 1 MiB at the default chunk size) is a frame of
-//! tens of MiB. Encoding into new memory costs more than the encoding: the kernel maps and
+//! A chunk of large arguments is a frame of MiBs (about 4 at the default chunk size, tens at a
+//! caller's: 32 buffers of 1 MiB at chunk size 32). Encoding into new memory costs more than the encoding: the kernel maps and
 //! zeroes every page at its first touch, which held the copy to 2.5 GB/s on the development VM
 //! against 18 GB/s into memory already faulted in (Dec 2026), and a frame that large is
-//! always new memory (glibc gives allocations over 32 MiB their own mapping, unmapped on
-//! free). So the chunks of one `map`, `map_async` or `imap` call share a [`FrameRecycler`]:
+//! often new memory (glibc gives allocations over its mapping threshold, up to 32 MiB, their
+//! own mapping, unmapped on free). So the chunks of one `map`, `map_async` or `imap` call share a [`FrameRecycler`]:
 //! a large frame's memory goes back to it when the last holder (the task, or a worker's
 //! queue that put it into the pipe by reference) lets go, and the call's next chunk is
 //! encoded into it.
@@ -33,8 +33,10 @@ use crate::locking;
 /// Frames at least this long are recycled and counted in the window (smaller ones are cheap
 /// to allocate: malloc reuses their memory).
 pub(crate) const LARGE_FRAME: usize = 64 * 1024;
-/// A window this large (in bytes of large frames alive) is full, whatever the frame count.
-pub(crate) const WINDOW_BYTES: usize = 64 * 1024 * 1024;
+/// A window is full once its count of large frames is alive *and* they hold this many bytes
+/// (four chunks at the default size of about 4 MiB), so frames only just over
+/// [`LARGE_FRAME`] never hold a map back.
+pub(crate) const WINDOW_BYTES: usize = 16 * 1024 * 1024;
 /// The longest one wait for room lasts.
 pub(crate) const ROOM_WAIT: Duration = Duration::from_millis(100);
 /// Spare buffers kept for the call's next frames (more are freed as they come back).

@@ -351,7 +351,7 @@ fn byte_vectors_over_the_frame_limit_are_refused_and_nothing_else_is_lost() {
 
 #[test]
 fn a_map_of_more_large_chunks_than_its_window_reuses_their_memory_and_loses_no_byte() {
-    // Chunks of two items of about 6 MiB: frames of 12 MiB, so the window (64 MiB of large
+    // Chunks of two items of about 6 MiB: frames of 12 MiB, so the window (16 MiB of large
     // frames and three of them, on a pool of 2) fills and later chunks are encoded into the
     // memory of earlier ones. The lengths differ, so a frame encoded over a longer one's
     // memory shows if its length or its tail were wrong.

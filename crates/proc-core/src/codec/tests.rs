@@ -334,3 +334,55 @@ fn arbitrary_input_never_panics() {
         let _ = decode_frame::<Result<Vec<u64>, String>>(&bytes, 1 << 20);
     }
 }
+
+#[test]
+fn encoded_len_within_is_encode_values_length_up_to_the_limit() {
+    /// Checks `encoded_len_within` of `value` against its encoding, at and around the limit.
+    fn check<T: Serialize + ?Sized>(value: &T) {
+        let mut encoded = Vec::new();
+        encode_value(value, &mut encoded).unwrap();
+        let len = encoded.len();
+        assert_eq!(len, bincode_road(value).len());
+        assert_eq!(encoded_len_within(value, usize::MAX), Some(len));
+        assert_eq!(
+            encoded_len_within(value, len),
+            Some(len),
+            "exactly at the limit fits"
+        );
+        assert_eq!(
+            encoded_len_within(value, len - 1),
+            None,
+            "one byte over does not"
+        );
+        assert_eq!(encoded_len_within(value, 0), None);
+    }
+    #[derive(Serialize)]
+    struct Record {
+        name: String,
+        samples: Vec<f64>,
+        tag: Option<u32>,
+    }
+    let bytes = pattern(70_000);
+    check(&bytes);
+    check(&Newtype(bytes.clone()));
+    check(&AsBytes(&bytes));
+    check(&Vec::<u8>::new());
+    check(&Record {
+        name: "probe".into(),
+        samples: vec![0.5; 1000],
+        tag: Some(70_000),
+    });
+    check(&(7u64, -3i32, 2.5f32));
+    check("text");
+}
+
+#[test]
+fn encoded_len_within_a_value_whose_serialize_fails_is_none() {
+    struct Fails;
+    impl Serialize for Fails {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("no"))
+        }
+    }
+    assert_eq!(encoded_len_within(&Fails, usize::MAX), None);
+}
