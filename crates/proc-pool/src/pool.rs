@@ -428,9 +428,9 @@ impl Pool {
 
     /// [`map_async`](Pool::map_async) with Python's other arguments: a chunk size (`None`:
     /// the pool's, else about four chunks per worker of at most about 4 MiB, as for `map`)
-    /// and [`Callbacks`], which
-    /// get the whole `Vec` of values, or the first error, on the pool's callback thread before
-    /// the [`MapResult`] is ready. A refused submission runs no callback.
+    /// and [`Callbacks`], which get the whole `Vec` of values, or the first error, on the
+    /// pool's callback thread before the [`MapResult`] is ready. A refused submission runs no
+    /// callback.
     ///
     /// ```
     /// use std::sync::mpsc;
@@ -749,7 +749,7 @@ impl Drop for Pool {
 
 /// About how many bytes of encoded arguments a chunk of the default size holds at most, judged
 /// by its first item. 32 MiB chunks (32 items of 1 MiB on two workers) each took a frame of new
-/// memory to encode and to read: a map of such items ran at 2.3-2.8 GB/s, against 2.7-3.8 in
+/// memory to encode and to read: a map of such items ran at 1.9-2.9 GB/s, against 2.7-3.7 in
 /// 4 MiB chunks (docs/proc-pool.md, "Chunk size").
 const CHUNK_BYTES: usize = 4 << 20;
 
