@@ -93,7 +93,8 @@ pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
          3.75-3.83). So no row here is a tight physical limit for a pool's `map`: the \
          plain C row is the honest pipe-only comparison, and the floor (one pipe between two \
          pinned CPUs, no third process, no fresh memory) stays the goal's yardstick. Both pools run at their \
-         default chunk size (32 items per task here), start fresh each round and warm up \
+         default chunk size (Python's 32 items per task here; proc-pool's stops at about \
+         4 MiB of arguments: 4 items), start fresh each round and warm up \
          with an untimed map of the same items first; the items are made before the timed \
          map and passed by reference (`&items`), and every result is a new buffer in the \
          caller. proc-pool writes a `Vec<u8>` argument or result as its length and then its \
@@ -102,8 +103,10 @@ pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
          only copy after encoding; a worker reads `Vec<u8>` arguments with one copy each, as \
          each task starts (its task's entry point knows the type), and the caller reads each \
          result with one copy. Python pickles each `bytes` with one copy. The caller encodes each \
-         chunk (32 MiB) into the memory of the map's earlier frames once a window of three is \
-         alive (new memory for each cost a page fault per 4 KiB: 2.5 GB/s against 18 GB/s). \
+         chunk into the memory of the map's earlier frames once a window of 16 MiB of them is \
+         alive (new memory for each cost a page fault per 4 KiB: 2.5 GB/s against 18 GB/s); \
+         in chunks of 32 items (32 MiB frames) the row read 1.9-2.1 GB/s in paired runs, \
+         2.4-2.9 in chunks of 4. \
          The rest is copies and page faults: each result is copied from the worker's ring into \
          the manager's frame buffer, and from there into a queued buffer that the waiting \
          caller decodes (so the manager, which every worker waits on, does not fault in the \
