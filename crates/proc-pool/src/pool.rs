@@ -92,7 +92,9 @@ impl PoolBuilder {
     }
 
     /// A worker exits after this many tasks (a `map` chunk counts as one) and a fresh one
-    /// takes its place: a bound on what a leaky task can accumulate.
+    /// takes its place: a bound on what a leaky task can accumulate. (`map`'s default chunks
+    /// of large items are smaller than Python's, so they count more tasks: see
+    /// [`Pool::map`].)
     pub fn max_tasks_per_child(mut self, tasks: u64) -> PoolBuilder {
         self.max_tasks_per_child = Some(tasks);
         self
