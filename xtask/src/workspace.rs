@@ -94,6 +94,26 @@ impl Workspace {
             .is_ok_and(|status| status.success())
     }
 
+    /// Bytes free on the file system that builds go to (`CARGO_TARGET_DIR`, else the
+    /// workspace root), as `df -Pk` tells; `None` if it cannot be told.
+    pub(crate) fn free_disk_bytes(&self) -> Option<u64> {
+        let place = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .filter(|dir| dir.exists())
+            .unwrap_or_else(|| self.root.clone());
+        let output = Command::new("df")
+            .arg("-Pk")
+            .arg(&place)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        if !output.status.success() {
+            return None;
+        }
+        available_kib(&String::from_utf8_lossy(&output.stdout)).map(|kib| kib * 1024)
+    }
+
     /// Runs `invocation` in the root with inherited stdio and returns how it ended.
     ///
     /// Output streams live (nothing is captured), so a long test run shows progress and CI logs
@@ -194,6 +214,13 @@ fn shell_quote(word: &str) -> String {
     }
 }
 
+/// The "Available" column (KiB) of `df -Pk`'s one file-system line, in the POSIX format:
+/// a header, then `Filesystem 1024-blocks Used Available Capacity Mounted-on`.
+fn available_kib(df_output: &str) -> Option<u64> {
+    let line = df_output.lines().nth(1)?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +257,31 @@ mod tests {
             workspace.default_envs().collect::<Vec<_>>(),
             [format!("{unset}=0")]
         );
+    }
+
+    #[test]
+    fn df_output_gives_the_available_kib() {
+        let linux = "Filesystem     1024-blocks     Used Available Capacity Mounted on\n\
+                     /dev/vda         263174212 22495644  73283004      24% /\n";
+        assert_eq!(available_kib(linux), Some(73_283_004));
+        let macos = "Filesystem 1024-blocks Used Available Capacity Mounted on\n\
+                     /dev/disk3s5 482797652 301237176 153847532 67% /System/Volumes/Data\n";
+        assert_eq!(available_kib(macos), Some(153_847_532));
+        assert_eq!(
+            available_kib("Filesystem 1024-blocks Used Available\n"),
+            None
+        );
+        assert_eq!(
+            available_kib("df: /nowhere: No such file or directory\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn free_disk_bytes_are_told_here() {
+        // `df` is on every machine the matrix runs on (Linux, macOS).
+        let free = Workspace::locate().free_disk_bytes();
+        assert!(free.is_some_and(|bytes| bytes > 0), "{free:?}");
     }
 
     #[test]
