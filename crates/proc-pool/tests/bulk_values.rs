@@ -414,3 +414,52 @@ fn a_panic_among_large_results_fails_the_map_with_it_and_the_pool_goes_on() {
     let got = pool.map_chunked(reversed_unless_marked, &items, 2).unwrap();
     assert_same(&got, &expected(&items));
 }
+
+/// The worker's pid, and the argument's length (so the worker reads it whole).
+fn worker_pid_and_len(bytes: Vec<u8>) -> (u32, usize) {
+    (std::process::id(), bytes.len())
+}
+
+fn worker_pid(_: u64) -> u32 {
+    std::process::id()
+}
+
+/// The lengths of the runs of equal values in `values`.
+fn run_lengths<T: PartialEq>(values: &[T]) -> Vec<usize> {
+    let mut runs: Vec<usize> = Vec::new();
+    for (i, value) in values.iter().enumerate() {
+        match runs.last_mut() {
+            Some(run) if values[i - 1] == *value => *run += 1,
+            _ => runs.push(1),
+        }
+    }
+    runs
+}
+
+#[test]
+fn map_default_chunks_hold_about_4_mib_of_large_items_and_python_counts_of_small_ones() {
+    // One task per worker: each chunk runs in a worker of its own, so the runs of equal pids
+    // in the results are the chunks.
+    let pool = Pool::builder()
+        .workers(2)
+        .max_tasks_per_child(1)
+        .build()
+        .unwrap();
+    // Small items: Python's count, 16 / (4 × 2 workers) = 2 a chunk.
+    let pids = pool.map(worker_pid, 0..16u64).unwrap();
+    assert_eq!(run_lengths(&pids), [2; 8], "{pids:?}");
+    // 64 items of 1 MiB: Python's count is 8 a chunk; the byte bound makes it 4 (about 4 MiB).
+    let items: Vec<Vec<u8>> = (0..64).map(|i| pattern(MIB, i as u8)).collect();
+    let got = pool.map(worker_pid_and_len, &items).unwrap();
+    assert!(got.iter().all(|&(_, len)| len == MIB));
+    let pids: Vec<u32> = got.iter().map(|&(pid, _)| pid).collect();
+    assert_eq!(run_lengths(&pids), [4; 16], "{pids:?}");
+    // Where Python's count is the smaller, it stands: 16 of them go 2 to a chunk.
+    let got = pool.map(worker_pid_and_len, &items[..16]).unwrap();
+    let pids: Vec<u32> = got.iter().map(|&(pid, _)| pid).collect();
+    assert_eq!(run_lengths(&pids), [2; 8], "{pids:?}");
+    // A chunk size the caller gives is taken as it is.
+    let got = pool.map_chunked(worker_pid_and_len, &items, 8).unwrap();
+    let pids: Vec<u32> = got.iter().map(|&(pid, _)| pid).collect();
+    assert_eq!(run_lengths(&pids), [8; 8], "{pids:?}");
+}
