@@ -247,7 +247,7 @@ mod tests {
     }
 
     #[test]
-    fn default_env_reaches_commands_unless_the_user_set_it() {
+    fn a_default_env_is_kept_only_where_the_user_set_none() {
         let unset = "XTASK_TEST_VARIABLE_NOBODY_SETS";
         assert!(std::env::var_os(unset).is_none());
         let workspace = Workspace::locate()
