@@ -426,14 +426,15 @@ fn worker_pid(_: u64) -> u32 {
 
 /// The lengths of the runs of equal values in `values`.
 fn run_lengths<T: PartialEq>(values: &[T]) -> Vec<usize> {
-    let mut runs: Vec<usize> = Vec::new();
-    for (i, value) in values.iter().enumerate() {
-        match runs.last_mut() {
-            Some(run) if values[i - 1] == *value => *run += 1,
-            _ => runs.push(1),
-        }
-    }
-    runs
+    values.chunk_by(|a, b| a == b).map(<[T]>::len).collect()
+}
+
+/// The chunks of a map of `worker_pid_and_len` over 1 MiB items, as the lengths of the runs
+/// of equal pids; every item must have arrived whole.
+fn chunk_lengths(got: &[(u32, usize)]) -> Vec<usize> {
+    assert!(got.iter().all(|&(_, len)| len == MIB));
+    let pids: Vec<u32> = got.iter().map(|&(pid, _)| pid).collect();
+    run_lengths(&pids)
 }
 
 #[test]
@@ -451,15 +452,11 @@ fn map_default_chunks_hold_about_4_mib_of_large_items_and_python_counts_of_small
     // 64 items of 1 MiB: Python's count is 8 a chunk; the byte bound makes it 4 (about 4 MiB).
     let items: Vec<Vec<u8>> = (0..64).map(|i| pattern(MIB, i as u8)).collect();
     let got = pool.map(worker_pid_and_len, &items).unwrap();
-    assert!(got.iter().all(|&(_, len)| len == MIB));
-    let pids: Vec<u32> = got.iter().map(|&(pid, _)| pid).collect();
-    assert_eq!(run_lengths(&pids), [4; 16], "{pids:?}");
+    assert_eq!(chunk_lengths(&got), [4; 16], "{got:?}");
     // Where Python's count is the smaller, it stands: 16 of them go 2 to a chunk.
     let got = pool.map(worker_pid_and_len, &items[..16]).unwrap();
-    let pids: Vec<u32> = got.iter().map(|&(pid, _)| pid).collect();
-    assert_eq!(run_lengths(&pids), [2; 8], "{pids:?}");
+    assert_eq!(chunk_lengths(&got), [2; 8], "{got:?}");
     // A chunk size the caller gives is taken as it is.
     let got = pool.map_chunked(worker_pid_and_len, &items, 8).unwrap();
-    let pids: Vec<u32> = got.iter().map(|&(pid, _)| pid).collect();
-    assert_eq!(run_lengths(&pids), [8; 8], "{pids:?}");
+    assert_eq!(chunk_lengths(&got), [8; 8], "{got:?}");
 }
