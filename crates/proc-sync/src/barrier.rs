@@ -170,7 +170,7 @@ impl Barrier {
                 Ok(Ok((index, Some(round)))) => break (index, round),
                 Ok(Err(broken)) => return Err(broken),
                 Err(resetting) => {
-                    if !deadline::sleep_on(state, resetting, self.sleepers(), deadline, None) {
+                    if !deadline::sleep_on(state, resetting, self.sleepers(), deadline) {
                         return Err(self.timeout(timeout));
                     }
                 }
@@ -182,7 +182,7 @@ impl Barrier {
             if now != round {
                 return self.leave(round, index);
             }
-            if !deadline::sleep_on(state, round, self.sleepers(), deadline, None) {
+            if !deadline::sleep_on(state, round, self.sleepers(), deadline) {
                 // Out of time: break the barrier for everyone, unless it ended meanwhile.
                 let ended = self.with_mutex(|state| {
                     if state.load(Ordering::Relaxed) != round {

@@ -251,7 +251,10 @@ impl<L: ConditionLock> Condition<L> {
     pub fn notify(&self, n: u32) {
         // A count of waiters, not the queues' sleeper bit (`WaitWord`): a notify of fewer
         // than all must leave the others counted, and a waiter tells a notify from a
-        // spurious wake-up by the word having moved.
+        // spurious wake-up by the word having moved. (So waiters sleep unsliced: one that
+        // looked again after a slice would take a notify meant for another. A notifier
+        // killed between the two steps below wakes nobody, as if it had died before
+        // notifying; the next notify wakes the sleepers.)
         if n != 0 && self.sleepers().load(Ordering::SeqCst) != 0 {
             self.sequence().fetch_add(1, Ordering::SeqCst);
             fork_sys::futex_wake(self.sequence(), n);

@@ -111,7 +111,7 @@ impl Event {
             return true;
         }
         loop {
-            let still = deadline::sleep_on(state, first, self.object.u32(SLEEPERS), deadline, None);
+            let still = deadline::sleep_on(state, first, self.object.u32(SLEEPERS), deadline);
             // Any change since we looked first is a set (a clear alone cannot change a word
             // whose flag is down).
             if state.load(Ordering::Acquire) != first {

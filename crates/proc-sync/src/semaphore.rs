@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use crate::deadline;
 use crate::error::SyncError;
-use crate::raw_mutex::LIVENESS_SLICE;
 use crate::shared_object::{Handle, Kind, SharedObject};
 
 /// Body offsets: the value (the futex word), the sleepers, the bound, whether it holds.
@@ -156,10 +155,10 @@ impl Semaphore {
             if let Some(guard) = self.try_acquire() {
                 return Some(guard);
             }
-            // Slices: a waiter woken for a unit that then died or gave up before taking it
-            // would otherwise leave the unit free and the next sleeper asleep.
+            // Sleeps are sliced: a waiter woken for a unit that then died or gave up before
+            // taking it would otherwise leave the unit free and the next sleeper asleep.
             let sleepers = self.object.u32(SLEEPERS);
-            if !deadline::sleep_on(self.value(), 0, sleepers, deadline, Some(LIVENESS_SLICE)) {
+            if !deadline::sleep_on(self.value(), 0, sleepers, deadline) {
                 // One last look, then hand any wake-up meant for us on.
                 let last = self.try_acquire();
                 if last.is_none() && self.get_value() > 0 {

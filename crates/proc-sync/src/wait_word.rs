@@ -16,9 +16,16 @@
 //! items, a quarter of all CPU. The bit is cleared by the one waker that wakes, so later
 //! wakers find it clear. [`Condition`](crate::Condition) keeps a count: its waiters need to
 //! know whether a notify came, and a notify may wake fewer than all.
+//!
+//! A waker killed between clearing the bit and the system call wakes nobody, and later
+//! wakers find the bit clear: a sleeper that slept for ever would sleep through what it
+//! waits for (a queue's consumer beside a ring full of items, its producer waiting for
+//! room). So a sleep lasts at most [`deadline::LONGEST_SLEEP`] and then looks again.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+
+use crate::deadline;
 
 /// How long a waiter spins before it sleeps: a peer on another CPU usually answers within
 /// this, far sooner than a futex sleep and wake.
@@ -32,10 +39,16 @@ const SLEEPER: u32 = 1;
 pub(crate) struct WaitWord<'a>(pub(crate) &'a AtomicU32);
 
 impl WaitWord<'_> {
-    /// Sleeps until woken or `left` passes (`None`: no limit; zero: no sleep), unless
-    /// `ready` holds once this waiter has set the word's sleeper bit; returns whether `ready`
-    /// holds afterwards. May return early: callers loop.
+    /// Sleeps until woken or `left` passes (`None`: no limit; zero: no sleep; at most
+    /// [`deadline::LONGEST_SLEEP`] in one go), unless `ready` holds once this waiter has set
+    /// the word's sleeper bit; returns whether `ready` holds afterwards. May return early:
+    /// callers loop.
     pub(crate) fn sleep_unless(&self, left: Option<Duration>, ready: impl Fn() -> bool) -> bool {
+        self.sleep_at_most(Some(deadline::one_sleep(left)), ready)
+    }
+
+    /// [`sleep_unless`](Self::sleep_unless) for at most `longest` (`None`: until woken).
+    fn sleep_at_most(&self, longest: Option<Duration>, ready: impl Fn() -> bool) -> bool {
         let mut word = self.0.load(Ordering::SeqCst);
         while word & SLEEPER == 0 {
             match self.0.compare_exchange_weak(
@@ -51,8 +64,8 @@ impl WaitWord<'_> {
         if ready() {
             return true;
         }
-        if left != Some(Duration::ZERO) {
-            fork_sys::futex_wait(self.0, word, left);
+        if longest != Some(Duration::ZERO) {
+            fork_sys::futex_wait(self.0, word, longest);
         }
         ready()
     }
@@ -144,13 +157,39 @@ mod tests {
                             turn.store(now + 1, Ordering::SeqCst);
                             wait.wake_all();
                         } else {
-                            // No time limit: a lost wake-up hangs the test.
-                            wait.sleep_unless(None, || turn.load(Ordering::SeqCst) != now);
+                            // Unsliced: a lost wake-up hangs the test.
+                            wait.sleep_at_most(None, || turn.load(Ordering::SeqCst) != now);
                         }
                     }
                 });
             }
         });
         assert_eq!(turn.load(Ordering::SeqCst), TURNS);
+    }
+
+    #[test]
+    fn a_sleeper_whose_waker_died_before_waking_looks_again_within_a_slice() {
+        let word: &'static AtomicU32 = Box::leak(Box::new(AtomicU32::new(0)));
+        let ready: &'static AtomicU32 = Box::leak(Box::new(AtomicU32::new(0)));
+        let (done, woke) = std::sync::mpsc::channel();
+        // Not scoped: if the sleeper never wakes, the test fails instead of hanging.
+        std::thread::spawn(move || {
+            let wait = WaitWord(word);
+            while !wait.sleep_unless(None, || ready.load(Ordering::SeqCst) != 0) {}
+            let _ = done.send(());
+        });
+        while word.load(Ordering::SeqCst) & SLEEPER == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Let the sleeper get into the kernel, then do what a waker killed between its two
+        // steps leaves behind: the condition changed and the bit cleared, nobody woken.
+        std::thread::sleep(Duration::from_millis(20));
+        ready.store(1, Ordering::SeqCst);
+        let seen = word.load(Ordering::SeqCst);
+        word.store(seen.wrapping_add(1), Ordering::SeqCst);
+        assert!(
+            woke.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "the sleeper slept through a dead waker's change"
+        );
     }
 }
