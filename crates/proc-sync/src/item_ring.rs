@@ -27,11 +27,20 @@
 //!   written and nobody waits for a dead process to make room. Continuation chunks whose
 //!   `FIRST` chunk a dead consumer took are skipped by the next one: a consumer killed in the
 //!   middle of a `get` loses that one item and nothing else.
-//! - **Counts repaired from intentions.** The item counters (`puts`, `gets`, and the unfinished
-//!   tasks of a `JoinableQueue`) change in the same step as `head` or `tail` moves; since two
-//!   words cannot change at once, each side first writes the position it is about to store
-//!   (`put_pending`, `get_pending`), and whoever takes a dead holder's lock compares it with the
-//!   position actually stored and undoes the count of a step that did not happen.
+//! - **Counts repaired from intentions, idempotently.** The item counters (`puts`, `gets`)
+//!   change in the same step as `head` or `tail` moves; since two words cannot change at once,
+//!   each side first writes the count as it stands (`puts_before`, `gets_before`) and the
+//!   position it is about to store (`put_pending`, `get_pending`), and whoever takes a dead
+//!   holder's lock compares that position with the one actually stored and, for a step that
+//!   did not happen, stores the count back as it stood. Every repair is such a plain store of
+//!   a value the dead process wrote down, never an increment or a decrement, so a repairer
+//!   killed half-way leaves the same repair to the next one, and a process killed between any
+//!   two of the steps leaves nothing counted twice or not at all.
+//! - **Unfinished tasks derived, not kept.** A `JoinableQueue`'s unfinished tasks are `puts`
+//!   less the items lost in the ring (`lost`: dropped half-streamed, or taken by a consumer
+//!   that died; the get-lock holder's to write, repaired like the counts) less `done`
+//!   (`task_done` calls and undecodable items: one atomic addition each, by any process). A
+//!   third counter kept beside `puts` could not change in the same step as it.
 //!
 //! Positions are `u64` byte counts and never wrap in practice (584 years at 1 GB/s).
 
@@ -56,17 +65,25 @@ const PUT_PENDING: usize = 16;
 const PUTS: usize = 24;
 /// The stamp of the item being streamed in chunks, 0 when none.
 const STREAMING: usize = 32;
+/// `puts` as it stood before the item being published counted itself.
+const PUTS_BEFORE: usize = 40;
 // The consumers' cache line: written by the get-lock holder only.
 const GET_LOCK: usize = 64;
 const TAIL: usize = 72;
 const GET_PENDING: usize = 80;
 const GETS: usize = 88;
-/// 1 while the get-lock holder has taken an item's first chunk and not yet all of it.
+/// While the get-lock holder has taken an item's first record and not yet all of it: what
+/// `lost` becomes if the item is never finished (`lost` + 1); 0 otherwise.
 const GET_OPEN: usize = 96;
+/// `gets` as it stood before the item being taken counted itself.
+const GETS_BEFORE: usize = 104;
+/// Items taken out of the ring and never delivered.
+const LOST: usize = 112;
 // Waits: futex words, each a [`WaitWord`].
 const ITEMS_WAIT: usize = 128;
 const ROOM_WAIT: usize = 136;
-const UNFINISHED: usize = 144;
+/// `task_done` calls, and items taken that did not decode: added to by any process.
+const DONE: usize = 144;
 const TASKS_WAIT: usize = 152;
 // Set once by the creator.
 const CAPACITY: usize = 192;
@@ -447,43 +464,49 @@ impl ItemRing {
 
     /// One item fewer unfinished. `Misuse` when none is.
     pub(crate) fn task_done(&self) -> Result<(), SyncError> {
-        let unfinished = self.u64(UNFINISHED);
-        let mut now = unfinished.load(Ordering::SeqCst);
+        let done = self.u64(DONE);
+        let mut now = done.load(Ordering::SeqCst);
         loop {
-            if now == 0 {
+            if self.unfinished_given(now) == 0 {
                 return Err(SyncError::Misuse {
                     message: "task_done() called more times than items were put in the \
                               JoinableQueue"
                         .into(),
                 });
             }
-            match unfinished.compare_exchange(now, now - 1, Ordering::SeqCst, Ordering::SeqCst) {
+            match done.compare_exchange(now, now + 1, Ordering::SeqCst, Ordering::SeqCst) {
                 Ok(_) => break,
                 Err(seen) => now = seen,
             }
         }
-        if now == 1 {
-            self.wait_word(TASKS_WAIT).wake_all();
-        }
+        self.wake_joiners_if_done();
         Ok(())
-    }
-
-    /// `task_done` for an item that will never be delivered (its count cannot be 0 then).
-    fn finish_task_quietly(&self) {
-        let _ = self.task_done();
     }
 
     /// The item just taken could not be given to the caller (it did not decode): for a
     /// `JoinableQueue` it counts as done.
     pub(crate) fn item_not_delivered(&self) {
         if self.flavor == Flavor::Joinable {
-            self.finish_task_quietly();
+            let _ = self.task_done();
         }
     }
 
-    /// Items put and not yet marked done.
+    /// Items put and not yet marked done (nor lost).
     pub(crate) fn unfinished_tasks(&self) -> u64 {
-        self.u64(UNFINISHED).load(Ordering::SeqCst)
+        self.unfinished_given(self.u64(DONE).load(Ordering::SeqCst))
+    }
+
+    fn unfinished_given(&self, done: u64) -> u64 {
+        let puts = self.u64(PUTS).load(Ordering::SeqCst);
+        let lost = self.u64(LOST).load(Ordering::SeqCst);
+        puts.saturating_sub(lost).saturating_sub(done)
+    }
+
+    /// After a change that may have left no task unfinished: wakes `join`.
+    fn wake_joiners_if_done(&self) {
+        if self.flavor == Flavor::Joinable && self.unfinished_tasks() == 0 {
+            self.wait_word(TASKS_WAIT).wake_all();
+        }
     }
 
     /// Waits until every item put was marked done, or `deadline`.
@@ -586,5 +609,148 @@ mod tests {
         assert_eq!(ring.unfinished_tasks(), 1);
         ring.task_done().unwrap();
         assert!(ring.task_done().is_err());
+    }
+
+    /// Puts `item` as one record the way `put` does, but stops after the first `steps` of
+    /// `publish_first`'s stores, in its order: what a producer killed there leaves.
+    fn publish_cut_short(ring: &ItemRing, item: &[u8], steps: usize) {
+        let head = ring.u64(HEAD).load(Ordering::Relaxed);
+        let len = item.len() as u64;
+        ring.word_at(head)
+            .store(len | FIRST | LAST, Ordering::Relaxed);
+        ring.copy_in(head + 8, item);
+        let new_head = head + 8 + pad8(len);
+        let puts = ring.u64(PUTS).load(Ordering::Relaxed);
+        let stores = [
+            (PUTS_BEFORE, puts),
+            (PUT_PENDING, new_head),
+            (PUTS, puts + 1),
+            (HEAD, new_head),
+            (PUT_PENDING, 0),
+        ];
+        for (at, value) in &stores[..steps] {
+            ring.u64(*at).store(*value, Ordering::SeqCst);
+        }
+    }
+
+    /// Takes the single-record item at `tail` the way `get` does, but stops after the first
+    /// `steps` of `consume`'s and `finish`'s stores, in their order: what a consumer killed
+    /// there leaves.
+    fn take_cut_short(ring: &ItemRing, steps: usize) {
+        let tail = ring.u64(TAIL).load(Ordering::Relaxed);
+        let len = ring.word_at(tail).load(Ordering::Relaxed) & LEN_MASK;
+        let new_tail = tail + 8 + pad8(len);
+        let gets = ring.u64(GETS).load(Ordering::Relaxed);
+        let lost = ring.u64(LOST).load(Ordering::Relaxed);
+        let stores = [
+            (GETS_BEFORE, gets),
+            (GET_PENDING, new_tail),
+            (GETS, gets + 1),
+            (GET_OPEN, lost + 1),
+            (TAIL, new_tail),
+            (GET_PENDING, 0),
+            (GET_OPEN, 0),
+        ];
+        for (at, value) in &stores[..steps] {
+            ring.u64(*at).store(*value, Ordering::SeqCst);
+        }
+    }
+
+    fn take_all(ring: &ItemRing) -> Vec<Vec<u8>> {
+        let mut items = Vec::new();
+        loop {
+            let mut out = Vec::new();
+            match ring.get(&mut out, Take::Whole, &Deadline::forever(), true) {
+                Ok(()) => items.push(out),
+                Err(SyncError::Empty) => return items,
+                Err(err) => panic!("get: {err}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_producer_killed_between_any_two_steps_of_a_put_is_repaired_to_exact_counts() {
+        for steps in 0..=5 {
+            // The repairer may itself have died after its first store: it does it again.
+            for repairer_died_half_way in [false, true] {
+                let ring = ItemRing::create(Flavor::Joinable, 1, MIN_CAPACITY, 0).unwrap();
+                let whole = ItemBytes {
+                    prefix: &[],
+                    body: b"first",
+                };
+                ring.put(whole, &Deadline::forever(), false).unwrap();
+                publish_cut_short(&ring, b"second", steps);
+                let published = steps >= 4;
+                if repairer_died_half_way && ring.u64(PUT_PENDING).load(Ordering::SeqCst) != 0 {
+                    let before = ring.u64(PUTS_BEFORE).load(Ordering::SeqCst);
+                    if !published {
+                        ring.u64(PUTS).store(before, Ordering::SeqCst);
+                    }
+                }
+                ring.repair_put();
+                let case =
+                    format!("{steps} steps, repairer died half-way: {repairer_died_half_way}");
+                let expected: &[&[u8]] = if published {
+                    &[b"first", b"second"]
+                } else {
+                    &[b"first"]
+                };
+                assert_eq!(ring.qsize(), expected.len(), "{case}");
+                assert_eq!(ring.unfinished_tasks(), expected.len() as u64, "{case}");
+                assert_eq!(take_all(&ring), expected, "{case}");
+                assert_eq!(ring.qsize(), 0, "{case}");
+                for _ in expected {
+                    ring.task_done().unwrap();
+                }
+                assert!(ring.task_done().is_err(), "{case}: a phantom task");
+            }
+        }
+    }
+
+    #[test]
+    fn a_consumer_killed_between_any_two_steps_of_a_get_is_repaired_to_exact_counts() {
+        for steps in 0..=7 {
+            for repairer_died_half_way in [false, true] {
+                let ring = ItemRing::create(Flavor::Joinable, 1, MIN_CAPACITY, 0).unwrap();
+                for item in [&b"first"[..], b"second"] {
+                    let whole = ItemBytes {
+                        prefix: &[],
+                        body: item,
+                    };
+                    ring.put(whole, &Deadline::forever(), false).unwrap();
+                }
+                take_cut_short(&ring, steps);
+                let taken = steps >= 5;
+                let delivered = steps == 7;
+                if repairer_died_half_way {
+                    // Its first store: `gets` put back, or the item counted lost.
+                    if !taken && ring.u64(GET_PENDING).load(Ordering::SeqCst) != 0 {
+                        let before = ring.u64(GETS_BEFORE).load(Ordering::SeqCst);
+                        ring.u64(GETS).store(before, Ordering::SeqCst);
+                    } else if taken && !delivered {
+                        let lost = ring.u64(GET_OPEN).load(Ordering::SeqCst);
+                        ring.u64(LOST).store(lost, Ordering::SeqCst);
+                    }
+                }
+                ring.repair_get();
+                let case =
+                    format!("{steps} steps, repairer died half-way: {repairer_died_half_way}");
+                let (left, unfinished): (&[&[u8]], u64) = match (taken, delivered) {
+                    (false, _) => (&[b"first", b"second"], 2),
+                    // Lost with its consumer: no longer a task anyone will finish.
+                    (true, false) => (&[b"second"], 1),
+                    // Delivered: the dead consumer's to mark done, as in Python.
+                    (true, true) => (&[b"second"], 2),
+                };
+                assert_eq!(ring.qsize(), left.len(), "{case}");
+                assert_eq!(ring.unfinished_tasks(), unfinished, "{case}");
+                assert_eq!(take_all(&ring), left, "{case}");
+                assert_eq!(ring.qsize(), 0, "{case}");
+                for _ in 0..unfinished {
+                    ring.task_done().unwrap();
+                }
+                assert!(ring.task_done().is_err(), "{case}: a phantom task");
+            }
+        }
     }
 }

@@ -171,6 +171,22 @@ fn producers_killed_at_random_moments_never_corrupt_the_queue() {
         consumer.join().unwrap();
     });
     survivor.join().unwrap();
+    // Whatever the victims left is taken (or dropped, half-streamed); then the counts must be
+    // exact again: none left over, and exactly `maxsize` items fit.
+    while queue.try_get().is_ok() {}
+    assert_eq!(queue.qsize(), 0, "the item counts drifted");
+    for seq in 0..16 {
+        queue
+            .try_put((0, seq, Vec::new()))
+            .expect("room for maxsize items");
+    }
+    assert!(
+        matches!(
+            queue.try_put((0, 16, Vec::new())),
+            Err(SyncError::Full { .. })
+        ),
+        "more than maxsize items fit: the counts drifted"
+    );
 }
 
 #[test]

@@ -63,13 +63,17 @@ impl ItemRing {
         self.wait_word(ROOM_WAIT).wake_all();
     }
 
-    /// Moves `tail` past a record; for an item's first record, counts the item as taken.
+    /// Moves `tail` past a record; for an item's first record, counts the item as taken and
+    /// open. (The order of the stores is what `repair_get` relies on.)
     fn consume(&self, new_tail: u64, first: bool) {
         if first {
-            self.u64(GET_PENDING).store(new_tail, Ordering::Relaxed);
             let gets = self.u64(GETS).load(Ordering::Relaxed);
-            self.u64(GETS).store(gets + 1, Ordering::Release);
-            self.u64(GET_OPEN).store(1, Ordering::Relaxed);
+            self.u64(GETS_BEFORE).store(gets, Ordering::Relaxed);
+            self.u64(GET_PENDING).store(new_tail, Ordering::Release);
+            self.u64(GETS).store(gets + 1, Ordering::SeqCst);
+            let lost_if_unfinished = self.u64(LOST).load(Ordering::Relaxed) + 1;
+            self.u64(GET_OPEN)
+                .store(lost_if_unfinished, Ordering::Relaxed);
             self.u64(TAIL).store(new_tail, Ordering::SeqCst);
             self.u64(GET_PENDING).store(0, Ordering::Relaxed);
         } else {
@@ -78,16 +82,17 @@ impl ItemRing {
         self.wake_producers();
     }
 
-    /// After taking the get lock from a dead consumer: undo the count of an item it counted
-    /// and did not take; an item it took and never finished is lost (for a `JoinableQueue`
-    /// it counts as done, or `join` would wait for ever).
-    fn repair_get(&self) {
+    /// After taking the get lock from a dead consumer: put `gets` back as it stood if the
+    /// consumer died taking an item's first record before it moved `tail` (the item is still
+    /// in the ring); an item it took and never finished is lost (for a `JoinableQueue` it is
+    /// no longer unfinished, or `join` would wait for ever). Stores only: a repairer killed
+    /// half-way leaves the same repair to the next one.
+    pub(super) fn repair_get(&self) {
         let pending = self.u64(GET_PENDING).load(Ordering::Acquire);
         if pending != 0 {
             if self.u64(TAIL).load(Ordering::Acquire) != pending {
-                let gets = self.u64(GETS).load(Ordering::Relaxed);
-                self.u64(GETS)
-                    .store(gets.saturating_sub(1), Ordering::Release);
+                let before = self.u64(GETS_BEFORE).load(Ordering::Relaxed);
+                self.u64(GETS).store(before, Ordering::SeqCst);
                 self.u64(GET_OPEN).store(0, Ordering::Relaxed);
             }
             self.u64(GET_PENDING).store(0, Ordering::Relaxed);
@@ -95,10 +100,14 @@ impl ItemRing {
         self.drop_open_item();
     }
 
-    /// The item the get-lock holder had begun will not be delivered.
+    /// The item the get-lock holder had begun will not be delivered: `lost` takes the value
+    /// written down when it was opened (a store, so doing this twice counts it once).
     fn drop_open_item(&self) {
-        if self.u64(GET_OPEN).swap(0, Ordering::Relaxed) != 0 && self.flavor == Flavor::Joinable {
-            self.finish_task_quietly();
+        let lost = self.u64(GET_OPEN).load(Ordering::Relaxed);
+        if lost != 0 {
+            self.u64(LOST).store(lost, Ordering::SeqCst);
+            self.u64(GET_OPEN).store(0, Ordering::Relaxed);
+            self.wake_joiners_if_done();
         }
     }
 

@@ -116,14 +116,13 @@ impl ItemRing {
         self.put_streamed(item, head, deadline)
     }
 
-    /// Moves `head` to `new_head` over an item's first record, counting the item.
+    /// Moves `head` to `new_head` over an item's first record, counting the item. (The
+    /// order of the stores is what `repair_put` relies on.)
     fn publish_first(&self, new_head: u64) {
-        self.u64(PUT_PENDING).store(new_head, Ordering::Relaxed);
         let puts = self.u64(PUTS).load(Ordering::Relaxed);
-        self.u64(PUTS).store(puts + 1, Ordering::Release);
-        if self.flavor == Flavor::Joinable {
-            self.u64(UNFINISHED).fetch_add(1, Ordering::SeqCst);
-        }
+        self.u64(PUTS_BEFORE).store(puts, Ordering::Relaxed);
+        self.u64(PUT_PENDING).store(new_head, Ordering::Release);
+        self.u64(PUTS).store(puts + 1, Ordering::SeqCst);
         self.u64(HEAD).store(new_head, Ordering::SeqCst);
         self.u64(PUT_PENDING).store(0, Ordering::Relaxed);
         self.wake_consumers();
@@ -183,18 +182,17 @@ impl ItemRing {
         Ok(())
     }
 
-    /// After taking the put lock from a dead producer: undo the count of an item it counted
-    /// and did not publish, and end the stream of an item it left unfinished.
-    fn repair_put(&self) {
+    /// After taking the put lock from a dead producer: put `puts` back as it stood if the
+    /// producer died publishing an item (whether or not it had counted it yet), and end the
+    /// stream of an item it left unfinished. Stores only: a repairer killed half-way leaves
+    /// the same repair to the next one.
+    pub(super) fn repair_put(&self) {
         let pending = self.u64(PUT_PENDING).load(Ordering::Acquire);
         if pending != 0 {
             if self.u64(HEAD).load(Ordering::Acquire) != pending {
-                let puts = self.u64(PUTS).load(Ordering::Relaxed);
-                self.u64(PUTS)
-                    .store(puts.saturating_sub(1), Ordering::Release);
-                if self.flavor == Flavor::Joinable {
-                    self.finish_task_quietly();
-                }
+                let before = self.u64(PUTS_BEFORE).load(Ordering::Relaxed);
+                self.u64(PUTS).store(before, Ordering::SeqCst);
+                self.wake_joiners_if_done();
             }
             self.u64(PUT_PENDING).store(0, Ordering::Relaxed);
         }
