@@ -197,6 +197,9 @@ pub(crate) fn kill_storm(config: &Config) -> Outcome {
             return outcome;
         }
     };
+    // Per producer: the first `seq` its current process puts (a replacement's progress word
+    // still says where its predecessor stopped until its own first put returns).
+    let mut starts = [0u64; PRODUCERS];
     let mut rng = Rng::new(0x7379_6e63);
     // The storm lasts until the producers are done (or a deadline passes).
     let deadline = if config.quick {
@@ -227,8 +230,15 @@ pub(crate) fn kill_storm(config: &Config) -> Outcome {
             killed.producers += 1;
             let _ = victim.join();
             // Where the dead producer got to: the item it was putting may or may not be in.
-            let next = shared.progress.get(p).load(Ordering::Acquire);
+            // (Not below where it started: a replacement killed in its first put has not yet
+            // moved the progress word past its predecessor's item.)
+            let next = shared
+                .progress
+                .get(p)
+                .load(Ordering::Acquire)
+                .max(starts[p]);
             killed.maybe.push((p, next));
+            starts[p] = next + 1;
             match producer(&shared, p as u32, next + 1) {
                 Ok(fresh) => producers[p] = Some(fresh),
                 Err(err) => {
