@@ -70,7 +70,7 @@ impl ItemRing {
             let gets = self.u64(GETS).load(Ordering::Relaxed);
             self.u64(GETS_BEFORE).store(gets, Ordering::Relaxed);
             self.u64(GET_PENDING).store(new_tail, Ordering::Release);
-            self.u64(GETS).store(gets + 1, Ordering::SeqCst);
+            self.u64(GETS).store(gets + 1, Ordering::Release);
             let lost_if_unfinished = self.u64(LOST).load(Ordering::Relaxed) + 1;
             self.u64(GET_OPEN)
                 .store(lost_if_unfinished, Ordering::Relaxed);

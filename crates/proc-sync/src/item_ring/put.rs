@@ -122,7 +122,7 @@ impl ItemRing {
         let puts = self.u64(PUTS).load(Ordering::Relaxed);
         self.u64(PUTS_BEFORE).store(puts, Ordering::Relaxed);
         self.u64(PUT_PENDING).store(new_head, Ordering::Release);
-        self.u64(PUTS).store(puts + 1, Ordering::SeqCst);
+        self.u64(PUTS).store(puts + 1, Ordering::Release);
         self.u64(HEAD).store(new_head, Ordering::SeqCst);
         self.u64(PUT_PENDING).store(0, Ordering::Relaxed);
         self.wake_consumers();
