@@ -681,11 +681,11 @@ mod tests {
                 ring.put(whole, &Deadline::forever(), false).unwrap();
                 publish_cut_short(&ring, b"second", steps);
                 let published = steps >= 4;
-                if repairer_died_half_way && ring.u64(PUT_PENDING).load(Ordering::SeqCst) != 0 {
+                let pending = ring.u64(PUT_PENDING).load(Ordering::SeqCst) != 0;
+                if repairer_died_half_way && pending && !published {
+                    // Its first store: `puts` put back.
                     let before = ring.u64(PUTS_BEFORE).load(Ordering::SeqCst);
-                    if !published {
-                        ring.u64(PUTS).store(before, Ordering::SeqCst);
-                    }
+                    ring.u64(PUTS).store(before, Ordering::SeqCst);
                 }
                 ring.repair_put();
                 let case =
