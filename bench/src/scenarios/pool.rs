@@ -212,8 +212,9 @@ pub(crate) fn apply_round_trip(cx: &Context) -> BenchResult<Scenario> {
         "The floor is one 8-byte round trip between two processes on different CPUs, which is \
          where a pool's worker runs relative to its caller. A lone `apply` crosses more: the \
          caller hands the task to the pool's manager thread, which writes it to a worker; the \
-         result comes back to the manager, which wakes the caller. The pools are warmed up \
-         with 50 applies; nothing else is pinned. The unpinned raw round trip is shown for \
+         result comes back to the manager, which hands it to the caller (who watches for it \
+         up to 100 µs before sleeping, so the manager and the worker mostly share the other \
+         CPU). The pools are warmed up with 50 applies; nothing else is pinned. The unpinned raw round trip is shown for \
          scale: the scheduler often keeps a tight ping-pong on one CPU, at a few µs.",
     )
     .contender(Contender::self_timed("proc_pool::Pool apply", |ops| {

@@ -15,7 +15,7 @@ use crate::error::{PoolError, TaskError};
 use crate::imap::Imap;
 use crate::manager::{self, Config, Shared, Task};
 use crate::map_result::MapResult;
-use crate::results::{AsyncResult, MapResults, OneSlot, Reply};
+use crate::results::{AsyncResult, MapResults, OneSlot, Reply, WaitSpin};
 use crate::task_arg::{TaskArg, TaskItems};
 use crate::task_fn::{StarFn, TaskFn};
 
@@ -51,6 +51,9 @@ pub struct Pool {
     manager: ManagerThread,
     /// Runs the tasks' callbacks; started by the first task that has some.
     callbacks: Arc<CallbackThread>,
+    /// How long this pool's blocking waits for one result take: whether they watch before
+    /// they sleep.
+    wait_spin: Arc<WaitSpin>,
     workers: usize,
     chunksize: Option<usize>,
     max_frame_len: usize,
@@ -230,6 +233,7 @@ impl PoolBuilder {
             shared,
             manager: ManagerThread::new(handle),
             callbacks: CallbackThread::new(),
+            wait_spin: Arc::new(WaitSpin::new()),
             workers,
             chunksize: self.chunksize,
             max_frame_len,
@@ -306,7 +310,7 @@ impl Pool {
     {
         let id = self.shared.next_task_id();
         let frame = self.encode(&call, id, std::slice::from_ref(&arg), None)?;
-        let (result, reply) = AsyncResult::new(id);
+        let (result, reply) = AsyncResult::new(id, self.wait_spin.clone());
         self.submit(vec![Task::new(id, frame, reply, 1).with_bound(call.bound)])?;
         Ok(result)
     }
@@ -385,7 +389,7 @@ impl Pool {
             None,
         )?;
         self.start_callbacks()?;
-        let (result, fill) = AsyncResult::filled_later(id);
+        let (result, fill) = AsyncResult::filled_later(id, self.wait_spin.clone());
         let sink = CompletionSink::with_callbacks(
             OneSlot::<R>::empty(),
             callbacks,
@@ -488,7 +492,7 @@ impl Pool {
             (MapResult::collecting(results.clone()), sink)
         } else {
             self.start_callbacks()?;
-            let (result, fill) = AsyncResult::filled_later(0);
+            let (result, fill) = AsyncResult::filled_later(0, self.wait_spin.clone());
             let thread = self.callbacks.clone();
             let sink = CompletionSink::with_callbacks(results.clone(), callbacks, fill, thread);
             (MapResult::called(result), sink)

@@ -16,11 +16,13 @@ use crate::protocol::{EncodedItems, Origin};
 mod async_result;
 mod map_results;
 mod stream_results;
+mod wait_spin;
 
 pub use async_result::AsyncResult;
 pub(crate) use async_result::{OneSlot, SlotFill};
 pub(crate) use map_results::MapResults;
 pub(crate) use stream_results::{Next, StreamResults, WindowState};
+pub(crate) use wait_spin::WaitSpin;
 
 /// What the manager needs from a result destination.
 pub(crate) trait ReplySink: Send + Sync {

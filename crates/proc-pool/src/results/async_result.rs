@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -15,12 +16,16 @@ use crate::locking::{lock, wait, wait_until};
 use crate::protocol::{self, EncodedItems, Origin};
 use crate::waiter::Waiter;
 
+use super::wait_spin::WaitSpin;
 use super::{Reply, ReplySink, missing_item};
 
 /// The sink of one `apply_async` task.
 pub(crate) struct OneSlot<R> {
     state: Mutex<SlotState<R>>,
     ready: Condvar,
+    /// `state.done`, readable without the lock: what a blocked wait watches before it
+    /// sleeps on `ready` ([`WaitSpin`]). Set under the lock, after `done`.
+    finished: AtomicBool,
 }
 
 struct SlotState<R> {
@@ -58,6 +63,7 @@ impl<R: DeserializeOwned + Send + 'static> ReplySink for OneSlot<R> {
                 .value
                 .get_or_insert_with(|| Err(missing_item(origin.task, 0)));
             state.done = true;
+            self.finished.store(true, Ordering::Release);
             let woken = state.waiter.notify(&self.ready);
             drop(state);
             woken.wake();
@@ -110,6 +116,8 @@ impl<R: DeserializeOwned + Send + 'static> ReplySink for OneSlot<R> {
 pub struct AsyncResult<R> {
     slot: Arc<OneSlot<R>>,
     task: u64,
+    /// The pool's record of how long its blocking waits take.
+    spin: Arc<WaitSpin>,
 }
 
 impl<R> std::fmt::Debug for AsyncResult<R> {
@@ -121,11 +129,11 @@ impl<R> std::fmt::Debug for AsyncResult<R> {
 }
 
 impl<R: DeserializeOwned + Send + 'static> AsyncResult<R> {
-    /// A new empty slot, and the reply the task carries to fill it.
-    pub(crate) fn new(task: u64) -> (AsyncResult<R>, Reply) {
+    /// A new empty slot, and the reply the task carries to fill it; `spin` is the pool's.
+    pub(crate) fn new(task: u64, spin: Arc<WaitSpin>) -> (AsyncResult<R>, Reply) {
         let slot = OneSlot::empty();
         let reply = Reply::new(slot.clone(), 0);
-        (AsyncResult { slot, task }, reply)
+        (AsyncResult { slot, task, spin }, reply)
     }
 }
 
@@ -137,29 +145,51 @@ impl<R> AsyncResult<R> {
 
     /// Whether the task has finished (with a value or an error).
     pub fn ready(&self) -> bool {
-        lock(&self.slot.state).done
+        self.slot.finished.load(Ordering::Acquire)
     }
 
     /// Waits until the task has finished.
+    ///
+    /// A wait that the pool's recent waits say will be short watches the result for up to
+    /// 100 µs before it sleeps (when the process may use two CPUs or more), which saves
+    /// waking this thread: see the crate's docs/proc-pool.md, "Costs".
     pub fn wait(&self) {
-        let mut state = lock(&self.slot.state);
-        while !state.done {
-            state = wait(&self.slot.ready, state);
+        if self.ready() {
+            return;
         }
-    }
-
-    /// Waits at most `timeout` for the task; true if it has finished.
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now().checked_add(timeout);
-        let mut state = lock(&self.slot.state);
-        while !state.done {
-            match deadline {
-                Some(deadline) if Instant::now() >= deadline => return false,
-                Some(deadline) => state = wait_until(&self.slot.ready, state, deadline),
-                None => state = wait(&self.slot.ready, state),
+        let start = Instant::now();
+        if !self.spin.watch(&self.slot.finished, None) {
+            let mut state = lock(&self.slot.state);
+            while !state.done {
+                state = wait(&self.slot.ready, state);
             }
         }
-        true
+        self.spin.record(start.elapsed());
+    }
+
+    /// Waits at most `timeout` for the task; true if it has finished. Watches before it
+    /// sleeps as [`wait`](AsyncResult::wait) does, never past `timeout`.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        if self.ready() {
+            return true;
+        }
+        let start = Instant::now();
+        let deadline = start.checked_add(timeout);
+        let finished = self.spin.watch(&self.slot.finished, Some(timeout)) || {
+            let mut state = lock(&self.slot.state);
+            loop {
+                if state.done {
+                    break true;
+                }
+                match deadline {
+                    Some(deadline) if Instant::now() >= deadline => break false,
+                    Some(deadline) => state = wait_until(&self.slot.ready, state, deadline),
+                    None => state = wait(&self.slot.ready, state),
+                }
+            }
+        };
+        self.spin.record(start.elapsed());
+        finished
     }
 
     /// Waits for the task and returns its value, or why there is none.
@@ -221,6 +251,7 @@ impl<R> OneSlot<R> {
         Arc::new(OneSlot {
             state: Mutex::new(SlotState::new()),
             ready: Condvar::new(),
+            finished: AtomicBool::new(false),
         })
     }
 
@@ -231,6 +262,7 @@ impl<R> OneSlot<R> {
         if !state.done {
             state.value = Some(outcome);
             state.done = true;
+            self.finished.store(true, Ordering::Release);
             let woken = state.waiter.notify(&self.ready);
             drop(state);
             woken.wake();
@@ -241,12 +273,12 @@ impl<R> OneSlot<R> {
 impl<R> AsyncResult<R> {
     /// An `AsyncResult` that gets its outcome from the returned [`SlotFill`] rather than from
     /// a worker: what a task with callbacks returns, filled once its callbacks ran.
-    pub(crate) fn filled_later(task: u64) -> (AsyncResult<R>, SlotFill<R>) {
+    pub(crate) fn filled_later(task: u64, spin: Arc<WaitSpin>) -> (AsyncResult<R>, SlotFill<R>) {
         let slot = OneSlot::empty();
         let fill = SlotFill {
             slot: Some(slot.clone()),
         };
-        (AsyncResult { slot, task }, fill)
+        (AsyncResult { slot, task, spin }, fill)
     }
 }
 
@@ -277,7 +309,7 @@ impl<R: DeserializeOwned + Send + 'static> Collect for OneSlot<R> {
     type Output = R;
 
     fn is_complete(&self) -> bool {
-        lock(&self.state).done
+        self.finished.load(Ordering::Acquire)
     }
 
     fn take_outcome(&self) -> Result<R, TaskError> {
