@@ -1,9 +1,10 @@
 //! `fork` and `_exit`.
 
 use std::io;
-use std::sync::{PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use crate::Pid;
+use crate::reaper::ReaperLink;
 
 /// Go's `syscall.ForkLock`: [`fork`] takes it exclusively; a spawn ([`spawn_window`]
 /// (crate::spawn_window), both the posix_spawn and the fork+exec path) holds it shared from
@@ -12,7 +13,30 @@ use crate::Pid;
 /// `Process` running Rust code, which never execs) would inherit those ends: the spawner's
 /// `read_exec_error` would wait, and its `communicate` would see no end-of-file, until that
 /// child exits.
-static FORK_LOCK: RwLock<()> = RwLock::new(());
+///
+/// It shares one static with the reaper's lock, which `Process::spawn` also holds across
+/// its fork: after a fork every page either process writes is a copy-on-write fault (several
+/// µs on a VM), and both processes release both locks, so the two words sit on one page
+/// (one cache line) by construction, not by the linker's choice (apart, the fork lock went
+/// to `.bss` and the reaper's to `.data`: a fault more on each side of every spawn, about 4%
+/// of `Process` spawn+join).
+#[repr(C, align(64))]
+struct HeldAcrossFork {
+    fork: RwLock<()>,
+    reaper: Mutex<Option<ReaperLink>>,
+}
+
+static HELD_ACROSS_FORK: HeldAcrossFork = HeldAcrossFork {
+    fork: RwLock::new(()),
+    reaper: Mutex::new(None),
+};
+
+static FORK_LOCK: &RwLock<()> = &HELD_ACROSS_FORK.fork;
+
+/// The reaper's state and lock (see [`reaper_lock`](crate::reaper_lock)).
+pub(crate) fn reaper_mutex() -> &'static Mutex<Option<ReaperLink>> {
+    &HELD_ACROSS_FORK.reaper
+}
 
 /// The shared side of the fork lock, for a spawner's pipe window.
 pub(crate) fn fork_lock_shared() -> RwLockReadGuard<'static, ()> {

@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::{ChildHandle, Interest, Pid};
@@ -26,8 +26,6 @@ pub struct ReaperLink {
     handles: Sender<ChildHandle>,
     wake: File,
 }
-
-static REAPER: Mutex<Option<ReaperLink>> = Mutex::new(None);
 
 /// Hands `child` (running, or a zombie) to a background thread that reaps it when it ends.
 /// When no thread can be started (out of threads or fds), waits for the child here instead:
@@ -42,7 +40,9 @@ pub fn reap_in_background(child: ChildHandle) {
 /// thread is half-way through [`reap_in_background`] (holding it) at the moment of the fork:
 /// the child would inherit it locked.
 pub fn reaper_lock() -> MutexGuard<'static, Option<ReaperLink>> {
-    REAPER.lock().unwrap_or_else(PoisonError::into_inner)
+    crate::fork::reaper_mutex()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
 }
 
 fn hand_over(child: ChildHandle) -> Result<(), ChildHandle> {

@@ -103,7 +103,12 @@ pub fn prepare_stack_overflow_report() {
     #[cfg(target_os = "linux")]
     {
         let _ = cached_guard_range();
-        ALT_STACK_SEEN.set(has_alternate_stack().unwrap_or(false));
+        // Stored only when it changed: each page the parent writes between two forks is a
+        // copy-on-write fault, and this one (the thread's TLS) need not be among them.
+        let seen = has_alternate_stack().unwrap_or(false);
+        if ALT_STACK_SEEN.get() != seen {
+            ALT_STACK_SEEN.set(seen);
+        }
     }
 }
 

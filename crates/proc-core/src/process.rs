@@ -432,7 +432,15 @@ impl<R: DeserializeOwned> Process<R> {
             return Ok(true);
         }
         loop {
-            self.drain_pipe(deadline)?;
+            // An untimed wait on a forked child whose doorbell has not rung reads nothing
+            // before the child exits: its report, if any, is a few bytes it writes before
+            // exiting, read below once it has. A read now would find the pipe empty, and
+            // setting errno for that writes a page the child still shares (a copy-on-write
+            // fault, several µs). Timed waits read as before: `poll_finished` does not sleep
+            // on the doorbell, and an async join wakes on the pipe.
+            if deadline.is_some() || !self.report_fd().is_some_and(|(_, is_bell)| is_bell) {
+                self.drain_pipe(deadline)?;
+            }
             let exited = match self.child.try_wait() {
                 Ok(status) => status.is_some(),
                 // A fork server's child whose server went away: it has exited (its pidfd
