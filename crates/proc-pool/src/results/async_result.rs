@@ -16,7 +16,7 @@ use crate::locking::{lock, wait, wait_until};
 use crate::protocol::{self, EncodedItems, Origin};
 use crate::waiter::Waiter;
 
-use super::wait_spin::WaitSpin;
+use super::wait_spin::{WATCH_LIMIT, WaitSpin};
 use super::{Reply, ReplySink, missing_item};
 
 /// The sink of one `apply_async` task.
@@ -152,7 +152,7 @@ impl<R> AsyncResult<R> {
     ///
     /// A wait that the pool's recent waits say will be short watches the result for up to
     /// 100 µs before it sleeps (when the process may use two CPUs or more), which saves
-    /// waking this thread: see the crate's docs/proc-pool.md, "Costs".
+    /// waking this thread (docs/proc-pool.md in the repository, "Costs").
     pub fn wait(&self) {
         if self.ready() {
             return;
@@ -188,7 +188,12 @@ impl<R> AsyncResult<R> {
                 }
             }
         };
-        self.spin.record(start.elapsed());
+        // A short wait that timed out says nothing of how long results take; a long one
+        // does (longer than a watch).
+        let waited = start.elapsed();
+        if finished || waited >= WATCH_LIMIT {
+            self.spin.record(waited);
+        }
         finished
     }
 
