@@ -18,8 +18,7 @@ use crate::reaper::ReaperLink;
 /// its fork: after a fork every page either process writes is a copy-on-write fault (several
 /// µs on a VM), and both processes release both locks, so the two words sit on one page
 /// (one cache line) by construction, not by the linker's choice (apart, the fork lock went
-/// to `.bss` and the reaper's to `.data`: a fault more on each side of every spawn, about 4%
-/// of `Process` spawn+join).
+/// to `.bss` and the reaper's to `.data`: a fault more on each side of every spawn).
 #[repr(C, align(64))]
 struct HeldAcrossFork {
     fork: RwLock<()>,

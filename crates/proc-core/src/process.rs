@@ -434,7 +434,7 @@ impl<R: DeserializeOwned> Process<R> {
         loop {
             // An untimed wait on a forked child whose doorbell has not rung reads nothing
             // before the child exits: its report, if any, is a few bytes it writes before
-            // exiting, read below once it has. A read now would find the pipe empty, and
+            // exiting, read below once it has. A read now would mostly find the pipe empty, and
             // setting errno for that writes a page the child still shares (a copy-on-write
             // fault, several µs). Timed waits read as before: `poll_finished` does not sleep
             // on the doorbell, and an async join wakes on the pipe.
