@@ -72,6 +72,33 @@ pub(crate) fn wake(word: &AtomicU32, sleepers: &AtomicU32, count: u32) {
     }
 }
 
+/// Test scaffolding for a waker killed between its two steps: runs `sleeper` (which returns
+/// once it has seen the change) on a thread of its own, waits until `asleep` says it is about
+/// to sleep and lets it get into the kernel, then applies `dead_waker` (the change a waker
+/// makes, with no wake-up after it) and asserts that the sleeper notices it anyway.
+#[cfg(test)]
+pub(crate) fn assert_sleeper_outlives_dead_waker(
+    sleeper: impl FnOnce() + Send + 'static,
+    asleep: impl Fn() -> bool,
+    dead_waker: impl FnOnce(),
+) {
+    let (done, woke) = std::sync::mpsc::channel();
+    // Not scoped: if the sleeper never wakes, the test fails instead of hanging.
+    std::thread::spawn(move || {
+        sleeper();
+        let _ = done.send(());
+    });
+    while !asleep() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    dead_waker();
+    assert!(
+        woke.recv_timeout(Duration::from_secs(10)).is_ok(),
+        "the sleeper slept through a dead waker's change"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,23 +107,15 @@ mod tests {
     fn a_sleeper_whose_waker_died_before_waking_looks_again_within_a_slice() {
         let word: &'static AtomicU32 = Box::leak(Box::new(AtomicU32::new(0)));
         let sleepers: &'static AtomicU32 = Box::leak(Box::new(AtomicU32::new(0)));
-        let (done, woke) = std::sync::mpsc::channel();
-        // Not scoped: if the sleeper never wakes, the test fails instead of hanging.
-        std::thread::spawn(move || {
-            while word.load(Ordering::SeqCst) == 0 {
-                sleep_on(word, 0, sleepers, None);
-            }
-            let _ = done.send(());
-        });
-        while sleepers.load(Ordering::SeqCst) == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        // What a setter killed between its two steps leaves: the word moved, nobody woken.
-        std::thread::sleep(Duration::from_millis(20));
-        word.store(1, Ordering::SeqCst);
-        assert!(
-            woke.recv_timeout(Duration::from_secs(10)).is_ok(),
-            "the sleeper slept through a dead waker's change"
+        assert_sleeper_outlives_dead_waker(
+            move || {
+                while word.load(Ordering::SeqCst) == 0 {
+                    sleep_on(word, 0, sleepers, None);
+                }
+            },
+            || sleepers.load(Ordering::SeqCst) != 0,
+            // What a setter killed between its two steps leaves: the word moved, nobody woken.
+            || word.store(1, Ordering::SeqCst),
         );
     }
 }

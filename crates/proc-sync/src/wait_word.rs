@@ -171,25 +171,19 @@ mod tests {
     fn a_sleeper_whose_waker_died_before_waking_looks_again_within_a_slice() {
         let word: &'static AtomicU32 = Box::leak(Box::new(AtomicU32::new(0)));
         let ready: &'static AtomicU32 = Box::leak(Box::new(AtomicU32::new(0)));
-        let (done, woke) = std::sync::mpsc::channel();
-        // Not scoped: if the sleeper never wakes, the test fails instead of hanging.
-        std::thread::spawn(move || {
-            let wait = WaitWord(word);
-            while !wait.sleep_unless(None, || ready.load(Ordering::SeqCst) != 0) {}
-            let _ = done.send(());
-        });
-        while word.load(Ordering::SeqCst) & SLEEPER == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        // Let the sleeper get into the kernel, then do what a waker killed between its two
-        // steps leaves behind: the condition changed and the bit cleared, nobody woken.
-        std::thread::sleep(Duration::from_millis(20));
-        ready.store(1, Ordering::SeqCst);
-        let seen = word.load(Ordering::SeqCst);
-        word.store(seen.wrapping_add(1), Ordering::SeqCst);
-        assert!(
-            woke.recv_timeout(Duration::from_secs(10)).is_ok(),
-            "the sleeper slept through a dead waker's change"
+        deadline::assert_sleeper_outlives_dead_waker(
+            move || {
+                let wait = WaitWord(word);
+                while !wait.sleep_unless(None, || ready.load(Ordering::SeqCst) != 0) {}
+            },
+            || word.load(Ordering::SeqCst) & SLEEPER != 0,
+            // What a waker killed between its two steps leaves: the condition changed and
+            // the bit cleared, nobody woken.
+            || {
+                ready.store(1, Ordering::SeqCst);
+                let seen = word.load(Ordering::SeqCst);
+                word.store(seen.wrapping_add(1), Ordering::SeqCst);
+            },
         );
     }
 }
