@@ -4,25 +4,21 @@
 //! and that thread's id *in the parent* (docs/fork-sys.md, "A forked child's stack overflow"):
 //! its per-thread table was copied by `fork` and cannot be told about the child.
 //! [`report_stack_overflow_as_this_process`] replaces it in the child with a handler that
-//! knows only the calling thread's guard range, recorded before it is installed, so the handler
-//! itself only compares, asks for its pid, writes and aborts.
+//! knows only the guard range the faulting thread recorded in its own thread-local before the
+//! handler was installed, so the handler itself only compares, asks for its pid, writes and
+//! aborts.
 //!
 //! Every page a forked child touches costs it a page fault (a copy-on-write one for data, a
 //! fresh mapping for code and read-only data, which `fork` does not copy), and those faults
 //! are most of what a small child costs over the bare fork. So the child's side does as little
 //! as it can: whatever can be learnt before the fork ([`prepare_stack_overflow_report`]: the
-//! guard range, whether the thread has an alternate stack) is, and the pid is formatted by the
+//! guard range, whether the thread has an alternate stack) is, the range stays in the
+//! thread's TLS (whose pages the kernel has already written in the child) rather than in a
+//! global, the handler is installed by a system call made from this crate's code rather than
+//! through libc's `sigaction` (another window of code), and the pid is formatted by the
 //! handler, only when there is an overflow to report.
 
 use std::io;
-#[cfg(target_os = "linux")]
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// The guard range of the thread that installed the handler, `[start, end)`; empty until then.
-#[cfg(target_os = "linux")]
-static GUARD_START: AtomicUsize = AtomicUsize::new(0);
-#[cfg(target_os = "linux")]
-static GUARD_END: AtomicUsize = AtomicUsize::new(0);
 
 /// Size of the alternate signal stack set up when the thread has none (std gives each of its
 /// threads one; a thread started otherwise may not have it). The handler needs a few hundred
@@ -41,12 +37,13 @@ const ALT_STACK_SIZE: usize = 64 * 1024;
 /// the range std uses, which covers glibc before and after 2.27); gives the thread an
 /// alternate signal stack if it has none (a forked child inherits its forking thread's, which
 /// std set up; otherwise a leaked 64 KiB `mmap`); then installs a `SIGSEGV` and `SIGBUS`
-/// handler (`SA_ONSTACK | SA_SIGINFO`), process-wide. The range, and whether the thread has an
+/// handler (`SA_ONSTACK | SA_SIGINFO`), process-wide (on x86-64 with the `rt_sigaction`
+/// system call itself and a restorer of this crate's, elsewhere through libc's `sigaction`). The range, and whether the thread has an
 /// alternate stack, come from [`prepare_stack_overflow_report`] when the thread called it
 /// before forking (a system call and a page fault saved in the child).
 ///
 /// The handler is async-signal-safe: a fault (kernel-generated, `si_code > 0`) whose address
-/// is in the recorded guard range formats the report with the pid `getpid` gives it then,
+/// is in the faulting thread's recorded guard range formats the report with the pid `getpid` gives it then,
 /// writes it to fd 2 with one `write` and calls `abort`. Any other fault puts the signal's
 /// default action back and returns, so the faulting instruction runs again and the process
 /// dies of the real signal (`SIGSEGV`, `SIGBUS`); a
@@ -54,8 +51,10 @@ const ALT_STACK_SIZE: usize = 64 * 1024;
 ///
 /// Contract, for a sound and useful result:
 /// - Call it once per process, from the thread that will overflow (a forked child's only
-///   thread). Overflows of *other* threads are not recognised: after this call they die of
-///   plain `SIGSEGV` with no report, as does any fault while std's handler is gone.
+///   thread). Overflows of *other* threads are recognised only if they recorded their own
+///   range (by calling this function or [`prepare_stack_overflow_report`]); otherwise, after
+///   this call, they die of plain `SIGSEGV` with no report, as does any fault while std's
+///   handler is gone.
 /// - It replaces every `SIGSEGV`/`SIGBUS` handler of the process, std's and the program's.
 /// - It is not async-signal-safe itself: `pthread_getattr_np` allocates (and reads
 ///   `/proc/self/maps` for a process's initial thread). In a child forked from a
@@ -74,14 +73,14 @@ const ALT_STACK_SIZE: usize = 64 * 1024;
 pub fn report_stack_overflow_as_this_process() -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
-        let (start, end) = cached_guard_range()?;
+        // The handler reads it from this thread's copy: nothing is stored in a global, whose
+        // page the child would have to copy.
+        cached_guard_range()?;
         // Learnt before the fork by `prepare_stack_overflow_report`, if it was called; a
         // stack set up since (or none known) is asked about here.
         if !ALT_STACK_SEEN.get() {
             ensure_alternate_stack()?;
         }
-        GUARD_START.store(start, Ordering::Relaxed);
-        GUARD_END.store(end, Ordering::Relaxed);
         install(libc::SIGSEGV)?;
         install(libc::SIGBUS)?;
         Ok(())
@@ -241,16 +240,28 @@ fn has_alternate_stack() -> io::Result<bool> {
     Ok(current.ss_flags & libc::SS_DISABLE == 0)
 }
 
+/// Makes [`on_fault`] the handler of `signal` (`SA_SIGINFO | SA_ONSTACK`, empty mask).
 #[cfg(target_os = "linux")]
 // Inlined: a forked child runs it, and each 64 KiB window of code a child runs costs it a
 // page fault (fork does not copy the page tables of the program's text).
 #[inline]
 fn install(signal: libc::c_int) -> io::Result<()> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        kernel_sigaction::install(signal, on_fault)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        install_through_libc(signal)
+    }
+}
+
+/// [`install`] through libc's `sigaction`.
+#[cfg(all(target_os = "linux", not(target_arch = "x86_64")))]
+fn install_through_libc(signal: libc::c_int) -> io::Result<()> {
     // SAFETY: all-zero is a valid `sigaction` (no flags, empty mask) that we fill in below.
     let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-    action.sa_sigaction = on_fault
-        as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
-        as libc::sighandler_t;
+    action.sa_sigaction = on_fault as FaultHandler as libc::sighandler_t;
     action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
     // SAFETY: `sa_mask` is a valid sigset_t that sigemptyset initialises.
     unsafe { libc::sigemptyset(&mut action.sa_mask) };
@@ -261,6 +272,87 @@ fn install(signal: libc::c_int) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+/// The form of handler `SA_SIGINFO` calls.
+#[cfg(target_os = "linux")]
+type FaultHandler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
+
+/// `rt_sigaction` as a system call made from this crate's own code, on x86-64 Linux.
+///
+/// libc's `sigaction` would do the same, but its code lies in a 64 KiB window of libc that a
+/// forked child touches for nothing else: a page fault in every `Process` child (fork does not
+/// copy the page tables of code), several µs on a VM and the largest single item a child
+/// spends over the bare fork. The kernel's interface is fixed by its ABI: the handler, the
+/// flags, the *restorer* (the code the handler returns into, which must make the
+/// `rt_sigreturn` call; x86-64 has no default one, so every libc passes its own with
+/// `SA_RESTORER`) and a 64-bit mask.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod kernel_sigaction {
+    use std::io;
+
+    use super::FaultHandler;
+
+    /// The `struct sigaction` that x86-64's `rt_sigaction` reads (the kernel's
+    /// `include/linux/signal_types.h`, with the architecture's `sa_restorer`): not libc's,
+    /// whose mask is 1024 bits and whose field order differs.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+
+    /// `SA_RESTORER` (`arch/x86/include/uapi/asm/signal.h`): `restorer` is set.
+    const SA_RESTORER: u64 = 0x0400_0000;
+    /// `__NR_rt_sigaction` on x86-64.
+    const SYS_RT_SIGACTION: usize = 13;
+
+    /// The restorer: `rt_sigreturn` (`__NR_rt_sigreturn`, 15), in the very bytes glibc's
+    /// `__restore_rt` uses (`48 c7 c0 0f 00 00 00 0f 05`), which is how unwinders (libgcc's,
+    /// gdb's) recognise a signal frame and step through it.
+    #[unsafe(naked)]
+    extern "C" fn restore_rt() {
+        std::arch::naked_asm!("mov rax, 15", "syscall", "ud2");
+    }
+
+    /// Makes `handler` the handler of `signal`, with `SA_SIGINFO | SA_ONSTACK` and an empty
+    /// mask, as libc's `sigaction` would.
+    #[inline]
+    pub(super) fn install(signal: libc::c_int, handler: FaultHandler) -> io::Result<()> {
+        let action = KernelSigaction {
+            handler: handler as usize,
+            flags: (libc::SA_SIGINFO | libc::SA_ONSTACK) as u64 | SA_RESTORER,
+            restorer: restore_rt as *const () as usize,
+            mask: 0,
+        };
+        let result: isize;
+        // SAFETY: `rt_sigaction(signal, &action, NULL, 8)`: the kernel reads `action`, a valid
+        // local of the layout it expects for a mask of 8 bytes, and writes nothing (no old
+        // action). `handler` has the three-argument form SA_SIGINFO calls for and is
+        // async-signal-safe (the caller's contract); `restore_rt` makes the `rt_sigreturn`
+        // call the kernel's signal frame expects. `syscall` clobbers rcx and r11 and nothing
+        // else, and restores the flags.
+        unsafe {
+            std::arch::asm!(
+                "syscall",
+                inlateout("rax") SYS_RT_SIGACTION as isize => result,
+                in("rdi") signal as isize,
+                in("rsi") &raw const action,
+                in("rdx") 0usize,
+                in("r10") 8usize,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack, preserves_flags),
+            );
+        }
+        if (-4095..0).contains(&result) {
+            Err(io::Error::from_raw_os_error(-result as i32))
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -310,9 +402,12 @@ extern "C" fn on_fault(
     // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo_t for the signal being
     // handled; for SIGSEGV and SIGBUS `si_addr` is the field it fills in.
     let (code, address) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
-    let start = GUARD_START.load(Ordering::Relaxed);
-    let end = GUARD_END.load(Ordering::Relaxed);
-    if code > 0 && start <= address && address < end {
+    // The faulting thread's own range: a const-initialised thread-local without a destructor
+    // is a plain read of the thread's TLS block, which lies apart from its stack's guard.
+    let overflowed = GUARD_RANGE
+        .get()
+        .is_some_and(|(start, end)| start <= address && address < end);
+    if code > 0 && overflowed {
         let mut message = [0u8; REPORT_CAPACITY];
         let len = format_report(crate::getpid().as_raw(), &mut message);
         // SAFETY: `message[..len]` is initialised local memory; fd 2 may be closed, in which

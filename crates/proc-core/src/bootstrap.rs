@@ -373,11 +373,13 @@ pub(crate) fn run_launched_child(socket: OwnedFd, say_hello: bool) -> ! {
         context.apply();
     }
     let watch_parent = launch.watch_parent.and_then(fork_sys::Pid::from_raw);
+    let stdout = std::io::stdout();
     let setup = ChildSetup {
         name: launch.name.as_deref(),
         watch_parent,
         max_frame_len: usize::try_from(launch.max_frame_len).unwrap_or(usize::MAX),
         doorbell: None,
+        stdout: &stdout,
     };
     let trampoline = crate::spawn_fn::trampoline_at(launch.trampoline);
     trampoline(
@@ -431,11 +433,13 @@ pub(crate) fn run_streamed_child(input: OwnedFd, output: OwnedFd) -> ! {
         fork_sys::exit_immediately(EXIT_NO_LAUNCH);
     };
     end_when_abandoned(&writer);
+    let stdout = std::io::stdout();
     let setup = ChildSetup {
         name: launch.name.as_deref(),
         watch_parent: None,
         max_frame_len: usize::try_from(launch.max_frame_len).unwrap_or(usize::MAX),
         doorbell: None,
+        stdout: &stdout,
     };
     let trampoline = crate::spawn_fn::trampoline_at(launch.trampoline);
     let function = crate::code_offset::address(launch.function);

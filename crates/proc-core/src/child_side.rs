@@ -2,7 +2,7 @@
 //! flush its std streams and leave with `_exit`, never returning into the parent's stack.
 
 use std::any::Any;
-use std::io::Write;
+use std::io::{Stdout, Write};
 use std::os::fd::OwnedFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
@@ -101,6 +101,10 @@ pub(crate) struct ChildSetup<'a> {
     /// Rung before a report larger than [`SMALL_WRITE`], so a parent sleeping on this
     /// child's exit wakes to read it while it streams.
     pub(crate) doorbell: Option<&'a Doorbell>,
+    /// Flushed before the child leaves, so that what the closure printed without a newline
+    /// is not lost. Taken from the caller: `std::io::stdout()` is code of its own, and each
+    /// 64 KiB window of code a forked child runs costs it a page fault.
+    pub(crate) stdout: &'a Stdout,
 }
 
 /// Runs in the child after `fork`; never returns. Nothing may unwind out of here: a panic
@@ -241,7 +245,8 @@ where
     // At once: the parent sees the end of the pipe without waiting for the exit.
     fork_sys::close(result_pipe);
     // (std's stderr has no buffer to flush.)
-    let _ = std::io::stdout().flush();
+    let mut stdout = setup.stdout;
+    let _ = stdout.flush();
     code
 }
 

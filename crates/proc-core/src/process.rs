@@ -175,29 +175,29 @@ impl ProcessBuilder {
         // through our hook, which avoids std's backtrace lock. The child never returns: it
         // runs the closure and leaves through `_exit` in `run_child`.
         let forked = unsafe { fork_sys::fork() };
+        // Released on both sides (the child inherits them held by its only thread), and here,
+        // before the sides part: the child's branch ends in `_exit`, so the compiler treats it
+        // as cold and calls the guards' drop code out of line there, which in a forked child
+        // costs a page fault for each 64 KiB window of code it touches.
+        drop(watcher_lock);
+        drop(client_lock);
+        drop(reaper_lock);
+        drop(stderr_lock);
+        drop(stdout_lock);
         match forked {
             Ok(Fork::Child) => {
                 child_side::mark_forked_child();
-                drop(watcher_lock);
-                drop(client_lock);
-                drop(reaper_lock);
-                drop(stderr_lock);
-                drop(stdout_lock);
                 fork_sys::close(read_end);
                 let setup = ChildSetup {
                     name: self.name.as_deref(),
                     watch_parent: parent,
                     max_frame_len,
                     doorbell: doorbell.as_ref(),
+                    stdout: &stdout,
                 };
                 child_side::run_child(setup, write_end, body)
             }
             Ok(Fork::Parent(pid)) => {
-                drop(watcher_lock);
-                drop(client_lock);
-                drop(reaper_lock);
-                drop(stderr_lock);
-                drop(stdout_lock);
                 drop(write_end);
                 // The handle first: should dropping the closure panic, unwinding drops the
                 // handle, which reaps (or, for a daemon, kills) the child.
