@@ -39,6 +39,8 @@ mod fork;
 mod interrupt;
 mod loaded_image;
 mod memory;
+#[cfg(target_os = "linux")]
+mod memory_file;
 mod parent_watch;
 mod pid;
 mod pipe;
@@ -63,6 +65,8 @@ pub use interrupt::{
 };
 pub use loaded_image::{LoadedImage, loaded_image};
 pub use memory::populate_for_writing;
+#[cfg(target_os = "linux")]
+pub use memory_file::MemoryFile;
 pub use parent_watch::{die_with_parent_process, process_exit_fd};
 pub use pid::{Pid, getpid, getpid_cached, getppid};
 pub use pipe::{
@@ -72,7 +76,7 @@ pub use pipe::{
 pub use poll::{
     Interest, Readiness, monotonic_now, poll, poll_array, set_thread_name, thread_count,
 };
-pub use reaper::{ReaperLink, reap_in_background, reaper_lock};
+pub use reaper::{ReaperLink, reap_in_background, reap_in_background_then, reaper_lock};
 pub use shared_memory::SharedAtomics;
 pub use shared_region::{Plain, SharedRegion, futex_wait, futex_wake, process_is_gone};
 pub use shared_ring::{RingFull, SharedRing};

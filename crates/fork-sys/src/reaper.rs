@@ -23,16 +23,55 @@ use crate::{ChildHandle, Interest, Pid};
 pub struct ReaperLink {
     /// The process that started the thread; in a forked child the thread does not exist.
     owner: Pid,
-    handles: Sender<ChildHandle>,
+    handles: Sender<Adopted>,
     wake: File,
+}
+
+/// What runs once an adopted child has been reaped.
+type AfterReaped = Box<dyn FnOnce() + Send>;
+
+/// A child in the reaper's care.
+struct Adopted {
+    child: ChildHandle,
+    then: Option<AfterReaped>,
+}
+
+impl Adopted {
+    /// Reaps the child if it has ended (or can no longer be waited for) and runs what was to
+    /// follow; true once it is gone.
+    fn reap(&mut self) -> bool {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            return false;
+        }
+        if let Some(then) = self.then.take() {
+            then();
+        }
+        true
+    }
 }
 
 /// Hands `child` (running, or a zombie) to a background thread that reaps it when it ends.
 /// When no thread can be started (out of threads or fds), waits for the child here instead:
 /// blocking beats a zombie nobody reaps.
 pub fn reap_in_background(child: ChildHandle) {
-    if let Err(mut child) = hand_over(child) {
-        let _ = child.wait();
+    reap(Adopted { child, then: None });
+}
+
+/// [`reap_in_background`], then runs `then` (on the reaper thread) once the child has been
+/// reaped: for what must outlive the child, such as memory it may still write to.
+pub fn reap_in_background_then(child: ChildHandle, then: impl FnOnce() + Send + 'static) {
+    reap(Adopted {
+        child,
+        then: Some(Box::new(then)),
+    });
+}
+
+fn reap(adopted: Adopted) {
+    if let Err(mut adopted) = hand_over(adopted) {
+        let _ = adopted.child.wait();
+        if let Some(then) = adopted.then.take() {
+            then();
+        }
     }
 }
 
@@ -45,7 +84,7 @@ pub fn reaper_lock() -> MutexGuard<'static, Option<ReaperLink>> {
         .unwrap_or_else(PoisonError::into_inner)
 }
 
-fn hand_over(child: ChildHandle) -> Result<(), ChildHandle> {
+fn hand_over(child: Adopted) -> Result<(), Adopted> {
     let mut link = reaper_lock();
     let me = crate::getpid();
     if link.as_ref().is_none_or(|l| l.owner != me) {
@@ -85,18 +124,18 @@ fn start(owner: Pid) -> std::io::Result<ReaperLink> {
     })
 }
 
-fn reap_forever(inbox: Receiver<ChildHandle>, wake: OwnedFd) {
-    let mut children: Vec<ChildHandle> = Vec::new();
+fn reap_forever(inbox: Receiver<Adopted>, wake: OwnedFd) {
+    let mut children: Vec<Adopted> = Vec::new();
     let mut wake = File::from(wake);
     loop {
         children.extend(inbox.try_iter());
         // A child whose status cannot be read any more (ECHILD) is gone too.
-        children.retain_mut(|child| matches!(child.try_wait(), Ok(None)));
+        children.retain_mut(|adopted| !adopted.reap());
 
         let mut fds = vec![(wake.as_fd(), Interest::Read)];
         let mut timeout = None;
-        for child in &children {
-            match child.exit_fd() {
+        for adopted in &children {
+            match adopted.child.exit_fd() {
                 Some(exit_fd) => fds.push((exit_fd, Interest::Read)),
                 // No exit event to sleep on: look again in a while.
                 None => timeout = Some(Duration::from_millis(50)),

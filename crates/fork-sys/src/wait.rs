@@ -7,6 +7,7 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
@@ -136,36 +137,68 @@ pub(crate) fn process_exit_fd(pid: Pid) -> io::Result<OwnedFd> {
 /// Something that becomes ready when one child exits, so a timed wait can sleep in the kernel.
 #[derive(Debug)]
 pub(crate) struct ExitWatcher {
-    /// A pidfd (Linux) or a kqueue with the child registered (Apple/BSD); `None` when the
-    /// platform or kernel offers neither, and we back off between checks instead.
-    fd: Option<OwnedFd>,
+    pid: Pid,
+    /// A pidfd (Linux) or a kqueue with the child registered (Apple/BSD); `None` inside when
+    /// the platform or kernel offers neither, and we back off between checks instead. Unset
+    /// until first needed, for a watcher made [`on_demand`](Self::on_demand).
+    fd: OnceLock<Option<OwnedFd>>,
 }
 
 impl ExitWatcher {
-    /// Never fails: when no kernel watcher is available we fall back to sleeping.
+    /// Opens the watcher now. Never fails: when no kernel watcher is available we fall back
+    /// to sleeping.
     pub(crate) fn new(pid: Pid) -> ExitWatcher {
         ExitWatcher {
-            fd: platform::open(pid).ok(),
+            pid,
+            fd: OnceLock::from(platform::open(pid).ok()),
+        }
+    }
+
+    /// Opens the watcher the first time it is needed (a timed wait, [`fd`](Self::fd)): opening
+    /// a pidfd costs a few µs, and an untimed wait (a blocking `waitpid`) needs none.
+    pub(crate) fn on_demand(pid: Pid) -> ExitWatcher {
+        ExitWatcher {
+            pid,
+            fd: OnceLock::new(),
         }
     }
 
     /// A watcher on an exit fd opened elsewhere (a pidfd from `clone`).
     #[cfg(target_os = "linux")]
-    pub(crate) fn from_fd(fd: OwnedFd) -> ExitWatcher {
-        ExitWatcher { fd: Some(fd) }
+    pub(crate) fn from_fd(pid: Pid, fd: OwnedFd) -> ExitWatcher {
+        ExitWatcher {
+            pid,
+            fd: OnceLock::from(Some(fd)),
+        }
     }
 
-    /// The pidfd, where this watcher is one.
+    /// The kernel watcher, opened now if it was not yet. Only while the child is unreaped:
+    /// after that its pid may belong to another process.
+    fn fd(&self) -> Option<&OwnedFd> {
+        self.fd
+            .get_or_init(|| platform::open(self.pid).ok())
+            .as_ref()
+    }
+
+    /// The kernel watcher if it has been opened.
     #[cfg(target_os = "linux")]
-    pub(crate) fn pidfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+    pub(crate) fn opened(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         use std::os::fd::AsFd;
-        self.fd.as_ref().map(|fd| fd.as_fd())
+        self.fd.get().and_then(Option::as_ref).map(|fd| fd.as_fd())
+    }
+
+    /// The kernel watcher (the pidfd on Linux), opened now if it was not yet. Only while the
+    /// child is unreaped.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn exit_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.fd().map(|fd| fd.as_fd())
     }
 
     /// Sleeps until the child may have exited or `timeout` passes, whichever comes first. May
     /// return early (a signal, a spurious wake-up); callers re-check with `try_wait`.
     fn sleep_until_exit(&self, pid: Pid, timeout: Duration, naps: &mut u32) -> io::Result<()> {
-        match &self.fd {
+        match self.fd() {
             Some(fd) => platform::sleep_until_ready(fd, timeout),
             None => {
                 let _ = pid;

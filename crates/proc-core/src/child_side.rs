@@ -12,6 +12,7 @@ use fork_sys::{Doorbell, Pid, Signal};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, CodecError};
+use crate::result_slot::SlotWriter;
 
 /// The one frame a child sends back on its result pipe.
 #[derive(Debug, Serialize, Deserialize)]
@@ -91,6 +92,21 @@ pub(crate) fn mark_forked_child() {
     IN_FORKED_CHILD.store(true, Ordering::Relaxed);
 }
 
+/// Where a child's report goes.
+pub(crate) enum ReportSink<'a> {
+    /// A pipe of its own, which the parent reads.
+    Pipe(OwnedFd),
+    /// A slot of the file the parent shares with its forked children (Linux), which holds the
+    /// whole report without the parent reading.
+    Slot(SlotWriter<'a>),
+}
+
+impl From<OwnedFd> for ReportSink<'_> {
+    fn from(pipe: OwnedFd) -> Self {
+        ReportSink::Pipe(pipe)
+    }
+}
+
 /// How the child should set itself up before running the closure.
 pub(crate) struct ChildSetup<'a> {
     pub(crate) name: Option<&'a str>,
@@ -114,7 +130,7 @@ pub(crate) struct ChildSetup<'a> {
 // window of code a forked child runs costs it a page fault (fork does not copy the page tables
 // of the program's text), and left to itself the compiler spreads these over several.
 #[inline(always)]
-pub(crate) fn run_child<F, R>(setup: ChildSetup<'_>, result_pipe: OwnedFd, body: F) -> !
+pub(crate) fn run_child<F, R>(setup: ChildSetup<'_>, sink: ReportSink<'_>, body: F) -> !
 where
     F: FnOnce() -> R,
     R: Serialize,
@@ -126,14 +142,14 @@ where
     // runs before `main`), so without this an overflow there was a bare SIGSEGV. Best effort:
     // where it fails (or off Linux), std's handler, if any, stays.
     let _ = fork_sys::report_stack_overflow_as_this_process();
-    let code = panic::catch_unwind(AssertUnwindSafe(|| child_main(setup, result_pipe, body)))
+    let code = panic::catch_unwind(AssertUnwindSafe(|| child_main(setup, sink, body)))
         .unwrap_or(EXIT_FAILED);
     fork_sys::exit_immediately(code)
 }
 
 // Inlined: see `run_child`.
 #[inline(always)]
-fn child_main<F, R>(setup: ChildSetup<'_>, result_pipe: OwnedFd, body: F) -> i32
+fn child_main<F, R>(setup: ChildSetup<'_>, sink: ReportSink<'_>, body: F) -> i32
 where
     F: FnOnce() -> R,
     R: Serialize,
@@ -220,34 +236,47 @@ where
     } else {
         &frame[..]
     };
+    let sent = match sink {
+        // The whole frame at once: the file never waits for a reader.
+        ReportSink::Slot(slot) => slot.write(frame).is_ok(),
+        ReportSink::Pipe(pipe) => send_through_pipe(pipe, frame, setup.doorbell),
+    };
+    // (std's stderr has no buffer to flush.)
+    let mut stdout = setup.stdout;
+    let _ = stdout.flush();
+    if sent { code } else { EXIT_FAILED }
+}
+
+/// Writes the report frame to the result pipe and closes it; false when the report could not
+/// be sent for a reason of ours (a failed ring or mode change).
+// Inlined: see `run_child`.
+#[inline(always)]
+fn send_through_pipe(pipe: OwnedFd, frame: &[u8], doorbell: Option<&Doorbell>) -> bool {
     // The pipe may be non-blocking (a forked child's is: its parent reads it so). A small
     // report fits an empty pipe whole (at most `PIPE_BUF` bytes: written whole or not at all);
     // a larger one, or a small one that did not fit after all, rings first and then blocks.
     // EPIPE means the parent dropped the handle: nobody wants the value any more.
     let small_written = frame.len() <= SMALL_WRITE
-        && match fork_sys::write_all(&result_pipe, frame) {
+        && match fork_sys::write_all(&pipe, frame) {
             Ok(()) => true,
             Err(err) => err.kind() != std::io::ErrorKind::WouldBlock,
         };
     if !small_written {
-        if let Some(bell) = setup.doorbell {
+        if let Some(bell) = doorbell {
             // The parent may be asleep until this process exits: wake it to read first.
             // Should the ring fail, writing could block for ever; leave without the report.
             if bell.ring().is_err() {
-                return EXIT_FAILED;
+                return false;
             }
         }
-        if fork_sys::set_nonblocking(&result_pipe, false).is_err() {
-            return EXIT_FAILED;
+        if fork_sys::set_nonblocking(&pipe, false).is_err() {
+            return false;
         }
-        let _ = fork_sys::write_all(&result_pipe, frame);
+        let _ = fork_sys::write_all(&pipe, frame);
     }
     // At once: the parent sees the end of the pipe without waiting for the exit.
-    fork_sys::close(result_pipe);
-    // (std's stderr has no buffer to flush.)
-    let mut stdout = setup.stdout;
-    let _ = stdout.flush();
-    code
+    fork_sys::close(pipe);
+    true
 }
 
 /// Replaces `frame` with a report saying why the value could not be sent.

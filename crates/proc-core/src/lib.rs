@@ -80,6 +80,7 @@ mod join_watcher;
 mod launcher;
 mod process;
 mod reaper;
+mod result_slot;
 mod spawn_fn;
 mod start_method;
 mod wait_any;

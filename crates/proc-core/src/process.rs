@@ -2,7 +2,8 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -12,12 +13,13 @@ use crate::start_method::{self, StartMethod};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::child_side::{self, ChildSetup, Report};
+use crate::child_side::{self, ChildSetup, Report, ReportSink};
 use crate::codec::{self, CodecError, DEFAULT_MAX_FRAME_LEN, FrameBuffer, ReadPass};
 use crate::error::ProcessError;
 use crate::join_future::JoinFuture;
 use crate::join_watcher::WakeFds;
 use crate::reaper;
+use crate::result_slot::ResultSlot;
 
 /// A closure running in a forked child process, like Python's `multiprocessing.Process`, whose
 /// return value comes back typed through [`join`](Process::join).
@@ -51,6 +53,9 @@ pub struct Process<R> {
     doorbell: Option<Doorbell>,
     /// The doorbell has rung (or could not be polled): waits watch the pipe now.
     rung: AtomicBool,
+    /// Where a forked child leaves its report instead of a pipe (Linux), until the report
+    /// has been read: released only once the child has been reaped.
+    slot: Option<ResultSlot>,
 }
 
 impl<R> std::fmt::Debug for Process<R> {
@@ -147,11 +152,25 @@ impl ProcessBuilder {
         // The child's stack-overflow report needs this thread's guard range: worked out here,
         // once per thread, rather than in every child.
         fork_sys::prepare_stack_overflow_report();
-        // Both ends non-blocking in one call: the parent never blocks reading, and the child
-        // writes a small report at once or turns its end back to blocking (`run_child`).
-        let (read_end, write_end) = fork_sys::pipe_nonblocking().map_err(spawn_error)?;
-        // Without one (out of fds), waits watch the pipe as for other start methods.
-        let doorbell = Doorbell::new().ok();
+        // Where the report comes back: a slot of the file this process shares with its forked
+        // children (Linux), which needs no descriptor of the child's own and lets `join` wait
+        // with a plain `waitpid`; or, when every slot is taken, a pipe.
+        let road = match ResultSlot::take(max_frame_len) {
+            Some(slot) => ReportRoad::Slot(slot),
+            None => {
+                // Both ends non-blocking in one call: the parent never blocks reading, and
+                // the child writes a small report at once or turns its end back to blocking
+                // (`run_child`).
+                let (read_end, write_end) = fork_sys::pipe_nonblocking().map_err(spawn_error)?;
+                // Without one (out of fds), waits watch the pipe as for other start methods.
+                let doorbell = Doorbell::new().ok();
+                ReportRoad::Pipe {
+                    read_end,
+                    write_end,
+                    doorbell,
+                }
+            }
+        };
         // Only a daemon child needs it (to watch the parent); a system call saved otherwise.
         let parent = self.daemon.then(fork_sys::getpid);
 
@@ -187,7 +206,22 @@ impl ProcessBuilder {
         match forked {
             Ok(Fork::Child) => {
                 child_side::mark_forked_child();
-                fork_sys::close(read_end);
+                let slot_in_child;
+                let (sink, doorbell) = match road {
+                    ReportRoad::Slot(slot) => {
+                        // The parent's to release, once this process is gone: never here.
+                        slot_in_child = ManuallyDrop::new(slot);
+                        (ReportSink::Slot(slot_in_child.writer()), None)
+                    }
+                    ReportRoad::Pipe {
+                        read_end,
+                        write_end,
+                        doorbell,
+                    } => {
+                        fork_sys::close(read_end);
+                        (ReportSink::Pipe(write_end), doorbell)
+                    }
+                };
                 let setup = ChildSetup {
                     name: self.name.as_deref(),
                     watch_parent: parent,
@@ -195,21 +229,38 @@ impl ProcessBuilder {
                     doorbell: doorbell.as_ref(),
                     stdout: &stdout,
                 };
-                child_side::run_child(setup, write_end, body)
+                child_side::run_child(setup, sink, body)
             }
             Ok(Fork::Parent(pid)) => {
-                drop(write_end);
                 // The handle first: should dropping the closure panic, unwinding drops the
                 // handle, which reaps (or, for a daemon, kills) the child.
-                let process = Process::started(
-                    ChildHandle::new(pid),
-                    File::from(read_end),
-                    self.name,
-                    self.daemon,
-                    max_frame_len,
-                    StartMethod::Fork,
-                )
-                .with_doorbell(doorbell);
+                let process = match road {
+                    ReportRoad::Slot(slot) => Process::started_with_slot(
+                        // Opened only if a timed or async wait asks for it: `join` waits with
+                        // `waitpid`.
+                        ChildHandle::new_watched_on_demand(pid),
+                        slot,
+                        self.name,
+                        self.daemon,
+                        max_frame_len,
+                    ),
+                    ReportRoad::Pipe {
+                        read_end,
+                        write_end,
+                        doorbell,
+                    } => {
+                        drop(write_end);
+                        Process::started(
+                            ChildHandle::new(pid),
+                            File::from(read_end),
+                            self.name,
+                            self.daemon,
+                            max_frame_len,
+                            StartMethod::Fork,
+                        )
+                        .with_doorbell(doorbell)
+                    }
+                };
                 crate::connection::discard_child_closure(body);
                 // A failed flush loses nothing the user can recover; the child is started.
                 let _ = flushed;
@@ -247,6 +298,17 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
 /// for any report encoded on the child's stack, and then some.
 const STACK_READ: usize = 512;
 
+/// Where a forked child's report comes back: a result slot, or a pipe of its own (with the
+/// doorbell it rings before a large report).
+enum ReportRoad {
+    Slot(ResultSlot),
+    Pipe {
+        read_end: OwnedFd,
+        write_end: OwnedFd,
+        doorbell: Option<Doorbell>,
+    },
+}
+
 /// One `read`, retried when a signal interrupts it.
 fn read_retrying(pipe: &mut File, into: &mut [u8]) -> io::Result<usize> {
     loop {
@@ -278,6 +340,30 @@ impl<R> Process<R> {
             method,
             doorbell: None,
             rung: AtomicBool::new(false),
+            slot: None,
+        }
+    }
+
+    /// The handle of a forked child that leaves its report in `slot`.
+    fn started_with_slot(
+        child: ChildHandle,
+        slot: ResultSlot,
+        name: Option<String>,
+        daemon: bool,
+        max_frame_len: usize,
+    ) -> Process<R> {
+        Process {
+            child,
+            name,
+            daemon,
+            pipe: None,
+            frames: FrameBuffer::new(max_frame_len),
+            report: None,
+            taken: false,
+            method: StartMethod::Fork,
+            doorbell: None,
+            rung: AtomicBool::new(false),
+            slot: Some(slot),
         }
     }
 
@@ -367,8 +453,9 @@ impl<R: DeserializeOwned> Process<R> {
         }
     }
 
-    /// True while the child runs. A child blocked sending a large value back counts as
-    /// running until the parent reads it (join does).
+    /// True while the child runs. A child blocked sending a large value back through a pipe
+    /// (a child started by another method, or a forked one when every result slot was taken)
+    /// counts as running until the parent reads it (join does).
     pub fn is_alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
@@ -441,7 +528,12 @@ impl<R: DeserializeOwned> Process<R> {
             if deadline.is_some() || !self.report_fd().is_some_and(|(_, is_bell)| is_bell) {
                 self.drain_pipe(deadline)?;
             }
+            // A forked child with a result slot, waited for without a limit: straight to the
+            // blocking `waitpid` below (a `WNOHANG` look first would take the kernel's task
+            // list lock once more, as the child is exiting).
+            let untimed_slot = deadline.is_none() && self.slot.is_some();
             let exited = match self.child.try_wait() {
+                _ if untimed_slot => false,
                 Ok(status) => status.is_some(),
                 // A fork server's child whose server went away: it has exited (its pidfd
                 // says so), how is unknown; what it sent is still worth reading.
@@ -452,6 +544,7 @@ impl<R: DeserializeOwned> Process<R> {
                 // Whatever it wrote before exiting is in the pipe now, at most a pipe's worth:
                 // read it all (reading stops once the report is whole).
                 self.drain_pipe(None)?;
+                self.collect_slot();
                 return Ok(true);
             }
             let now = Instant::now();
@@ -464,10 +557,14 @@ impl<R: DeserializeOwned> Process<R> {
             // (a fork server's child: for its exit, which its pidfd tells at once; the status
             // the server reports a moment later is read when it is asked for).
             if self.report.is_some() || self.pipe.is_none() {
-                return self
+                let exited = self
                     .child
                     .wait_exited(remaining)
-                    .map_err(|e| self.io_error(e));
+                    .map_err(|e| self.io_error(e))?;
+                if exited {
+                    self.collect_slot();
+                }
+                return Ok(exited);
             }
             self.sleep_until_stirs(remaining)
                 .map_err(|e| self.io_error(e))?;
@@ -539,6 +636,17 @@ impl<R: DeserializeOwned> Process<R> {
             }
             if pass.bytes == 0 || deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                 return Ok(());
+            }
+        }
+    }
+
+    /// Reads the report a forked child left in its result slot, if it had one, and releases
+    /// the slot. Only once the child has been reaped: then nothing writes to the slot any
+    /// more.
+    fn collect_slot(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            if self.report.is_none() {
+                self.report = slot.read_report::<R>(self.frames.max_len());
             }
         }
     }
@@ -725,8 +833,20 @@ impl<R> Drop for Process<R> {
     fn drop(&mut self) {
         // Close our end first: a child blocked writing a large value gets EPIPE and exits.
         self.pipe = None;
-        if matches!(self.child.try_wait(), Ok(Some(_)) | Err(_)) {
-            return;
+        match self.child.try_wait() {
+            // Reaped (here or before), or reaped by someone else: the child is gone, and its
+            // result slot, if any, is released with the handle.
+            Ok(Some(_)) => return,
+            Err(err) if fork_sys::is_not_a_child(&err) => return,
+            Err(_) => {
+                // Whether it still runs is unknown: a slot it may yet write to is never handed
+                // to another child.
+                if let Some(slot) = self.slot.take() {
+                    std::mem::forget(slot);
+                }
+                return;
+            }
+            Ok(None) => {}
         }
         if self.daemon {
             let _ = self.child.send_signal(Signal::KILL);
@@ -738,7 +858,8 @@ impl<R> Drop for Process<R> {
             // The fork server reaps it; dropping the handle closes its status pipe.
             return;
         }
-        // Still unreaped, so the pid cannot have been reused: the reaper may take it over.
-        reaper::adopt(self.child.pid());
+        // Still unreaped, so the pid cannot have been reused: the reaper may take it over,
+        // and release the child's result slot once it has reaped it.
+        reaper::adopt(self.child.pid(), self.slot.take());
     }
 }

@@ -6,10 +6,17 @@ use std::sync::MutexGuard;
 
 use fork_sys::{ChildHandle, Pid, ReaperLink};
 
+use crate::result_slot::ResultSlot;
+
 /// Hands a child that is still running (or a zombie) to the reaper thread. `pid` must be an
 /// unreaped child of this process that its previous owner will not wait for.
-pub(crate) fn adopt(pid: Pid) {
-    fork_sys::reap_in_background(ChildHandle::new(pid));
+/// `slot`, the child's result slot if it has one, is released once the child is reaped.
+pub(crate) fn adopt(pid: Pid, slot: Option<ResultSlot>) {
+    let child = ChildHandle::new(pid);
+    match slot {
+        Some(slot) => fork_sys::reap_in_background_then(child, move || drop(slot)),
+        None => fork_sys::reap_in_background(child),
+    }
 }
 
 /// Held across `fork` by `Process::spawn`, so that no other thread is half-way through

@@ -277,7 +277,9 @@ where
     // R>`, from a `fn(A) -> R` in a parent running this executable (see the module docs).
     let function = unsafe { std::mem::transmute::<usize, fn(A) -> R>(function) };
     drop(fds);
-    child_side::run_child(setup, result_pipe, move || function(decode_arg::<A>(&args)))
+    child_side::run_child(setup, result_pipe.into(), move || {
+        function(decode_arg::<A>(&args))
+    })
 }
 
 /// Runs `fn(A, Vec<OwnedFd>) -> R` at `function`. Never returns.
@@ -296,7 +298,7 @@ where
     // SAFETY: as in `trampoline_plain`, from `spawn_fn_with_fds::<A, R>`'s
     // `fn(A, Vec<OwnedFd>) -> R`.
     let function = unsafe { std::mem::transmute::<usize, fn(A, Vec<OwnedFd>) -> R>(function) };
-    child_side::run_child(setup, result_pipe, move || {
+    child_side::run_child(setup, result_pipe.into(), move || {
         function(decode_arg::<A>(&args), fds)
     })
 }
