@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::{Read as _, Write as _};
 use std::os::fd::AsFd as _;
+use std::sync::atomic::Ordering;
 
 use fork_sys::{Fork, Interest};
 
@@ -42,6 +43,33 @@ fn fork_value_ops(ops: u64) -> BenchResult<()> {
     Ok(())
 }
 
+/// `ops` times: fork, the child stores an 8-byte value in memory it shares with the parent
+/// (an anonymous `MAP_SHARED` mapping made once) and `_exit`s; the parent `waitpid`s, then
+/// loads the value. The least any way of getting a value back can cost: no descriptor, one
+/// sleep. It holds no more than 8 bytes, though: a value of any size needs room the child can
+/// fill without the parent, which is what proc-core's result file adds.
+fn fork_shared_value_ops(ops: u64) -> BenchResult<()> {
+    let shared = fork_sys::SharedRegion::new(8)?;
+    for i in 0..ops {
+        // SAFETY: the child only stores to shared memory and calls `_exit`, which take no
+        // lock, so a lock another thread held at the fork (the harness starts none) cannot
+        // matter.
+        match unsafe { fork_sys::fork()? } {
+            Fork::Child => {
+                shared.u64(0).store(i * 3, Ordering::Release);
+                fork_sys::exit_immediately(0)
+            }
+            Fork::Parent(pid) => {
+                expect_success(fork_sys::wait(pid)?, "forked child")?;
+                if shared.u64(0).load(Ordering::Acquire) != i * 3 {
+                    return Err("the child's value did not arrive".into());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Builds the scenario.
 pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
     let floor = fork_wait::raw_fork_wait("fork_sys::fork + _exit + wait (no value)");
@@ -62,21 +90,26 @@ pub(crate) fn scenario(cx: &Context) -> BenchResult<Scenario> {
         floor,
     )
     .note(
-        "proc-core's figure includes what the floor leaves out: a result pipe, a pidfd, holding \
-         the std stream locks across the fork, and one bincode frame back. The second row does \
-         the least any way of getting a value back must do (a pipe, the value written by the \
-         child, a pidfd the parent sleeps on, then the value read): the parent wakes once, on \
-         the exit, as the floor's does (polling the pipe too would wake it twice). Each page either process writes while both live is a copy-on-write \
-         fault, as is each 64 KiB window of code the child runs (fork does not copy the page \
-         tables of the program's text). \
-         proc-core's child writes a small report from its stack with its own code inlined \
-         into one window, its parent reads the report into its stack and allocates nothing \
-         between the fork and the exit, and the parent sleeps on the exit alone; what it adds \
-         to the second row's page faults is about seven (perf, Dec 2026): std's stdout flush \
-         (the child's prints must not be lost), libc's `sigaction` (its stack-overflow \
-         report), its own code and the locks it holds across the fork. Python's `Process` \
-         returns no value at all (that would need a `Queue` or `Pipe` on top).",
+        "proc-core's figure includes what the floor leaves out: the child's report written to \
+         a memory file the running children share (made for the first of them, closed with \
+         the last), holding the std stream locks across the fork, its stack-overflow report, \
+         and one bincode frame back; the parent waits with a plain `waitpid` and opens no \
+         descriptor of the child's own. The second row does the least any way of getting a \
+         value back can do (8 bytes in memory shared before the fork, read after the \
+         `waitpid`), but holds only those 8 bytes. The third gets it back through a pipe, \
+         as proc-core did before Dec 2026 and does when its 1,024 slots are all taken: a \
+         pipe, a pidfd the parent sleeps on (its poll wakes once, on the exit), the value read. \
+         Each page either process writes while both live is a copy-on-write fault, as is each \
+         64 KiB window of code the child runs (fork does not copy the page tables of the \
+         program's text): what proc-core adds to the second row is mostly such faults (std's \
+         stdout flush in the child, the std stream locks' page on both sides) and the memory \
+         file's creation. Python's `Process` returns no value at all (that would need a \
+         `Queue` or `Pipe` on top).",
     )
+    .contender(Contender::timed(
+        "fork + 8-byte value in shared memory, read after waitpid",
+        fork_shared_value_ops,
+    ))
     .contender(Contender::timed(
         "fork + 8-byte value through a pipe, read after the pidfd's poll, + wait",
         fork_value_ops,
