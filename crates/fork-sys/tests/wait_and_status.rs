@@ -248,3 +248,72 @@ fn pids_print_as_numbers() {
     assert_eq!(format!("{pid:?}"), "Pid(22174)");
     assert_eq!(format!("{:?}", Some(pid)), "Some(Pid(22174))");
 }
+
+/// How many pidfds this process has open (`/proc/self/fd` links to `anon_inode:[pidfd]`).
+#[cfg(target_os = "linux")]
+fn pidfds_open() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().contains("pidfd"))
+        .count()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_handle_watched_on_demand_opens_its_pidfd_only_when_a_wait_needs_it() {
+    // In a child of its own: the harness's other tests open pidfds while we count.
+    let pid = fork_child(|| {
+        let before = pidfds_open();
+        let mut quick = ChildHandle::new_watched_on_demand(fork_child(|| 3));
+        // An untimed wait is a blocking waitpid: no pidfd.
+        if quick.wait().ok() != Some(ExitStatus::Exited(3)) || pidfds_open() != before {
+            return 10;
+        }
+        // Reaped and never watched: nothing to open on a pid that may be another's now.
+        if quick.exit_fd().is_some() {
+            return 11;
+        }
+        let mut slow = ChildHandle::new_watched_on_demand(fork_child(|| {
+            std::thread::sleep(Duration::from_secs(30));
+            0
+        }));
+        // Signals go by pid while no pidfd is open.
+        if slow.try_wait().ok() != Some(None) || pidfds_open() != before {
+            return 12;
+        }
+        // A timed wait opens it, and keeps it.
+        if slow.wait_timeout(Duration::from_millis(20)).ok() != Some(None)
+            || pidfds_open() != before + 1
+            || slow.exit_fd().is_none()
+        {
+            return 13;
+        }
+        if slow.send_signal(Signal::KILL).is_err() {
+            return 14;
+        }
+        match slow.wait_timeout(Duration::from_secs(10)) {
+            Ok(Some(status)) if status.signal() == Some(Signal::KILL) => 0,
+            _ => 15,
+        }
+    });
+    assert_eq!(fork_sys::wait(pid).unwrap(), ExitStatus::Exited(0));
+}
+
+#[test]
+fn the_reaper_runs_what_follows_once_the_child_is_reaped() {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let pid = fork_child(|| {
+        std::thread::sleep(Duration::from_millis(200));
+        0
+    });
+    fork_sys::reap_in_background_then(ChildHandle::new(pid), move || {
+        // By now the child is reaped: waiting for it again says it is not our child.
+        let reaped = fork_sys::try_wait(pid).is_err_and(|err| fork_sys::is_not_a_child(&err));
+        let _ = sender.send(reaped);
+    });
+    let reaped = receiver
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the closure ran");
+    assert!(reaped, "the closure ran before the child was reaped");
+}
