@@ -66,7 +66,7 @@ pub use interrupt::{
 pub use loaded_image::{LoadedImage, loaded_image};
 pub use memory::populate_for_writing;
 #[cfg(target_os = "linux")]
-pub use memory_file::MemoryFile;
+pub use memory_file::{MemoryFile, MemoryFileHold, SharedMemoryFile};
 pub use parent_watch::{die_with_parent_process, process_exit_fd};
 pub use pid::{Pid, getpid, getpid_cached, getppid};
 pub use pipe::{

@@ -1,9 +1,11 @@
 //! An anonymous file in memory that forked children inherit, written and read at offsets:
 //! where proc-core's forked children leave their reports (Linux).
 
+use std::cell::UnsafeCell;
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Mutex, PoisonError};
 
 use rustix::fs::{FallocateFlags, MemfdFlags};
 
@@ -123,5 +125,168 @@ impl MemoryFile {
 impl AsFd for MemoryFile {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
+    }
+}
+
+/// A [`MemoryFile`] made when its first user [`hold`](Self::hold)s it and closed, memory and
+/// all, when its last lets go: a process that uses it only now and then keeps no descriptor
+/// open in between. It can live in a `static` (`new` is `const`), and holding and letting go
+/// write only inside it (a lock word and a count), not to the heap: a parent that forks
+/// between the two writes to no page but this one (every page a parent writes after a fork
+/// is a page fault).
+///
+/// A forked child inherits the value with whatever file its parent held, still open in the
+/// child: a child should use its parent's file only through holds made before the fork, and
+/// keep its own files elsewhere.
+#[derive(Debug)]
+pub struct SharedMemoryFile {
+    name: &'static CStr,
+    /// How many holds there are; the file is `Some` exactly while it is not 0.
+    holds: Mutex<usize>,
+    file: UnsafeCell<Option<MemoryFile>>,
+}
+
+// SAFETY: `file` is written only under `holds`' lock, when the count goes from 0 to 1 (made)
+// or from 1 to 0 (taken away); it is read only through a `MemoryFileHold`, whose existence
+// keeps the count above 0, so never while it is written.
+unsafe impl Sync for SharedMemoryFile {}
+
+impl SharedMemoryFile {
+    /// No file yet; `name` is what `/proc/PID/fd` will show for it (`/memfd:<name>`).
+    pub const fn new(name: &'static CStr) -> SharedMemoryFile {
+        SharedMemoryFile {
+            name,
+            holds: Mutex::new(0),
+            file: UnsafeCell::new(None),
+        }
+    }
+
+    /// A hold on the file, made now if no one holds it.
+    pub fn hold(&self) -> io::Result<MemoryFileHold<'_>> {
+        let mut holds = self.holds.lock().unwrap_or_else(PoisonError::into_inner);
+        if *holds == 0 {
+            let file = MemoryFile::new(self.name)?;
+            // SAFETY: the count is 0 and we hold its lock: no `MemoryFileHold` exists, so
+            // nothing reads `file`, and no one else writes it.
+            unsafe { *self.file.get() = Some(file) };
+        }
+        *holds += 1;
+        Ok(MemoryFileHold { shared: self })
+    }
+
+    /// Whether any hold exists (and so the file is open).
+    pub fn is_held(&self) -> bool {
+        *self.holds.lock().unwrap_or_else(PoisonError::into_inner) > 0
+    }
+}
+
+/// A hold on a [`SharedMemoryFile`]: the file stays open while it lives. Dereferences to the
+/// [`MemoryFile`].
+#[derive(Debug)]
+pub struct MemoryFileHold<'a> {
+    shared: &'a SharedMemoryFile,
+}
+
+impl MemoryFileHold<'_> {
+    /// Lets go of the file, running `tidy` on it first unless this is the last hold, in
+    /// which case the file is closed at once (its memory with it) and nothing need be tidied:
+    /// a hold made afterwards gets a new, empty file, never this one.
+    pub fn release(self, tidy: impl FnOnce(&MemoryFile)) {
+        let mut holds = self
+            .shared
+            .holds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *holds == 1 {
+            *holds = 0;
+            // SAFETY: the count was 1, ours, and we hold its lock: nothing else reads `file`.
+            let file = unsafe { (*self.shared.file.get()).take() };
+            drop(holds);
+            // Let go already: its drop would count it a second time.
+            std::mem::forget(self);
+            drop(file);
+            return;
+        }
+        drop(holds);
+        tidy(&self);
+        // Dropping `self` lets go (and closes the file if the others let go meanwhile).
+    }
+}
+
+impl std::ops::Deref for MemoryFileHold<'_> {
+    type Target = MemoryFile;
+
+    // Inlined: a forked child reaches its report's file through it, and each 64 KiB window of
+    // code a forked child runs costs it a page fault.
+    #[inline]
+    fn deref(&self) -> &MemoryFile {
+        // SAFETY: this hold keeps the count above 0, so the file was made and is not taken
+        // away or replaced while it lives (see `SharedMemoryFile`'s `Sync`).
+        match unsafe { &*self.shared.file.get() } {
+            Some(file) => file,
+            None => unreachable!("a held shared memory file is open"),
+        }
+    }
+}
+
+impl Drop for MemoryFileHold<'_> {
+    fn drop(&mut self) {
+        let mut holds = self
+            .shared
+            .holds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *holds -= 1;
+        if *holds == 0 {
+            // SAFETY: the count is 0 and we hold its lock: this was the last hold, so nothing
+            // reads `file`.
+            let file = unsafe { (*self.shared.file.get()).take() };
+            drop(holds);
+            drop(file);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // In tests a failed unwrap is a failed test.
+
+    use std::os::fd::{AsFd, AsRawFd};
+
+    use super::*;
+
+    #[test]
+    fn the_file_lives_from_the_first_hold_to_the_last_release() {
+        static SHARED: SharedMemoryFile = SharedMemoryFile::new(c"fork-sys-test");
+        assert!(!SHARED.is_held());
+        let first = SHARED.hold().unwrap();
+        let second = SHARED.hold().unwrap();
+        // One file for both.
+        assert_eq!(first.as_fd().as_raw_fd(), second.as_fd().as_raw_fd());
+        first.write_all_at(b"kept", 4096).unwrap();
+        let mut tidied = false;
+        first.release(|file| {
+            tidied = true;
+            let mut back = [0u8; 4];
+            assert_eq!(file.read_at(&mut back, 4096).unwrap(), 4);
+            assert_eq!(&back, b"kept");
+        });
+        assert!(tidied, "a release that is not the last tidies");
+        assert!(SHARED.is_held());
+        let path = format!("/proc/self/fd/{}", second.as_fd().as_raw_fd());
+        let mut last_tidied = false;
+        second.release(|_| last_tidied = true);
+        assert!(!last_tidied, "the last release closes instead of tidying");
+        assert!(!SHARED.is_held());
+        assert!(
+            std::fs::read_link(&path).map_or(true, |target| !target
+                .to_string_lossy()
+                .contains("fork-sys-test")),
+            "the file is still open after the last release"
+        );
+        // A new hold: a new, empty file.
+        let third = SHARED.hold().unwrap();
+        let mut back = [0u8; 4];
+        assert_eq!(third.read_at(&mut back, 4096).unwrap(), 0);
     }
 }

@@ -525,7 +525,9 @@ impl<R: DeserializeOwned> Process<R> {
             // setting errno for that writes a page the child still shares (a copy-on-write
             // fault, several µs). Timed waits read as before: `poll_finished` does not sleep
             // on the doorbell, and an async join wakes on the pipe.
-            if deadline.is_some() || !self.report_fd().is_some_and(|(_, is_bell)| is_bell) {
+            if self.pipe.is_some()
+                && (deadline.is_some() || !self.report_fd().is_some_and(|(_, is_bell)| is_bell))
+            {
                 self.drain_pipe(deadline)?;
             }
             // A forked child with a result slot, waited for without a limit: straight to the
@@ -542,8 +544,11 @@ impl<R: DeserializeOwned> Process<R> {
             };
             if exited {
                 // Whatever it wrote before exiting is in the pipe now, at most a pipe's worth:
-                // read it all (reading stops once the report is whole).
-                self.drain_pipe(None)?;
+                // read it all (reading stops once the report is whole). Not called without a
+                // pipe: its frame reaches a page of the stack the fork protected.
+                if self.pipe.is_some() {
+                    self.drain_pipe(None)?;
+                }
                 self.collect_slot();
                 return Ok(true);
             }

@@ -27,10 +27,10 @@ pub(crate) use linux::{ResultSlot, SlotWriter};
 
 #[cfg(target_os = "linux")]
 mod linux {
+    use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
-    use fork_sys::{MemoryFile, Pid};
+    use fork_sys::{MemoryFile, MemoryFileHold, Pid, SharedMemoryFile};
     use serde::de::DeserializeOwned;
 
     use crate::child_side::Report;
@@ -49,8 +49,14 @@ mod linux {
         /// where its own report goes) but makes its own for its children: [`forked`].
         owner: Pid,
         /// The file while any slot of it is held (each holds it): it is closed when the last
-        /// is released, so a process with no child running holds no descriptor for it.
-        file: Mutex<Weak<MemoryFile>>,
+        /// is released, so a process with no child running holds no descriptor for it. Its
+        /// count and lock live here, beside the slot numbers, not on the heap: one page for
+        /// the parent to write when it releases a slot after a fork, not three.
+        file: SharedMemoryFile,
+        /// False under a file size limit (`RLIMIT_FSIZE`): slots lie up to `SLOTS * STRIDE`
+        /// bytes in, and a write past the limit would kill the child with `SIGXFSZ`. Pipes,
+        /// then.
+        usable: bool,
         /// Bit `i` of word `i / 64`: slot `i` is taken.
         taken: [AtomicU64; SLOTS / 64],
         /// In a forked child (and only there): the child's own arena.
@@ -65,28 +71,11 @@ mod linux {
             let _window = fork_sys::spawn_window();
             Arena {
                 owner,
-                file: Mutex::new(Weak::new()),
+                file: SharedMemoryFile::new(c"proc-core-results"),
+                usable: MemoryFile::size_limit().is_none(),
                 taken: [const { AtomicU64::new(0) }; SLOTS / 64],
                 forked: OnceLock::new(),
             }
-        }
-    }
-
-    impl Arena {
-        /// The file, made now if no slot holds it; `None` if it cannot be made.
-        fn file(&self) -> Option<Arc<MemoryFile>> {
-            let mut current = self.file.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(file) = current.upgrade() {
-                return Some(file);
-            }
-            // Slots lie up to `SLOTS * STRIDE` bytes in: a file size limit below that would
-            // kill a child with SIGXFSZ, so under one, pipes.
-            if MemoryFile::size_limit().is_some() {
-                return None;
-            }
-            let file = Arc::new(MemoryFile::new(c"proc-core-results").ok()?);
-            *current = Arc::downgrade(&file);
-            Some(file)
         }
     }
 
@@ -117,7 +106,8 @@ mod linux {
     pub(crate) struct ResultSlot {
         arena: &'static Arena,
         index: usize,
-        file: Arc<MemoryFile>,
+        /// `Some` until the slot is released.
+        file: Option<MemoryFileHold<'static>>,
         /// How far into the slot the child's report reaches, once read (`u64::MAX` until then:
         /// anywhere).
         reach: AtomicU64,
@@ -131,7 +121,10 @@ mod linux {
                 return None;
             }
             let arena = arena();
-            let file = arena.file()?;
+            if !arena.usable {
+                return None;
+            }
+            let file = arena.file.hold().ok()?;
             for (word_index, word) in arena.taken.iter().enumerate() {
                 let mut taken = word.load(Ordering::Relaxed);
                 while taken != u64::MAX {
@@ -142,7 +135,7 @@ mod linux {
                         return Some(ResultSlot {
                             arena,
                             index: word_index * 64 + bit as usize,
-                            file,
+                            file: Some(file),
                             reach: AtomicU64::new(u64::MAX),
                         });
                     }
@@ -156,8 +149,16 @@ mod linux {
         #[inline]
         pub(crate) fn writer(&self) -> SlotWriter<'_> {
             SlotWriter {
-                file: &self.file,
+                file: self.file(),
                 offset: self.offset(),
+            }
+        }
+
+        #[inline]
+        fn file(&self) -> &MemoryFile {
+            match &self.file {
+                Some(file) => file,
+                None => unreachable!("a result slot is held until it is dropped"),
             }
         }
 
@@ -174,7 +175,7 @@ mod linux {
             &self,
             max_len: usize,
         ) -> Option<Result<Report<R>, CodecError>> {
-            let file = &self.file;
+            let file = self.file();
             let mut first = [0u8; STACK_READ];
             let got = match file.read_at(&mut first, self.offset()) {
                 Ok(got) => got,
@@ -234,34 +235,33 @@ mod linux {
     impl Drop for ResultSlot {
         fn drop(&mut self) {
             // The child is gone (the owner's contract).
-            let mut current = self
-                .arena
-                .file
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            // The last slot of the file: it is closed with this one, memory and all, and no
-            // slot can be taken in it meanwhile (`take` upgrades under the lock).
-            if Arc::strong_count(&self.file) == 1 {
-                self.free_number();
-                *current = Weak::new();
+            let Some(file) = self.file.take() else {
+                return;
+            };
+            // A copy of the handle in a forked child (moved into another child's closure, say):
+            // the slot, and the report in it, are still the parent's.
+            if fork_sys::getpid() != self.arena.owner {
+                std::mem::forget(file);
                 return;
             }
-            drop(current);
-            // Zero the frame header, so that the next child's parent never reads this report
-            // for its own, and give back the memory of a report that reached past the first
-            // page (the first stays, for the next child: a fresh page would have to be
-            // zeroed again). Should either fail, the number stays taken rather than risk a
-            // stale report.
-            let zeroed = self
-                .file
-                .write_all_at(&[0; HEADER_LEN], self.offset())
-                .is_ok();
-            let freed = self.reach.load(Ordering::Relaxed) <= FIRST_PAGE
-                || self
-                    .file
-                    .discard(self.offset() + FIRST_PAGE, STRIDE - FIRST_PAGE)
-                    .is_ok();
-            if zeroed && freed {
+            let offset = self.offset();
+            let reach = self.reach.load(Ordering::Relaxed);
+            let mut tidied = true;
+            // The last hold closes the file, memory and all: nothing to tidy, and a slot taken
+            // afterwards is in a new file. Otherwise zero the frame header, so that the next
+            // child's parent never reads this report for its own, and give back the memory of
+            // a report that reached past the first page (the first stays, for the next child:
+            // a fresh page would have to be zeroed again). Should either fail, the number
+            // stays taken rather than risk a stale report.
+            file.release(|file| {
+                let zeroed = file.write_all_at(&[0; HEADER_LEN], offset).is_ok();
+                let freed = reach <= FIRST_PAGE
+                    || file
+                        .discard(offset + FIRST_PAGE, STRIDE - FIRST_PAGE)
+                        .is_ok();
+                tidied = zeroed && freed;
+            });
+            if tidied {
                 self.free_number();
             }
         }

@@ -186,3 +186,31 @@ fn a_child_that_spawns_gets_slots_of_its_own() {
     .unwrap();
     assert_eq!(sum, 55);
 }
+
+#[test]
+fn a_handle_moved_into_another_childs_closure_leaves_both_reports_alone() {
+    for _ in 0..20 {
+        let first = Process::spawn(|| {
+            std::thread::sleep(Duration::from_millis(20));
+            41u64
+        })
+        .unwrap();
+        // The second child gets the first handle (the parent drops its copy: the reaper
+        // takes the first child); dropping it there must not touch the parent's slots, its
+        // own report's included.
+        let second = Process::spawn(move || {
+            drop(first);
+            7u64
+        })
+        .unwrap();
+        assert_eq!(second.join().unwrap(), 7);
+    }
+    assert!(
+        test_support::eventually(Duration::from_secs(20), || {
+            test_support::child_count() == 0 && result_file_bytes().is_none()
+        }),
+        "children left: {}, result file: {:?}",
+        test_support::child_count(),
+        result_file_bytes()
+    );
+}
