@@ -181,6 +181,8 @@ pub(crate) struct Scenario {
     first_is: &'static str,
     /// At most this many rounds, for scenarios whose batches take seconds.
     max_rounds: Option<Rounds>,
+    /// Each round is split into this many, each batch into as many smaller ones.
+    interleave: u32,
     /// Targets one row's median should meet against another's, shown under the table.
     goals: Vec<Goal>,
 }
@@ -220,6 +222,7 @@ impl Scenario {
             contenders: vec![floor],
             first_is: "floor",
             max_rounds: None,
+            interleave: 1,
             goals: Vec::new(),
         }
     }
@@ -248,6 +251,15 @@ impl Scenario {
     /// that take seconds.
     pub(crate) fn max_rounds(mut self, rounds: Rounds) -> Scenario {
         self.max_rounds = Some(rounds);
+        self
+    }
+
+    /// Splits every round into `times` rounds of batches `times` smaller (as many ops in all),
+    /// so the contenders take turns `times` as often: for figures the VM's slow and fast
+    /// spells (tens of milliseconds long) would otherwise fall on one contender's batch and
+    /// not on another's.
+    pub(crate) fn interleave(mut self, times: u32) -> Scenario {
+        self.interleave = times.max(1);
         self
     }
 
@@ -315,6 +327,7 @@ pub(crate) fn run(scenario: Scenario, rounds: Rounds) -> BenchResult<Report> {
         mut contenders,
         first_is,
         max_rounds,
+        interleave,
         goals,
     } = scenario;
     let rounds = match max_rounds {
@@ -324,14 +337,34 @@ pub(crate) fn run(scenario: Scenario, rounds: Rounds) -> BenchResult<Report> {
         },
         None => rounds,
     };
+    let ops_per_batch = (ops_per_batch / u64::from(interleave)).max(1);
+    let rounds = Rounds {
+        warmup: rounds.warmup * interleave,
+        measured: rounds.measured * interleave,
+    };
     let mut samples: Vec<Vec<f64>> = contenders
         .iter()
         .map(|_| Vec::with_capacity(rounds.measured as usize))
         .collect();
     let ops = u32::try_from(ops_per_batch).unwrap_or(u32::MAX);
     eprint!("{name}: ");
+    let count = contenders.len();
     for round in 0..rounds.warmup + rounds.measured {
-        for (contender, samples) in contenders.iter_mut().zip(&mut samples) {
+        // An interleaved scenario starts each round one contender further on, so no row
+        // always follows the same other (a batch right after Python's, say, pays for that
+        // process's exit): its batches are short enough for that to show.
+        let first = if interleave > 1 {
+            round as usize % count.max(1)
+        } else {
+            0
+        };
+        for turn in 0..count {
+            let index = (first + turn) % count;
+            let (Some(contender), Some(samples)) =
+                (contenders.get_mut(index), samples.get_mut(index))
+            else {
+                continue;
+            };
             let ContenderState::Ready(batch) = &mut contender.state else {
                 continue;
             };
