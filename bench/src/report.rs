@@ -157,7 +157,9 @@ equivalents (`os.fork`, `subprocess`, `os.pipe`) when `python3` is present.
 
 Every scenario runs its contenders **interleaved**: round 1 times one batch of each contender in
 turn, then round 2 does the same, and so on ({warmup} warm-up rounds, then {measured} measured
-rounds). A noisy moment of the machine therefore hits every contender alike. Figures are per op:
+rounds; fewer where batches take seconds, more and smaller where an op takes microseconds and
+the turns must be finer, each such round starting one contender further on: each section says
+how many). A noisy moment of the machine therefore hits every contender alike. Figures are per op:
 the **median** over the measured rounds and the **p10–p90 spread**. The **ratio** is the
 contender's median over the floor's median: for times, 2.00× means twice as slow as the floor;
 for throughputs, 2.00× means twice as fast. Python figures are timed inside the script
@@ -209,10 +211,11 @@ cargo run --release -p bench --features procspawn -- --filter \"start methods\" 
 /// One scenario's section.
 fn scenario_markdown(report: &Report) -> String {
     let mut text = format!(
-        "\n## {}\n\nOne op: {}. {} ops per batch; ratio = {}.\n\n",
+        "\n## {}\n\nOne op: {}. {} ops per batch, {} measured rounds; ratio = {}.\n\n",
         report.name,
         report.op,
         report.ops_per_batch,
+        report.rounds.measured,
         report.unit.ratio_meaning(),
     );
     if let Some(note) = report.note {
