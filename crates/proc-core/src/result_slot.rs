@@ -10,12 +10,13 @@
 //! slot's offset with `pwrite`, which never waits for a reader, and exits; the parent waits
 //! for the exit with a plain blocking `waitpid` and reads the report back with `pread`.
 //!
-//! The file ([`fork_sys::MemoryFile`]) is made on the first spawn, once per process (a
-//! forked child that spawns makes its own), and stays open for the life of the process,
-//! close-on-exec, like the reaper's wake pipe. It is sparse: a slot takes memory only for
-//! the report in it, and gives it back when the slot is released. A slot is released once
-//! its child has been reaped (by `join`, by the handle's drop, or by the reaper after a
-//! drop), never before, so no late write of a child lands in a report of another.
+//! The file ([`fork_sys::SharedMemoryFile`], close-on-exec) is made for the first child of a
+//! process that runs and closed with the last (a forked child that spawns makes its own), so
+//! a process with no child running holds no descriptor for it; children running at once share
+//! one. It is sparse: a slot takes memory only for the report in it, and gives it back when
+//! the slot is released. A slot is released once its child has been reaped (by `join`, by the
+//! handle's drop, or by the reaper after a drop), never before, so no late write of a child
+//! lands in a report of another.
 //!
 //! There are [`SLOTS`] of them; when all are taken (or the file cannot be made), a spawn
 //! falls back to a pipe of its own, as on other platforms.
