@@ -174,6 +174,25 @@ impl SharedMemoryFile {
         Ok(MemoryFileHold { shared: self })
     }
 
+    /// Counts one hold less, closing the file if that was the last; with `only_if_last`, only
+    /// if it was the last (false otherwise, and nothing changes). One critical section, so no
+    /// hold is made between the count reaching 0 and the file closing.
+    fn let_go(&self, only_if_last: bool) -> bool {
+        let mut holds = self.holds.lock().unwrap_or_else(PoisonError::into_inner);
+        if only_if_last && *holds != 1 {
+            return false;
+        }
+        *holds -= 1;
+        if *holds == 0 {
+            // SAFETY: the count is 0 and we hold its lock: that was the last hold, so nothing
+            // reads `file`, and no one else writes it.
+            let file = unsafe { (*self.file.get()).take() };
+            drop(holds);
+            drop(file);
+        }
+        true
+    }
+
     /// Whether any hold exists (and so the file is open).
     pub fn is_held(&self) -> bool {
         *self.holds.lock().unwrap_or_else(PoisonError::into_inner) > 0
@@ -192,22 +211,11 @@ impl MemoryFileHold<'_> {
     /// which case the file is closed at once (its memory with it) and nothing need be tidied:
     /// a hold made afterwards gets a new, empty file, never this one.
     pub fn release(self, tidy: impl FnOnce(&MemoryFile)) {
-        let mut holds = self
-            .shared
-            .holds
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if *holds == 1 {
-            *holds = 0;
-            // SAFETY: the count was 1, ours, and we hold its lock: nothing else reads `file`.
-            let file = unsafe { (*self.shared.file.get()).take() };
-            drop(holds);
+        if self.shared.let_go(true) {
             // Let go already: its drop would count it a second time.
             std::mem::forget(self);
-            drop(file);
             return;
         }
-        drop(holds);
         tidy(&self);
         // Dropping `self` lets go (and closes the file if the others let go meanwhile).
     }
@@ -231,19 +239,7 @@ impl std::ops::Deref for MemoryFileHold<'_> {
 
 impl Drop for MemoryFileHold<'_> {
     fn drop(&mut self) {
-        let mut holds = self
-            .shared
-            .holds
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        *holds -= 1;
-        if *holds == 0 {
-            // SAFETY: the count is 0 and we hold its lock: this was the last hold, so nothing
-            // reads `file`.
-            let file = unsafe { (*self.shared.file.get()).take() };
-            drop(holds);
-            drop(file);
-        }
+        self.shared.let_go(false);
     }
 }
 

@@ -37,10 +37,7 @@ fn big_value(seed: u8) -> Vec<u8> {
 fn a_killed_child_never_reports_the_value_of_the_child_before_it() {
     // Keeps the result file open, so the slots below are reused in it, not in a new file.
     let gate = SharedRegion::new(8).unwrap();
-    let keeper = {
-        let gate = &gate;
-        Process::spawn(move || wait_for(gate)).unwrap()
-    };
+    let keeper = keep_the_file_open(&gate);
     for round in 0..20u64 {
         // Leaves its report in a slot, which is then released for the next child.
         assert_eq!(
@@ -65,12 +62,9 @@ fn a_killed_child_never_reports_the_value_of_the_child_before_it() {
 
 #[test]
 fn large_values_arrive_whole_and_their_memory_is_given_back() {
-    // A child that keeps the result file open while the others come and go.
+    // Keeps the result file open while the others come and go.
     let gate = SharedRegion::new(8).unwrap();
-    let keeper = {
-        let gate = &gate;
-        Process::spawn(move || wait_for(gate)).unwrap()
-    };
+    let keeper = keep_the_file_open(&gate);
 
     let value = Process::spawn(|| big_value(3)).unwrap().join().unwrap();
     assert!(value == big_value(3), "a 4 MiB value came back changed");
@@ -107,6 +101,11 @@ fn large_values_arrive_whole_and_their_memory_is_given_back() {
     assert_eq!(keeper.join().unwrap(), 1);
     // No child runs: the file is closed, its memory with it.
     assert_eq!(result_file_bytes(), None);
+}
+
+/// A child that runs (and so keeps the result file open) until `gate` is opened.
+fn keep_the_file_open(gate: &SharedRegion) -> Process<u32> {
+    Process::spawn(move || wait_for(gate)).unwrap()
 }
 
 /// Sleeps until `gate` is opened; 1.
