@@ -69,9 +69,8 @@ pub fn reap_in_background_then(child: ChildHandle, then: impl FnOnce() + Send + 
 fn reap(adopted: Adopted) {
     if let Err(mut adopted) = hand_over(adopted) {
         let _ = adopted.child.wait();
-        if let Some(then) = adopted.then.take() {
-            then();
-        }
+        // Reaped now (or not waitable): runs what follows.
+        adopted.reap();
     }
 }
 

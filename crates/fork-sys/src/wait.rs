@@ -67,7 +67,7 @@ pub(crate) fn wait_with_watcher(
         if now >= deadline {
             return Ok(None);
         }
-        watcher.sleep_until_exit(pid, deadline - now, &mut naps)?;
+        watcher.sleep_until_exit(deadline - now, &mut naps)?;
     }
 }
 
@@ -197,11 +197,10 @@ impl ExitWatcher {
 
     /// Sleeps until the child may have exited or `timeout` passes, whichever comes first. May
     /// return early (a signal, a spurious wake-up); callers re-check with `try_wait`.
-    fn sleep_until_exit(&self, pid: Pid, timeout: Duration, naps: &mut u32) -> io::Result<()> {
+    fn sleep_until_exit(&self, timeout: Duration, naps: &mut u32) -> io::Result<()> {
         match self.fd() {
             Some(fd) => platform::sleep_until_ready(fd, timeout),
             None => {
-                let _ = pid;
                 // 1, 2, 4 ... 32, 50, 50 ms: quick for short-lived children, cheap for long ones.
                 let nap =
                     Duration::from_millis(1u64 << (*naps).min(5)).min(Duration::from_millis(50));

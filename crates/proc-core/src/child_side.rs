@@ -34,6 +34,9 @@ const EXIT_RETURNED: i32 = 0;
 const RETURNED_VARIANT: u8 = 0;
 /// The largest report frame a child encodes on its stack.
 const SMALL_REPORT: usize = 256;
+/// The most a parent's first read of a report (from a pipe or a result slot) takes into its
+/// stack: room for any report a child encodes on its stack ([`SMALL_REPORT`]), and then some.
+pub(crate) const STACK_READ: usize = 512;
 /// The largest report a child writes without ringing its parent's doorbell: what an empty
 /// pipe always holds (a page; the kernel gives a pipe at least one, even to a user over the
 /// pipe-buffer limit), so the write cannot block and the child goes on to exit. The parent

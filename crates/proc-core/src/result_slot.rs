@@ -34,7 +34,7 @@ mod linux {
     use fork_sys::{MemoryFile, MemoryFileHold, Pid, SharedMemoryFile};
     use serde::de::DeserializeOwned;
 
-    use crate::child_side::Report;
+    use crate::child_side::{Report, STACK_READ};
     use crate::codec::{self, CodecError, HEADER_LEN};
 
     /// How many children may hold a slot at once.
@@ -215,9 +215,6 @@ mod linux {
             }
         }
     }
-
-    /// How much of a slot a parent reads into its stack first.
-    const STACK_READ: usize = 512;
 
     /// Decodes a frame whose header announced `frame.len()` bytes.
     fn decode_whole<R: DeserializeOwned>(
