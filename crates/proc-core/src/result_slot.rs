@@ -169,8 +169,8 @@ mod linux {
         }
 
         /// The report the child left, once it has been reaped: `None` if it left none (it was
-        /// killed, or exec'd, before writing one); an error for a frame cut short (killed while
-        /// writing) or one that does not decode. Small reports are read into the stack: every
+        /// killed, or exec'd, before it finished writing one: the header is written last); an
+        /// error for a frame that does not decode. Small reports are read into the stack: every
         /// heap page the parent writes while another child lives is a copy-on-write fault.
         pub(crate) fn read_report<R: DeserializeOwned>(
             &self,
@@ -204,11 +204,11 @@ mod linux {
             frame[..got].copy_from_slice(&first[..got]);
             match file.read_exact_at(&mut frame[got..], self.offset() + got as u64) {
                 Ok(()) => Some(decode_whole(&frame, max_len)),
-                // The child was killed while writing.
+                // Shorter than its header says (the file cut short under it).
                 Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => {
                     Some(Err(CodecError::Truncated {
                         expected: frame_len,
-                        got: frame_len.min(got),
+                        got,
                     }))
                 }
                 Err(err) => Some(Err(CodecError::Io(err))),
@@ -283,12 +283,47 @@ mod linux {
     }
 
     impl SlotWriter<'_> {
-        /// Writes the child's whole report frame; never waits for the parent.
+        /// Writes the child's whole report frame; never waits for the parent. The payload
+        /// first, the length header last: a child killed while writing leaves no header (the
+        /// slot's reads as zero until then), so its parent sees no report and the signal,
+        /// never a frame whose tail is the zeros of a sparse file, which could decode as a
+        /// value.
         // Inlined: a forked child runs it, and each 64 KiB window of code a child runs costs it a
         // page fault (fork does not copy the page tables of the program's text).
         #[inline]
         pub(crate) fn write(&self, frame: &[u8]) -> std::io::Result<()> {
-            self.file.write_all_at(frame, self.offset)
+            let (header, payload) = frame.split_at(HEADER_LEN.min(frame.len()));
+            self.file
+                .write_all_at(payload, self.offset + HEADER_LEN as u64)?;
+            self.file.write_all_at(header, self.offset)
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #![allow(clippy::unwrap_used)] // In tests a failed unwrap is a failed test.
+
+        use super::{HEADER_LEN, ResultSlot, codec};
+        use crate::child_side::Report;
+
+        #[test]
+        fn a_payload_without_its_header_is_no_report() {
+            let slot = ResultSlot::take(1 << 20).unwrap();
+            let mut frame = Vec::new();
+            codec::encode_frame(&Report::Returned(vec![7u8; 10_000]), &mut frame, 1 << 20).unwrap();
+            // What a child killed after the payload, before the header, leaves: no report.
+            let writer = slot.writer();
+            writer
+                .file
+                .write_all_at(&frame[HEADER_LEN..], writer.offset + HEADER_LEN as u64)
+                .unwrap();
+            assert!(slot.read_report::<Vec<u8>>(1 << 20).is_none());
+            // The whole write: the value.
+            writer.write(&frame).unwrap();
+            match slot.read_report::<Vec<u8>>(1 << 20) {
+                Some(Ok(Report::Returned(value))) => assert_eq!(value, vec![7u8; 10_000]),
+                other => panic!("the report read back as {other:?}"),
+            }
         }
     }
 }
